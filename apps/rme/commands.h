@@ -1,0 +1,16 @@
+// apps/rme: subcommand registration. Each add_*_command registers its options and, when chosen,
+// sets `run` to the function main() calls after parsing.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <functional>
+
+namespace rme::cli {
+
+void add_info_command(CLI::App& root, std::function<int()>& run);
+void add_generate_command(CLI::App& root, std::function<int()>& run);
+void add_perplexity_command(CLI::App& root, std::function<int()>& run);
+void add_logits_command(CLI::App& root, std::function<int()>& run);
+void add_convert_command(CLI::App& root, std::function<int()>& run);
+
+}  // namespace rme::cli

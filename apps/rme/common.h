@@ -1,0 +1,40 @@
+// apps/rme: helpers shared by the subcommands (model loading, error reporting, progress).
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <string>
+
+#include "core/status.h"
+#include "formats/model_io.h"
+
+namespace rme::cli {
+
+// Options every model-reading command takes.
+struct ModelArgs {
+  std::string model;
+  std::string tokenizer;
+  int threads = 0;
+  void add(CLI::App& app);
+};
+
+// Loads the model (and applies --threads); prints the error and returns nullopt on failure.
+Result<LoadedModel> load(const ModelArgs& args);
+
+// Prints "rme: error: <message>" to stderr and returns exit code 1.
+int fail(const Status& st);
+
+// A one-line stderr progress bar with rate and ETA, redrawn at most 10 times a second.
+class Progress {
+ public:
+  Progress(std::string label, int64_t total, std::string unit);
+  void update(int64_t done);
+  void finish();
+
+ private:
+  std::string label_, unit_;
+  int64_t total_;
+  double start_, last_draw_ = 0;
+  bool tty_;
+};
+
+}  // namespace rme::cli

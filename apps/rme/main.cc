@@ -1,0 +1,26 @@
+// apps/rme: the `rme` command-line tool.
+#include <cstdio>
+
+#include "commands.h"
+#include "kernels/cpu.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"rme: refactor dense Llama models into router-decoupled MoEs and serve them (Read-ME)"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "rme 0.1.0");
+  std::function<int()> run;
+  rme::cli::add_info_command(app, run);
+  rme::cli::add_generate_command(app, run);
+  rme::cli::add_perplexity_command(app, run);
+  rme::cli::add_logits_command(app, run);
+  rme::cli::add_convert_command(app, run);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::Success& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return 2;
+  }
+  return run ? run() : 2;
+}

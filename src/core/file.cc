@@ -1,0 +1,129 @@
+// core: file helpers on POSIX.
+#include "core/file.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+namespace rme {
+
+Result<std::shared_ptr<MappedFile>> MappedFile::open(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return io_error(path + ": cannot open: " + std::strerror(errno));
+  struct stat st{};
+  if (fstat(fd, &st) != 0) {
+    ::close(fd);
+    return io_error(path + ": cannot stat: " + std::strerror(errno));
+  }
+  if (S_ISDIR(st.st_mode)) {
+    ::close(fd);
+    return invalid_argument(path + ": is a directory, expected a file");
+  }
+  auto file = std::shared_ptr<MappedFile>(new MappedFile());
+  file->path_ = path;
+  file->size_ = static_cast<size_t>(st.st_size);
+  if (file->size_ > 0) {
+    void* p = mmap(nullptr, file->size_, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (p == MAP_FAILED) {
+      ::close(fd);
+      return io_error(path + ": cannot mmap: " + std::strerror(errno));
+    }
+    file->data_ = static_cast<const uint8_t*>(p);
+  }
+  ::close(fd);
+  return file;
+}
+
+MappedFile::~MappedFile() {
+  if (data_ != nullptr) munmap(const_cast<uint8_t*>(data_), size_);
+}
+
+Result<std::string> read_file(const std::string& path) {
+  if (is_directory(path)) return invalid_argument(path + ": is a directory, expected a file");
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return io_error(path + ": cannot open: " + std::strerror(errno));
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+bool file_exists(const std::string& path) {
+  struct stat st{};
+  return stat(path.c_str(), &st) == 0;
+}
+
+bool is_directory(const std::string& path) {
+  struct stat st{};
+  return stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+Result<std::unique_ptr<AtomicFileWriter>> AtomicFileWriter::create(const std::string& path) {
+  auto w = std::unique_ptr<AtomicFileWriter>(new AtomicFileWriter());
+  w->path_ = path;
+  w->tmp_path_ = path + ".tmp." + std::to_string(getpid());
+  w->fd_ = ::open(w->tmp_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (w->fd_ < 0) return io_error(w->tmp_path_ + ": cannot create: " + std::strerror(errno));
+  return w;
+}
+
+AtomicFileWriter::~AtomicFileWriter() {
+  if (fd_ >= 0) ::close(fd_);
+  if (!committed_) ::unlink(tmp_path_.c_str());
+}
+
+Status AtomicFileWriter::write(const void* data, size_t n) {
+  const char* p = static_cast<const char*>(data);
+  while (n > 0) {
+    ssize_t k = ::write(fd_, p, n);
+    if (k < 0) {
+      if (errno == EINTR) continue;
+      return io_error(tmp_path_ + ": write failed: " + std::strerror(errno));
+    }
+    p += k;
+    n -= static_cast<size_t>(k);
+    offset_ += static_cast<uint64_t>(k);
+  }
+  return Status::Ok();
+}
+
+Status AtomicFileWriter::pad_to(uint64_t alignment) {
+  static const char kZeros[4096] = {};
+  uint64_t pad = (alignment - offset_ % alignment) % alignment;
+  while (pad > 0) {
+    uint64_t k = pad < sizeof(kZeros) ? pad : sizeof(kZeros);
+    RME_RETURN_IF_ERROR(write(kZeros, k));
+    pad -= k;
+  }
+  return Status::Ok();
+}
+
+Status AtomicFileWriter::commit() {
+  if (fsync(fd_) != 0) return io_error(tmp_path_ + ": fsync failed: " + std::strerror(errno));
+  ::close(fd_);
+  fd_ = -1;
+  if (::rename(tmp_path_.c_str(), path_.c_str()) != 0)
+    return io_error(path_ + ": rename failed: " + std::strerror(errno));
+  committed_ = true;
+  std::string dir = ".";
+  if (auto slash = path_.rfind('/'); slash != std::string::npos) dir = path_.substr(0, slash + 1);
+  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    fsync(dfd);
+    ::close(dfd);
+  }
+  return Status::Ok();
+}
+
+Status write_file_atomic(const std::string& path, std::string_view contents) {
+  RME_ASSIGN_OR_RETURN(auto w, AtomicFileWriter::create(path));
+  RME_RETURN_IF_ERROR(w->write(contents));
+  return w->commit();
+}
+
+}  // namespace rme

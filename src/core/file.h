@@ -1,0 +1,60 @@
+// core: read-only memory-mapped files, whole-file reads and atomic writes.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "core/status.h"
+
+namespace rme {
+
+// A read-only mapping of a whole file. Owns the mapping; movable, not copyable. Immutable after
+// open, so safe to share across threads. Fails (Status) if the file cannot be opened or mapped.
+class MappedFile {
+ public:
+  static Result<std::shared_ptr<MappedFile>> open(const std::string& path);
+  ~MappedFile();
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+
+  const uint8_t* data() const { return data_; }
+  size_t size() const { return size_; }
+  const std::string& path() const { return path_; }
+
+ private:
+  MappedFile() = default;
+  std::string path_;
+  const uint8_t* data_ = nullptr;
+  size_t size_ = 0;
+};
+
+Result<std::string> read_file(const std::string& path);
+bool file_exists(const std::string& path);
+bool is_directory(const std::string& path);
+
+// Writes a file so that a crash leaves either the old or the new contents: write to a temp file
+// beside it, fsync, rename over the target, fsync the directory.
+class AtomicFileWriter {
+ public:
+  static Result<std::unique_ptr<AtomicFileWriter>> create(const std::string& path);
+  ~AtomicFileWriter();  // removes the temp file unless commit() succeeded
+  Status write(const void* data, size_t n);
+  Status write(std::string_view s) { return write(s.data(), s.size()); }
+  Status pad_to(uint64_t alignment);  // zero bytes up to a multiple of alignment
+  uint64_t offset() const { return offset_; }
+  Status commit();
+
+ private:
+  AtomicFileWriter() = default;
+  std::string path_, tmp_path_;
+  int fd_ = -1;
+  uint64_t offset_ = 0;
+  bool committed_ = false;
+};
+
+Status write_file_atomic(const std::string& path, std::string_view contents);
+
+}  // namespace rme

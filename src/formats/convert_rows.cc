@@ -1,0 +1,52 @@
+// formats: row conversion helpers.
+#include "formats/convert_rows.h"
+
+#include <cstring>
+
+#include "tensor/quant.h"
+
+namespace rme {
+
+std::vector<int64_t> rope_row_order(int64_t n_head, int64_t head_dim, RopeStyle from,
+                                    RopeStyle to) {
+  std::vector<int64_t> order(static_cast<size_t>(n_head * head_dim));
+  const int64_t half = head_dim / 2;
+  for (int64_t h = 0; h < n_head; ++h) {
+    const int64_t b = h * head_dim;
+    for (int64_t i = 0; i < half; ++i) {
+      if (from == to) {
+        order[b + i] = b + i;
+        order[b + half + i] = b + half + i;
+      } else if (to == RopeStyle::kHalf) {  // interleaved -> half
+        order[b + i] = b + 2 * i;
+        order[b + half + i] = b + 2 * i + 1;
+      } else {  // half -> interleaved
+        order[b + 2 * i] = b + i;
+        order[b + 2 * i + 1] = b + half + i;
+      }
+    }
+  }
+  return order;
+}
+
+std::shared_ptr<Buffer> convert_matrix(const MatView& src, DType to,
+                                       const std::vector<int64_t>& order) {
+  const size_t in_row = dtype_row_bytes(src.dtype, src.n_in);
+  const size_t out_row = dtype_row_bytes(to, src.n_in);
+  auto buf = std::make_shared<Buffer>(out_row * static_cast<size_t>(src.n_out));
+  std::vector<float> tmp(static_cast<size_t>(src.n_in));
+  for (int64_t r = 0; r < src.n_out; ++r) {
+    const int64_t from = order.empty() ? r : order[r];
+    const uint8_t* s = static_cast<const uint8_t*>(src.data) + from * in_row;
+    uint8_t* d = buf->data() + r * out_row;
+    if (src.dtype == to) {
+      std::memcpy(d, s, in_row);
+    } else {
+      dequantize_row(src.dtype, s, tmp.data(), src.n_in);
+      quantize_row(to, tmp.data(), d, src.n_in);
+    }
+  }
+  return buf;
+}
+
+}  // namespace rme

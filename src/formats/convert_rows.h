@@ -1,0 +1,22 @@
+// formats: converting a weight matrix to another dtype and reordering Q/K rows between the two
+// RoPE layouts (used by the writers).
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "kernels/matmul.h"
+#include "model/config.h"
+#include "tensor/tensor.h"
+
+namespace rme {
+
+// Source row for each destination row when moving Q or K weights of n_head heads from one RoPE
+// pairing to the other (interleaved <-> half). Identity when from == to.
+std::vector<int64_t> rope_row_order(int64_t n_head, int64_t head_dim, RopeStyle from, RopeStyle to);
+
+// Copies `src` into a new buffer as dtype `to`, taking rows in `order` (empty = identity).
+std::shared_ptr<Buffer> convert_matrix(const MatView& src, DType to,
+                                       const std::vector<int64_t>& order = {});
+
+}  // namespace rme

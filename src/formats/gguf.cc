@@ -1,0 +1,344 @@
+// formats: GGUF parsing with every length, count and offset checked against the file size.
+#include "formats/gguf.h"
+
+#include <cstring>
+
+#include "tokenizer/utf8.h"
+
+namespace rme {
+namespace {
+
+constexpr uint32_t kMagic = 0x46554747;  // "GGUF" little-endian
+
+// GGUF tensor type ids for the dtypes rme computes in.
+bool dtype_from_ggml(uint32_t t, DType& out) {
+  switch (t) {
+    case 0: out = DType::kF32; return true;
+    case 1: out = DType::kF16; return true;
+    case 2: out = DType::kQ4_0; return true;
+    case 8: out = DType::kQ8_0; return true;
+    case 30: out = DType::kBF16; return true;
+  }
+  return false;
+}
+uint32_t ggml_from_dtype(DType t) {
+  switch (t) {
+    case DType::kF32: return 0;
+    case DType::kF16: return 1;
+    case DType::kQ4_0: return 2;
+    case DType::kQ8_0: return 8;
+    case DType::kBF16: return 30;
+  }
+  return 0;
+}
+
+size_t scalar_size(GgufValue::Type t) {
+  using T = GgufValue::Type;
+  switch (t) {
+    case T::kU8: case T::kI8: case T::kBool: return 1;
+    case T::kU16: case T::kI16: return 2;
+    case T::kU32: case T::kI32: case T::kF32: return 4;
+    case T::kU64: case T::kI64: case T::kF64: return 8;
+    default: return 0;
+  }
+}
+
+// Cursor over the mapped bytes; every read checks bounds and reports what it was reading.
+class Reader {
+ public:
+  Reader(const uint8_t* p, size_t n, std::string path) : p_(p), n_(n), path_(std::move(path)) {}
+  size_t pos() const { return pos_; }
+  size_t remaining() const { return n_ - pos_; }
+  Status need(size_t k, const std::string& what) const {
+    if (k > remaining())
+      return corrupt(path_ + ": truncated reading " + what + " at offset " + std::to_string(pos_) +
+                     " (needs " + std::to_string(k) + " bytes, " + std::to_string(remaining()) +
+                     " left)");
+    return Status::Ok();
+  }
+  template <typename T>
+  Status read(T& v, const std::string& what) {
+    RME_RETURN_IF_ERROR(need(sizeof(T), what));
+    std::memcpy(&v, p_ + pos_, sizeof(T));
+    pos_ += sizeof(T);
+    return Status::Ok();
+  }
+  Status read_string(std::string& s, const std::string& what) {
+    uint64_t len = 0;
+    RME_RETURN_IF_ERROR(read(len, what + " length"));
+    RME_RETURN_IF_ERROR(need(len, what));
+    s.assign(reinterpret_cast<const char*>(p_ + pos_), len);
+    pos_ += len;
+    if (!utf8_valid(s)) return corrupt(path_ + ": " + what + " is not valid UTF-8");
+    return Status::Ok();
+  }
+
+ private:
+  const uint8_t* p_;
+  size_t n_;
+  size_t pos_ = 0;
+  std::string path_;
+};
+
+Status read_scalar(Reader& r, GgufValue::Type t, GgufValue& v, const std::string& what) {
+  using T = GgufValue::Type;
+  switch (t) {
+    case T::kU8: { uint8_t x = 0; RME_RETURN_IF_ERROR(r.read(x, what)); v.scalar = uint64_t{x}; break; }
+    case T::kI8: { int8_t x = 0; RME_RETURN_IF_ERROR(r.read(x, what)); v.scalar = int64_t{x}; break; }
+    case T::kU16: { uint16_t x = 0; RME_RETURN_IF_ERROR(r.read(x, what)); v.scalar = uint64_t{x}; break; }
+    case T::kI16: { int16_t x = 0; RME_RETURN_IF_ERROR(r.read(x, what)); v.scalar = int64_t{x}; break; }
+    case T::kU32: { uint32_t x = 0; RME_RETURN_IF_ERROR(r.read(x, what)); v.scalar = uint64_t{x}; break; }
+    case T::kI32: { int32_t x = 0; RME_RETURN_IF_ERROR(r.read(x, what)); v.scalar = int64_t{x}; break; }
+    case T::kU64: { uint64_t x = 0; RME_RETURN_IF_ERROR(r.read(x, what)); v.scalar = x; break; }
+    case T::kI64: { int64_t x = 0; RME_RETURN_IF_ERROR(r.read(x, what)); v.scalar = x; break; }
+    case T::kF32: { float x = 0; RME_RETURN_IF_ERROR(r.read(x, what)); v.scalar = double{x}; break; }
+    case T::kF64: { double x = 0; RME_RETURN_IF_ERROR(r.read(x, what)); v.scalar = x; break; }
+    case T::kBool: {
+      uint8_t x = 0;
+      RME_RETURN_IF_ERROR(r.read(x, what));
+      if (x > 1) return corrupt(what + ": bool value " + std::to_string(x) + " is not 0 or 1");
+      v.scalar = x == 1;
+      break;
+    }
+    case T::kString: {
+      std::string s;
+      RME_RETURN_IF_ERROR(r.read_string(s, what));
+      v.scalar = std::move(s);
+      break;
+    }
+    default:
+      return corrupt(what + ": unknown value type " + std::to_string(static_cast<uint32_t>(t)));
+  }
+  v.type = t;
+  return Status::Ok();
+}
+
+Status read_value(Reader& r, GgufValue& v, const std::string& key, const std::string& path) {
+  uint32_t type = 0;
+  const std::string what = path + ": metadata '" + key + "'";
+  RME_RETURN_IF_ERROR(r.read(type, what + " type"));
+  if (type > 12) return corrupt(what + ": unknown value type " + std::to_string(type));
+  if (static_cast<GgufValue::Type>(type) != GgufValue::Type::kArray)
+    return read_scalar(r, static_cast<GgufValue::Type>(type), v, what);
+  uint32_t elem = 0;
+  uint64_t count = 0;
+  RME_RETURN_IF_ERROR(r.read(elem, what + " array element type"));
+  RME_RETURN_IF_ERROR(r.read(count, what + " array length"));
+  if (elem > 12 || elem == 9)
+    return corrupt(what + ": unsupported array element type " + std::to_string(elem));
+  auto et = static_cast<GgufValue::Type>(elem);
+  // Each element takes at least min_size bytes: reject counts the file cannot hold before
+  // reserving anything.
+  size_t min_size = et == GgufValue::Type::kString ? 8 : scalar_size(et);
+  if (count > r.remaining() / min_size)
+    return corrupt(what + ": array length " + std::to_string(count) + " exceeds the " +
+                   std::to_string(r.remaining()) + " bytes left in the file");
+  v.type = GgufValue::Type::kArray;
+  v.elem_type = et;
+  GgufValue tmp;
+  for (uint64_t i = 0; i < count; ++i) {
+    RME_RETURN_IF_ERROR(read_scalar(r, et, tmp, what + "[" + std::to_string(i) + "]"));
+    if (et == GgufValue::Type::kString) {
+      v.strings.push_back(std::move(std::get<std::string>(tmp.scalar)));
+    } else {
+      v.numbers.push_back(tmp.as_double());
+      v.ints.push_back(tmp.is_int() ? tmp.as_int() : static_cast<int64_t>(tmp.as_double()));
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+bool GgufValue::is_int() const {
+  return type != Type::kArray &&
+         (std::holds_alternative<uint64_t>(scalar) || std::holds_alternative<int64_t>(scalar));
+}
+int64_t GgufValue::as_int() const {
+  if (std::holds_alternative<uint64_t>(scalar)) return static_cast<int64_t>(std::get<uint64_t>(scalar));
+  if (std::holds_alternative<int64_t>(scalar)) return std::get<int64_t>(scalar);
+  if (std::holds_alternative<double>(scalar)) return static_cast<int64_t>(std::get<double>(scalar));
+  if (std::holds_alternative<bool>(scalar)) return std::get<bool>(scalar);
+  return 0;
+}
+double GgufValue::as_double() const {
+  if (std::holds_alternative<double>(scalar)) return std::get<double>(scalar);
+  return static_cast<double>(as_int());
+}
+
+Result<std::unique_ptr<GgufFile>> GgufFile::open(const std::string& path) {
+  auto g = std::unique_ptr<GgufFile>(new GgufFile());
+  RME_ASSIGN_OR_RETURN(g->file_, MappedFile::open(path));
+  Reader r(g->file_->data(), g->file_->size(), path);
+  uint32_t magic = 0;
+  RME_RETURN_IF_ERROR(r.read(magic, "magic"));
+  if (magic != kMagic) return corrupt(path + ": not a GGUF file (bad magic)");
+  RME_RETURN_IF_ERROR(r.read(g->version_, "version"));
+  if (g->version_ != 2 && g->version_ != 3)
+    return unsupported(path + ": GGUF version " + std::to_string(g->version_) + " (rme reads 2 and 3)");
+  uint64_t n_tensors = 0, n_kv = 0;
+  RME_RETURN_IF_ERROR(r.read(n_tensors, "tensor count"));
+  RME_RETURN_IF_ERROR(r.read(n_kv, "metadata count"));
+  // A metadata entry needs >= 13 bytes and a tensor info >= 24: bound counts by the file size.
+  if (n_kv > r.remaining() / 13)
+    return corrupt(path + ": metadata count " + std::to_string(n_kv) + " is larger than the file can hold");
+  if (n_tensors > r.remaining() / 24)
+    return corrupt(path + ": tensor count " + std::to_string(n_tensors) + " is larger than the file can hold");
+  for (uint64_t i = 0; i < n_kv; ++i) {
+    std::string key;
+    RME_RETURN_IF_ERROR(r.read_string(key, path + ": metadata key #" + std::to_string(i)));
+    GgufValue v;
+    RME_RETURN_IF_ERROR(read_value(r, v, key, path));
+    if (!g->kv_.emplace(key, std::move(v)).second)
+      return corrupt(path + ": duplicate metadata key '" + key + "'");
+  }
+  uint64_t alignment = 32;
+  if (const GgufValue* a = g->find("general.alignment")) {
+    if (!a->is_int() || a->as_int() <= 0 || (a->as_int() & (a->as_int() - 1)) != 0 || a->as_int() > (1 << 20))
+      return corrupt(path + ": general.alignment must be a power of two <= 1 MiB");
+    alignment = static_cast<uint64_t>(a->as_int());
+  }
+  for (uint64_t i = 0; i < n_tensors; ++i) {
+    GgufTensorInfo t;
+    RME_RETURN_IF_ERROR(r.read_string(t.name, path + ": tensor #" + std::to_string(i) + " name"));
+    const std::string what = path + ": tensor '" + t.name + "'";
+    uint32_t n_dims = 0;
+    RME_RETURN_IF_ERROR(r.read(n_dims, what + " n_dims"));
+    if (n_dims == 0 || n_dims > 4)
+      return corrupt(what + ": n_dims " + std::to_string(n_dims) + " outside 1..4");
+    uint64_t n_el = 1;
+    for (uint32_t d = 0; d < n_dims; ++d) {
+      uint64_t ne = 0;
+      RME_RETURN_IF_ERROR(r.read(ne, what + " dim"));
+      if (ne == 0 || ne > (uint64_t{1} << 40) || n_el > (uint64_t{1} << 40) / ne)
+        return corrupt(what + ": dimension " + std::to_string(ne) + " is absurd");
+      n_el *= ne;
+      t.ne.push_back(static_cast<int64_t>(ne));
+    }
+    uint32_t type = 0;
+    RME_RETURN_IF_ERROR(r.read(type, what + " type"));
+    if (!dtype_from_ggml(type, t.dtype))
+      return unsupported(what + ": tensor type " + std::to_string(type) +
+                         " (rme reads F32, F16, BF16, Q8_0, Q4_0)");
+    RME_RETURN_IF_ERROR(r.read(t.offset, what + " offset"));
+    if (t.offset % alignment != 0)
+      return corrupt(what + ": offset " + std::to_string(t.offset) + " is not a multiple of alignment " +
+                     std::to_string(alignment));
+    if (t.ne[0] % dtype_block_size(t.dtype) != 0)
+      return corrupt(what + ": row length " + std::to_string(t.ne[0]) + " is not a multiple of the " +
+                     std::string(dtype_name(t.dtype)) + " block size");
+    if (g->tensor_index_.count(t.name)) return corrupt(path + ": duplicate tensor '" + t.name + "'");
+    g->tensor_index_[t.name] = g->tensors_.size();
+    g->tensors_.push_back(std::move(t));
+  }
+  const uint64_t data_start = (r.pos() + alignment - 1) / alignment * alignment;
+  for (GgufTensorInfo& t : g->tensors_) {
+    t.view.dtype = t.dtype;
+    t.view.shape.assign(t.ne.rbegin(), t.ne.rend());
+    const uint64_t bytes = t.view.n_bytes();
+    if (data_start > g->file_->size() || t.offset > g->file_->size() - data_start ||
+        bytes > g->file_->size() - data_start - t.offset)
+      return corrupt(path + ": tensor '" + t.name + "' data [" + std::to_string(data_start + t.offset) +
+                     ", " + std::to_string(data_start + t.offset + bytes) + ") lies past the end of the file (" +
+                     std::to_string(g->file_->size()) + " bytes)");
+    t.view.data = g->file_->data() + data_start + t.offset;
+  }
+  return g;
+}
+
+const GgufValue* GgufFile::find(const std::string& key) const {
+  auto it = kv_.find(key);
+  return it == kv_.end() ? nullptr : &it->second;
+}
+
+const GgufTensorInfo* GgufFile::find_tensor(const std::string& name) const {
+  auto it = tensor_index_.find(name);
+  return it == tensor_index_.end() ? nullptr : &tensors_[it->second];
+}
+
+// ---- writer ----
+namespace {
+template <typename T>
+void put(std::string& s, T v) {
+  s.append(reinterpret_cast<const char*>(&v), sizeof(T));
+}
+void put_str(std::string& s, const std::string& v) {
+  put<uint64_t>(s, v.size());
+  s += v;
+}
+}  // namespace
+
+void GgufWriter::set_u32(const std::string& k, uint32_t v) {
+  std::string s; put<uint32_t>(s, 4); put(s, v); kv_.emplace_back(k, s);
+}
+void GgufWriter::set_i32(const std::string& k, int32_t v) {
+  std::string s; put<uint32_t>(s, 5); put(s, v); kv_.emplace_back(k, s);
+}
+void GgufWriter::set_f32(const std::string& k, float v) {
+  std::string s; put<uint32_t>(s, 6); put(s, v); kv_.emplace_back(k, s);
+}
+void GgufWriter::set_bool(const std::string& k, bool v) {
+  std::string s; put<uint32_t>(s, 7); put<uint8_t>(s, v ? 1 : 0); kv_.emplace_back(k, s);
+}
+void GgufWriter::set_string(const std::string& k, const std::string& v) {
+  std::string s; put<uint32_t>(s, 8); put_str(s, v); kv_.emplace_back(k, s);
+}
+void GgufWriter::set_strings(const std::string& k, const std::vector<std::string>& v) {
+  std::string s; put<uint32_t>(s, 9); put<uint32_t>(s, 8); put<uint64_t>(s, v.size());
+  for (const auto& x : v) put_str(s, x);
+  kv_.emplace_back(k, s);
+}
+void GgufWriter::set_f32s(const std::string& k, const std::vector<float>& v) {
+  std::string s; put<uint32_t>(s, 9); put<uint32_t>(s, 6); put<uint64_t>(s, v.size());
+  for (float x : v) put(s, x);
+  kv_.emplace_back(k, s);
+}
+void GgufWriter::set_i32s(const std::string& k, const std::vector<int32_t>& v) {
+  std::string s; put<uint32_t>(s, 9); put<uint32_t>(s, 5); put<uint64_t>(s, v.size());
+  for (int32_t x : v) put(s, x);
+  kv_.emplace_back(k, s);
+}
+
+void GgufWriter::add_tensor(const std::string& name, DType dtype,
+                            const std::vector<int64_t>& shape, const void* data) {
+  tensors_.push_back({name, dtype, shape, data});
+}
+
+Status GgufWriter::write(const std::string& path, uint32_t alignment) const {
+  std::string head;
+  put<uint32_t>(head, kMagic);
+  put<uint32_t>(head, 3);
+  put<uint64_t>(head, tensors_.size());
+  put<uint64_t>(head, kv_.size() + 1);
+  {
+    put_str(head, "general.alignment");
+    put<uint32_t>(head, 4);
+    put<uint32_t>(head, alignment);
+  }
+  for (const auto& [k, v] : kv_) {
+    put_str(head, k);
+    head += v;
+  }
+  uint64_t offset = 0;
+  std::vector<uint64_t> sizes;
+  for (const auto& t : tensors_) {
+    Tensor view{t.dtype, t.shape, t.data};
+    put_str(head, t.name);
+    put<uint32_t>(head, static_cast<uint32_t>(t.shape.size()));
+    for (auto it = t.shape.rbegin(); it != t.shape.rend(); ++it) put<uint64_t>(head, *it);
+    put<uint32_t>(head, ggml_from_dtype(t.dtype));
+    put<uint64_t>(head, offset);
+    sizes.push_back(view.n_bytes());
+    offset += (sizes.back() + alignment - 1) / alignment * alignment;
+  }
+  RME_ASSIGN_OR_RETURN(auto w, AtomicFileWriter::create(path));
+  RME_RETURN_IF_ERROR(w->write(head));
+  RME_RETURN_IF_ERROR(w->pad_to(alignment));
+  for (size_t i = 0; i < tensors_.size(); ++i) {
+    RME_RETURN_IF_ERROR(w->write(tensors_[i].data, sizes[i]));
+    RME_RETURN_IF_ERROR(w->pad_to(alignment));
+  }
+  return w->commit();
+}
+
+}  // namespace rme

@@ -1,0 +1,268 @@
+// formats: Llama models and their vocabularies in GGUF (llama.cpp's key and tensor names).
+#include <cmath>
+
+#include "core/log.h"
+#include "formats/bind.h"
+#include "formats/convert_rows.h"
+#include "formats/gguf.h"
+#include "formats/model_io.h"
+#include "tokenizer/bpe.h"
+#include "tokenizer/sentencepiece_tokenizer.h"
+
+namespace rme {
+namespace {
+
+Status get_int(const GgufFile& g, const std::string& key, int& out, bool required) {
+  const GgufValue* v = g.find(key);
+  if (v == nullptr) {
+    if (required) return not_found(g.path() + ": metadata '" + key + "' is missing");
+    return Status::Ok();
+  }
+  if (!v->is_int() || v->as_int() < 0 || v->as_int() > (int64_t{1} << 30))
+    return corrupt(g.path() + ": metadata '" + key + "' is not an integer in [0, 2^30]");
+  out = static_cast<int>(v->as_int());
+  return Status::Ok();
+}
+
+Status get_float(const GgufFile& g, const std::string& key, float& out) {
+  const GgufValue* v = g.find(key);
+  if (v == nullptr) return Status::Ok();
+  if (v->type == GgufValue::Type::kArray || v->type == GgufValue::Type::kString)
+    return corrupt(g.path() + ": metadata '" + key + "' is not a number");
+  out = static_cast<float>(v->as_double());
+  return Status::Ok();
+}
+
+std::string get_string(const GgufFile& g, const std::string& key) {
+  const GgufValue* v = g.find(key);
+  if (v == nullptr || v->type != GgufValue::Type::kString) return "";
+  return std::get<std::string>(v->scalar);
+}
+
+Result<std::unique_ptr<Tokenizer>> gguf_tokenizer(const GgufFile& g) {
+  const std::string model = get_string(g, "tokenizer.ggml.model");
+  if (model.empty() || model == "none") return std::unique_ptr<Tokenizer>();
+  const GgufValue* toks = g.find("tokenizer.ggml.tokens");
+  if (toks == nullptr || toks->type != GgufValue::Type::kArray ||
+      toks->elem_type != GgufValue::Type::kString)
+    return corrupt(g.path() + ": tokenizer.ggml.tokens is missing or not a string array");
+  BpeVocab v;
+  v.tokens = toks->strings;
+  const size_t n = v.tokens.size();
+  if (model == "llama") {
+    v.mode = BpeVocab::Mode::kSentencePiece;
+  } else if (model == "gpt2") {
+    v.mode = BpeVocab::Mode::kByteLevel;
+    std::string pre = get_string(g, "tokenizer.ggml.pre");
+    v.pre_tokenizer = (pre == "llama-bpe" || pre == "llama3" || pre == "smaug-bpe")
+                          ? PreTokenizer::kLlama3
+                          : pre == "qwen2" ? PreTokenizer::kQwen2 : PreTokenizer::kGpt2;
+    v.ignore_merges = v.pre_tokenizer == PreTokenizer::kLlama3;
+    v.special.add_bos = false;
+  } else {
+    return unsupported(g.path() + ": tokenizer.ggml.model '" + model + "' (rme reads llama, gpt2)");
+  }
+  if (const GgufValue* s = g.find("tokenizer.ggml.scores")) {
+    if (s->type != GgufValue::Type::kArray || s->numbers.size() != n)
+      return corrupt(g.path() + ": tokenizer.ggml.scores has " + std::to_string(s->numbers.size()) +
+                     " entries for " + std::to_string(n) + " tokens");
+    for (double d : s->numbers) v.scores.push_back(static_cast<float>(d));
+  }
+  if (const GgufValue* t = g.find("tokenizer.ggml.token_type")) {
+    if (t->type != GgufValue::Type::kArray || t->ints.size() != n)
+      return corrupt(g.path() + ": tokenizer.ggml.token_type has " + std::to_string(t->ints.size()) +
+                     " entries for " + std::to_string(n) + " tokens");
+    for (int64_t x : t->ints) {
+      if (x < 1 || x > 6) return corrupt(g.path() + ": token type " + std::to_string(x) + " outside 1..6");
+      v.types.push_back(static_cast<TokenType>(x));
+    }
+  }
+  if (const GgufValue* m = g.find("tokenizer.ggml.merges")) {
+    if (m->type != GgufValue::Type::kArray || m->elem_type != GgufValue::Type::kString)
+      return corrupt(g.path() + ": tokenizer.ggml.merges is not a string array");
+    for (const std::string& s : m->strings) {
+      size_t sp = s.find(' ', 1);
+      if (sp == std::string::npos) return corrupt(g.path() + ": merge '" + s + "' has no space");
+      v.merges.emplace_back(s.substr(0, sp), s.substr(sp + 1));
+    }
+  }
+  auto id_key = [&](const char* key, int& slot) -> Status {
+    int x = -1;
+    RME_RETURN_IF_ERROR(get_int(g, key, x, false));
+    if (g.find(key)) slot = x;
+    return Status::Ok();
+  };
+  RME_RETURN_IF_ERROR(id_key("tokenizer.ggml.bos_token_id", v.special.bos));
+  RME_RETURN_IF_ERROR(id_key("tokenizer.ggml.eos_token_id", v.special.eos));
+  RME_RETURN_IF_ERROR(id_key("tokenizer.ggml.unknown_token_id", v.special.unk));
+  RME_RETURN_IF_ERROR(id_key("tokenizer.ggml.padding_token_id", v.special.pad));
+  int eot = -1;
+  RME_RETURN_IF_ERROR(id_key("tokenizer.ggml.eot_token_id", eot));
+  if (eot >= 0 && eot != v.special.eos) v.special.extra_eos.push_back(eot);
+  if (const GgufValue* b = g.find("tokenizer.ggml.add_bos_token")) v.special.add_bos = b->as_int() != 0;
+  if (const GgufValue* b = g.find("tokenizer.ggml.add_space_prefix")) v.add_space_prefix = b->as_int() != 0;
+  auto r = BpeTokenizer::create(std::move(v));
+  if (!r.ok()) return r.status().with_context(g.path());
+  return std::unique_ptr<Tokenizer>(std::move(r).value());
+}
+
+}  // namespace
+
+Result<LoadedModel> load_gguf_model(const std::string& path) {
+  RME_ASSIGN_OR_RETURN(std::unique_ptr<GgufFile> g, GgufFile::open(path));
+  const std::string arch = get_string(*g, "general.architecture");
+  if (arch.empty()) return not_found(path + ": metadata 'general.architecture' is missing");
+  if (arch != "llama")
+    return unsupported(path + ": architecture '" + arch + "' (rme runs llama)");
+  auto m = std::make_unique<Model>();
+  LlamaConfig& c = m->config;
+  const std::string p = arch + ".";
+  RME_RETURN_IF_ERROR(get_int(*g, p + "context_length", c.n_ctx, true));
+  RME_RETURN_IF_ERROR(get_int(*g, p + "embedding_length", c.n_embd, true));
+  RME_RETURN_IF_ERROR(get_int(*g, p + "block_count", c.n_layer, true));
+  RME_RETURN_IF_ERROR(get_int(*g, p + "feed_forward_length", c.n_ff, true));
+  RME_RETURN_IF_ERROR(get_int(*g, p + "attention.head_count", c.n_head, true));
+  c.n_head_kv = c.n_head;
+  RME_RETURN_IF_ERROR(get_int(*g, p + "attention.head_count_kv", c.n_head_kv, false));
+  c.head_dim = c.n_head > 0 ? c.n_embd / c.n_head : 0;
+  RME_RETURN_IF_ERROR(get_int(*g, p + "attention.key_length", c.head_dim, false));
+  RME_RETURN_IF_ERROR(get_float(*g, p + "attention.layer_norm_rms_epsilon", c.rms_eps));
+  RME_RETURN_IF_ERROR(get_float(*g, p + "rope.freq_base", c.rope_theta));
+  if (get_string(*g, p + "rope.scaling.type") == "linear") {
+    c.rope_scaling.type = RopeScaling::Type::kLinear;
+    RME_RETURN_IF_ERROR(get_float(*g, p + "rope.scaling.factor", c.rope_scaling.factor));
+  }
+  c.rope_style = RopeStyle::kInterleaved;
+  const GgufTensorInfo* emb = g->find_tensor("token_embd.weight");
+  if (emb == nullptr) return not_found(path + ": tensor 'token_embd.weight' is missing");
+  c.n_vocab = static_cast<int>(emb->view.shape[0]);
+  if (const GgufTensorInfo* rf = g->find_tensor("rope_freqs.weight")) {
+    if (rf->dtype != DType::kF32 || rf->view.rank() != 1)
+      return corrupt(path + ": tensor 'rope_freqs.weight' must be a 1-D f32 vector");
+    const float* f = static_cast<const float*>(rf->view.data);
+    c.rope_freq_factors.assign(f, f + rf->view.shape[0]);
+  }
+  RME_RETURN_IF_ERROR(c.validate().with_context(path));
+  RME_RETURN_IF_ERROR(bind_weights(
+      *m,
+      [&](const std::string& name) -> const Tensor* {
+        const GgufTensorInfo* t = g->find_tensor(name);
+        return t ? &t->view : nullptr;
+      },
+      NameScheme::kGguf, path));
+  m->files.push_back(g->file());
+  m->source = path;
+  m->format = "gguf";
+  LoadedModel out;
+  RME_ASSIGN_OR_RETURN(out.tokenizer, gguf_tokenizer(*g));
+  if (out.tokenizer && out.tokenizer->n_vocab() != c.n_vocab)
+    log_warn(path + ": tokenizer has " + std::to_string(out.tokenizer->n_vocab()) +
+             " tokens, the model " + std::to_string(c.n_vocab));
+  out.model = std::move(m);
+  return out;
+}
+
+namespace {
+
+void add_tokenizer(GgufWriter& w, const Tokenizer& tok) {
+  BpeVocab v;
+  if (auto* bpe = dynamic_cast<const BpeTokenizer*>(&tok)) {
+    v = bpe->vocab_with_marker();
+  } else if (auto* sp = dynamic_cast<const SentencePieceTokenizer*>(&tok)) {
+    v = sp->to_bpe_vocab();
+  } else {
+    return;
+  }
+  const bool byte_level = v.mode == BpeVocab::Mode::kByteLevel;
+  w.set_string("tokenizer.ggml.model", byte_level ? "gpt2" : "llama");
+  if (byte_level)
+    w.set_string("tokenizer.ggml.pre", v.pre_tokenizer == PreTokenizer::kLlama3 ? "llama-bpe"
+                                       : v.pre_tokenizer == PreTokenizer::kQwen2 ? "qwen2"
+                                                                                 : "gpt-2");
+  w.set_strings("tokenizer.ggml.tokens", v.tokens);
+  if (!v.scores.empty()) w.set_f32s("tokenizer.ggml.scores", v.scores);
+  std::vector<int32_t> types;
+  for (TokenType t : v.types) types.push_back(static_cast<int32_t>(t));
+  w.set_i32s("tokenizer.ggml.token_type", types);
+  if (!v.merges.empty()) {
+    std::vector<std::string> merges;
+    for (auto& [a, b] : v.merges) merges.push_back(a + " " + b);
+    w.set_strings("tokenizer.ggml.merges", merges);
+  }
+  const SpecialTokens& s = tok.special();  // the loaded tokenizer's (config files applied)
+  if (s.bos >= 0) w.set_u32("tokenizer.ggml.bos_token_id", s.bos);
+  if (s.eos >= 0) w.set_u32("tokenizer.ggml.eos_token_id", s.eos);
+  if (s.unk >= 0) w.set_u32("tokenizer.ggml.unknown_token_id", s.unk);
+  if (s.pad >= 0) w.set_u32("tokenizer.ggml.padding_token_id", s.pad);
+  if (!s.extra_eos.empty()) w.set_u32("tokenizer.ggml.eot_token_id", s.extra_eos[0]);
+  w.set_bool("tokenizer.ggml.add_bos_token", s.add_bos);
+  if (!byte_level) w.set_bool("tokenizer.ggml.add_space_prefix", v.add_space_prefix);
+}
+
+}  // namespace
+
+Status write_gguf_model(const Model& model, const Tokenizer* tokenizer, const std::string& path,
+                        std::optional<DType> type) {
+  const LlamaConfig& c = model.config;
+  GgufWriter w;
+  w.set_string("general.architecture", "llama");
+  w.set_string("general.name", "rme export");
+  w.set_u32("llama.context_length", c.n_ctx);
+  w.set_u32("llama.embedding_length", c.n_embd);
+  w.set_u32("llama.block_count", c.n_layer);
+  w.set_u32("llama.feed_forward_length", c.n_ff);
+  w.set_u32("llama.attention.head_count", c.n_head);
+  w.set_u32("llama.attention.head_count_kv", c.n_head_kv);
+  w.set_u32("llama.attention.key_length", c.head_dim);
+  w.set_u32("llama.attention.value_length", c.head_dim);
+  w.set_u32("llama.rope.dimension_count", c.head_dim);
+  w.set_u32("llama.vocab_size", c.n_vocab);
+  w.set_f32("llama.attention.layer_norm_rms_epsilon", c.rms_eps);
+  w.set_f32("llama.rope.freq_base", c.rope_theta);
+  if (c.rope_scaling.type == RopeScaling::Type::kLinear) {
+    w.set_string("llama.rope.scaling.type", "linear");
+    w.set_f32("llama.rope.scaling.factor", c.rope_scaling.factor);
+  }
+  // GGUF expresses Llama-3 scaling as explicit per-pair divisors.
+  std::vector<float> factors = c.rope_freq_factors;
+  if (c.rope_scaling.type == RopeScaling::Type::kLlama3) {
+    LlamaConfig plain = c;
+    plain.rope_scaling = {};
+    plain.rope_freq_factors.clear();
+    std::vector<float> base = plain.rope_inv_freq(), scaled = c.rope_inv_freq();
+    factors.resize(base.size());
+    for (size_t i = 0; i < base.size(); ++i) factors[i] = base[i] / scaled[i];
+  }
+  if (tokenizer) add_tokenizer(w, *tokenizer);
+
+  std::vector<std::shared_ptr<Buffer>> keep;
+  Status st = Status::Ok();
+  model.for_each_weight([&](const WeightId& id, const MatView& v) {
+    const bool norm = v.n_out == 1 && (id.kind == WeightId::Kind::kAttnNorm ||
+                                       id.kind == WeightId::Kind::kFfnNorm ||
+                                       id.kind == WeightId::Kind::kOutNorm);
+    DType to = norm ? DType::kF32 : type.value_or(v.dtype);
+    if (dtype_is_quantized(to) && v.n_in % kQBlock != 0) {
+      log_info(tensor_name(id, NameScheme::kGguf) + ": row length " + std::to_string(v.n_in) +
+               " is not a multiple of 32; stored as f16");
+      to = DType::kF16;
+    }
+    std::vector<int64_t> order;
+    if (id.kind == WeightId::Kind::kWq)
+      order = rope_row_order(c.n_head, c.head_dim, c.rope_style, RopeStyle::kInterleaved);
+    if (id.kind == WeightId::Kind::kWk)
+      order = rope_row_order(c.n_head_kv, c.head_dim, c.rope_style, RopeStyle::kInterleaved);
+    const void* data = v.data;
+    if (to != v.dtype || !order.empty()) {
+      keep.push_back(convert_matrix(v, to, order));
+      data = keep.back()->data();
+    }
+    std::vector<int64_t> shape = norm ? std::vector<int64_t>{v.n_in} : std::vector<int64_t>{v.n_out, v.n_in};
+    w.add_tensor(tensor_name(id, NameScheme::kGguf), to, shape, data);
+  });
+  if (!factors.empty()) w.add_tensor("rope_freqs.weight", DType::kF32, {static_cast<int64_t>(factors.size())}, factors.data());
+  RME_RETURN_IF_ERROR(st);
+  return w.write(path);
+}
+
+}  // namespace rme

@@ -1,0 +1,242 @@
+// formats: Hugging Face Llama directories (config.json + single or sharded safetensors).
+#include <filesystem>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "core/file.h"
+#include "core/log.h"
+#include "formats/bind.h"
+#include "formats/convert_rows.h"
+#include "formats/model_io.h"
+#include "formats/safetensors.h"
+#include "tokenizer/bpe.h"
+#include "tokenizer/hf_tokenizer.h"
+#include "tokenizer/sentencepiece_tokenizer.h"
+
+namespace rme {
+namespace {
+
+using json = nlohmann::json;
+
+Result<json> read_json(const std::string& path) {
+  RME_ASSIGN_OR_RETURN(std::string text, read_file(path));
+  json j = json::parse(text, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return corrupt(path + ": not a JSON object");
+  return j;
+}
+
+Status parse_config(const json& j, const std::string& path, LlamaConfig& c) {
+  auto get_int = [&](const char* key, int& out, bool required) -> Status {
+    if (!j.contains(key) || j[key].is_null()) {
+      return required ? not_found(path + ": '" + key + "' is missing") : Status::Ok();
+    }
+    if (!j[key].is_number_integer() || j[key].get<int64_t>() < 0 || j[key].get<int64_t>() > (1 << 30))
+      return corrupt(path + ": '" + key + "' is not an integer in [0, 2^30]");
+    out = j[key].get<int>();
+    return Status::Ok();
+  };
+  auto get_float = [&](const char* key, float& out) -> Status {
+    if (!j.contains(key) || j[key].is_null()) return Status::Ok();
+    if (!j[key].is_number()) return corrupt(path + ": '" + key + "' is not a number");
+    out = j[key].get<float>();
+    return Status::Ok();
+  };
+  std::string type = j.value("model_type", "llama");
+  if (type != "llama" && type != "mistral")
+    return unsupported(path + ": model_type '" + type + "' (rme runs llama-architecture models)");
+  RME_RETURN_IF_ERROR(get_int("vocab_size", c.n_vocab, true));
+  RME_RETURN_IF_ERROR(get_int("hidden_size", c.n_embd, true));
+  RME_RETURN_IF_ERROR(get_int("num_hidden_layers", c.n_layer, true));
+  RME_RETURN_IF_ERROR(get_int("num_attention_heads", c.n_head, true));
+  RME_RETURN_IF_ERROR(get_int("intermediate_size", c.n_ff, true));
+  c.n_head_kv = c.n_head;
+  RME_RETURN_IF_ERROR(get_int("num_key_value_heads", c.n_head_kv, false));
+  c.n_ctx = 2048;
+  RME_RETURN_IF_ERROR(get_int("max_position_embeddings", c.n_ctx, false));
+  c.head_dim = c.n_head > 0 ? c.n_embd / c.n_head : 0;
+  RME_RETURN_IF_ERROR(get_int("head_dim", c.head_dim, false));
+  RME_RETURN_IF_ERROR(get_float("rms_norm_eps", c.rms_eps));
+  RME_RETURN_IF_ERROR(get_float("rope_theta", c.rope_theta));
+  c.rope_style = RopeStyle::kHalf;
+  if (j.contains("rope_scaling") && j["rope_scaling"].is_object()) {
+    const json& s = j["rope_scaling"];
+    std::string t = s.value("rope_type", s.value("type", ""));
+    if (t == "llama3") {
+      c.rope_scaling.type = RopeScaling::Type::kLlama3;
+      c.rope_scaling.factor = s.value("factor", 8.0f);
+      c.rope_scaling.low_freq_factor = s.value("low_freq_factor", 1.0f);
+      c.rope_scaling.high_freq_factor = s.value("high_freq_factor", 4.0f);
+      c.rope_scaling.original_max_position = s.value("original_max_position_embeddings", 8192);
+    } else if (t == "linear") {
+      c.rope_scaling.type = RopeScaling::Type::kLinear;
+      c.rope_scaling.factor = s.value("factor", 1.0f);
+    } else if (!t.empty() && t != "default") {
+      return unsupported(path + ": rope_scaling type '" + t + "' (rme supports linear, llama3)");
+    }
+  }
+  if (j.contains("rme_rope_freq_factors") && j["rme_rope_freq_factors"].is_array())
+    c.rope_freq_factors = j["rme_rope_freq_factors"].get<std::vector<float>>();
+  return c.validate().with_context(path);
+}
+
+}  // namespace
+
+Result<LoadedModel> load_hf_model(const std::string& dir) {
+  auto m = std::make_unique<Model>();
+  const std::string cfg_path = dir + "/config.json";
+  RME_ASSIGN_OR_RETURN(json cfg, read_json(cfg_path));
+  try {
+    RME_RETURN_IF_ERROR(parse_config(cfg, cfg_path, m->config));
+  } catch (const std::exception& e) {
+    return corrupt(cfg_path + ": " + e.what());
+  }
+  // Shards: the index maps tensor names to files; otherwise a single model.safetensors.
+  std::map<std::string, std::unique_ptr<SafetensorsFile>> shards;
+  std::map<std::string, std::string> where;  // tensor -> shard file
+  const std::string index_path = dir + "/model.safetensors.index.json";
+  if (file_exists(index_path)) {
+    RME_ASSIGN_OR_RETURN(json idx, read_json(index_path));
+    if (!idx.contains("weight_map") || !idx["weight_map"].is_object())
+      return corrupt(index_path + ": 'weight_map' is missing or not an object");
+    for (const auto& [name, file] : idx["weight_map"].items()) {
+      if (!file.is_string()) return corrupt(index_path + ": weight_map['" + name + "'] is not a string");
+      std::string f = file.get<std::string>();
+      if (f.find('/') != std::string::npos || f.find("..") != std::string::npos)
+        return corrupt(index_path + ": shard name '" + f + "' must be a plain file name");
+      where[name] = f;
+      if (!shards.count(f)) {
+        RME_ASSIGN_OR_RETURN(auto sf, SafetensorsFile::open(dir + "/" + f));
+        shards[f] = std::move(sf);
+      }
+    }
+  } else {
+    RME_ASSIGN_OR_RETURN(auto sf, SafetensorsFile::open(dir + "/model.safetensors"));
+    for (const auto& [name, t] : sf->tensors()) where[name] = "model.safetensors";
+    shards["model.safetensors"] = std::move(sf);
+  }
+  const bool tie = cfg.value("tie_word_embeddings", false);
+  auto lookup = [&](const std::string& name) -> const Tensor* {
+    if (tie && name == "lm_head.weight") return nullptr;
+    auto it = where.find(name);
+    if (it == where.end()) return nullptr;
+    return shards[it->second]->find(name);
+  };
+  std::string first_shard = shards.begin()->second->path();
+  RME_RETURN_IF_ERROR(bind_weights(*m, lookup, NameScheme::kHf, where.count("model.embed_tokens.weight")
+                                                                    ? dir + "/" + where["model.embed_tokens.weight"]
+                                                                    : first_shard));
+  for (auto& [f, sf] : shards) m->files.push_back(sf->file());
+  m->source = dir;
+  m->format = "safetensors";
+  LoadedModel out;
+  auto tok = load_hf_tokenizer(dir);
+  if (tok.ok()) {
+    out.tokenizer = std::move(tok).value();
+  } else if (tok.status().code() != StatusCode::kNotFound) {
+    return tok.status();
+  } else {
+    log_warn(dir + ": no tokenizer (tokenizer.json / tokenizer.model); text commands unavailable");
+  }
+  out.model = std::move(m);
+  return out;
+}
+
+Status write_hf_model(const Model& model, const Tokenizer* tokenizer, const std::string& dir,
+                      std::optional<DType> type) {
+  const LlamaConfig& c = model.config;
+  if (type && dtype_is_quantized(*type))
+    return invalid_argument("safetensors output stores f32, f16 or bf16, not " +
+                            std::string(dtype_name(*type)) + " (use a .gguf output)");
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return io_error(dir + ": cannot create directory: " + ec.message());
+  std::vector<SafetensorsEntry> entries;
+  std::vector<std::shared_ptr<Buffer>> keep;
+  model.for_each_weight([&](const WeightId& id, const MatView& v) {
+    const bool norm = is_norm(id);
+    DType to = type.value_or(dtype_is_quantized(v.dtype) ? DType::kF32 : v.dtype);
+    std::vector<int64_t> order;
+    if (id.kind == WeightId::Kind::kWq) order = rope_row_order(c.n_head, c.head_dim, c.rope_style, RopeStyle::kHalf);
+    if (id.kind == WeightId::Kind::kWk) order = rope_row_order(c.n_head_kv, c.head_dim, c.rope_style, RopeStyle::kHalf);
+    const void* data = v.data;
+    if (to != v.dtype || !order.empty()) {
+      keep.push_back(convert_matrix(v, to, order));
+      data = keep.back()->data();
+    }
+    entries.push_back({tensor_name(id, NameScheme::kHf), to,
+                       norm ? std::vector<int64_t>{v.n_in} : std::vector<int64_t>{v.n_out, v.n_in}, data});
+  });
+  RME_RETURN_IF_ERROR(write_safetensors(dir + "/model.safetensors", entries, {{"format", "pt"}}));
+
+  json j = {{"architectures", {"LlamaForCausalLM"}},
+            {"model_type", "llama"},
+            {"vocab_size", c.n_vocab},
+            {"hidden_size", c.n_embd},
+            {"intermediate_size", c.n_ff},
+            {"num_hidden_layers", c.n_layer},
+            {"num_attention_heads", c.n_head},
+            {"num_key_value_heads", c.n_head_kv},
+            {"head_dim", c.head_dim},
+            {"max_position_embeddings", c.n_ctx},
+            {"rms_norm_eps", c.rms_eps},
+            {"rope_theta", c.rope_theta},
+            {"tie_word_embeddings", c.tied_output},
+            {"hidden_act", "silu"},
+            {"torch_dtype", entries.empty() ? "float32"
+                            : entries[1].dtype == DType::kBF16 ? "bfloat16"
+                            : entries[1].dtype == DType::kF16  ? "float16" : "float32"}};
+  if (c.rope_scaling.type == RopeScaling::Type::kLlama3) {
+    j["rope_scaling"] = {{"rope_type", "llama3"},
+                         {"factor", c.rope_scaling.factor},
+                         {"low_freq_factor", c.rope_scaling.low_freq_factor},
+                         {"high_freq_factor", c.rope_scaling.high_freq_factor},
+                         {"original_max_position_embeddings", c.rope_scaling.original_max_position}};
+  } else if (c.rope_scaling.type == RopeScaling::Type::kLinear) {
+    j["rope_scaling"] = {{"rope_type", "linear"}, {"factor", c.rope_scaling.factor}};
+  }
+  if (!c.rope_freq_factors.empty()) j["rme_rope_freq_factors"] = c.rope_freq_factors;
+  if (tokenizer) {
+    j["bos_token_id"] = tokenizer->special().bos;
+    j["eos_token_id"] = tokenizer->special().eos;
+  }
+  RME_RETURN_IF_ERROR(write_file_atomic(dir + "/config.json", j.dump(2) + "\n"));
+  if (tokenizer == nullptr) return Status::Ok();
+
+  // Tokenizer: copy the source directory's files when there are some, else generate.
+  bool copied = false;
+  if (model.format == "safetensors" && is_directory(model.source) && model.source != dir) {
+    for (const char* f : {"tokenizer.json", "tokenizer.model", "tokenizer_config.json",
+                          "generation_config.json", "special_tokens_map.json"}) {
+      const std::string src = model.source + "/" + f;
+      if (!file_exists(src)) continue;
+      RME_ASSIGN_OR_RETURN(std::string bytes, read_file(src));
+      RME_RETURN_IF_ERROR(write_file_atomic(dir + "/" + f, bytes));
+      copied = true;
+    }
+  }
+  if (copied) return Status::Ok();
+  BpeVocab v;
+  if (auto* bpe = dynamic_cast<const BpeTokenizer*>(tokenizer)) {
+    v = bpe->vocab_with_marker();
+  } else if (auto* sp = dynamic_cast<const SentencePieceTokenizer*>(tokenizer)) {
+    v = sp->to_bpe_vocab();
+  }
+  RME_RETURN_IF_ERROR(write_tokenizer_json(v, dir + "/tokenizer.json"));
+  const SpecialTokens& s = tokenizer->special();
+  auto tok_text = [&](int id) -> json { return id >= 0 ? json(tokenizer->token_text(id)) : json(nullptr); };
+  json tc = {{"bos_token", tok_text(s.bos)}, {"eos_token", tok_text(s.eos)},
+             {"unk_token", tok_text(s.unk)}, {"add_bos_token", s.add_bos}};
+  RME_RETURN_IF_ERROR(write_file_atomic(dir + "/tokenizer_config.json", tc.dump(2) + "\n"));
+  json gen = {{"bos_token_id", s.bos}};
+  if (s.extra_eos.empty()) {
+    gen["eos_token_id"] = s.eos;
+  } else {
+    json e = {s.eos};
+    for (int id : s.extra_eos) e.push_back(id);
+    gen["eos_token_id"] = e;
+  }
+  return write_file_atomic(dir + "/generation_config.json", gen.dump(2) + "\n");
+}
+
+}  // namespace rme

@@ -1,0 +1,38 @@
+// formats: format detection and dispatch for load_model.
+#include <cstring>
+#include <fstream>
+
+#include "core/file.h"
+#include "formats/model_io.h"
+#include "tokenizer/llama2c_vocab.h"
+
+namespace rme {
+
+Result<ModelFormat> detect_format(const std::string& path) {
+  if (is_directory(path)) return ModelFormat::kHf;
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return not_found(path + ": no such file or directory");
+  char magic[4] = {};
+  in.read(magic, 4);
+  if (in.gcount() == 4 && std::memcmp(magic, "GGUF", 4) == 0) return ModelFormat::kGguf;
+  return ModelFormat::kLlama2c;
+}
+
+Result<LoadedModel> load_model(const std::string& path, const LoadOptions& options) {
+  RME_ASSIGN_OR_RETURN(ModelFormat f, detect_format(path));
+  switch (f) {
+    case ModelFormat::kGguf: return load_gguf_model(path);
+    case ModelFormat::kHf: return load_hf_model(path);
+    case ModelFormat::kLlama2c: {
+      std::string tok = options.tokenizer_path;
+      if (tok.empty()) {  // llama2.c convention: tokenizer.bin beside the checkpoint
+        std::string dir = path.find('/') == std::string::npos ? "." : path.substr(0, path.rfind('/'));
+        if (file_exists(dir + "/tokenizer.bin")) tok = dir + "/tokenizer.bin";
+      }
+      return load_llama2c_model(path, tok);
+    }
+  }
+  return unsupported(path + ": unknown format");
+}
+
+}  // namespace rme

@@ -1,0 +1,43 @@
+// formats: loading a model (GGUF file, Hugging Face directory, llama2.c .bin) with its tokenizer,
+// and writing one as GGUF or as a Hugging Face directory.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "core/status.h"
+#include "model/weights.h"
+#include "tokenizer/tokenizer.h"
+
+namespace rme {
+
+struct LoadedModel {
+  std::unique_ptr<Model> model;
+  std::unique_ptr<Tokenizer> tokenizer;  // null if the model ships none
+};
+
+struct LoadOptions {
+  std::string tokenizer_path;  // llama2.c tokenizer.bin (or an override for any format)
+};
+
+enum class ModelFormat { kGguf, kHf, kLlama2c };
+// Decides by path: a directory is HF, a file starting with "GGUF" is GGUF, else llama2.c.
+Result<ModelFormat> detect_format(const std::string& path);
+
+Result<LoadedModel> load_model(const std::string& path, const LoadOptions& options = {});
+Result<LoadedModel> load_gguf_model(const std::string& path);
+Result<LoadedModel> load_hf_model(const std::string& dir);
+Result<LoadedModel> load_llama2c_model(const std::string& path, const std::string& tokenizer_path);
+
+// `type` converts every matrix (norms stay f32); nullopt keeps each tensor's stored type. Rows
+// whose length is not a multiple of 32 cannot be Q8_0/Q4_0 and are written as F16.
+Status write_gguf_model(const Model& model, const Tokenizer* tokenizer, const std::string& path,
+                        std::optional<DType> type);
+// Writes config.json, model.safetensors and the tokenizer (copied from an HF source directory,
+// else generated as tokenizer.json). type must be f32, f16 or bf16 (default: f32 for
+// quantized sources, else the stored type).
+Status write_hf_model(const Model& model, const Tokenizer* tokenizer, const std::string& dir,
+                      std::optional<DType> type);
+
+}  // namespace rme

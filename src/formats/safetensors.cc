@@ -1,0 +1,121 @@
+// formats: safetensors parsing and writing.
+#include "formats/safetensors.h"
+
+#include <cstring>
+#include <nlohmann/json.hpp>
+
+namespace rme {
+namespace {
+
+using json = nlohmann::json;
+constexpr uint64_t kMaxHeader = 100u << 20;  // the format's own 100 MB limit
+
+bool dtype_from_st(const std::string& s, DType& out) {
+  if (s == "F32") out = DType::kF32;
+  else if (s == "F16") out = DType::kF16;
+  else if (s == "BF16") out = DType::kBF16;
+  else return false;
+  return true;
+}
+const char* st_from_dtype(DType t) {
+  switch (t) {
+    case DType::kF32: return "F32";
+    case DType::kF16: return "F16";
+    case DType::kBF16: return "BF16";
+    default: return nullptr;
+  }
+}
+
+}  // namespace
+
+Result<std::unique_ptr<SafetensorsFile>> SafetensorsFile::open(const std::string& path) {
+  auto st = std::unique_ptr<SafetensorsFile>(new SafetensorsFile());
+  RME_ASSIGN_OR_RETURN(st->file_, MappedFile::open(path));
+  const size_t size = st->file_->size();
+  if (size < 8) return corrupt(path + ": truncated: " + std::to_string(size) + " bytes, header length needs 8");
+  uint64_t n;
+  std::memcpy(&n, st->file_->data(), 8);
+  if (n > kMaxHeader || n > size - 8)
+    return corrupt(path + ": header length " + std::to_string(n) + " exceeds " +
+                   (n > kMaxHeader ? "the 100 MB limit" : "the file size " + std::to_string(size)));
+  const char* hp = reinterpret_cast<const char*>(st->file_->data() + 8);
+  json h = json::parse(hp, hp + n, nullptr, /*allow_exceptions=*/false);
+  if (h.is_discarded() || !h.is_object())
+    return corrupt(path + ": header is not a JSON object (or not valid UTF-8)");
+  const uint8_t* data = st->file_->data() + 8 + n;
+  const uint64_t data_size = size - 8 - n;
+  for (const auto& [name, info] : h.items()) {
+    if (name == "__metadata__") {
+      if (!info.is_object()) return corrupt(path + ": __metadata__ is not an object");
+      for (const auto& [k, v] : info.items())
+        if (v.is_string()) st->metadata_[k] = v.get<std::string>();
+      continue;
+    }
+    const std::string what = path + ": tensor '" + name + "'";
+    if (!info.is_object() || !info.contains("dtype") || !info["dtype"].is_string() ||
+        !info.contains("shape") || !info["shape"].is_array() || !info.contains("data_offsets") ||
+        !info["data_offsets"].is_array() || info["data_offsets"].size() != 2)
+      return corrupt(what + ": entry needs dtype, shape and two data_offsets");
+    Tensor t;
+    const std::string dt = info["dtype"].get<std::string>();
+    if (!dtype_from_st(dt, t.dtype))
+      return unsupported(what + ": dtype " + dt + " (rme reads F32, F16, BF16)");
+    uint64_t n_el = 1;
+    for (const auto& d : info["shape"]) {
+      if (!d.is_number_unsigned() || d.get<uint64_t>() > (uint64_t{1} << 40))
+        return corrupt(what + ": shape entry is not a sane non-negative integer");
+      uint64_t v = d.get<uint64_t>();
+      if (v != 0 && n_el > (uint64_t{1} << 40) / v) return corrupt(what + ": shape is absurdly large");
+      n_el *= v;
+      t.shape.push_back(static_cast<int64_t>(v));
+    }
+    if (t.shape.size() > 4) return corrupt(what + ": rank " + std::to_string(t.shape.size()) + " > 4");
+    const json& off = info["data_offsets"];
+    if (!off[0].is_number_unsigned() || !off[1].is_number_unsigned())
+      return corrupt(what + ": data_offsets are not non-negative integers");
+    uint64_t b = off[0].get<uint64_t>(), e = off[1].get<uint64_t>();
+    const uint64_t expect = n_el * dtype_block_bytes(t.dtype);
+    if (b > e || e > data_size)
+      return corrupt(what + ": data_offsets [" + std::to_string(b) + ", " + std::to_string(e) +
+                     ") outside the data section of " + std::to_string(data_size) + " bytes");
+    if (e - b != expect)
+      return corrupt(what + ": data_offsets span " + std::to_string(e - b) + " bytes, shape " +
+                     shape_string(t.shape) + " " + dt + " needs " + std::to_string(expect));
+    t.data = data + b;
+    st->tensors_.emplace(name, std::move(t));
+  }
+  return st;
+}
+
+const Tensor* SafetensorsFile::find(const std::string& name) const {
+  auto it = tensors_.find(name);
+  return it == tensors_.end() ? nullptr : &it->second;
+}
+
+Status write_safetensors(const std::string& path, const std::vector<SafetensorsEntry>& tensors,
+                         const std::map<std::string, std::string>& metadata) {
+  json h = json::object();
+  if (!metadata.empty()) h["__metadata__"] = metadata;
+  uint64_t off = 0;
+  std::vector<size_t> sizes;
+  for (const auto& t : tensors) {
+    const char* dt = st_from_dtype(t.dtype);
+    if (dt == nullptr)
+      return invalid_argument(path + ": tensor '" + t.name + "': safetensors cannot store " +
+                              std::string(dtype_name(t.dtype)));
+    Tensor view{t.dtype, t.shape, t.data};
+    sizes.push_back(view.n_bytes());
+    h[t.name] = {{"dtype", dt}, {"shape", t.shape}, {"data_offsets", {off, off + sizes.back()}}};
+    off += sizes.back();
+  }
+  std::string header = h.dump();
+  header.append((8 - header.size() % 8) % 8, ' ');  // keep the data section 8-byte aligned
+  RME_ASSIGN_OR_RETURN(auto w, AtomicFileWriter::create(path));
+  uint64_t n = header.size();
+  RME_RETURN_IF_ERROR(w->write(&n, 8));
+  RME_RETURN_IF_ERROR(w->write(header));
+  for (size_t i = 0; i < tensors.size(); ++i) RME_RETURN_IF_ERROR(w->write(tensors[i].data, sizes[i]));
+  return w->commit();
+}
+
+}  // namespace rme

@@ -1,0 +1,21 @@
+// formats: the names each file format gives the weights of a Llama model (the only place in rme
+// where tensor names are strings).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "model/weights.h"
+
+namespace rme {
+
+enum class NameScheme { kGguf, kHf };
+
+std::string tensor_name(const WeightId& id, NameScheme scheme);
+// Every weight id of a model with n_layer layers, in file order.
+std::vector<WeightId> all_weight_ids(int n_layer, bool include_output);
+// Row-major shape the config implies for a weight.
+std::vector<int64_t> expected_shape(const WeightId& id, const LlamaConfig& c);
+bool is_norm(const WeightId& id);
+
+}  // namespace rme

@@ -1,0 +1,74 @@
+// kernels: CPUID-based ISA detection.
+#include "kernels/cpu.h"
+
+#include <atomic>
+#include <cstdlib>
+#include <string>
+
+namespace rme {
+namespace {
+
+bool cpu_has(Isa isa) {
+#if defined(__x86_64__) && defined(__GNUC__)
+  switch (isa) {
+    case Isa::kScalar: return true;
+    case Isa::kAvx2:
+      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+             __builtin_cpu_supports("f16c");
+    case Isa::kAvx512:
+      return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+             __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+             __builtin_cpu_supports("f16c");
+  }
+  return false;
+#else
+  return isa == Isa::kScalar;
+#endif
+}
+
+Isa choose_isa() {
+  Isa best = supported_isas().back();
+  if (const char* env = std::getenv("RME_ISA")) {
+    std::string s(env);
+    for (Isa isa : supported_isas())
+      if (isa_name(isa) == s) return isa;
+  }
+  return best;
+}
+
+std::atomic<int> g_isa{-1};
+
+}  // namespace
+
+std::string_view isa_name(Isa isa) {
+  switch (isa) {
+    case Isa::kScalar: return "scalar";
+    case Isa::kAvx2: return "avx2";
+    case Isa::kAvx512: return "avx512";
+  }
+  return "?";
+}
+
+std::vector<Isa> supported_isas() {
+  std::vector<Isa> out;
+  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512})
+    if (cpu_has(isa)) out.push_back(isa);
+  return out;
+}
+
+Isa active_isa() {
+  int v = g_isa.load(std::memory_order_relaxed);
+  if (v < 0) {
+    v = static_cast<int>(choose_isa());
+    g_isa.store(v);
+  }
+  return static_cast<Isa>(v);
+}
+
+bool set_active_isa(Isa isa) {
+  if (!cpu_has(isa)) return false;
+  g_isa.store(static_cast<int>(isa));
+  return true;
+}
+
+}  // namespace rme

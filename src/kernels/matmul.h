@@ -1,0 +1,43 @@
+// kernels: y = x · Wᵀ for weights of any storage dtype, f32 activations; ISA-dispatched.
+#pragma once
+
+#include <cstdint>
+
+#include "core/thread_pool.h"
+#include "kernels/cpu.h"
+#include "tensor/dtype.h"
+
+namespace rme {
+
+// The per-ISA building blocks. Each ISA file fills one table; matmul.cc picks the table once.
+// `k` is the row length in elements; for Q8_0/Q4_0 it is a multiple of 32.
+struct RowKernels {
+  // dot(W row of dtype t, x[k]) -> float
+  float (*dot[5])(const void* w, const float* x, int64_t k);
+  // W row of dtype t -> out[k] f32
+  void (*to_f32[5])(const void* w, float* out, int64_t k);
+};
+
+const RowKernels& row_kernels_ref();
+const RowKernels& row_kernels_avx2();
+const RowKernels& row_kernels_avx512();
+const RowKernels& row_kernels(Isa isa);
+
+// Weight view for matmul: n_out rows of n_in elements of `dtype`, row-major, rows contiguous.
+struct MatView {
+  DType dtype;
+  int64_t n_out;
+  int64_t n_in;
+  const void* data;
+};
+
+// y[T, n_out] = x[T, n_in] · W[n_out, n_in]ᵀ. x, y row-major f32 with the given row strides
+// (in floats). Splits output rows across the pool. For T > 1 each weight row is decoded once
+// and reused for every token, so prefill reads the weights once.
+void matmul(const MatView& w, const float* x, int64_t x_stride, int64_t n_tok, float* y,
+            int64_t y_stride, ThreadPool& pool);
+
+// Single-threaded f32 dot product with the active ISA (attention uses it).
+float dot_f32(const float* a, const float* b, int64_t k);
+
+}  // namespace rme

@@ -1,0 +1,34 @@
+// kernels: the small per-token ops of a Llama layer (RMSNorm, RoPE, softmax, SwiGLU, attention).
+#pragma once
+
+#include <cstdint>
+
+namespace rme {
+
+// out[D] = x[D] / sqrt(mean(x²) + eps) * w[D]   (out may alias x)
+void rmsnorm(const float* x, const float* w, int64_t d, float eps, float* out);
+
+// In-place softmax over x[n].
+void softmax(float* x, int64_t n);
+
+// gate[F] = silu(gate) * up   (SwiGLU's elementwise half)
+void silu_mul(float* gate, const float* up, int64_t n);
+
+// How a head's dimensions are paired for rotation.
+enum class RopeStyle {
+  kInterleaved,  // pairs (2i, 2i+1): Meta / llama2.c / GGUF llama layout
+  kHalf,         // pairs (i, i + Dh/2): Hugging Face (rotate_half) layout
+};
+
+// Rotates n_head heads of head_dim at x (contiguous) for position pos. inv_freq[Dh/2] holds the
+// per-pair angular frequency (rope_theta and any scaling already applied).
+void rope(float* x, int64_t n_head, int64_t head_dim, int64_t pos, const float* inv_freq,
+          RopeStyle style);
+
+// Attention of one query head over n_kv cached positions (the caller applies causality by
+// choosing n_kv).
+//   q[Dh]; k, v: n_kv rows of Dh floats, `stride` floats apart; scratch[n_kv]; out[Dh].
+void attention_head(const float* q, const float* k, const float* v, int64_t stride, int64_t n_kv,
+                    int64_t head_dim, float* scratch, float* out);
+
+}  // namespace rme

@@ -1,0 +1,55 @@
+// tokenizer: the Tokenizer interface every vocabulary kind implements (text <-> token ids).
+#pragma once
+
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace rme {
+
+// Token kinds, numbered as GGUF's tokenizer.ggml.token_type.
+enum class TokenType : int {
+  kNormal = 1,
+  kUnknown = 2,
+  kControl = 3,
+  kUserDefined = 4,
+  kUnused = 5,
+  kByte = 6,
+};
+
+struct SpecialTokens {
+  int bos = -1;
+  int eos = -1;
+  int unk = -1;
+  int pad = -1;
+  std::vector<int> extra_eos;  // other ids that end generation (e.g. Llama-3 <|eot_id|>)
+  bool add_bos = true;         // prepend BOS when encoding a prompt
+};
+
+// Immutable after construction; all methods are const and thread-safe.
+class Tokenizer {
+ public:
+  virtual ~Tokenizer() = default;
+
+  virtual std::vector<int> encode(std::string_view text, bool add_bos) const = 0;
+  // The bytes token `token` contributes to the text when it follows `prev` (-1 at the start).
+  // Streaming output concatenates these; they may split a UTF-8 character.
+  virtual std::string decode_token(int prev, int token) const = 0;
+  // The stored form of a token ("▁the", "<0x0A>", "Ġthe").
+  virtual const std::string& token_text(int id) const = 0;
+  virtual TokenType token_type(int id) const = 0;
+  virtual int n_vocab() const = 0;
+  virtual std::string kind() const = 0;  // "sentencepiece-bpe", "byte-level-bpe", ...
+
+  const SpecialTokens& special() const { return special_; }
+  void set_special(const SpecialTokens& s) { special_ = s; }
+  bool is_eos(int id) const;
+
+  std::string decode(std::span<const int> ids) const;
+
+ protected:
+  SpecialTokens special_;
+};
+
+}  // namespace rme
