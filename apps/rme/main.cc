@@ -2,9 +2,10 @@
 #include <cstdio>
 
 #include "commands.h"
-#include "kernels/cpu.h"
+#include "tokenizer/sentencepiece_tokenizer.h"
 
 int main(int argc, char** argv) {
+  rme::register_sentencepiece_loader();  // HF directories with tokenizer.model
   CLI::App app{"rme: refactor dense Llama models into router-decoupled MoEs and serve them (Read-ME)"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "rme 0.1.0");

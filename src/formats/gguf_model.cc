@@ -7,7 +7,6 @@
 #include "formats/gguf.h"
 #include "formats/model_io.h"
 #include "tokenizer/bpe.h"
-#include "tokenizer/sentencepiece_tokenizer.h"
 
 namespace rme {
 namespace {
@@ -165,14 +164,7 @@ Result<LoadedModel> load_gguf_model(const std::string& path) {
 namespace {
 
 void add_tokenizer(GgufWriter& w, const Tokenizer& tok) {
-  BpeVocab v;
-  if (auto* bpe = dynamic_cast<const BpeTokenizer*>(&tok)) {
-    v = bpe->vocab_with_marker();
-  } else if (auto* sp = dynamic_cast<const SentencePieceTokenizer*>(&tok)) {
-    v = sp->to_bpe_vocab();
-  } else {
-    return;
-  }
+  const BpeVocab v = tok.export_vocab();
   const bool byte_level = v.mode == BpeVocab::Mode::kByteLevel;
   w.set_string("tokenizer.ggml.model", byte_level ? "gpt2" : "llama");
   if (byte_level)

@@ -12,7 +12,6 @@
 #include "formats/safetensors.h"
 #include "tokenizer/bpe.h"
 #include "tokenizer/hf_tokenizer.h"
-#include "tokenizer/sentencepiece_tokenizer.h"
 
 namespace rme {
 namespace {
@@ -216,13 +215,7 @@ Status write_hf_model(const Model& model, const Tokenizer* tokenizer, const std:
     }
   }
   if (copied) return Status::Ok();
-  BpeVocab v;
-  if (auto* bpe = dynamic_cast<const BpeTokenizer*>(tokenizer)) {
-    v = bpe->vocab_with_marker();
-  } else if (auto* sp = dynamic_cast<const SentencePieceTokenizer*>(tokenizer)) {
-    v = sp->to_bpe_vocab();
-  }
-  RME_RETURN_IF_ERROR(write_tokenizer_json(v, dir + "/tokenizer.json"));
+  RME_RETURN_IF_ERROR(write_tokenizer_json(tokenizer->export_vocab(), dir + "/tokenizer.json"));
   const SpecialTokens& s = tokenizer->special();
   auto tok_text = [&](int id) -> json { return id >= 0 ? json(tokenizer->token_text(id)) : json(nullptr); };
   json tc = {{"bos_token", tok_text(s.bos)}, {"eos_token", tok_text(s.eos)},

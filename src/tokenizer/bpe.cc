@@ -75,8 +75,10 @@ Result<std::unique_ptr<BpeTokenizer>> BpeTokenizer::create(BpeVocab vocab) {
     tok->merge_rank_.emplace(pair_key(ia->second, ib->second),
                              std::make_pair(static_cast<int>(r), im->second));
   }
-  // Control and user-defined tokens written like "<|eot_id|>" or "<s>" are matched verbatim.
-  for (size_t i = 0; i < n; ++i) {
+  // Byte-level vocabularies (Llama-3, Qwen2) match control and user-defined tokens written like
+  // "<|eot_id|>" verbatim in text, as HF does. SentencePiece-style ones do not, as
+  // libsentencepiece does not: "<s>" typed in a prompt stays text.
+  for (size_t i = 0; i < n && v.mode == BpeVocab::Mode::kByteLevel; ++i) {
     const std::string& s = v.tokens[i];
     if ((v.types[i] == TokenType::kControl || v.types[i] == TokenType::kUserDefined) &&
         s.size() > 2 && s.front() == '<' && s.back() == '>')
@@ -96,7 +98,7 @@ std::string BpeTokenizer::kind() const {
   return vocab_.merges.empty() ? "sentencepiece-bpe (scores)" : "sentencepiece-bpe (merges)";
 }
 
-BpeVocab BpeTokenizer::vocab_with_marker() const {
+BpeVocab BpeTokenizer::export_vocab() const {
   BpeVocab v = vocab_;
   static const std::string kMarker = "\xE2\x96\x81";
   if (v.mode != BpeVocab::Mode::kSentencePiece || v.space_marker == kMarker) return v;

@@ -11,30 +11,9 @@
 #include <vector>
 
 #include "core/status.h"
-#include "tokenizer/pretokenize.h"
 #include "tokenizer/tokenizer.h"
 
 namespace rme {
-
-// Everything that defines a BPE vocabulary, as plain data (formats fill and write it).
-struct BpeVocab {
-  enum class Mode {
-    kSentencePiece,  // spaces become `space_marker`; unknown characters fall back to <0xNN>
-    kByteLevel,      // bytes map to printable code points; text is pre-tokenized first
-  };
-  Mode mode = Mode::kSentencePiece;
-  PreTokenizer pre_tokenizer = PreTokenizer::kLlama3;  // byte-level only
-  std::vector<std::string> tokens;
-  std::vector<TokenType> types;  // empty = all normal (bytes/controls detected by text)
-  // Merge priority: either ranked merges (HF / GGUF gpt2) or, when `merges` is empty, token
-  // scores (SentencePiece / llama2.c: the pair whose concatenation scores highest merges first).
-  std::vector<std::pair<std::string, std::string>> merges;
-  std::vector<float> scores;
-  std::string space_marker = "\xE2\x96\x81";  // U+2581 "▁"; llama2.c stores plain " "
-  bool add_space_prefix = true;               // SentencePiece's add_dummy_prefix
-  bool ignore_merges = false;  // byte-level: a word that is itself a token skips merging
-  SpecialTokens special;
-};
 
 // Immutable once created; thread-safe.
 class BpeTokenizer final : public Tokenizer {
@@ -52,7 +31,7 @@ class BpeTokenizer final : public Tokenizer {
   const BpeVocab& vocab() const { return vocab_; }
   int find(std::string_view text) const;  // -1 if absent
   // A copy of the vocabulary with SentencePiece spaces written as U+2581 (llama2.c stores " ").
-  BpeVocab vocab_with_marker() const;
+  BpeVocab export_vocab() const override;
 
  private:
   explicit BpeTokenizer(BpeVocab vocab) : vocab_(std::move(vocab)) {}

@@ -6,7 +6,6 @@
 #include <nlohmann/json.hpp>
 
 #include "core/file.h"
-#include "tokenizer/sentencepiece_tokenizer.h"
 #include "tokenizer/utf8.h"
 
 namespace rme {
@@ -176,7 +175,11 @@ int find_token(const Tokenizer& tok, const json& spec) {
   return -1;
 }
 
+SentencePieceLoader g_sentencepiece_loader = nullptr;
+
 }  // namespace
+
+void set_sentencepiece_loader(SentencePieceLoader loader) { g_sentencepiece_loader = loader; }
 
 Result<BpeVocab> read_tokenizer_json(const std::string& path) {
   RME_ASSIGN_OR_RETURN(json j, parse_json_file(path));
@@ -313,8 +316,9 @@ Result<std::unique_ptr<Tokenizer>> load_hf_tokenizer(const std::string& dir) {
     if (!r.ok()) return r.status().with_context(dir + "/tokenizer.json");
     tok = std::move(r).value();
   } else if (file_exists(dir + "/tokenizer.model")) {
-    RME_ASSIGN_OR_RETURN(auto sp, SentencePieceTokenizer::load(dir + "/tokenizer.model"));
-    tok = std::move(sp);
+    if (g_sentencepiece_loader == nullptr)
+      return unsupported(dir + "/tokenizer.model: this binary is built without libsentencepiece");
+    RME_ASSIGN_OR_RETURN(tok, g_sentencepiece_loader(dir + "/tokenizer.model"));
   } else {
     return not_found(dir + ": no tokenizer.json or tokenizer.model");
   }

@@ -25,4 +25,9 @@ Result<std::unique_ptr<Tokenizer>> load_hf_tokenizer(const std::string& dir);
 Status apply_hf_special_tokens(const std::string& dir, const Tokenizer& tok,
                                SpecialTokens& special);
 
+// tokenizer.model support is plugged in by binaries that link libsentencepiece (see
+// sentencepiece_tokenizer.h); without it such directories report kUnsupported.
+using SentencePieceLoader = Result<std::unique_ptr<Tokenizer>> (*)(const std::string& path);
+void set_sentencepiece_loader(SentencePieceLoader loader);
+
 }  // namespace rme

@@ -6,6 +6,7 @@
 #include <cstdio>
 
 #include "core/file.h"
+#include "tokenizer/hf_tokenizer.h"
 
 namespace rme {
 
@@ -79,7 +80,7 @@ std::string SentencePieceTokenizer::decode_token(int prev, int token) const {
   return out;
 }
 
-BpeVocab SentencePieceTokenizer::to_bpe_vocab() const {
+BpeVocab SentencePieceTokenizer::export_vocab() const {
   BpeVocab v;
   v.mode = BpeVocab::Mode::kSentencePiece;
   v.tokens = pieces_;
@@ -87,6 +88,13 @@ BpeVocab SentencePieceTokenizer::to_bpe_vocab() const {
   v.types = types_;
   v.special = special_;
   return v;
+}
+
+void register_sentencepiece_loader() {
+  set_sentencepiece_loader([](const std::string& path) -> Result<std::unique_ptr<Tokenizer>> {
+    RME_ASSIGN_OR_RETURN(auto t, SentencePieceTokenizer::load(path));
+    return std::unique_ptr<Tokenizer>(std::move(t));
+  });
 }
 
 }  // namespace rme

@@ -30,7 +30,7 @@ class SentencePieceTokenizer final : public Tokenizer {
   std::string kind() const override { return "sentencepiece (libsentencepiece)"; }
 
   // The vocabulary as score-ordered BPE data (for writing GGUF / tokenizer.json).
-  BpeVocab to_bpe_vocab() const;
+  BpeVocab export_vocab() const override;
 
  private:
   SentencePieceTokenizer();
@@ -39,5 +39,10 @@ class SentencePieceTokenizer final : public Tokenizer {
   std::vector<float> scores_;
   std::vector<TokenType> types_;
 };
+
+// Makes load_hf_tokenizer able to read tokenizer.model. Binaries that link libtorch must not call
+// this (or link this library): Debian's libsentencepiece bundles protobuf 3.14, which crashes
+// next to libtorch's libprotobuf 3.21 at load time.
+void register_sentencepiece_loader();
 
 }  // namespace rme

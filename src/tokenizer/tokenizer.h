@@ -6,26 +6,9 @@
 #include <string_view>
 #include <vector>
 
+#include "tokenizer/vocab.h"
+
 namespace rme {
-
-// Token kinds, numbered as GGUF's tokenizer.ggml.token_type.
-enum class TokenType : int {
-  kNormal = 1,
-  kUnknown = 2,
-  kControl = 3,
-  kUserDefined = 4,
-  kUnused = 5,
-  kByte = 6,
-};
-
-struct SpecialTokens {
-  int bos = -1;
-  int eos = -1;
-  int unk = -1;
-  int pad = -1;
-  std::vector<int> extra_eos;  // other ids that end generation (e.g. Llama-3 <|eot_id|>)
-  bool add_bos = true;         // prepend BOS when encoding a prompt
-};
 
 // Immutable after construction; all methods are const and thread-safe.
 class Tokenizer {
@@ -41,6 +24,8 @@ class Tokenizer {
   virtual TokenType token_type(int id) const = 0;
   virtual int n_vocab() const = 0;
   virtual std::string kind() const = 0;  // "sentencepiece-bpe", "byte-level-bpe", ...
+  // The vocabulary as BPE data, spaces as U+2581 (what GGUF and tokenizer.json writers store).
+  virtual BpeVocab export_vocab() const = 0;
 
   const SpecialTokens& special() const { return special_; }
   void set_special(const SpecialTokens& s) { special_ = s; }

@@ -1,0 +1,43 @@
+// tests/core: mapped files and atomic writes.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "core/file.h"
+#include "util/tiny_model.h"
+
+namespace rme {
+namespace {
+
+TEST(FileTest, AtomicWriteThenMap) {
+  const std::string dir = test::temp_dir("file");
+  const std::string p = dir + "/x.bin";
+  ASSERT_TRUE(write_file_atomic(p, "hello").ok());
+  auto m = MappedFile::open(p);
+  ASSERT_TRUE(m.ok());
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>((*m)->data()), (*m)->size()), "hello");
+  // No temp file is left behind.
+  int n = 0;
+  for (auto& e : std::filesystem::directory_iterator(dir)) n += e.is_regular_file();
+  EXPECT_EQ(n, 1);
+}
+
+TEST(FileTest, UncommittedWriterLeavesTargetUntouched) {
+  const std::string p = test::temp_dir("file2") + "/y.bin";
+  ASSERT_TRUE(write_file_atomic(p, "old").ok());
+  {
+    auto w = AtomicFileWriter::create(p);
+    ASSERT_TRUE(w.ok());
+    ASSERT_TRUE((*w)->write("new contents").ok());
+  }  // destroyed without commit, as if the process died
+  EXPECT_EQ(read_file(p).value(), "old");
+}
+
+TEST(FileTest, MissingFileIsAnError) {
+  auto m = MappedFile::open("/nonexistent/rme/file");
+  ASSERT_FALSE(m.ok());
+  EXPECT_NE(m.status().message().find("/nonexistent/rme/file"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace rme

@@ -1,0 +1,77 @@
+// tests/kernels: RMSNorm, softmax, SwiGLU, RoPE and attention against direct formulas.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <vector>
+
+#include "kernels/ops.h"
+
+namespace rme {
+namespace {
+
+TEST(OpsTest, RmsNorm) {
+  std::vector<float> x = {1, -2, 3, 0.5f}, w = {1, 2, 0.5f, -1}, out(4);
+  rmsnorm(x.data(), w.data(), 4, 1e-5f, out.data());
+  double ms = (1 + 4 + 9 + 0.25) / 4;
+  for (int i = 0; i < 4; ++i) EXPECT_NEAR(out[i], x[i] / std::sqrt(ms + 1e-5) * w[i], 1e-6);
+}
+
+TEST(OpsTest, SoftmaxSumsToOneAndIsStable) {
+  std::vector<float> x = {1000, 1001, 999};
+  softmax(x.data(), 3);
+  EXPECT_NEAR(x[0] + x[1] + x[2], 1.0, 1e-6);
+  EXPECT_GT(x[1], x[0]);
+}
+
+TEST(OpsTest, SiluMul) {
+  std::vector<float> g = {0, 1, -2}, u = {3, 2, 1};
+  silu_mul(g.data(), u.data(), 3);
+  EXPECT_NEAR(g[0], 0, 1e-7);
+  EXPECT_NEAR(g[1], 1 / (1 + std::exp(-1.0)) * 2, 1e-6);
+  EXPECT_NEAR(g[2], -2 / (1 + std::exp(2.0)), 1e-6);
+}
+
+TEST(OpsTest, RopeStylesRotateTheirPairs) {
+  const int dh = 4;
+  std::vector<float> inv = {1.0f, 0.1f};
+  std::vector<float> a = {1, 2, 3, 4}, b = a;
+  rope(a.data(), 1, dh, 3, inv.data(), RopeStyle::kInterleaved);
+  rope(b.data(), 1, dh, 3, inv.data(), RopeStyle::kHalf);
+  auto rot = [](float x, float y, float ang) {
+    return std::pair<float, float>{x * std::cos(ang) - y * std::sin(ang), x * std::sin(ang) + y * std::cos(ang)};
+  };
+  auto [a0, a1] = rot(1, 2, 3.0f);
+  auto [a2, a3] = rot(3, 4, 0.3f);
+  EXPECT_NEAR(a[0], a0, 1e-6); EXPECT_NEAR(a[1], a1, 1e-6);
+  EXPECT_NEAR(a[2], a2, 1e-6); EXPECT_NEAR(a[3], a3, 1e-6);
+  auto [b0, b2] = rot(1, 3, 3.0f);
+  auto [b1, b3] = rot(2, 4, 0.3f);
+  EXPECT_NEAR(b[0], b0, 1e-6); EXPECT_NEAR(b[2], b2, 1e-6);
+  EXPECT_NEAR(b[1], b1, 1e-6); EXPECT_NEAR(b[3], b3, 1e-6);
+}
+
+TEST(OpsTest, AttentionHeadIsSoftmaxWeightedValues) {
+  const int dh = 3, n = 4, stride = 5;
+  std::vector<float> q = {0.3f, -0.2f, 0.5f}, k(n * stride), v(n * stride), scratch(n), out(dh);
+  for (int i = 0; i < n * stride; ++i) {
+    k[i] = std::sin(i * 0.7f);
+    v[i] = std::cos(i * 0.3f);
+  }
+  attention_head(q.data(), k.data(), v.data(), stride, n, dh, scratch.data(), out.data());
+  std::vector<double> s(n);
+  double mx = -1e9, sum = 0;
+  for (int t = 0; t < n; ++t) {
+    for (int i = 0; i < dh; ++i) s[t] += q[i] * k[t * stride + i];
+    s[t] /= std::sqrt(3.0);
+    mx = std::max(mx, s[t]);
+  }
+  for (auto& x : s) sum += (x = std::exp(x - mx));
+  for (int i = 0; i < dh; ++i) {
+    double o = 0;
+    for (int t = 0; t < n; ++t) o += s[t] / sum * v[t * stride + i];
+    EXPECT_NEAR(out[i], o, 1e-6);
+  }
+}
+
+}  // namespace
+}  // namespace rme
