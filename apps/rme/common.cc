@@ -37,6 +37,7 @@ void Progress::update(int64_t done) {
   if (now - last_draw_ < 0.1 && done < total_) return;
   if (!tty_ && now - last_draw_ < 5 && done < total_) return;  // logs: a line every 5 s
   last_draw_ = now;
+  last_done_ = done;
   double el = now - start_;
   double rate = el > 0 ? done / el : 0;
   double eta = rate > 0 ? (total_ - done) / rate : 0;
@@ -52,7 +53,10 @@ void Progress::update(int64_t done) {
 }
 
 void Progress::finish() {
-  update(total_);
+  if (last_done_ != total_) {
+    last_draw_ = 0;  // force the final frame
+    update(total_);
+  }
   if (tty_) std::fprintf(stderr, "\n");
 }
 

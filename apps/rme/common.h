@@ -34,6 +34,7 @@ class Progress {
   std::string label_, unit_;
   int64_t total_;
   double start_, last_draw_ = 0;
+  int64_t last_done_ = -1;
   bool tty_;
 };
 
