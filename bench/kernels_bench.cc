@@ -48,17 +48,19 @@ void BM_Matmul(benchmark::State& state) {
     matmul(w.view, x.data(), n_in, n_tok, y.data(), n_out, pool);
     benchmark::DoNotOptimize(y.data());
   }
-  state.counters["GB/s"] = benchmark::Counter(static_cast<double>(w.data.size()) * state.iterations() / 1e9,
-                                             benchmark::Counter::kIsRate);
-  state.counters["GFLOP/s"] = benchmark::Counter(2.0 * n_out * n_in * n_tok * state.iterations() / 1e9,
-                                                benchmark::Counter::kIsRate);
-  state.SetLabel(std::string(isa_name(isa)) + " " + std::string(dtype_name(t)) + " T=" + std::to_string(n_tok));
+  state.counters["GB/s"] = benchmark::Counter(
+      static_cast<double>(w.data.size()) * state.iterations() / 1e9, benchmark::Counter::kIsRate);
+  state.counters["GFLOP/s"] = benchmark::Counter(
+      2.0 * n_out * n_in * n_tok * state.iterations() / 1e9, benchmark::Counter::kIsRate);
+  state.SetLabel(std::string(isa_name(isa)) + " " + std::string(dtype_name(t)) +
+                 " T=" + std::to_string(n_tok));
 }
 
 void args(benchmark::internal::Benchmark* b) {
   for (Isa isa : supported_isas())
     for (DType t : {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0, DType::kQ4_0})
-      for (int64_t n_tok : {1, 64}) b->Args({static_cast<int64_t>(isa), static_cast<int64_t>(t), n_tok});
+      for (int64_t n_tok : {1, 64})
+        b->Args({static_cast<int64_t>(isa), static_cast<int64_t>(t), n_tok});
 }
 
 BENCHMARK(BM_Matmul)->Apply(args)->UseRealTime()->Unit(benchmark::kMillisecond)->MinTime(0.2);

@@ -35,7 +35,8 @@ struct GenerateArgs {
 }  // namespace
 
 void add_generate_command(CLI::App& root, std::function<int()>& run) {
-  auto* app = root.add_subcommand("generate", "Generate text from a prompt (streams to stdout, speed to stderr)");
+  auto* app = root.add_subcommand(
+      "generate", "Generate text from a prompt (streams to stdout, speed to stderr)");
   auto a = std::make_shared<GenerateArgs>();
   a->model.add(*app);
   app->add_option("-p,--prompt", a->prompt, "prompt text (may be empty: generate from BOS)");
@@ -45,13 +46,21 @@ void add_generate_command(CLI::App& root, std::function<int()>& run) {
       ->check(CLI::Range(1, 1 << 24));
   app->add_option("--new-tokens", a->new_tokens, "instead: stop after N newly generated tokens")
       ->check(CLI::Range(1, 1 << 24));
-  app->add_option("-c,--ctx", a->ctx, "context length (default: the model's, at most 4096)")->check(CLI::Range(1, 1 << 24));
+  app->add_option("-c,--ctx", a->ctx, "context length (default: the model's, at most 4096)")
+      ->check(CLI::Range(1, 1 << 24));
   app->add_option("--temp", a->sampling.temperature, "temperature; 0 = greedy")->default_val(0.8f);
-  app->add_option("--top-k", a->sampling.top_k, "keep the k most likely tokens (0 = off)")->default_val(40);
-  app->add_option("--top-p", a->sampling.top_p, "nucleus sampling threshold (1 = off)")->default_val(0.95f);
-  app->add_option("--min-p", a->sampling.min_p, "drop tokens below min-p x the top probability (0 = off)")->default_val(0.05f);
-  app->add_option("--repeat-penalty", a->sampling.repeat_penalty, "penalty for recent tokens (1 = off)")->default_val(1.0f);
-  app->add_option("--repeat-last-n", a->sampling.repeat_last_n, "window of the repetition penalty")->default_val(64);
+  app->add_option("--top-k", a->sampling.top_k, "keep the k most likely tokens (0 = off)")
+      ->default_val(40);
+  app->add_option("--top-p", a->sampling.top_p, "nucleus sampling threshold (1 = off)")
+      ->default_val(0.95f);
+  app->add_option("--min-p", a->sampling.min_p,
+                  "drop tokens below min-p x the top probability (0 = off)")
+      ->default_val(0.05f);
+  app->add_option("--repeat-penalty", a->sampling.repeat_penalty,
+                  "penalty for recent tokens (1 = off)")
+      ->default_val(1.0f);
+  app->add_option("--repeat-last-n", a->sampling.repeat_last_n, "window of the repetition penalty")
+      ->default_val(64);
   app->add_option("-s,--seed", a->sampling.seed, "RNG seed (same seed, same text)")->default_val(0);
   app->add_flag("--ignore-eos", a->ignore_eos, "keep generating past end-of-sequence tokens");
   app->callback([a, &run] {
@@ -59,13 +68,15 @@ void add_generate_command(CLI::App& root, std::function<int()>& run) {
       auto loaded = load(a->model);
       if (!loaded.ok()) return fail(loaded.status());
       if (!loaded->tokenizer)
-        return fail(invalid_argument(a->model.model + ": no tokenizer (pass --tokenizer for llama2.c .bin files)"));
+        return fail(invalid_argument(a->model.model +
+                                     ": no tokenizer (pass --tokenizer for llama2.c .bin files)"));
       const Model& m = *loaded->model;
       const Tokenizer& tok = *loaded->tokenizer;
       const int n_ctx = a->ctx > 0 ? a->ctx : std::min(m.config.n_ctx, 4096);
       std::vector<int> ids = tok.encode(a->prompt, tok.special().add_bos);
       if (ids.empty()) {
-        if (tok.special().bos < 0) return fail(invalid_argument("empty prompt and the tokenizer has no BOS"));
+        if (tok.special().bos < 0)
+          return fail(invalid_argument("empty prompt and the tokenizer has no BOS"));
         ids.push_back(tok.special().bos);
       }
       const bool has_bos = tok.special().bos >= 0 && ids[0] == tok.special().bos;
@@ -91,9 +102,11 @@ void add_generate_command(CLI::App& root, std::function<int()>& run) {
       std::printf("\n");
       std::fflush(stdout);
       if (!st.ok()) return fail(st.status());
-      std::fprintf(stderr, "prompt: %d tokens, %.1f tok/s | generation: %d tokens, %.1f tok/s | %d threads, %s\n",
-                   st->n_prompt, st->prompt_tps(), st->n_generated, st->gen_tps(),
-                   ThreadPool::global().n_threads(), std::string(isa_name(active_isa())).c_str());
+      std::fprintf(
+          stderr,
+          "prompt: %d tokens, %.1f tok/s | generation: %d tokens, %.1f tok/s | %d threads, %s\n",
+          st->n_prompt, st->prompt_tps(), st->n_generated, st->gen_tps(),
+          ThreadPool::global().n_threads(), std::string(isa_name(active_isa())).c_str());
       return 0;
     };
   });

@@ -10,7 +10,8 @@
 namespace rme::cli {
 
 void add_logits_command(CLI::App& root, std::function<int()>& run) {
-  auto* app = root.add_subcommand("logits", "Write the logits of every position of a token sequence as .npy");
+  auto* app = root.add_subcommand("logits",
+                                  "Write the logits of every position of a token sequence as .npy");
   auto args = std::make_shared<ModelArgs>();
   auto ids_text = std::make_shared<std::string>();
   auto out = std::make_shared<std::string>();
@@ -45,9 +46,12 @@ void add_logits_command(CLI::App& root, std::function<int()>& run) {
       Forward fwd(m, 64, ThreadPool::global());
       std::vector<float> logits(ids.size() * static_cast<size_t>(m.config.n_vocab));
       if (Status st = fwd.run(ids, 0, kv, logits.data(), true); !st.ok()) return fail(st);
-      if (Status st = write_npy_f32(*out, logits.data(), {static_cast<int64_t>(ids.size()), m.config.n_vocab}); !st.ok())
+      if (Status st = write_npy_f32(*out, logits.data(),
+                                    {static_cast<int64_t>(ids.size()), m.config.n_vocab});
+          !st.ok())
         return fail(st);
-      std::fprintf(stderr, "wrote %s: [%zu, %d] float32\n", out->c_str(), ids.size(), m.config.n_vocab);
+      std::fprintf(stderr, "wrote %s: [%zu, %d] float32\n", out->c_str(), ids.size(),
+                   m.config.n_vocab);
       return 0;
     };
   });

@@ -13,7 +13,8 @@ namespace rme::cli {
 
 void add_perplexity_command(CLI::App& root, std::function<int()>& run) {
   auto* app = root.add_subcommand(
-      "perplexity", "Perplexity and bits per byte of a model over a text file (non-overlapping chunks)");
+      "perplexity",
+      "Perplexity and bits per byte of a model over a text file (non-overlapping chunks)");
   auto args = std::make_shared<ModelArgs>();
   auto file = std::make_shared<std::string>();
   auto ctx = std::make_shared<int>(0);
@@ -21,9 +22,11 @@ void add_perplexity_command(CLI::App& root, std::function<int()>& run) {
   auto json = std::make_shared<bool>(false);
   args->add(*app);
   app->add_option("-f,--file", *file, "text file to score")->required();
-  app->add_option("-c,--ctx", *ctx, "chunk length in tokens, BOS included (default: model context, at most 512)")
+  app->add_option("-c,--ctx", *ctx,
+                  "chunk length in tokens, BOS included (default: model context, at most 512)")
       ->check(CLI::Range(2, 1 << 20));
-  app->add_option("--chunks", *max_chunks, "score at most this many chunks (0 = all)")->check(CLI::Range(0, 1 << 30));
+  app->add_option("--chunks", *max_chunks, "score at most this many chunks (0 = all)")
+      ->check(CLI::Range(0, 1 << 30));
   app->add_flag("--json", *json, "print the result as JSON on stdout");
   app->callback([=, &run] {
     run = [=]() -> int {
@@ -39,10 +42,12 @@ void add_perplexity_command(CLI::App& root, std::function<int()>& run) {
       std::vector<int> ids = tok.encode(*text, false);
       // Each chunk is [BOS] + (n_ctx - 1) text tokens; every text token is predicted once.
       const int per_chunk = bos >= 0 ? n_ctx - 1 : n_ctx;
-      const int64_t n_scored_max = bos >= 0 ? static_cast<int64_t>(ids.size()) : static_cast<int64_t>(ids.size()) - 1;
+      const int64_t n_scored_max =
+          bos >= 0 ? static_cast<int64_t>(ids.size()) : static_cast<int64_t>(ids.size()) - 1;
       int64_t n_chunks = (static_cast<int64_t>(ids.size()) + per_chunk - 1) / per_chunk;
       if (*max_chunks > 0) n_chunks = std::min<int64_t>(n_chunks, *max_chunks);
-      if (ids.empty() || n_scored_max <= 0) return fail(invalid_argument(*file + ": no tokens to score"));
+      if (ids.empty() || n_scored_max <= 0)
+        return fail(invalid_argument(*file + ": no tokens to score"));
       KvCache kv(m.config, n_ctx);
       Forward fwd(m, 64, ThreadPool::global());
       const int V = m.config.n_vocab;
@@ -69,7 +74,8 @@ void add_perplexity_command(CLI::App& root, std::function<int()>& run) {
           nll += std::log(sum) - (l[target] - mx);
           ++n_scored;
           const size_t idx = begin + i + (bos >= 0 ? 0 : 1);  // index of target in ids
-          n_bytes += static_cast<int64_t>(tok.decode_token(idx > 0 ? ids[idx - 1] : -1, target).size());
+          n_bytes +=
+              static_cast<int64_t>(tok.decode_token(idx > 0 ? ids[idx - 1] : -1, target).size());
         }
         progress.update(c + 1);
       }
@@ -78,15 +84,21 @@ void add_perplexity_command(CLI::App& root, std::function<int()>& run) {
       const double bpb = n_bytes > 0 ? nll / std::log(2.0) / n_bytes : 0;
       const double secs = now_seconds() - t0;
       if (*json) {
-        std::printf("{\"model\": \"%s\", \"file\": \"%s\", \"ctx\": %d, \"chunks\": %lld, \"tokens\": %lld, "
-                    "\"bytes\": %lld, \"nll_per_token\": %.6f, \"perplexity\": %.6f, \"bits_per_byte\": %.6f, "
-                    "\"seconds\": %.3f}\n",
-                    args->model.c_str(), file->c_str(), n_ctx, static_cast<long long>(n_chunks),
-                    static_cast<long long>(n_scored), static_cast<long long>(n_bytes), nll / n_scored, ppl, bpb, secs);
+        std::printf(
+            "{\"model\": \"%s\", \"file\": \"%s\", \"ctx\": %d, \"chunks\": %lld, \"tokens\": "
+            "%lld, "
+            "\"bytes\": %lld, \"nll_per_token\": %.6f, \"perplexity\": %.6f, \"bits_per_byte\": "
+            "%.6f, "
+            "\"seconds\": %.3f}\n",
+            args->model.c_str(), file->c_str(), n_ctx, static_cast<long long>(n_chunks),
+            static_cast<long long>(n_scored), static_cast<long long>(n_bytes), nll / n_scored, ppl,
+            bpb, secs);
       } else {
-        std::printf("%s: %lld tokens in %lld chunks of %d: perplexity %.4f, %.4f nats/token, %.4f bits/byte (%.1f tok/s)\n",
-                    file->c_str(), static_cast<long long>(n_scored), static_cast<long long>(n_chunks), n_ctx, ppl,
-                    nll / n_scored, bpb, n_scored / secs);
+        std::printf(
+            "%s: %lld tokens in %lld chunks of %d: perplexity %.4f, %.4f nats/token, %.4f "
+            "bits/byte (%.1f tok/s)\n",
+            file->c_str(), static_cast<long long>(n_scored), static_cast<long long>(n_chunks),
+            n_ctx, ppl, nll / n_scored, bpb, n_scored / secs);
       }
       return 0;
     };

@@ -13,7 +13,8 @@ namespace rme::cli {
 void ModelArgs::add(CLI::App& app) {
   app.add_option("model", model, "GGUF file, Hugging Face directory, or llama2.c .bin")->required();
   app.add_option("--tokenizer", tokenizer, "llama2.c tokenizer.bin (for .bin checkpoints)");
-  app.add_option("-t,--threads", threads, "worker threads (default: all cores)")->check(CLI::Range(0, 1024));
+  app.add_option("-t,--threads", threads, "worker threads (default: all cores)")
+      ->check(CLI::Range(0, 1024));
 }
 
 Result<LoadedModel> load(const ModelArgs& args) {
@@ -29,7 +30,10 @@ int fail(const Status& st) {
 }
 
 Progress::Progress(std::string label, int64_t total, std::string unit)
-    : label_(std::move(label)), unit_(std::move(unit)), total_(total), start_(now_seconds()),
+    : label_(std::move(label)),
+      unit_(std::move(unit)),
+      total_(total),
+      start_(now_seconds()),
       tty_(isatty(STDERR_FILENO)) {}
 
 void Progress::update(int64_t done) {

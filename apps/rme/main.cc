@@ -6,7 +6,8 @@
 
 int main(int argc, char** argv) {
   rme::register_sentencepiece_loader();  // HF directories with tokenizer.model
-  CLI::App app{"rme: refactor dense Llama models into router-decoupled MoEs and serve them (Read-ME)"};
+  CLI::App app{
+      "rme: refactor dense Llama models into router-decoupled MoEs and serve them (Read-ME)"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "rme 0.1.0");
   std::function<int()> run;

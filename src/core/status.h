@@ -56,7 +56,7 @@ inline Status unsupported(std::string m) { return Status(StatusCode::kUnsupporte
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}  // NOLINT: implicit by design
+  Result(T value) : v_(std::move(value)) {}        // NOLINT: implicit by design
   Result(Status status) : v_(std::move(status)) {  // NOLINT
     RME_CHECK(!std::get<Status>(v_).ok()) << "Result constructed from an ok Status";
   }

@@ -26,8 +26,7 @@ class ThreadPool {
 
   // Calls fn(begin, end, thread_index) on disjoint chunks covering [0, n). `grain` is the
   // smallest chunk worth sending to a thread.
-  void parallel_for(int64_t n, int64_t grain,
-                    const std::function<void(int64_t, int64_t, int)>& fn);
+  void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t, int)>& fn);
 
   // Process-wide pool sized by set_default_threads (or hardware concurrency).
   static ThreadPool& global();

@@ -39,9 +39,7 @@ Result<GenerationStats> Generator::generate(std::span<const int> prompt,
     if (limits.max_new > 0 && st.n_generated >= limits.max_new) break;
     if (pos >= n_ctx_) break;
     int next = sampler.sample(logits_.data(), V, history);
-    if (limits.stop_at_eos &&
-        (tokenizer_.is_eos(next) || next == tokenizer_.special().bos))
-      break;
+    if (limits.stop_at_eos && (tokenizer_.is_eos(next) || next == tokenizer_.special().bos)) break;
     ++st.n_generated;
     history.push_back(next);
     if (!on_token(next)) break;

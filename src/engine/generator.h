@@ -23,8 +23,8 @@ struct GenerationStats {
 };
 
 struct GenerationLimits {
-  int max_total = 256;   // stop when the sequence holds this many tokens (llama2.c's -n); 0 = off
-  int max_new = 0;       // stop after this many new tokens; 0 = off
+  int max_total = 256;  // stop when the sequence holds this many tokens (llama2.c's -n); 0 = off
+  int max_new = 0;      // stop after this many new tokens; 0 = off
   bool stop_at_eos = true;  // EOS, any extra EOS id, or a BOS that would start a new document
 };
 

@@ -8,10 +8,12 @@
 namespace rme {
 
 Status SamplingParams::validate() const {
-  if (!(temperature >= 0) || temperature > 100) return invalid_argument("temperature must be in [0, 100]");
+  if (!(temperature >= 0) || temperature > 100)
+    return invalid_argument("temperature must be in [0, 100]");
   if (!(top_p > 0) || top_p > 1) return invalid_argument("top_p must be in (0, 1]");
   if (!(min_p >= 0) || min_p > 1) return invalid_argument("min_p must be in [0, 1]");
-  if (!(repeat_penalty > 0) || repeat_penalty > 100) return invalid_argument("repeat_penalty must be in (0, 100]");
+  if (!(repeat_penalty > 0) || repeat_penalty > 100)
+    return invalid_argument("repeat_penalty must be in (0, 100]");
   if (repeat_last_n < 0) return invalid_argument("repeat_last_n must be >= 0");
   return Status::Ok();
 }
@@ -23,7 +25,9 @@ double Sampler::uniform() { return static_cast<double>(rng_() >> 11) * 0x1.0p-53
 int Sampler::sample(float* logits, int n_vocab, std::span<const int> history) {
   if (p_.repeat_penalty != 1.0f && p_.repeat_last_n > 0) {
     std::unordered_set<int> seen;
-    size_t from = history.size() > static_cast<size_t>(p_.repeat_last_n) ? history.size() - p_.repeat_last_n : 0;
+    size_t from = history.size() > static_cast<size_t>(p_.repeat_last_n)
+                      ? history.size() - p_.repeat_last_n
+                      : 0;
     for (size_t i = from; i < history.size(); ++i) {
       int t = history[i];
       if (t < 0 || t >= n_vocab || !seen.insert(t).second) continue;
@@ -36,7 +40,9 @@ int Sampler::sample(float* logits, int n_vocab, std::span<const int> history) {
   cand_.clear();
   for (int i = 0; i < n_vocab; ++i) cand_.emplace_back(logits[i], i);
   // Sort by logit, ties by id, so the chain is deterministic.
-  auto by_logit = [](const auto& a, const auto& b) { return a.first != b.first ? a.first > b.first : a.second < b.second; };
+  auto by_logit = [](const auto& a, const auto& b) {
+    return a.first != b.first ? a.first > b.first : a.second < b.second;
+  };
   size_t k = cand_.size();
   if (p_.top_k > 0 && static_cast<size_t>(p_.top_k) < k) {
     k = static_cast<size_t>(p_.top_k);

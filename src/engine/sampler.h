@@ -13,10 +13,10 @@
 namespace rme {
 
 struct SamplingParams {
-  float temperature = 0.8f;  // <= 0 means greedy (argmax)
-  int top_k = 40;            // <= 0 disables
-  float top_p = 0.95f;       // >= 1 disables
-  float min_p = 0.05f;       // <= 0 disables; keeps tokens with p >= min_p * p_max
+  float temperature = 0.8f;     // <= 0 means greedy (argmax)
+  int top_k = 40;               // <= 0 disables
+  float top_p = 0.95f;          // >= 1 disables
+  float min_p = 0.05f;          // <= 0 disables; keeps tokens with p >= min_p * p_max
   float repeat_penalty = 1.0f;  // 1 disables; divides positive logits / multiplies negative
   int repeat_last_n = 64;       // how many recent tokens the penalty looks at
   uint64_t seed = 0;

@@ -12,18 +12,42 @@ void set_weight(Model& m, const WeightId& id, const MatView& v) {
   ModelWeights& w = m.weights;
   auto* f = static_cast<const float*>(v.data);
   switch (id.kind) {
-    case K::kTokEmbd: w.tok_embd = v; break;
-    case K::kOutNorm: w.out_norm = f; break;
-    case K::kOutput: w.output = v; break;
-    case K::kAttnNorm: w.layers[id.layer].attn_norm = f; break;
-    case K::kWq: w.layers[id.layer].wq = v; break;
-    case K::kWk: w.layers[id.layer].wk = v; break;
-    case K::kWv: w.layers[id.layer].wv = v; break;
-    case K::kWo: w.layers[id.layer].wo = v; break;
-    case K::kFfnNorm: w.layers[id.layer].ffn_norm = f; break;
-    case K::kGate: w.layers[id.layer].w_gate = v; break;
-    case K::kUp: w.layers[id.layer].w_up = v; break;
-    case K::kDown: w.layers[id.layer].w_down = v; break;
+    case K::kTokEmbd:
+      w.tok_embd = v;
+      break;
+    case K::kOutNorm:
+      w.out_norm = f;
+      break;
+    case K::kOutput:
+      w.output = v;
+      break;
+    case K::kAttnNorm:
+      w.layers[id.layer].attn_norm = f;
+      break;
+    case K::kWq:
+      w.layers[id.layer].wq = v;
+      break;
+    case K::kWk:
+      w.layers[id.layer].wk = v;
+      break;
+    case K::kWv:
+      w.layers[id.layer].wv = v;
+      break;
+    case K::kWo:
+      w.layers[id.layer].wo = v;
+      break;
+    case K::kFfnNorm:
+      w.layers[id.layer].ffn_norm = f;
+      break;
+    case K::kGate:
+      w.layers[id.layer].w_gate = v;
+      break;
+    case K::kUp:
+      w.layers[id.layer].w_up = v;
+      break;
+    case K::kDown:
+      w.layers[id.layer].w_down = v;
+      break;
   }
 }
 

@@ -14,7 +14,8 @@ using TensorLookup = std::function<const Tensor*(const std::string& name)>;
 
 // Fills model.weights (model.config must be set and valid). Matrices are mapped in place in any
 // compute dtype; norms are copied to f32. A missing output weight means tied output.
-// Errors name the file and tensor: "f.gguf: tensor 'blk.0.attn_q.weight' shape [64, 32] != [64, 64]".
+// Errors name the file and tensor: "f.gguf: tensor 'blk.0.attn_q.weight' shape [64, 32] != [64,
+// 64]".
 Status bind_weights(Model& model, const TensorLookup& lookup, NameScheme scheme,
                     const std::string& path);
 

@@ -13,21 +13,36 @@ constexpr uint32_t kMagic = 0x46554747;  // "GGUF" little-endian
 // GGUF tensor type ids for the dtypes rme computes in.
 bool dtype_from_ggml(uint32_t t, DType& out) {
   switch (t) {
-    case 0: out = DType::kF32; return true;
-    case 1: out = DType::kF16; return true;
-    case 2: out = DType::kQ4_0; return true;
-    case 8: out = DType::kQ8_0; return true;
-    case 30: out = DType::kBF16; return true;
+    case 0:
+      out = DType::kF32;
+      return true;
+    case 1:
+      out = DType::kF16;
+      return true;
+    case 2:
+      out = DType::kQ4_0;
+      return true;
+    case 8:
+      out = DType::kQ8_0;
+      return true;
+    case 30:
+      out = DType::kBF16;
+      return true;
   }
   return false;
 }
 uint32_t ggml_from_dtype(DType t) {
   switch (t) {
-    case DType::kF32: return 0;
-    case DType::kF16: return 1;
-    case DType::kQ4_0: return 2;
-    case DType::kQ8_0: return 8;
-    case DType::kBF16: return 30;
+    case DType::kF32:
+      return 0;
+    case DType::kF16:
+      return 1;
+    case DType::kQ4_0:
+      return 2;
+    case DType::kQ8_0:
+      return 8;
+    case DType::kBF16:
+      return 30;
   }
   return 0;
 }
@@ -35,11 +50,23 @@ uint32_t ggml_from_dtype(DType t) {
 size_t scalar_size(GgufValue::Type t) {
   using T = GgufValue::Type;
   switch (t) {
-    case T::kU8: case T::kI8: case T::kBool: return 1;
-    case T::kU16: case T::kI16: return 2;
-    case T::kU32: case T::kI32: case T::kF32: return 4;
-    case T::kU64: case T::kI64: case T::kF64: return 8;
-    default: return 0;
+    case T::kU8:
+    case T::kI8:
+    case T::kBool:
+      return 1;
+    case T::kU16:
+    case T::kI16:
+      return 2;
+    case T::kU32:
+    case T::kI32:
+    case T::kF32:
+      return 4;
+    case T::kU64:
+    case T::kI64:
+    case T::kF64:
+      return 8;
+    default:
+      return 0;
   }
 }
 
@@ -83,16 +110,66 @@ class Reader {
 Status read_scalar(Reader& r, GgufValue::Type t, GgufValue& v, const std::string& what) {
   using T = GgufValue::Type;
   switch (t) {
-    case T::kU8: { uint8_t x = 0; RME_RETURN_IF_ERROR(r.read(x, what)); v.scalar = uint64_t{x}; break; }
-    case T::kI8: { int8_t x = 0; RME_RETURN_IF_ERROR(r.read(x, what)); v.scalar = int64_t{x}; break; }
-    case T::kU16: { uint16_t x = 0; RME_RETURN_IF_ERROR(r.read(x, what)); v.scalar = uint64_t{x}; break; }
-    case T::kI16: { int16_t x = 0; RME_RETURN_IF_ERROR(r.read(x, what)); v.scalar = int64_t{x}; break; }
-    case T::kU32: { uint32_t x = 0; RME_RETURN_IF_ERROR(r.read(x, what)); v.scalar = uint64_t{x}; break; }
-    case T::kI32: { int32_t x = 0; RME_RETURN_IF_ERROR(r.read(x, what)); v.scalar = int64_t{x}; break; }
-    case T::kU64: { uint64_t x = 0; RME_RETURN_IF_ERROR(r.read(x, what)); v.scalar = x; break; }
-    case T::kI64: { int64_t x = 0; RME_RETURN_IF_ERROR(r.read(x, what)); v.scalar = x; break; }
-    case T::kF32: { float x = 0; RME_RETURN_IF_ERROR(r.read(x, what)); v.scalar = double{x}; break; }
-    case T::kF64: { double x = 0; RME_RETURN_IF_ERROR(r.read(x, what)); v.scalar = x; break; }
+    case T::kU8: {
+      uint8_t x = 0;
+      RME_RETURN_IF_ERROR(r.read(x, what));
+      v.scalar = uint64_t{x};
+      break;
+    }
+    case T::kI8: {
+      int8_t x = 0;
+      RME_RETURN_IF_ERROR(r.read(x, what));
+      v.scalar = int64_t{x};
+      break;
+    }
+    case T::kU16: {
+      uint16_t x = 0;
+      RME_RETURN_IF_ERROR(r.read(x, what));
+      v.scalar = uint64_t{x};
+      break;
+    }
+    case T::kI16: {
+      int16_t x = 0;
+      RME_RETURN_IF_ERROR(r.read(x, what));
+      v.scalar = int64_t{x};
+      break;
+    }
+    case T::kU32: {
+      uint32_t x = 0;
+      RME_RETURN_IF_ERROR(r.read(x, what));
+      v.scalar = uint64_t{x};
+      break;
+    }
+    case T::kI32: {
+      int32_t x = 0;
+      RME_RETURN_IF_ERROR(r.read(x, what));
+      v.scalar = int64_t{x};
+      break;
+    }
+    case T::kU64: {
+      uint64_t x = 0;
+      RME_RETURN_IF_ERROR(r.read(x, what));
+      v.scalar = x;
+      break;
+    }
+    case T::kI64: {
+      int64_t x = 0;
+      RME_RETURN_IF_ERROR(r.read(x, what));
+      v.scalar = x;
+      break;
+    }
+    case T::kF32: {
+      float x = 0;
+      RME_RETURN_IF_ERROR(r.read(x, what));
+      v.scalar = double{x};
+      break;
+    }
+    case T::kF64: {
+      double x = 0;
+      RME_RETURN_IF_ERROR(r.read(x, what));
+      v.scalar = x;
+      break;
+    }
     case T::kBool: {
       uint8_t x = 0;
       RME_RETURN_IF_ERROR(r.read(x, what));
@@ -155,7 +232,8 @@ bool GgufValue::is_int() const {
          (std::holds_alternative<uint64_t>(scalar) || std::holds_alternative<int64_t>(scalar));
 }
 int64_t GgufValue::as_int() const {
-  if (std::holds_alternative<uint64_t>(scalar)) return static_cast<int64_t>(std::get<uint64_t>(scalar));
+  if (std::holds_alternative<uint64_t>(scalar))
+    return static_cast<int64_t>(std::get<uint64_t>(scalar));
   if (std::holds_alternative<int64_t>(scalar)) return std::get<int64_t>(scalar);
   if (std::holds_alternative<double>(scalar)) return static_cast<int64_t>(std::get<double>(scalar));
   if (std::holds_alternative<bool>(scalar)) return std::get<bool>(scalar);
@@ -175,15 +253,18 @@ Result<std::unique_ptr<GgufFile>> GgufFile::open(const std::string& path) {
   if (magic != kMagic) return corrupt(path + ": not a GGUF file (bad magic)");
   RME_RETURN_IF_ERROR(r.read(g->version_, "version"));
   if (g->version_ != 2 && g->version_ != 3)
-    return unsupported(path + ": GGUF version " + std::to_string(g->version_) + " (rme reads 2 and 3)");
+    return unsupported(path + ": GGUF version " + std::to_string(g->version_) +
+                       " (rme reads 2 and 3)");
   uint64_t n_tensors = 0, n_kv = 0;
   RME_RETURN_IF_ERROR(r.read(n_tensors, "tensor count"));
   RME_RETURN_IF_ERROR(r.read(n_kv, "metadata count"));
   // A metadata entry needs >= 13 bytes and a tensor info >= 24: bound counts by the file size.
   if (n_kv > r.remaining() / 13)
-    return corrupt(path + ": metadata count " + std::to_string(n_kv) + " is larger than the file can hold");
+    return corrupt(path + ": metadata count " + std::to_string(n_kv) +
+                   " is larger than the file can hold");
   if (n_tensors > r.remaining() / 24)
-    return corrupt(path + ": tensor count " + std::to_string(n_tensors) + " is larger than the file can hold");
+    return corrupt(path + ": tensor count " + std::to_string(n_tensors) +
+                   " is larger than the file can hold");
   for (uint64_t i = 0; i < n_kv; ++i) {
     std::string key;
     RME_RETURN_IF_ERROR(r.read_string(key, path + ": metadata key #" + std::to_string(i)));
@@ -194,7 +275,8 @@ Result<std::unique_ptr<GgufFile>> GgufFile::open(const std::string& path) {
   }
   uint64_t alignment = 32;
   if (const GgufValue* a = g->find("general.alignment")) {
-    if (!a->is_int() || a->as_int() <= 0 || (a->as_int() & (a->as_int() - 1)) != 0 || a->as_int() > (1 << 20))
+    if (!a->is_int() || a->as_int() <= 0 || (a->as_int() & (a->as_int() - 1)) != 0 ||
+        a->as_int() > (1 << 20))
       return corrupt(path + ": general.alignment must be a power of two <= 1 MiB");
     alignment = static_cast<uint64_t>(a->as_int());
   }
@@ -222,12 +304,14 @@ Result<std::unique_ptr<GgufFile>> GgufFile::open(const std::string& path) {
                          " (rme reads F32, F16, BF16, Q8_0, Q4_0)");
     RME_RETURN_IF_ERROR(r.read(t.offset, what + " offset"));
     if (t.offset % alignment != 0)
-      return corrupt(what + ": offset " + std::to_string(t.offset) + " is not a multiple of alignment " +
-                     std::to_string(alignment));
+      return corrupt(what + ": offset " + std::to_string(t.offset) +
+                     " is not a multiple of alignment " + std::to_string(alignment));
     if (t.ne[0] % dtype_block_size(t.dtype) != 0)
-      return corrupt(what + ": row length " + std::to_string(t.ne[0]) + " is not a multiple of the " +
-                     std::string(dtype_name(t.dtype)) + " block size");
-    if (g->tensor_index_.count(t.name)) return corrupt(path + ": duplicate tensor '" + t.name + "'");
+      return corrupt(what + ": row length " + std::to_string(t.ne[0]) +
+                     " is not a multiple of the " + std::string(dtype_name(t.dtype)) +
+                     " block size");
+    if (g->tensor_index_.count(t.name))
+      return corrupt(path + ": duplicate tensor '" + t.name + "'");
     g->tensor_index_[t.name] = g->tensors_.size();
     g->tensors_.push_back(std::move(t));
   }
@@ -238,9 +322,10 @@ Result<std::unique_ptr<GgufFile>> GgufFile::open(const std::string& path) {
     const uint64_t bytes = t.view.n_bytes();
     if (data_start > g->file_->size() || t.offset > g->file_->size() - data_start ||
         bytes > g->file_->size() - data_start - t.offset)
-      return corrupt(path + ": tensor '" + t.name + "' data [" + std::to_string(data_start + t.offset) +
-                     ", " + std::to_string(data_start + t.offset + bytes) + ") lies past the end of the file (" +
-                     std::to_string(g->file_->size()) + " bytes)");
+      return corrupt(
+          path + ": tensor '" + t.name + "' data [" + std::to_string(data_start + t.offset) + ", " +
+          std::to_string(data_start + t.offset + bytes) + ") lies past the end of the file (" +
+          std::to_string(g->file_->size()) + " bytes)");
     t.view.data = g->file_->data() + data_start + t.offset;
   }
   return g;
@@ -269,38 +354,62 @@ void put_str(std::string& s, const std::string& v) {
 }  // namespace
 
 void GgufWriter::set_u32(const std::string& k, uint32_t v) {
-  std::string s; put<uint32_t>(s, 4); put(s, v); kv_.emplace_back(k, s);
+  std::string s;
+  put<uint32_t>(s, 4);
+  put(s, v);
+  kv_.emplace_back(k, s);
 }
 void GgufWriter::set_i32(const std::string& k, int32_t v) {
-  std::string s; put<uint32_t>(s, 5); put(s, v); kv_.emplace_back(k, s);
+  std::string s;
+  put<uint32_t>(s, 5);
+  put(s, v);
+  kv_.emplace_back(k, s);
 }
 void GgufWriter::set_f32(const std::string& k, float v) {
-  std::string s; put<uint32_t>(s, 6); put(s, v); kv_.emplace_back(k, s);
+  std::string s;
+  put<uint32_t>(s, 6);
+  put(s, v);
+  kv_.emplace_back(k, s);
 }
 void GgufWriter::set_bool(const std::string& k, bool v) {
-  std::string s; put<uint32_t>(s, 7); put<uint8_t>(s, v ? 1 : 0); kv_.emplace_back(k, s);
+  std::string s;
+  put<uint32_t>(s, 7);
+  put<uint8_t>(s, v ? 1 : 0);
+  kv_.emplace_back(k, s);
 }
 void GgufWriter::set_string(const std::string& k, const std::string& v) {
-  std::string s; put<uint32_t>(s, 8); put_str(s, v); kv_.emplace_back(k, s);
+  std::string s;
+  put<uint32_t>(s, 8);
+  put_str(s, v);
+  kv_.emplace_back(k, s);
 }
 void GgufWriter::set_strings(const std::string& k, const std::vector<std::string>& v) {
-  std::string s; put<uint32_t>(s, 9); put<uint32_t>(s, 8); put<uint64_t>(s, v.size());
+  std::string s;
+  put<uint32_t>(s, 9);
+  put<uint32_t>(s, 8);
+  put<uint64_t>(s, v.size());
   for (const auto& x : v) put_str(s, x);
   kv_.emplace_back(k, s);
 }
 void GgufWriter::set_f32s(const std::string& k, const std::vector<float>& v) {
-  std::string s; put<uint32_t>(s, 9); put<uint32_t>(s, 6); put<uint64_t>(s, v.size());
+  std::string s;
+  put<uint32_t>(s, 9);
+  put<uint32_t>(s, 6);
+  put<uint64_t>(s, v.size());
   for (float x : v) put(s, x);
   kv_.emplace_back(k, s);
 }
 void GgufWriter::set_i32s(const std::string& k, const std::vector<int32_t>& v) {
-  std::string s; put<uint32_t>(s, 9); put<uint32_t>(s, 5); put<uint64_t>(s, v.size());
+  std::string s;
+  put<uint32_t>(s, 9);
+  put<uint32_t>(s, 5);
+  put<uint64_t>(s, v.size());
   for (int32_t x : v) put(s, x);
   kv_.emplace_back(k, s);
 }
 
-void GgufWriter::add_tensor(const std::string& name, DType dtype,
-                            const std::vector<int64_t>& shape, const void* data) {
+void GgufWriter::add_tensor(const std::string& name, DType dtype, const std::vector<int64_t>& shape,
+                            const void* data) {
   tensors_.push_back({name, dtype, shape, data});
 }
 

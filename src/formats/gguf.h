@@ -17,7 +17,19 @@ namespace rme {
 // One metadata value. Arrays hold homogeneous scalars or strings.
 struct GgufValue {
   enum class Type : uint32_t {
-    kU8 = 0, kI8, kU16, kI16, kU32, kI32, kF32, kBool, kString, kArray, kU64, kI64, kF64,
+    kU8 = 0,
+    kI8,
+    kU16,
+    kI16,
+    kU32,
+    kI32,
+    kF32,
+    kBool,
+    kString,
+    kArray,
+    kU64,
+    kI64,
+    kF64,
   };
   Type type = Type::kU32;
   Type elem_type = Type::kU32;  // for arrays
@@ -35,8 +47,8 @@ struct GgufTensorInfo {
   std::string name;
   std::vector<int64_t> ne;  // GGUF order: ne[0] is the contiguous dimension
   DType dtype;
-  uint64_t offset;          // relative to the data section
-  Tensor view;              // row-major view into the mapping (shape reversed from ne)
+  uint64_t offset;  // relative to the data section
+  Tensor view;      // row-major view into the mapping (shape reversed from ne)
 };
 
 // Owns the mapping; immutable after open; thread-safe to read. open() fails with a Status naming

@@ -55,7 +55,8 @@ Result<std::unique_ptr<Tokenizer>> gguf_tokenizer(const GgufFile& g) {
     std::string pre = get_string(g, "tokenizer.ggml.pre");
     v.pre_tokenizer = (pre == "llama-bpe" || pre == "llama3" || pre == "smaug-bpe")
                           ? PreTokenizer::kLlama3
-                          : pre == "qwen2" ? PreTokenizer::kQwen2 : PreTokenizer::kGpt2;
+                      : pre == "qwen2" ? PreTokenizer::kQwen2
+                                       : PreTokenizer::kGpt2;
     v.ignore_merges = v.pre_tokenizer == PreTokenizer::kLlama3;
     v.special.add_bos = false;
   } else {
@@ -69,10 +70,12 @@ Result<std::unique_ptr<Tokenizer>> gguf_tokenizer(const GgufFile& g) {
   }
   if (const GgufValue* t = g.find("tokenizer.ggml.token_type")) {
     if (t->type != GgufValue::Type::kArray || t->ints.size() != n)
-      return corrupt(g.path() + ": tokenizer.ggml.token_type has " + std::to_string(t->ints.size()) +
-                     " entries for " + std::to_string(n) + " tokens");
+      return corrupt(g.path() + ": tokenizer.ggml.token_type has " +
+                     std::to_string(t->ints.size()) + " entries for " + std::to_string(n) +
+                     " tokens");
     for (int64_t x : t->ints) {
-      if (x < 1 || x > 6) return corrupt(g.path() + ": token type " + std::to_string(x) + " outside 1..6");
+      if (x < 1 || x > 6)
+        return corrupt(g.path() + ": token type " + std::to_string(x) + " outside 1..6");
       v.types.push_back(static_cast<TokenType>(x));
     }
   }
@@ -98,8 +101,10 @@ Result<std::unique_ptr<Tokenizer>> gguf_tokenizer(const GgufFile& g) {
   int eot = -1;
   RME_RETURN_IF_ERROR(id_key("tokenizer.ggml.eot_token_id", eot));
   if (eot >= 0 && eot != v.special.eos) v.special.extra_eos.push_back(eot);
-  if (const GgufValue* b = g.find("tokenizer.ggml.add_bos_token")) v.special.add_bos = b->as_int() != 0;
-  if (const GgufValue* b = g.find("tokenizer.ggml.add_space_prefix")) v.add_space_prefix = b->as_int() != 0;
+  if (const GgufValue* b = g.find("tokenizer.ggml.add_bos_token"))
+    v.special.add_bos = b->as_int() != 0;
+  if (const GgufValue* b = g.find("tokenizer.ggml.add_space_prefix"))
+    v.add_space_prefix = b->as_int() != 0;
   auto r = BpeTokenizer::create(std::move(v));
   if (!r.ok()) return r.status().with_context(g.path());
   return std::unique_ptr<Tokenizer>(std::move(r).value());
@@ -111,8 +116,7 @@ Result<LoadedModel> load_gguf_model(const std::string& path) {
   RME_ASSIGN_OR_RETURN(std::unique_ptr<GgufFile> g, GgufFile::open(path));
   const std::string arch = get_string(*g, "general.architecture");
   if (arch.empty()) return not_found(path + ": metadata 'general.architecture' is missing");
-  if (arch != "llama")
-    return unsupported(path + ": architecture '" + arch + "' (rme runs llama)");
+  if (arch != "llama") return unsupported(path + ": architecture '" + arch + "' (rme runs llama)");
   auto m = std::make_unique<Model>();
   LlamaConfig& c = m->config;
   const std::string p = arch + ".";
@@ -168,7 +172,7 @@ void add_tokenizer(GgufWriter& w, const Tokenizer& tok) {
   const bool byte_level = v.mode == BpeVocab::Mode::kByteLevel;
   w.set_string("tokenizer.ggml.model", byte_level ? "gpt2" : "llama");
   if (byte_level)
-    w.set_string("tokenizer.ggml.pre", v.pre_tokenizer == PreTokenizer::kLlama3 ? "llama-bpe"
+    w.set_string("tokenizer.ggml.pre", v.pre_tokenizer == PreTokenizer::kLlama3  ? "llama-bpe"
                                        : v.pre_tokenizer == PreTokenizer::kQwen2 ? "qwen2"
                                                                                  : "gpt-2");
   w.set_strings("tokenizer.ggml.tokens", v.tokens);
@@ -230,9 +234,9 @@ Status write_gguf_model(const Model& model, const Tokenizer* tokenizer, const st
   std::vector<std::shared_ptr<Buffer>> keep;
   Status st = Status::Ok();
   model.for_each_weight([&](const WeightId& id, const MatView& v) {
-    const bool norm = v.n_out == 1 && (id.kind == WeightId::Kind::kAttnNorm ||
-                                       id.kind == WeightId::Kind::kFfnNorm ||
-                                       id.kind == WeightId::Kind::kOutNorm);
+    const bool norm = v.n_out == 1 &&
+                      (id.kind == WeightId::Kind::kAttnNorm ||
+                       id.kind == WeightId::Kind::kFfnNorm || id.kind == WeightId::Kind::kOutNorm);
     DType to = norm ? DType::kF32 : type.value_or(v.dtype);
     if (dtype_is_quantized(to) && v.n_in % kQBlock != 0) {
       log_info(tensor_name(id, NameScheme::kGguf) + ": row length " + std::to_string(v.n_in) +
@@ -249,10 +253,13 @@ Status write_gguf_model(const Model& model, const Tokenizer* tokenizer, const st
       keep.push_back(convert_matrix(v, to, order));
       data = keep.back()->data();
     }
-    std::vector<int64_t> shape = norm ? std::vector<int64_t>{v.n_in} : std::vector<int64_t>{v.n_out, v.n_in};
+    std::vector<int64_t> shape =
+        norm ? std::vector<int64_t>{v.n_in} : std::vector<int64_t>{v.n_out, v.n_in};
     w.add_tensor(tensor_name(id, NameScheme::kGguf), to, shape, data);
   });
-  if (!factors.empty()) w.add_tensor("rope_freqs.weight", DType::kF32, {static_cast<int64_t>(factors.size())}, factors.data());
+  if (!factors.empty())
+    w.add_tensor("rope_freqs.weight", DType::kF32, {static_cast<int64_t>(factors.size())},
+                 factors.data());
   RME_RETURN_IF_ERROR(st);
   return w.write(path);
 }

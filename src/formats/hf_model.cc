@@ -30,7 +30,8 @@ Status parse_config(const json& j, const std::string& path, LlamaConfig& c) {
     if (!j.contains(key) || j[key].is_null()) {
       return required ? not_found(path + ": '" + key + "' is missing") : Status::Ok();
     }
-    if (!j[key].is_number_integer() || j[key].get<int64_t>() < 0 || j[key].get<int64_t>() > (1 << 30))
+    if (!j[key].is_number_integer() || j[key].get<int64_t>() < 0 ||
+        j[key].get<int64_t>() > (1 << 30))
       return corrupt(path + ": '" + key + "' is not an integer in [0, 2^30]");
     out = j[key].get<int>();
     return Status::Ok();
@@ -99,7 +100,8 @@ Result<LoadedModel> load_hf_model(const std::string& dir) {
     if (!idx.contains("weight_map") || !idx["weight_map"].is_object())
       return corrupt(index_path + ": 'weight_map' is missing or not an object");
     for (const auto& [name, file] : idx["weight_map"].items()) {
-      if (!file.is_string()) return corrupt(index_path + ": weight_map['" + name + "'] is not a string");
+      if (!file.is_string())
+        return corrupt(index_path + ": weight_map['" + name + "'] is not a string");
       std::string f = file.get<std::string>();
       if (f.find('/') != std::string::npos || f.find("..") != std::string::npos)
         return corrupt(index_path + ": shard name '" + f + "' must be a plain file name");
@@ -122,9 +124,10 @@ Result<LoadedModel> load_hf_model(const std::string& dir) {
     return shards[it->second]->find(name);
   };
   std::string first_shard = shards.begin()->second->path();
-  RME_RETURN_IF_ERROR(bind_weights(*m, lookup, NameScheme::kHf, where.count("model.embed_tokens.weight")
-                                                                    ? dir + "/" + where["model.embed_tokens.weight"]
-                                                                    : first_shard));
+  RME_RETURN_IF_ERROR(bind_weights(*m, lookup, NameScheme::kHf,
+                                   where.count("model.embed_tokens.weight")
+                                       ? dir + "/" + where["model.embed_tokens.weight"]
+                                       : first_shard));
   for (auto& [f, sf] : shards) m->files.push_back(sf->file());
   m->source = dir;
   m->format = "safetensors";
@@ -156,15 +159,18 @@ Status write_hf_model(const Model& model, const Tokenizer* tokenizer, const std:
     const bool norm = is_norm(id);
     DType to = type.value_or(dtype_is_quantized(v.dtype) ? DType::kF32 : v.dtype);
     std::vector<int64_t> order;
-    if (id.kind == WeightId::Kind::kWq) order = rope_row_order(c.n_head, c.head_dim, c.rope_style, RopeStyle::kHalf);
-    if (id.kind == WeightId::Kind::kWk) order = rope_row_order(c.n_head_kv, c.head_dim, c.rope_style, RopeStyle::kHalf);
+    if (id.kind == WeightId::Kind::kWq)
+      order = rope_row_order(c.n_head, c.head_dim, c.rope_style, RopeStyle::kHalf);
+    if (id.kind == WeightId::Kind::kWk)
+      order = rope_row_order(c.n_head_kv, c.head_dim, c.rope_style, RopeStyle::kHalf);
     const void* data = v.data;
     if (to != v.dtype || !order.empty()) {
       keep.push_back(convert_matrix(v, to, order));
       data = keep.back()->data();
     }
     entries.push_back({tensor_name(id, NameScheme::kHf), to,
-                       norm ? std::vector<int64_t>{v.n_in} : std::vector<int64_t>{v.n_out, v.n_in}, data});
+                       norm ? std::vector<int64_t>{v.n_in} : std::vector<int64_t>{v.n_out, v.n_in},
+                       data});
   });
   RME_RETURN_IF_ERROR(write_safetensors(dir + "/model.safetensors", entries, {{"format", "pt"}}));
 
@@ -182,15 +188,17 @@ Status write_hf_model(const Model& model, const Tokenizer* tokenizer, const std:
             {"rope_theta", c.rope_theta},
             {"tie_word_embeddings", c.tied_output},
             {"hidden_act", "silu"},
-            {"torch_dtype", entries.empty() ? "float32"
+            {"torch_dtype", entries.empty()                    ? "float32"
                             : entries[1].dtype == DType::kBF16 ? "bfloat16"
-                            : entries[1].dtype == DType::kF16  ? "float16" : "float32"}};
+                            : entries[1].dtype == DType::kF16  ? "float16"
+                                                               : "float32"}};
   if (c.rope_scaling.type == RopeScaling::Type::kLlama3) {
-    j["rope_scaling"] = {{"rope_type", "llama3"},
-                         {"factor", c.rope_scaling.factor},
-                         {"low_freq_factor", c.rope_scaling.low_freq_factor},
-                         {"high_freq_factor", c.rope_scaling.high_freq_factor},
-                         {"original_max_position_embeddings", c.rope_scaling.original_max_position}};
+    j["rope_scaling"] = {
+        {"rope_type", "llama3"},
+        {"factor", c.rope_scaling.factor},
+        {"low_freq_factor", c.rope_scaling.low_freq_factor},
+        {"high_freq_factor", c.rope_scaling.high_freq_factor},
+        {"original_max_position_embeddings", c.rope_scaling.original_max_position}};
   } else if (c.rope_scaling.type == RopeScaling::Type::kLinear) {
     j["rope_scaling"] = {{"rope_type", "linear"}, {"factor", c.rope_scaling.factor}};
   }
@@ -217,9 +225,13 @@ Status write_hf_model(const Model& model, const Tokenizer* tokenizer, const std:
   if (copied) return Status::Ok();
   RME_RETURN_IF_ERROR(write_tokenizer_json(tokenizer->export_vocab(), dir + "/tokenizer.json"));
   const SpecialTokens& s = tokenizer->special();
-  auto tok_text = [&](int id) -> json { return id >= 0 ? json(tokenizer->token_text(id)) : json(nullptr); };
-  json tc = {{"bos_token", tok_text(s.bos)}, {"eos_token", tok_text(s.eos)},
-             {"unk_token", tok_text(s.unk)}, {"add_bos_token", s.add_bos}};
+  auto tok_text = [&](int id) -> json {
+    return id >= 0 ? json(tokenizer->token_text(id)) : json(nullptr);
+  };
+  json tc = {{"bos_token", tok_text(s.bos)},
+             {"eos_token", tok_text(s.eos)},
+             {"unk_token", tok_text(s.unk)},
+             {"add_bos_token", s.add_bos}};
   RME_RETURN_IF_ERROR(write_file_atomic(dir + "/tokenizer_config.json", tc.dump(2) + "\n"));
   json gen = {{"bos_token_id", s.bos}};
   if (s.extra_eos.empty()) {

@@ -24,7 +24,9 @@ Result<LoadedModel> load_llama2c_model(const std::string& path, const std::strin
   uint32_t magic = 0;
   if (size >= 4) std::memcpy(&magic, p, 4);
   if (magic == kMagicV1) {
-    if (size < 256) return corrupt(path + ": truncated llama2.c v1 header (" + std::to_string(size) + " bytes, needs 256)");
+    if (size < 256)
+      return corrupt(path + ": truncated llama2.c v1 header (" + std::to_string(size) +
+                     " bytes, needs 256)");
     std::memcpy(&version, p + 4, 4);
     if (version != 1)
       return unsupported(path + ": llama2.c export version " + std::to_string(version) +
@@ -33,7 +35,9 @@ Result<LoadedModel> load_llama2c_model(const std::string& path, const std::strin
     shared = p[8 + sizeof(hdr)] != 0;
     data_off = 256;
   } else {
-    if (size < sizeof(hdr)) return corrupt(path + ": truncated llama2.c header (" + std::to_string(size) + " bytes, needs 28)");
+    if (size < sizeof(hdr))
+      return corrupt(path + ": truncated llama2.c header (" + std::to_string(size) +
+                     " bytes, needs 28)");
     std::memcpy(hdr, p, sizeof(hdr));
     shared = hdr[5] > 0;
     data_off = sizeof(hdr);
@@ -53,7 +57,8 @@ Result<LoadedModel> load_llama2c_model(const std::string& path, const std::strin
   c.rope_theta = 10000.0f;
   c.tied_output = shared;
   if (c.n_head > 0 && c.n_embd % c.n_head != 0)
-    return corrupt(path + ": dim " + std::to_string(c.n_embd) + " is not a multiple of n_heads " + std::to_string(c.n_head));
+    return corrupt(path + ": dim " + std::to_string(c.n_embd) + " is not a multiple of n_heads " +
+                   std::to_string(c.n_head));
   RME_RETURN_IF_ERROR(c.validate().with_context(path + " (llama2.c header)"));
 
   const int64_t D = c.n_embd, F = c.n_ff, L = c.n_layer, V = c.n_vocab, KV = c.kv_dim();
@@ -67,26 +72,43 @@ Result<LoadedModel> load_llama2c_model(const std::string& path, const std::strin
   };
   int64_t o_emb, o_att, o_wq, o_wk, o_wv, o_wo, o_ffn, o_w1, o_w2, o_w3, o_fin, o_cls = -1;
   if (version == 0) {
-    o_emb = take(V * D); o_att = take(L * D);
-    o_wq = take(L * D * D); o_wk = take(L * KV * D); o_wv = take(L * KV * D); o_wo = take(L * D * D);
+    o_emb = take(V * D);
+    o_att = take(L * D);
+    o_wq = take(L * D * D);
+    o_wk = take(L * KV * D);
+    o_wv = take(L * KV * D);
+    o_wo = take(L * D * D);
     o_ffn = take(L * D);
-    o_w1 = take(L * F * D); o_w2 = take(L * D * F); o_w3 = take(L * F * D);
+    o_w1 = take(L * F * D);
+    o_w2 = take(L * D * F);
+    o_w3 = take(L * F * D);
     o_fin = take(D);
     take(c.n_ctx * Dh / 2);  // freq_cis_real (unused: rme computes RoPE itself)
     take(c.n_ctx * Dh / 2);  // freq_cis_imag
   } else {
-    o_att = take(L * D); o_ffn = take(L * D); o_fin = take(D); o_emb = take(V * D);
-    o_wq = take(L * D * D); o_wk = take(L * KV * D); o_wv = take(L * KV * D); o_wo = take(L * D * D);
-    o_w1 = take(L * F * D); o_w2 = take(L * D * F); o_w3 = take(L * F * D);
+    o_att = take(L * D);
+    o_ffn = take(L * D);
+    o_fin = take(D);
+    o_emb = take(V * D);
+    o_wq = take(L * D * D);
+    o_wk = take(L * KV * D);
+    o_wv = take(L * KV * D);
+    o_wo = take(L * D * D);
+    o_w1 = take(L * F * D);
+    o_w2 = take(L * D * F);
+    o_w3 = take(L * F * D);
   }
   if (!shared) o_cls = take(V * D);
   const uint64_t need = data_off + static_cast<uint64_t>(off) * 4;
   if (size < need)
-    return corrupt(path + ": file is " + std::to_string(size) + " bytes, the header (dim=" + std::to_string(D) +
-                   " hidden=" + std::to_string(F) + " layers=" + std::to_string(L) + " vocab=" + std::to_string(V) +
-                   ") needs " + std::to_string(need));
+    return corrupt(path + ": file is " + std::to_string(size) +
+                   " bytes, the header (dim=" + std::to_string(D) + " hidden=" + std::to_string(F) +
+                   " layers=" + std::to_string(L) + " vocab=" + std::to_string(V) + ") needs " +
+                   std::to_string(need));
   const float* base = reinterpret_cast<const float*>(p + data_off);
-  auto mat = [&](int64_t o, int64_t rows, int64_t cols) { return MatView{DType::kF32, rows, cols, base + o}; };
+  auto mat = [&](int64_t o, int64_t rows, int64_t cols) {
+    return MatView{DType::kF32, rows, cols, base + o};
+  };
   m->weights.tok_embd = mat(o_emb, V, D);
   m->weights.out_norm = base + o_fin;
   m->weights.output = shared ? m->weights.tok_embd : mat(o_cls, V, D);

@@ -21,12 +21,15 @@ Result<ModelFormat> detect_format(const std::string& path) {
 Result<LoadedModel> load_model(const std::string& path, const LoadOptions& options) {
   RME_ASSIGN_OR_RETURN(ModelFormat f, detect_format(path));
   switch (f) {
-    case ModelFormat::kGguf: return load_gguf_model(path);
-    case ModelFormat::kHf: return load_hf_model(path);
+    case ModelFormat::kGguf:
+      return load_gguf_model(path);
+    case ModelFormat::kHf:
+      return load_hf_model(path);
     case ModelFormat::kLlama2c: {
       std::string tok = options.tokenizer_path;
       if (tok.empty()) {  // llama2.c convention: tokenizer.bin beside the checkpoint
-        std::string dir = path.find('/') == std::string::npos ? "." : path.substr(0, path.rfind('/'));
+        std::string dir =
+            path.find('/') == std::string::npos ? "." : path.substr(0, path.rfind('/'));
         if (file_exists(dir + "/tokenizer.bin")) tok = dir + "/tokenizer.bin";
       }
       return load_llama2c_model(path, tok);

@@ -7,11 +7,13 @@
 
 namespace rme {
 
-Status write_npy_f32(const std::string& path, const float* data, const std::vector<int64_t>& shape) {
+Status write_npy_f32(const std::string& path, const float* data,
+                     const std::vector<int64_t>& shape) {
   std::string dict = "{'descr': '<f4', 'fortran_order': False, 'shape': (";
   int64_t n = 1;
   for (size_t i = 0; i < shape.size(); ++i) {
-    dict += std::to_string(shape[i]) + (shape.size() == 1 ? "," : (i + 1 < shape.size() ? ", " : ""));
+    dict +=
+        std::to_string(shape[i]) + (shape.size() == 1 ? "," : (i + 1 < shape.size() ? ", " : ""));
     n *= shape[i];
   }
   dict += "), }";
@@ -21,7 +23,15 @@ Status write_npy_f32(const std::string& path, const float* data, const std::vect
   dict.append((64 - total % 64) % 64, ' ');
   dict += '\n';
   const uint16_t len = static_cast<uint16_t>(dict.size());
-  const char magic[10] = {'\x93', 'N', 'U', 'M', 'P', 'Y', 1, 0, static_cast<char>(len & 0xff),
+  const char magic[10] = {'\x93',
+                          'N',
+                          'U',
+                          'M',
+                          'P',
+                          'Y',
+                          1,
+                          0,
+                          static_cast<char>(len & 0xff),
                           static_cast<char>(len >> 8)};
   std::string out(magic, sizeof(magic));
   out += dict;
@@ -31,7 +41,8 @@ Status write_npy_f32(const std::string& path, const float* data, const std::vect
 
 Result<std::vector<float>> read_npy_f32(const std::string& path, std::vector<int64_t>* shape) {
   RME_ASSIGN_OR_RETURN(std::string s, read_file(path));
-  if (s.size() < 10 || s.compare(0, 6, "\x93NUMPY") != 0) return corrupt(path + ": not a .npy file");
+  if (s.size() < 10 || s.compare(0, 6, "\x93NUMPY") != 0)
+    return corrupt(path + ": not a .npy file");
   uint16_t len;
   std::memcpy(&len, s.data() + 8, 2);
   if (10u + len > s.size()) return corrupt(path + ": truncated .npy header");
@@ -50,7 +61,8 @@ Result<std::vector<float>> read_npy_f32(const std::string& path, std::vector<int
     }
     i = j + 1;
   }
-  if (10u + len + static_cast<size_t>(n) * 4 != s.size()) return corrupt(path + ": data size mismatch");
+  if (10u + len + static_cast<size_t>(n) * 4 != s.size())
+    return corrupt(path + ": data size mismatch");
   std::vector<float> out(static_cast<size_t>(n));
   std::memcpy(out.data(), s.data() + 10 + len, out.size() * 4);
   if (shape) *shape = sh;

@@ -11,18 +11,26 @@ using json = nlohmann::json;
 constexpr uint64_t kMaxHeader = 100u << 20;  // the format's own 100 MB limit
 
 bool dtype_from_st(const std::string& s, DType& out) {
-  if (s == "F32") out = DType::kF32;
-  else if (s == "F16") out = DType::kF16;
-  else if (s == "BF16") out = DType::kBF16;
-  else return false;
+  if (s == "F32")
+    out = DType::kF32;
+  else if (s == "F16")
+    out = DType::kF16;
+  else if (s == "BF16")
+    out = DType::kBF16;
+  else
+    return false;
   return true;
 }
 const char* st_from_dtype(DType t) {
   switch (t) {
-    case DType::kF32: return "F32";
-    case DType::kF16: return "F16";
-    case DType::kBF16: return "BF16";
-    default: return nullptr;
+    case DType::kF32:
+      return "F32";
+    case DType::kF16:
+      return "F16";
+    case DType::kBF16:
+      return "BF16";
+    default:
+      return nullptr;
   }
 }
 
@@ -32,7 +40,8 @@ Result<std::unique_ptr<SafetensorsFile>> SafetensorsFile::open(const std::string
   auto st = std::unique_ptr<SafetensorsFile>(new SafetensorsFile());
   RME_ASSIGN_OR_RETURN(st->file_, MappedFile::open(path));
   const size_t size = st->file_->size();
-  if (size < 8) return corrupt(path + ": truncated: " + std::to_string(size) + " bytes, header length needs 8");
+  if (size < 8)
+    return corrupt(path + ": truncated: " + std::to_string(size) + " bytes, header length needs 8");
   uint64_t n;
   std::memcpy(&n, st->file_->data(), 8);
   if (n > kMaxHeader || n > size - 8)
@@ -65,11 +74,13 @@ Result<std::unique_ptr<SafetensorsFile>> SafetensorsFile::open(const std::string
       if (!d.is_number_unsigned() || d.get<uint64_t>() > (uint64_t{1} << 40))
         return corrupt(what + ": shape entry is not a sane non-negative integer");
       uint64_t v = d.get<uint64_t>();
-      if (v != 0 && n_el > (uint64_t{1} << 40) / v) return corrupt(what + ": shape is absurdly large");
+      if (v != 0 && n_el > (uint64_t{1} << 40) / v)
+        return corrupt(what + ": shape is absurdly large");
       n_el *= v;
       t.shape.push_back(static_cast<int64_t>(v));
     }
-    if (t.shape.size() > 4) return corrupt(what + ": rank " + std::to_string(t.shape.size()) + " > 4");
+    if (t.shape.size() > 4)
+      return corrupt(what + ": rank " + std::to_string(t.shape.size()) + " > 4");
     const json& off = info["data_offsets"];
     if (!off[0].is_number_unsigned() || !off[1].is_number_unsigned())
       return corrupt(what + ": data_offsets are not non-negative integers");
@@ -114,7 +125,8 @@ Status write_safetensors(const std::string& path, const std::vector<SafetensorsE
   uint64_t n = header.size();
   RME_RETURN_IF_ERROR(w->write(&n, 8));
   RME_RETURN_IF_ERROR(w->write(header));
-  for (size_t i = 0; i < tensors.size(); ++i) RME_RETURN_IF_ERROR(w->write(tensors[i].data, sizes[i]));
+  for (size_t i = 0; i < tensors.size(); ++i)
+    RME_RETURN_IF_ERROR(w->write(tensors[i].data, sizes[i]));
   return w->commit();
 }
 

@@ -9,18 +9,30 @@ std::string tensor_name(const WeightId& id, NameScheme scheme) {
   const std::string blk = gguf ? "blk." + std::to_string(id.layer) + "."
                                : "model.layers." + std::to_string(id.layer) + ".";
   switch (id.kind) {
-    case K::kTokEmbd: return gguf ? "token_embd.weight" : "model.embed_tokens.weight";
-    case K::kOutNorm: return gguf ? "output_norm.weight" : "model.norm.weight";
-    case K::kOutput: return gguf ? "output.weight" : "lm_head.weight";
-    case K::kAttnNorm: return blk + (gguf ? "attn_norm.weight" : "input_layernorm.weight");
-    case K::kWq: return blk + (gguf ? "attn_q.weight" : "self_attn.q_proj.weight");
-    case K::kWk: return blk + (gguf ? "attn_k.weight" : "self_attn.k_proj.weight");
-    case K::kWv: return blk + (gguf ? "attn_v.weight" : "self_attn.v_proj.weight");
-    case K::kWo: return blk + (gguf ? "attn_output.weight" : "self_attn.o_proj.weight");
-    case K::kFfnNorm: return blk + (gguf ? "ffn_norm.weight" : "post_attention_layernorm.weight");
-    case K::kGate: return blk + (gguf ? "ffn_gate.weight" : "mlp.gate_proj.weight");
-    case K::kUp: return blk + (gguf ? "ffn_up.weight" : "mlp.up_proj.weight");
-    case K::kDown: return blk + (gguf ? "ffn_down.weight" : "mlp.down_proj.weight");
+    case K::kTokEmbd:
+      return gguf ? "token_embd.weight" : "model.embed_tokens.weight";
+    case K::kOutNorm:
+      return gguf ? "output_norm.weight" : "model.norm.weight";
+    case K::kOutput:
+      return gguf ? "output.weight" : "lm_head.weight";
+    case K::kAttnNorm:
+      return blk + (gguf ? "attn_norm.weight" : "input_layernorm.weight");
+    case K::kWq:
+      return blk + (gguf ? "attn_q.weight" : "self_attn.q_proj.weight");
+    case K::kWk:
+      return blk + (gguf ? "attn_k.weight" : "self_attn.k_proj.weight");
+    case K::kWv:
+      return blk + (gguf ? "attn_v.weight" : "self_attn.v_proj.weight");
+    case K::kWo:
+      return blk + (gguf ? "attn_output.weight" : "self_attn.o_proj.weight");
+    case K::kFfnNorm:
+      return blk + (gguf ? "ffn_norm.weight" : "post_attention_layernorm.weight");
+    case K::kGate:
+      return blk + (gguf ? "ffn_gate.weight" : "mlp.gate_proj.weight");
+    case K::kUp:
+      return blk + (gguf ? "ffn_up.weight" : "mlp.up_proj.weight");
+    case K::kDown:
+      return blk + (gguf ? "ffn_down.weight" : "mlp.down_proj.weight");
   }
   return "";
 }
@@ -29,7 +41,8 @@ std::vector<WeightId> all_weight_ids(int n_layer, bool include_output) {
   using K = WeightId::Kind;
   std::vector<WeightId> ids = {{K::kTokEmbd, -1}};
   for (int il = 0; il < n_layer; ++il)
-    for (K k : {K::kAttnNorm, K::kWq, K::kWk, K::kWv, K::kWo, K::kFfnNorm, K::kGate, K::kUp, K::kDown})
+    for (K k :
+         {K::kAttnNorm, K::kWq, K::kWk, K::kWv, K::kWo, K::kFfnNorm, K::kGate, K::kUp, K::kDown})
       ids.push_back({k, il});
   ids.push_back({K::kOutNorm, -1});
   if (include_output) ids.push_back({K::kOutput, -1});
@@ -40,17 +53,24 @@ std::vector<int64_t> expected_shape(const WeightId& id, const LlamaConfig& c) {
   using K = WeightId::Kind;
   switch (id.kind) {
     case K::kTokEmbd:
-    case K::kOutput: return {c.n_vocab, c.n_embd};
+    case K::kOutput:
+      return {c.n_vocab, c.n_embd};
     case K::kOutNorm:
     case K::kAttnNorm:
-    case K::kFfnNorm: return {c.n_embd};
-    case K::kWq: return {c.q_dim(), c.n_embd};
+    case K::kFfnNorm:
+      return {c.n_embd};
+    case K::kWq:
+      return {c.q_dim(), c.n_embd};
     case K::kWk:
-    case K::kWv: return {c.kv_dim(), c.n_embd};
-    case K::kWo: return {c.n_embd, c.q_dim()};
+    case K::kWv:
+      return {c.kv_dim(), c.n_embd};
+    case K::kWo:
+      return {c.n_embd, c.q_dim()};
     case K::kGate:
-    case K::kUp: return {c.n_ff, c.n_embd};
-    case K::kDown: return {c.n_embd, c.n_ff};
+    case K::kUp:
+      return {c.n_ff, c.n_embd};
+    case K::kDown:
+      return {c.n_embd, c.n_ff};
   }
   return {};
 }

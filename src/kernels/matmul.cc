@@ -10,9 +10,12 @@ namespace rme {
 
 const RowKernels& row_kernels(Isa isa) {
   switch (isa) {
-    case Isa::kAvx512: return row_kernels_avx512();
-    case Isa::kAvx2: return row_kernels_avx2();
-    case Isa::kScalar: break;
+    case Isa::kAvx512:
+      return row_kernels_avx512();
+    case Isa::kAvx2:
+      return row_kernels_avx2();
+    case Isa::kScalar:
+      break;
   }
   return row_kernels_ref();
 }
@@ -50,7 +53,8 @@ void matmul(const MatView& w, const float* x, int64_t x_stride, int64_t n_tok, f
     if (static_cast<int64_t>(row.size()) < n_in) row.resize(static_cast<size_t>(n_in));
     for (int64_t r = r0; r < r1; ++r) {
       to_f32(base + r * row_bytes, row.data(), n_in);
-      for (int64_t t = 0; t < n_tok; ++t) y[t * y_stride + r] = dotf(row.data(), x + t * x_stride, n_in);
+      for (int64_t t = 0; t < n_tok; ++t)
+        y[t * y_stride + r] = dotf(row.data(), x + t * x_stride, n_in);
     }
   });
 }

@@ -104,7 +104,7 @@ inline void q8_0_decode(const Q8_0Block& b, __m256 v[4]) {
 inline void q4_0_decode(const Q4_0Block& b, __m256 v[4]) {
   __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.q));
   __m128i mask = _mm_set1_epi8(0x0f), eight = _mm_set1_epi8(8);
-  __m128i lo = _mm_sub_epi8(_mm_and_si128(bytes, mask), eight);                      // elems 0..15
+  __m128i lo = _mm_sub_epi8(_mm_and_si128(bytes, mask), eight);                     // elems 0..15
   __m128i hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(bytes, 4), mask), eight);  // 16..31
   v[0] = i8x8_to_ps(lo);
   v[1] = i8x8_to_ps(_mm_srli_si128(lo, 8));
@@ -141,7 +141,8 @@ void to_f32_quant(const void* w, float* out, int64_t k) {
     __m256 v[4];
     Decode(b[ib], v);
     __m256 d = _mm256_set1_ps(f16_to_f32(b[ib].d));
-    for (int j = 0; j < 4; ++j) _mm256_storeu_ps(out + ib * kQBlock + 8 * j, _mm256_mul_ps(v[j], d));
+    for (int j = 0; j < 4; ++j)
+      _mm256_storeu_ps(out + ib * kQBlock + 8 * j, _mm256_mul_ps(v[j], d));
   }
 }
 

@@ -118,7 +118,8 @@ float dot_quant(const void* w, const float* x, int64_t k) {
     Decode(b[ib], v);
     Decode(b[ib + 1], u);
     const float* xb = x + ib * kQBlock;
-    __m512 s0 = _mm512_fmadd_ps(v[1], _mm512_loadu_ps(xb + 16), _mm512_mul_ps(v[0], _mm512_loadu_ps(xb)));
+    __m512 s0 =
+        _mm512_fmadd_ps(v[1], _mm512_loadu_ps(xb + 16), _mm512_mul_ps(v[0], _mm512_loadu_ps(xb)));
     __m512 s1 = _mm512_fmadd_ps(u[1], _mm512_loadu_ps(xb + 48),
                                 _mm512_mul_ps(u[0], _mm512_loadu_ps(xb + 32)));
     acc0 = _mm512_fmadd_ps(s0, _mm512_set1_ps(f16_to_f32(b[ib].d)), acc0);
@@ -128,7 +129,8 @@ float dot_quant(const void* w, const float* x, int64_t k) {
     __m512 v[2];
     Decode(b[ib], v);
     const float* xb = x + ib * kQBlock;
-    __m512 s0 = _mm512_fmadd_ps(v[1], _mm512_loadu_ps(xb + 16), _mm512_mul_ps(v[0], _mm512_loadu_ps(xb)));
+    __m512 s0 =
+        _mm512_fmadd_ps(v[1], _mm512_loadu_ps(xb + 16), _mm512_mul_ps(v[0], _mm512_loadu_ps(xb)));
     acc0 = _mm512_fmadd_ps(s0, _mm512_set1_ps(f16_to_f32(b[ib].d)), acc0);
   }
   return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));

@@ -9,14 +9,21 @@ namespace rme {
 Status LlamaConfig::validate() const {
   auto bad = [](const std::string& m) { return invalid_argument("config: " + m); };
   // Bounds keep a corrupted header from asking for absurd allocations.
-  if (n_vocab <= 0 || n_vocab > (1 << 22)) return bad("n_vocab " + std::to_string(n_vocab) + " outside 1..4194304");
-  if (n_embd <= 0 || n_embd > 65536) return bad("n_embd " + std::to_string(n_embd) + " outside 1..65536");
-  if (n_layer <= 0 || n_layer > 1024) return bad("n_layer " + std::to_string(n_layer) + " outside 1..1024");
-  if (n_head <= 0 || n_head > 1024) return bad("n_head " + std::to_string(n_head) + " outside 1..1024");
+  if (n_vocab <= 0 || n_vocab > (1 << 22))
+    return bad("n_vocab " + std::to_string(n_vocab) + " outside 1..4194304");
+  if (n_embd <= 0 || n_embd > 65536)
+    return bad("n_embd " + std::to_string(n_embd) + " outside 1..65536");
+  if (n_layer <= 0 || n_layer > 1024)
+    return bad("n_layer " + std::to_string(n_layer) + " outside 1..1024");
+  if (n_head <= 0 || n_head > 1024)
+    return bad("n_head " + std::to_string(n_head) + " outside 1..1024");
   if (n_head_kv <= 0 || n_head_kv > n_head || n_head % n_head_kv != 0)
-    return bad("n_head_kv " + std::to_string(n_head_kv) + " must divide n_head " + std::to_string(n_head));
-  if (n_ff <= 0 || n_ff > (1 << 20)) return bad("n_ff " + std::to_string(n_ff) + " outside 1..1048576");
-  if (n_ctx <= 0 || n_ctx > (1 << 24)) return bad("n_ctx " + std::to_string(n_ctx) + " outside 1..16777216");
+    return bad("n_head_kv " + std::to_string(n_head_kv) + " must divide n_head " +
+               std::to_string(n_head));
+  if (n_ff <= 0 || n_ff > (1 << 20))
+    return bad("n_ff " + std::to_string(n_ff) + " outside 1..1048576");
+  if (n_ctx <= 0 || n_ctx > (1 << 24))
+    return bad("n_ctx " + std::to_string(n_ctx) + " outside 1..16777216");
   if (head_dim <= 0 || head_dim % 2 != 0 || head_dim > 4096)
     return bad("head_dim " + std::to_string(head_dim) + " must be even and <= 4096");
   if (!(rms_eps > 0) || !(rms_eps < 1)) return bad("rms_eps must be in (0, 1)");
@@ -63,9 +70,9 @@ std::vector<float> LlamaConfig::rope_inv_freq() const {
 
 int64_t LlamaConfig::n_params() const {
   int64_t d = n_embd, per_layer = 0;
-  per_layer += 2 * d;                                       // norms
+  per_layer += 2 * d;                                         // norms
   per_layer += d * q_dim() + 2 * d * kv_dim() + q_dim() * d;  // attention
-  per_layer += 3 * d * n_ff;                                // SwiGLU
+  per_layer += 3 * d * n_ff;                                  // SwiGLU
   int64_t total = per_layer * n_layer + d + static_cast<int64_t>(n_vocab) * d;
   if (!tied_output) total += static_cast<int64_t>(n_vocab) * d;
   return total;

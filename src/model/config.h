@@ -21,7 +21,7 @@ struct RopeScaling {
 // Plain data; validate() before use. Counts follow GGUF vocabulary.
 struct LlamaConfig {
   int n_vocab = 0;
-  int n_embd = 0;     // D
+  int n_embd = 0;  // D
   int n_layer = 0;
   int n_head = 0;     // H
   int n_head_kv = 0;  // Hkv (GQA when < H)

@@ -21,7 +21,6 @@ Forward::Forward(const Model& model, int max_tokens, ThreadPool& pool)
   att_.resize(t * c.q_dim());
   gate_.resize(t * c.n_ff);
   up_.resize(t * c.n_ff);
-  scratch_.resize(static_cast<size_t>(pool.n_threads()) * c.n_ctx);
 }
 
 Status Forward::run(std::span<const int> tokens, int pos, KvCache& kv, float* logits,
@@ -35,7 +34,10 @@ Status Forward::run(std::span<const int> tokens, int pos, KvCache& kv, float* lo
     if (t < 0 || t >= c.n_vocab)
       return invalid_argument("forward: token id " + std::to_string(t) + " outside [0, " +
                               std::to_string(c.n_vocab) + ")");
-  if (kv.n_ctx() > c.n_ctx) scratch_.resize(static_cast<size_t>(pool_.n_threads()) * kv.n_ctx());
+  // Attention scores for every thread, sized by the cache actually used (not the model's maximum
+  // context, which a config may set to millions).
+  const size_t need = static_cast<size_t>(pool_.n_threads()) * kv.n_ctx();
+  if (scratch_.size() < need) scratch_.resize(need);
   size_t done = 0;
   while (done < tokens.size()) {
     int n = static_cast<int>(std::min<size_t>(max_tokens_, tokens.size() - done));
@@ -57,13 +59,13 @@ void Forward::run_chunk(const int* tokens, int n_tok, int pos, KvCache& kv, floa
 
   for (int t = 0; t < n_tok; ++t)  // x[T, D] = embedding rows
     dequantize_row(w.tok_embd.dtype,
-                   static_cast<const uint8_t*>(w.tok_embd.data) + emb_row * tokens[t],
-                   &x_[t * D], D);
+                   static_cast<const uint8_t*>(w.tok_embd.data) + emb_row * tokens[t], &x_[t * D],
+                   D);
 
   for (int il = 0; il < c.n_layer; ++il) {
     const LayerWeights& L = w.layers[il];
     for (int t = 0; t < n_tok; ++t) rmsnorm(&x_[t * D], L.attn_norm, D, c.rms_eps, &xb_[t * D]);
-    matmul(L.wq, xb_.data(), D, n_tok, q_.data(), QD, pool_);  // q[T, H*Dh]
+    matmul(L.wq, xb_.data(), D, n_tok, q_.data(), QD, pool_);   // q[T, H*Dh]
     matmul(L.wk, xb_.data(), D, n_tok, k_.data(), KVD, pool_);  // k[T, Hkv*Dh]
     matmul(L.wv, xb_.data(), D, n_tok, v_.data(), KVD, pool_);  // v[T, Hkv*Dh]
     for (int t = 0; t < n_tok; ++t) {

@@ -34,7 +34,7 @@ class Forward {
   std::vector<float> inv_freq_;
   // Activations, row-major with max_tokens_ rows.
   std::vector<float> x_, xb_, q_, k_, v_, att_, gate_, up_;
-  std::vector<float> scratch_;  // per-thread attention scores
+  std::vector<float> scratch_;  // per-thread attention scores (grows on first use per cache size)
 };
 
 }  // namespace rme

@@ -5,8 +5,7 @@
 
 namespace rme {
 
-void Model::for_each_weight(
-    const std::function<void(const WeightId&, const MatView&)>& fn) const {
+void Model::for_each_weight(const std::function<void(const WeightId&, const MatView&)>& fn) const {
   using K = WeightId::Kind;
   const int64_t d = config.n_embd;
   auto norm = [d](const float* p) { return MatView{DType::kF32, 1, d, p}; };

@@ -14,9 +14,9 @@
 namespace rme {
 
 struct LayerWeights {
-  const float* attn_norm = nullptr;  // [D]
-  MatView wq{}, wk{}, wv{}, wo{};    // [H*Dh, D], [Hkv*Dh, D], [Hkv*Dh, D], [D, H*Dh]
-  const float* ffn_norm = nullptr;   // [D]
+  const float* attn_norm = nullptr;    // [D]
+  MatView wq{}, wk{}, wv{}, wo{};      // [H*Dh, D], [Hkv*Dh, D], [Hkv*Dh, D], [D, H*Dh]
+  const float* ffn_norm = nullptr;     // [D]
   MatView w_gate{}, w_up{}, w_down{};  // [F, D], [F, D], [D, F]
 };
 
@@ -30,8 +30,18 @@ struct ModelWeights {
 // Identifies one weight without naming it as a string (names live in formats/).
 struct WeightId {
   enum class Kind {
-    kTokEmbd, kOutNorm, kOutput,
-    kAttnNorm, kWq, kWk, kWv, kWo, kFfnNorm, kGate, kUp, kDown,
+    kTokEmbd,
+    kOutNorm,
+    kOutput,
+    kAttnNorm,
+    kWq,
+    kWk,
+    kWv,
+    kWo,
+    kFfnNorm,
+    kGate,
+    kUp,
+    kDown,
   };
   Kind kind;
   int layer = -1;  // for per-layer kinds

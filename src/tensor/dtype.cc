@@ -10,11 +10,16 @@ namespace rme {
 
 std::string_view dtype_name(DType t) {
   switch (t) {
-    case DType::kF32: return "f32";
-    case DType::kF16: return "f16";
-    case DType::kBF16: return "bf16";
-    case DType::kQ8_0: return "q8_0";
-    case DType::kQ4_0: return "q4_0";
+    case DType::kF32:
+      return "f32";
+    case DType::kF16:
+      return "f16";
+    case DType::kBF16:
+      return "bf16";
+    case DType::kQ8_0:
+      return "q8_0";
+    case DType::kQ4_0:
+      return "q4_0";
   }
   return "?";
 }
@@ -31,11 +36,16 @@ int dtype_block_size(DType t) { return dtype_is_quantized(t) ? kQBlock : 1; }
 
 size_t dtype_block_bytes(DType t) {
   switch (t) {
-    case DType::kF32: return 4;
-    case DType::kF16: return 2;
-    case DType::kBF16: return 2;
-    case DType::kQ8_0: return sizeof(Q8_0Block);
-    case DType::kQ4_0: return sizeof(Q4_0Block);
+    case DType::kF32:
+      return 4;
+    case DType::kF16:
+      return 2;
+    case DType::kBF16:
+      return 2;
+    case DType::kQ8_0:
+      return sizeof(Q8_0Block);
+    case DType::kQ4_0:
+      return sizeof(Q4_0Block);
   }
   return 0;
 }

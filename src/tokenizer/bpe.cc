@@ -92,7 +92,7 @@ Result<std::unique_ptr<BpeTokenizer>> BpeTokenizer::create(BpeVocab vocab) {
 
 std::string BpeTokenizer::kind() const {
   if (vocab_.mode == BpeVocab::Mode::kByteLevel)
-    return vocab_.pre_tokenizer == PreTokenizer::kGpt2     ? "byte-level-bpe (gpt2 split)"
+    return vocab_.pre_tokenizer == PreTokenizer::kGpt2    ? "byte-level-bpe (gpt2 split)"
            : vocab_.pre_tokenizer == PreTokenizer::kQwen2 ? "byte-level-bpe (qwen2 split)"
                                                           : "byte-level-bpe (llama3 split)";
   return vocab_.merges.empty() ? "sentencepiece-bpe (scores)" : "sentencepiece-bpe (merges)";
@@ -172,8 +172,8 @@ void BpeTokenizer::merge(std::vector<int>& ids) const {
     Cand c = heap.top();
     heap.pop();
     // Stale if either side was merged away or changed since the candidate was pushed.
-    if (!alive[c.left] || !alive[c.right] || next[c.left] != c.right ||
-        ids[c.left] != c.left_id || ids[c.right] != c.right_id)
+    if (!alive[c.left] || !alive[c.right] || next[c.left] != c.right || ids[c.left] != c.left_id ||
+        ids[c.right] != c.right_id)
       continue;
     ids[c.left] = c.merged;
     alive[c.right] = 0;

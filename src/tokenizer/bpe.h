@@ -43,7 +43,7 @@ class BpeTokenizer final : public Tokenizer {
   BpeVocab vocab_;
   std::unordered_map<std::string, int> index_;
   std::unordered_map<uint64_t, std::pair<int, int>> merge_rank_;  // (a,b) -> (rank, merged id)
-  std::vector<std::pair<std::string, int>> specials_;            // matched verbatim in text
+  std::vector<std::pair<std::string, int>> specials_;             // matched verbatim in text
   int byte_token_[256];                                           // <0xNN> ids or -1
 };
 

@@ -106,7 +106,8 @@ Result<BpeVocab> parse_tokenizer_json(const json& j, const std::string& path) {
     const json norm = j.value("normalizer", json());
     bool prepend = has_type(norm, "Prepend");
     if (pre.is_object() && pre.value("type", "") == "Metaspace")
-      prepend = pre.value("prepend_scheme", "always") != "never" && pre.value("add_prefix_space", true);
+      prepend =
+          pre.value("prepend_scheme", "always") != "never" && pre.value("add_prefix_space", true);
     v.add_space_prefix = prepend;
   }
   if (m.contains("merges") && m["merges"].is_array()) {
@@ -199,8 +200,12 @@ Status write_tokenizer_json(const BpeVocab& vocab, const std::string& path) {
     vocab_obj[vocab.tokens[i]] = i;
     TokenType t = vocab.types.empty() ? TokenType::kNormal : vocab.types[i];
     if (t == TokenType::kControl || t == TokenType::kUserDefined)
-      added.push_back({{"id", i}, {"content", vocab.tokens[i]}, {"single_word", false},
-                       {"lstrip", false}, {"rstrip", false}, {"normalized", false},
+      added.push_back({{"id", i},
+                       {"content", vocab.tokens[i]},
+                       {"single_word", false},
+                       {"lstrip", false},
+                       {"rstrip", false},
+                       {"normalized", false},
                        {"special", t == TokenType::kControl}});
   }
   j["added_tokens"] = added;
@@ -223,9 +228,13 @@ Status write_tokenizer_json(const BpeVocab& vocab, const std::string& path) {
            {"pattern", {{"Regex", kPatterns[static_cast<int>(vocab.pre_tokenizer)]}}},
            {"behavior", "Isolated"},
            {"invert", false}},
-          {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true},
+          {{"type", "ByteLevel"},
+           {"add_prefix_space", false},
+           {"trim_offsets", true},
            {"use_regex", false}}}}};
-    j["decoder"] = {{"type", "ByteLevel"}, {"add_prefix_space", true}, {"trim_offsets", true},
+    j["decoder"] = {{"type", "ByteLevel"},
+                    {"add_prefix_space", true},
+                    {"trim_offsets", true},
                     {"use_regex", true}};
     model["byte_fallback"] = false;
     model["ignore_merges"] = vocab.ignore_merges;
@@ -287,8 +296,10 @@ Status apply_hf_special_tokens(const std::string& dir, const Tokenizer& tok,
           special.extra_eos.clear();
           for (size_t i = 0; i < e.size(); ++i) {
             if (!valid(e[i])) return corrupt(gen_path + ": eos_token_id entry out of range");
-            if (i == 0) special.eos = e[i].get<int>();
-            else special.extra_eos.push_back(e[i].get<int>());
+            if (i == 0)
+              special.eos = e[i].get<int>();
+            else
+              special.extra_eos.push_back(e[i].get<int>());
           }
         }
       }

@@ -25,8 +25,7 @@ Cls classify(uint32_t cp) {
   }
   if (is_unicode_space(cp)) return Cls::kSpace;
   if ((cp >= 0x80 && cp <= 0xbf) || (cp >= 0x2000 && cp <= 0x206f) ||
-      (cp >= 0x3000 && cp <= 0x303f) || (cp >= 0xff00 && cp <= 0xff0f) || cp == 0xd7 ||
-      cp == 0xf7)
+      (cp >= 0x3000 && cp <= 0x303f) || (cp >= 0xff00 && cp <= 0xff0f) || cp == 0xd7 || cp == 0xf7)
     return Cls::kOther;
   return Cls::kLetter;
 }

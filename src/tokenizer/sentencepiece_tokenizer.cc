@@ -26,10 +26,14 @@ Result<std::unique_ptr<SentencePieceTokenizer>> SentencePieceTokenizer::load(
     tok->pieces_.push_back(tok->sp_->IdToPiece(i));
     tok->scores_.push_back(tok->sp_->GetScore(i));
     TokenType t = TokenType::kNormal;
-    if (tok->sp_->IsControl(i)) t = TokenType::kControl;
-    else if (tok->sp_->IsUnknown(i)) t = TokenType::kUnknown;
-    else if (tok->sp_->IsByte(i)) t = TokenType::kByte;
-    else if (tok->sp_->IsUnused(i)) t = TokenType::kUnused;
+    if (tok->sp_->IsControl(i))
+      t = TokenType::kControl;
+    else if (tok->sp_->IsUnknown(i))
+      t = TokenType::kUnknown;
+    else if (tok->sp_->IsByte(i))
+      t = TokenType::kByte;
+    else if (tok->sp_->IsUnused(i))
+      t = TokenType::kUnused;
     tok->types_.push_back(t);
   }
   SpecialTokens s;

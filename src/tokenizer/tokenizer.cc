@@ -6,9 +6,8 @@
 namespace rme {
 
 bool Tokenizer::is_eos(int id) const {
-  return id == special_.eos ||
-         std::find(special_.extra_eos.begin(), special_.extra_eos.end(), id) !=
-             special_.extra_eos.end();
+  return id == special_.eos || std::find(special_.extra_eos.begin(), special_.extra_eos.end(),
+                                         id) != special_.extra_eos.end();
 }
 
 std::string Tokenizer::decode(std::span<const int> ids) const {

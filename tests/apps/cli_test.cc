@@ -1,10 +1,10 @@
 // tests/apps: the rme binary end to end — pinned golden story, --help for every command, exit
 // codes on bad input, logits .npy shape, convert round trip.
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 
 #include <array>
 #include <cstdio>
-#include <sys/wait.h>
 
 #include "core/file.h"
 #include "formats/npy.h"
@@ -14,7 +14,8 @@ namespace rme {
 namespace {
 
 const std::string kRoot = RME_SOURCE_DIR;
-const std::string kModel = kRoot + "/data/models/stories260K.bin --tokenizer " + kRoot + "/data/models/tok512.bin";
+const std::string kModel =
+    kRoot + "/data/models/stories260K.bin --tokenizer " + kRoot + "/data/models/tok512.bin";
 
 struct CmdResult {
   int code;
@@ -25,7 +26,8 @@ CmdResult rme(const std::string& args) {
   const std::string dir = test::temp_dir("cli_run");
   const std::string cmd = std::string(RME_BIN) + " " + args + " >" + dir + "/out 2>" + dir + "/err";
   int st = std::system(cmd.c_str());
-  return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, read_file(dir + "/out").value(), read_file(dir + "/err").value()};
+  return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, read_file(dir + "/out").value(),
+          read_file(dir + "/err").value()};
 }
 
 TEST(CliTest, GenerateMatchesLlama2cGoldenExactly) {
@@ -60,10 +62,11 @@ TEST(CliTest, BadInputExitsOneWithAMessage) {
   std::FILE* f = std::fopen((dir + "/bad.gguf").c_str(), "wb");
   std::fputs("GGUF\x03\x00\x00\x00garbage", f);
   std::fclose(f);
-  for (const std::string& args : std::vector<std::string>{"info " + dir + "/bad.gguf", "info /nonexistent/model.gguf",
-                                  "logits " + kModel + " --ids \"1 2 x\" --out " + dir + "/o.npy",
-                                  "logits " + kModel + " --ids \"1 99999\" --out " + dir + "/o.npy",
-                                  "convert " + kModel + " " + dir + "/o --type q4_0"}) {
+  for (const std::string& args :
+       std::vector<std::string>{"info " + dir + "/bad.gguf", "info /nonexistent/model.gguf",
+                                "logits " + kModel + " --ids \"1 2 x\" --out " + dir + "/o.npy",
+                                "logits " + kModel + " --ids \"1 99999\" --out " + dir + "/o.npy",
+                                "convert " + kModel + " " + dir + "/o --type q4_0"}) {
     CmdResult r = rme(args);
     EXPECT_EQ(r.code, 1) << args << "\n" << r.err;
     EXPECT_NE(r.err.find("rme: error: "), std::string::npos) << args;
@@ -90,14 +93,17 @@ TEST(CliTest, ConvertRoundTripKeepsLogits) {
   ASSERT_EQ(rme("logits " + dir + "/hf" + ids + dir + "/b.npy").code, 0);
   ASSERT_EQ(rme("logits " + dir + "/hf2" + ids + dir + "/c.npy").code, 0);
   // safetensors -> GGUF -> safetensors: bit-identical.
-  EXPECT_EQ(read_npy_f32(dir + "/b.npy", nullptr).value(), read_npy_f32(dir + "/c.npy", nullptr).value());
+  EXPECT_EQ(read_npy_f32(dir + "/b.npy", nullptr).value(),
+            read_npy_f32(dir + "/c.npy", nullptr).value());
   // llama2.c (interleaved RoPE) vs HF (rotate_half, permuted rows): same math, other sum order.
-  auto a = read_npy_f32(dir + "/a.npy", nullptr).value(), b = read_npy_f32(dir + "/b.npy", nullptr).value();
+  auto a = read_npy_f32(dir + "/a.npy", nullptr).value(),
+       b = read_npy_f32(dir + "/b.npy", nullptr).value();
   ASSERT_EQ(a.size(), b.size());
   for (size_t i = 0; i < a.size(); ++i) ASSERT_NEAR(a[i], b[i], 1e-5);
   // The tokenizer survives too: the converted model tells the same story.
   CmdResult g1 = rme("generate " + kModel + " --prompt \"Once upon a time\" --temp 0 --tokens 40");
-  CmdResult g2 = rme("generate " + dir + "/m.gguf --prompt \"Once upon a time\" --temp 0 --tokens 40");
+  CmdResult g2 =
+      rme("generate " + dir + "/m.gguf --prompt \"Once upon a time\" --temp 0 --tokens 40");
   CmdResult g3 = rme("generate " + dir + "/hf2 --prompt \"Once upon a time\" --temp 0 --tokens 40");
   EXPECT_EQ(g1.out, g2.out);
   EXPECT_EQ(g1.out, g3.out);

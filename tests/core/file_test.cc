@@ -1,9 +1,10 @@
 // tests/core: mapped files and atomic writes.
+#include "core/file.h"
+
 #include <gtest/gtest.h>
 
 #include <filesystem>
 
-#include "core/file.h"
 #include "util/tiny_model.h"
 
 namespace rme {

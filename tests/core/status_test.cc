@@ -1,7 +1,7 @@
 // tests/core: Status and Result.
-#include <gtest/gtest.h>
-
 #include "core/status.h"
+
+#include <gtest/gtest.h>
 
 namespace rme {
 namespace {

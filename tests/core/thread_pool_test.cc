@@ -1,10 +1,10 @@
 // tests/core: ThreadPool covers every index exactly once, for many shapes, many times.
+#include "core/thread_pool.h"
+
 #include <gtest/gtest.h>
 
 #include <atomic>
 #include <vector>
-
-#include "core/thread_pool.h"
 
 namespace rme {
 namespace {

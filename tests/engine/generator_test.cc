@@ -1,12 +1,13 @@
 // tests/engine: stories260K greedy generation through the library equals llama2.c's run.c output
 // (pinned in tests/golden), and batched prefill equals token-by-token decoding.
+#include "engine/generator.h"
+
 #include <gtest/gtest.h>
 
 #include <regex>
 
 #include "core/file.h"
 #include "core/thread_pool.h"
-#include "engine/generator.h"
 #include "formats/model_io.h"
 
 namespace rme {

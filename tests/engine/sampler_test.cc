@@ -1,10 +1,10 @@
 // tests/engine: the sampling chain — greedy, truncations, penalties, determinism per seed, and
 // that plain temperature sampling draws from softmax(logits / T).
+#include "engine/sampler.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
-
-#include "engine/sampler.h"
 
 namespace rme {
 namespace {
@@ -59,8 +59,8 @@ TEST(SamplerTest, RepetitionPenaltyDemotesRecentTokens) {
   SamplingParams p;
   p.temperature = 0;
   p.repeat_penalty = 2.0f;
-  EXPECT_EQ(draw(p, {1}), 5);      // 3.0/2 < 2.9
-  EXPECT_EQ(draw(p, {1, 5}), 2);   // 2.9/2 < 2.5
+  EXPECT_EQ(draw(p, {1}), 5);     // 3.0/2 < 2.9
+  EXPECT_EQ(draw(p, {1, 5}), 2);  // 2.9/2 < 2.5
 }
 
 TEST(SamplerTest, SameSeedSameSequenceDifferentSeedDifferent) {

@@ -54,10 +54,13 @@ class CorruptTest : public ::testing::Test {
 };
 
 TEST_F(CorruptTest, GgufTruncations) {
-  for (size_t n : {size_t{3}, size_t{6}, size_t{20}, size_t{100}, gguf_.size() / 2, gguf_.size() - 64})
+  for (size_t n :
+       {size_t{3}, size_t{6}, size_t{20}, size_t{100}, gguf_.size() / 2, gguf_.size() - 64})
     expect_error(dir_, "trunc" + std::to_string(n) + ".gguf", gguf_.substr(0, n), {});
-  expect_error(dir_, "trunc_data.gguf", gguf_.substr(0, gguf_.size() - 100), {"past the end of the file"});
-  expect_error(dir_, "trunc_header.gguf", gguf_.substr(0, 40), {"metadata count 10 is larger than the file"});
+  expect_error(dir_, "trunc_data.gguf", gguf_.substr(0, gguf_.size() - 100),
+               {"past the end of the file"});
+  expect_error(dir_, "trunc_header.gguf", gguf_.substr(0, 40),
+               {"metadata count 10 is larger than the file"});
   expect_error(dir_, "trunc_kv.gguf", gguf_.substr(0, 600), {"truncated reading"});
 }
 
@@ -129,7 +132,8 @@ TEST_F(CorruptTest, SafetensorsDamage) {
   s = st_;
   s[9] = '!';
   EXPECT_NE(write_dir("json", s).find("not a JSON object"), std::string::npos);
-  EXPECT_NE(write_dir("truncdata", st_.substr(0, st_.size() - 8)).find("outside the data section"), std::string::npos);
+  EXPECT_NE(write_dir("truncdata", st_.substr(0, st_.size() - 8)).find("outside the data section"),
+            std::string::npos);
   s = st_;
   const size_t sh = s.find("[40,32]");
   ASSERT_NE(sh, std::string::npos);
@@ -148,13 +152,16 @@ TEST_F(CorruptTest, HfConfigDamage) {
   auto r = load_model(d);
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("config.json"), std::string::npos);
-  dump(d + "/config.json", "{\"vocab_size\": 40, \"hidden_size\": 32, \"num_hidden_layers\": 1, "
-                           "\"num_attention_heads\": 4, \"intermediate_size\": -5}");
+  dump(d + "/config.json",
+       "{\"vocab_size\": 40, \"hidden_size\": 32, \"num_hidden_layers\": 1, "
+       "\"num_attention_heads\": 4, \"intermediate_size\": -5}");
   r = load_model(d);
   ASSERT_FALSE(r.ok());
-  EXPECT_NE(r.status().message().find("intermediate_size"), std::string::npos) << r.status().message();
-  dump(d + "/config.json", "{\"vocab_size\": 40, \"hidden_size\": 32, \"num_hidden_layers\": 1, "
-                           "\"num_attention_heads\": 4, \"intermediate_size\": 64, \"num_key_value_heads\": 3}");
+  EXPECT_NE(r.status().message().find("intermediate_size"), std::string::npos)
+      << r.status().message();
+  dump(d + "/config.json",
+       "{\"vocab_size\": 40, \"hidden_size\": 32, \"num_hidden_layers\": 1, "
+       "\"num_attention_heads\": 4, \"intermediate_size\": 64, \"num_key_value_heads\": 3}");
   r = load_model(d);
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("n_head_kv 3"), std::string::npos) << r.status().message();

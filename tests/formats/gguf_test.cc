@@ -1,7 +1,8 @@
 // tests/formats: GGUF metadata and tensors survive a write/read cycle; alignment is honoured.
+#include "formats/gguf.h"
+
 #include <gtest/gtest.h>
 
-#include "formats/gguf.h"
 #include "util/tiny_model.h"
 
 namespace rme {

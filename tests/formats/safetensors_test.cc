@@ -1,8 +1,9 @@
 // tests/formats: safetensors write/read and the .npy writer.
+#include "formats/safetensors.h"
+
 #include <gtest/gtest.h>
 
 #include "formats/npy.h"
-#include "formats/safetensors.h"
 #include "util/tiny_model.h"
 
 namespace rme {
@@ -12,8 +13,10 @@ TEST(SafetensorsTest, RoundTrip) {
   const std::string path = test::temp_dir("st_rt") + "/m.safetensors";
   std::vector<float> a = {1, 2, 3, 4, 5, 6};
   std::vector<uint16_t> b = {0x3f80, 0x4000};
-  ASSERT_TRUE(write_safetensors(path, {{"a", DType::kF32, {2, 3}, a.data()}, {"b", DType::kBF16, {2}, b.data()}},
-                                {{"format", "pt"}}).ok());
+  ASSERT_TRUE(write_safetensors(
+                  path, {{"a", DType::kF32, {2, 3}, a.data()}, {"b", DType::kBF16, {2}, b.data()}},
+                  {{"format", "pt"}})
+                  .ok());
   auto f = SafetensorsFile::open(path);
   ASSERT_TRUE(f.ok()) << f.status().message();
   EXPECT_EQ((*f)->metadata().at("format"), "pt");
@@ -25,7 +28,8 @@ TEST(SafetensorsTest, RoundTrip) {
 
 TEST(SafetensorsTest, QuantizedTypesAreRefused) {
   std::vector<uint8_t> q(34);
-  auto st = write_safetensors(test::temp_dir("st_q") + "/q.safetensors", {{"q", DType::kQ8_0, {32}, q.data()}});
+  auto st = write_safetensors(test::temp_dir("st_q") + "/q.safetensors",
+                              {{"q", DType::kQ8_0, {32}, q.data()}});
   EXPECT_FALSE(st.ok());
 }
 

@@ -1,11 +1,12 @@
 // tests/kernels: every ISA's row kernels and the matmul driver against the scalar reference, on
 // odd sizes and misaligned pointers.
+#include "kernels/matmul.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <random>
 
-#include "kernels/matmul.h"
 #include "tensor/quant.h"
 
 namespace rme {
@@ -52,7 +53,8 @@ TEST_P(RowKernelTest, DotAndDecodeMatchReference) {
       std::vector<float> row(n);
       ref.to_f32[ti](d.packed.data(), row.data(), n);
       for (int64_t i = 0; i < n; ++i) mag += std::fabs(row[i] * x[i]);
-      EXPECT_NEAR(got, want, 1e-5 * mag + 1e-6) << isa_name(isa) << " " << dtype_name(t) << " n=" << n;
+      EXPECT_NEAR(got, want, 1e-5 * mag + 1e-6)
+          << isa_name(isa) << " " << dtype_name(t) << " n=" << n;
     }
     std::vector<float> a(n), b(n);
     ref.to_f32[ti](d.packed.data(), a.data(), n);
@@ -61,13 +63,15 @@ TEST_P(RowKernelTest, DotAndDecodeMatchReference) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    AllIsasAllTypes, RowKernelTest,
-    ::testing::Combine(::testing::ValuesIn(supported_isas()),
-                       ::testing::Values(DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0, DType::kQ4_0)),
-    [](const auto& info) {
-      return std::string(isa_name(std::get<0>(info.param))) + "_" + std::string(dtype_name(std::get<1>(info.param)));
-    });
+INSTANTIATE_TEST_SUITE_P(AllIsasAllTypes, RowKernelTest,
+                         ::testing::Combine(::testing::ValuesIn(supported_isas()),
+                                            ::testing::Values(DType::kF32, DType::kF16,
+                                                              DType::kBF16, DType::kQ8_0,
+                                                              DType::kQ4_0)),
+                         [](const auto& info) {
+                           return std::string(isa_name(std::get<0>(info.param))) + "_" +
+                                  std::string(dtype_name(std::get<1>(info.param)));
+                         });
 
 TEST(MatmulTest, BatchedAndSingleTokenMatchNaiveOnEveryIsa) {
   ThreadPool pool(3);
@@ -83,11 +87,13 @@ TEST(MatmulTest, BatchedAndSingleTokenMatchNaiveOnEveryIsa) {
         std::vector<float> x(n_tok * n_in);
         for (size_t i = 0; i < x.size(); ++i) x[i] = std::sin(0.37f * i);
         std::vector<float> y(n_tok * n_out);
-        matmul(MatView{t, n_out, n_in, d.packed.data()}, x.data(), n_in, n_tok, y.data(), n_out, pool);
+        matmul(MatView{t, n_out, n_in, d.packed.data()}, x.data(), n_in, n_tok, y.data(), n_out,
+               pool);
         for (int64_t tk = 0; tk < n_tok; ++tk)
           for (int64_t r = 0; r < n_out; ++r) {
             double s = 0;
-            for (int64_t i = 0; i < n_in; ++i) s += static_cast<double>(deq[r * n_in + i]) * x[tk * n_in + i];
+            for (int64_t i = 0; i < n_in; ++i)
+              s += static_cast<double>(deq[r * n_in + i]) * x[tk * n_in + i];
             EXPECT_NEAR(y[tk * n_out + r], s, 1e-4) << isa_name(isa) << " " << dtype_name(t);
           }
       }

@@ -1,10 +1,10 @@
 // tests/kernels: RMSNorm, softmax, SwiGLU, RoPE and attention against direct formulas.
+#include "kernels/ops.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <vector>
-
-#include "kernels/ops.h"
 
 namespace rme {
 namespace {
@@ -38,16 +38,21 @@ TEST(OpsTest, RopeStylesRotateTheirPairs) {
   rope(a.data(), 1, dh, 3, inv.data(), RopeStyle::kInterleaved);
   rope(b.data(), 1, dh, 3, inv.data(), RopeStyle::kHalf);
   auto rot = [](float x, float y, float ang) {
-    return std::pair<float, float>{x * std::cos(ang) - y * std::sin(ang), x * std::sin(ang) + y * std::cos(ang)};
+    return std::pair<float, float>{x * std::cos(ang) - y * std::sin(ang),
+                                   x * std::sin(ang) + y * std::cos(ang)};
   };
   auto [a0, a1] = rot(1, 2, 3.0f);
   auto [a2, a3] = rot(3, 4, 0.3f);
-  EXPECT_NEAR(a[0], a0, 1e-6); EXPECT_NEAR(a[1], a1, 1e-6);
-  EXPECT_NEAR(a[2], a2, 1e-6); EXPECT_NEAR(a[3], a3, 1e-6);
+  EXPECT_NEAR(a[0], a0, 1e-6);
+  EXPECT_NEAR(a[1], a1, 1e-6);
+  EXPECT_NEAR(a[2], a2, 1e-6);
+  EXPECT_NEAR(a[3], a3, 1e-6);
   auto [b0, b2] = rot(1, 3, 3.0f);
   auto [b1, b3] = rot(2, 4, 0.3f);
-  EXPECT_NEAR(b[0], b0, 1e-6); EXPECT_NEAR(b[2], b2, 1e-6);
-  EXPECT_NEAR(b[1], b1, 1e-6); EXPECT_NEAR(b[3], b3, 1e-6);
+  EXPECT_NEAR(b[0], b0, 1e-6);
+  EXPECT_NEAR(b[2], b2, 1e-6);
+  EXPECT_NEAR(b[1], b1, 1e-6);
+  EXPECT_NEAR(b[3], b3, 1e-6);
 }
 
 TEST(OpsTest, AttentionHeadIsSoftmaxWeightedValues) {

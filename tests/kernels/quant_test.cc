@@ -1,11 +1,12 @@
 // tests/kernels: f16/bf16 conversions and Q8_0/Q4_0 quantization error bounds.
+#include "tensor/quant.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <random>
 
 #include "tensor/half.h"
-#include "tensor/quant.h"
 
 namespace rme {
 namespace {
@@ -14,7 +15,7 @@ TEST(HalfTest, KnownValues) {
   EXPECT_EQ(f32_to_f16(1.0f), 0x3c00);
   EXPECT_EQ(f32_to_f16(-2.0f), 0xc000);
   EXPECT_EQ(f32_to_f16(65504.0f), 0x7bff);
-  EXPECT_EQ(f32_to_f16(1e6f), 0x7c00);  // overflow -> inf
+  EXPECT_EQ(f32_to_f16(1e6f), 0x7c00);                   // overflow -> inf
   EXPECT_EQ(f16_to_f32(0x0001), std::ldexp(1.0f, -24));  // smallest subnormal
   EXPECT_EQ(f32_to_bf16(1.0f), 0x3f80);
   EXPECT_EQ(bf16_to_f32(0x4049), 3.140625f);
@@ -22,7 +23,8 @@ TEST(HalfTest, KnownValues) {
 }
 
 TEST(HalfTest, RoundTripIsExactForRepresentableValues) {
-  for (uint32_t h = 0; h < 0x7c00; ++h) ASSERT_EQ(f32_to_f16(f16_to_f32(static_cast<uint16_t>(h))), h);
+  for (uint32_t h = 0; h < 0x7c00; ++h)
+    ASSERT_EQ(f32_to_f16(f16_to_f32(static_cast<uint16_t>(h))), h);
 }
 
 TEST(QuantTest, ErrorWithinHalfAStep) {
@@ -40,7 +42,8 @@ TEST(QuantTest, ErrorWithinHalfAStep) {
       // Q8_0 rounds to the nearest of 255 levels: half a step. Q4_0 maps the largest magnitude to
       // -8, so values of the other sign near it clamp at +7: up to a full step.
       float bound = t == DType::kQ8_0 ? 0.5f * amax / 127 : amax / 8;
-      for (int i = 0; i < 32; ++i) EXPECT_LE(std::fabs(x[b * 32 + i] - y[b * 32 + i]), bound + 1e-3f * amax);
+      for (int i = 0; i < 32; ++i)
+        EXPECT_LE(std::fabs(x[b * 32 + i] - y[b * 32 + i]), bound + 1e-3f * amax);
     }
   }
 }

@@ -31,7 +31,8 @@ TEST(ConvertTest, SafetensorsToGgufToSafetensorsKeepsLogitsExactly) {
     test::write_hf_dir(w, dir + "/a", DType::kF32);
     auto a = load_model(dir + "/a");
     ASSERT_TRUE(a.ok()) << a.status().message();
-    ASSERT_TRUE(write_gguf_model(*a->model, a->tokenizer.get(), dir + "/b.gguf", std::nullopt).ok());
+    ASSERT_TRUE(
+        write_gguf_model(*a->model, a->tokenizer.get(), dir + "/b.gguf", std::nullopt).ok());
     auto b = load_model(dir + "/b.gguf");
     ASSERT_TRUE(b.ok()) << b.status().message();
     ASSERT_TRUE(write_hf_model(*b->model, b->tokenizer.get(), dir + "/c", std::nullopt).ok());

@@ -26,7 +26,8 @@ std::vector<int> random_ids(int n, int vocab, uint64_t seed) {
   return ids;
 }
 
-std::vector<float> engine_logits(const std::string& path, const std::vector<int>& ids, int max_tokens = 8) {
+std::vector<float> engine_logits(const std::string& path, const std::vector<int>& ids,
+                                 int max_tokens = 8) {
   auto loaded = load_model(path);
   EXPECT_TRUE(loaded.ok()) << loaded.status().message();
   if (!loaded.ok()) return {};
@@ -72,7 +73,8 @@ TEST_P(OracleTest, LogitsMatchAtEveryPosition) {
     test::write_llama2c(w, path, c.shards_or_version);
   }
   const std::vector<int> ids = random_ids(29, c.config.n_vocab, 99);
-  const std::vector<float> want = test::oracle_logits(test::round_through(w, c.dtype, c.format == "hf"), ids);
+  const std::vector<float> want =
+      test::oracle_logits(test::round_through(w, c.dtype, c.format == "hf"), ids);
   // Chunks of 8 tokens exercise both the batched (prefill) and the cached path.
   const std::vector<float> got = engine_logits(path, ids);
   EXPECT_LE(max_abs_diff(got, want), kTol) << c.name;

@@ -68,7 +68,10 @@ json train_tokenizer_json(const std::string& text, int n_merges) {
            {{"type", "Sequence"},
             {"pretokenizers",
              {{{"type", "Split"},
-               {"pattern", {{"Regex", "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"}}}},
+               {"pattern",
+                {{"Regex",
+                  "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| "
+                  "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"}}}},
               {{"type", "ByteLevel"}, {"add_prefix_space", false}}}}}},
           {"decoder", {{"type", "ByteLevel"}}},
           {"model", {{"type", "BPE"}, {"vocab", v}, {"merges", merges}}}};
@@ -97,9 +100,10 @@ class ByteLevelTest : public ::testing::Test {
 };
 
 TEST_F(ByteLevelTest, RoundTripsArbitraryText) {
-  for (std::string s : std::vector<std::string>{"The quick brown fox", " leading space", "trailing  ", "Ünïcödé — 日本語 🦙!",
-                        "tabs\tand\r\nnewlines\n\n\n", "digits 3.14159 and 1,000,000", "", "'s 'T 'll",
-                        std::string("bytes \x01\x7f\xff\xfe ok", 15)}) {
+  for (std::string s : std::vector<std::string>{
+           "The quick brown fox", " leading space", "trailing  ", "Ünïcödé — 日本語 🦙!",
+           "tabs\tand\r\nnewlines\n\n\n", "digits 3.14159 and 1,000,000", "", "'s 'T 'll",
+           std::string("bytes \x01\x7f\xff\xfe ok", 15)}) {
     auto ids = tok_->encode(s, false);
     EXPECT_EQ(tok_->decode(ids), s);
   }
@@ -126,8 +130,9 @@ TEST(BpeTest, HandBuiltMergesGiveExpectedPieces) {
   int n = 0;
   for (int b = 0; b < 256; ++b) v[byte_to_unicode(static_cast<uint8_t>(b))] = n++;
   for (const char* s : {"he", "ll", "hell", "hello"}) v[s] = n++;
-  json j = {{"pre_tokenizer", {{"type", "ByteLevel"}, {"add_prefix_space", false}}},
-            {"model", {{"type", "BPE"}, {"vocab", v}, {"merges", {"h e", "l l", "he ll", "hell o"}}}}};
+  json j = {
+      {"pre_tokenizer", {{"type", "ByteLevel"}, {"add_prefix_space", false}}},
+      {"model", {{"type", "BPE"}, {"vocab", v}, {"merges", {"h e", "l l", "he ll", "hell o"}}}}};
   const std::string dir = test::temp_dir("bpe_hand");
   write(dir + "/tokenizer.json", j.dump());
   auto t = load_hf_tokenizer(dir);

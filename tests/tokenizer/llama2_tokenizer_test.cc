@@ -20,16 +20,27 @@ const std::string kShared = std::string(RME_SOURCE_DIR) + "/../shared/data";
 class Llama2TokenizerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!file_exists(kShared + "/tokenizers/llama2_tokenizer.model")) GTEST_SKIP() << "../shared absent";
+    if (!file_exists(kShared + "/tokenizers/llama2_tokenizer.model"))
+      GTEST_SKIP() << "../shared absent";
     auto sp = SentencePieceTokenizer::load(kShared + "/tokenizers/llama2_tokenizer.model");
     ASSERT_TRUE(sp.ok()) << sp.status().message();
     sp_ = std::move(sp).value();
   }
   // Lines of real text from several domains, plus hand-picked edge cases.
   std::vector<std::string> corpus() const {
-    std::vector<std::string> out = {"Hello world", " leading", "trailing ", "  two  spaces", "\n", "a\nb",
-                                    "Ünïcödé café naïve", "日本語のテキスト", "🦙 llamas 🦙🦙", "x\ty",
-                                    "it's 3.14159!", "", "<s> is not special here"};
+    std::vector<std::string> out = {"Hello world",
+                                    " leading",
+                                    "trailing ",
+                                    "  two  spaces",
+                                    "\n",
+                                    "a\nb",
+                                    "Ünïcödé café naïve",
+                                    "日本語のテキスト",
+                                    "🦙 llamas 🦙🦙",
+                                    "x\ty",
+                                    "it's 3.14159!",
+                                    "",
+                                    "<s> is not special here"};
     for (const char* f : {"/books/war_and_peace.txt", "/code/llamacpp_cxx_valid.txt",
                           "/encyclopedic/wiki.valid.raw", "/math/gsm8k_test.jsonl"}) {
       std::ifstream in(kShared + f);
@@ -45,8 +56,11 @@ TEST_F(Llama2TokenizerTest, KnownIds) {
   EXPECT_EQ(sp_->n_vocab(), 32000);
   EXPECT_EQ(sp_->encode("Hello world", true), (std::vector<int>{1, 15043, 3186}));
   EXPECT_EQ(sp_->encode("\n", false), (std::vector<int>{29871, 13}));  // "▁" + byte <0x0A>
+  EXPECT_EQ(sp_->encode(" Hello", false),
+            (std::vector<int>{29871, 15043}));  // leading space: "▁" "▁Hello"
   // Byte fallback: the llama emoji is not in the vocabulary, so its 4 UTF-8 bytes are ids byte+3.
-  EXPECT_EQ(sp_->encode("🦙", false), (std::vector<int>{29871, 0xF0 + 3, 0x9F + 3, 0xA6 + 3, 0x99 + 3}));
+  EXPECT_EQ(sp_->encode("🦙", false),
+            (std::vector<int>{29871, 0xF0 + 3, 0x9F + 3, 0xA6 + 3, 0x99 + 3}));
   EXPECT_EQ(sp_->decode(sp_->encode("Hello world 🦙", true)), "Hello world 🦙");
 }
 
@@ -64,7 +78,8 @@ TEST_F(Llama2TokenizerTest, Llama2cTokenizerBinMatchesSentencePiece) {
   ASSERT_TRUE(v.ok()) << v.status().message();
   auto bpe = BpeTokenizer::create(std::move(v).value());
   ASSERT_TRUE(bpe.ok());
-  for (const auto& s : corpus()) ASSERT_EQ((*bpe)->encode(s, true), sp_->encode(s, true)) << "text: " << s;
+  for (const auto& s : corpus())
+    ASSERT_EQ((*bpe)->encode(s, true), sp_->encode(s, true)) << "text: " << s;
 }
 
 TEST_F(Llama2TokenizerTest, DerivedTokenizerJsonMatchesSentencePiece) {
@@ -72,7 +87,8 @@ TEST_F(Llama2TokenizerTest, DerivedTokenizerJsonMatchesSentencePiece) {
   ASSERT_TRUE(write_tokenizer_json(sp_->export_vocab(), dir + "/tokenizer.json").ok());
   auto tok = load_hf_tokenizer(dir);
   ASSERT_TRUE(tok.ok()) << tok.status().message();
-  for (const auto& s : corpus()) ASSERT_EQ((*tok)->encode(s, true), sp_->encode(s, true)) << "text: " << s;
+  for (const auto& s : corpus())
+    ASSERT_EQ((*tok)->encode(s, true), sp_->encode(s, true)) << "text: " << s;
 }
 
 }  // namespace

@@ -1,7 +1,7 @@
 // tests/tokenizer: the hand-written GPT-2 / Llama-3 splitters on cases worked out from the regexes.
-#include <gtest/gtest.h>
-
 #include "tokenizer/pretokenize.h"
+
+#include <gtest/gtest.h>
 
 namespace rme {
 namespace {
@@ -14,22 +14,26 @@ std::vector<std::string> split(const std::string& s, PreTokenizer k) {
 
 TEST(PretokenizeTest, Llama3) {
   EXPECT_EQ(split("Hello world 12345 don't  stop!\n\nOK", PreTokenizer::kLlama3),
-            (std::vector<std::string>{"Hello", " world", " ", "123", "45", " don", "'t", " ", " stop", "!\n\n", "OK"}));
+            (std::vector<std::string>{"Hello", " world", " ", "123", "45", " don", "'t", " ",
+                                      " stop", "!\n\n", "OK"}));
   EXPECT_EQ(split("I'M (here)", PreTokenizer::kLlama3),
             (std::vector<std::string>{"I", "'M", " (", "here", ")"}));
 }
 
 TEST(PretokenizeTest, Gpt2) {
   EXPECT_EQ(split("Hello world 12345 don't  stop!\n\nOK", PreTokenizer::kGpt2),
-            (std::vector<std::string>{"Hello", " world", " 12345", " don", "'t", " ", " stop", "!", "\n", "\n", "OK"}));
+            (std::vector<std::string>{"Hello", " world", " 12345", " don", "'t", " ", " stop", "!",
+                                      "\n", "\n", "OK"}));
 }
 
 TEST(PretokenizeTest, Qwen2SplitsDigitsOneByOne) {
-  EXPECT_EQ(split("x 2024", PreTokenizer::kQwen2), (std::vector<std::string>{"x", " ", "2", "0", "2", "4"}));
+  EXPECT_EQ(split("x 2024", PreTokenizer::kQwen2),
+            (std::vector<std::string>{"x", " ", "2", "0", "2", "4"}));
 }
 
 TEST(PretokenizeTest, LosslessOnUnicode) {
-  const std::string s = "Ünïcödé 日本語のテキスト — «quotes» 🦙🦙  \t tabs\r\nend";
+  const std::string s =
+      "Ünïcödé 日本語のテキスト — «quotes» 🦙🦙  \t tabs\r\nend";
   for (auto k : {PreTokenizer::kGpt2, PreTokenizer::kLlama3, PreTokenizer::kQwen2}) {
     std::string joined;
     for (auto& p : split(s, k)) joined += p;

@@ -6,8 +6,8 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
-#include <random>
 #include <nlohmann/json.hpp>
+#include <random>
 
 #include "core/check.h"
 #include "formats/gguf.h"
@@ -165,19 +165,28 @@ void write_hf_dir(const HfWeights& w, const std::string& dir, DType t, int shard
     RME_CHECK(write_safetensors(dir + "/" + file, entries).ok());
   }
   if (shards > 1)
-    write_bytes(dir + "/model.safetensors.index.json",
-                nlohmann::json{{"metadata", {{"total_size", 0}}}, {"weight_map", weight_map}}.dump());
-  nlohmann::json cfg = {{"architectures", {"LlamaForCausalLM"}}, {"model_type", "llama"},
-                        {"vocab_size", c.n_vocab}, {"hidden_size", c.n_embd},
-                        {"intermediate_size", c.n_ff}, {"num_hidden_layers", c.n_layer},
-                        {"num_attention_heads", c.n_head}, {"num_key_value_heads", c.n_head_kv},
-                        {"max_position_embeddings", c.n_ctx}, {"rms_norm_eps", c.rms_eps},
-                        {"rope_theta", c.rope_theta}, {"tie_word_embeddings", c.tied_output}};
+    write_bytes(
+        dir + "/model.safetensors.index.json",
+        nlohmann::json{{"metadata", {{"total_size", 0}}}, {"weight_map", weight_map}}.dump());
+  nlohmann::json cfg = {{"architectures", {"LlamaForCausalLM"}},
+                        {"model_type", "llama"},
+                        {"vocab_size", c.n_vocab},
+                        {"hidden_size", c.n_embd},
+                        {"intermediate_size", c.n_ff},
+                        {"num_hidden_layers", c.n_layer},
+                        {"num_attention_heads", c.n_head},
+                        {"num_key_value_heads", c.n_head_kv},
+                        {"max_position_embeddings", c.n_ctx},
+                        {"rms_norm_eps", c.rms_eps},
+                        {"rope_theta", c.rope_theta},
+                        {"tie_word_embeddings", c.tied_output}};
   if (c.rope_scaling.type == RopeScaling::Type::kLlama3)
-    cfg["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", c.rope_scaling.factor},
-                           {"low_freq_factor", c.rope_scaling.low_freq_factor},
-                           {"high_freq_factor", c.rope_scaling.high_freq_factor},
-                           {"original_max_position_embeddings", c.rope_scaling.original_max_position}};
+    cfg["rope_scaling"] = {
+        {"rope_type", "llama3"},
+        {"factor", c.rope_scaling.factor},
+        {"low_freq_factor", c.rope_scaling.low_freq_factor},
+        {"high_freq_factor", c.rope_scaling.high_freq_factor},
+        {"original_max_position_embeddings", c.rope_scaling.original_max_position}};
   write_bytes(dir + "/config.json", cfg.dump(2));
 }
 
@@ -194,7 +203,8 @@ void write_gguf(const HfWeights& w, const std::string& path, DType t) {
   g.set_f32("llama.attention.layer_norm_rms_epsilon", c.rms_eps);
   g.set_f32("llama.rope.freq_base", c.rope_theta);
   std::vector<std::vector<uint8_t>> keep;
-  auto add = [&](const std::string& name, const std::vector<float>& v, std::vector<int64_t> shape, bool norm) {
+  auto add = [&](const std::string& name, const std::vector<float>& v, std::vector<int64_t> shape,
+                 bool norm) {
     DType tt = norm ? DType::kF32 : t;
     if (dtype_is_quantized(tt) && shape.back() % kQBlock != 0) tt = DType::kF16;
     keep.push_back(encode(v, tt, shape.back()));
@@ -205,8 +215,10 @@ void write_gguf(const HfWeights& w, const std::string& path, DType t) {
     const auto& L = w.layers[l];
     const std::string p = "blk." + std::to_string(l) + ".";
     add(p + "attn_norm.weight", L.attn_norm, {c.n_embd}, true);
-    add(p + "attn_q.weight", to_interleaved(L.wq, c.n_head, c.head_dim, c.n_embd), {c.q_dim(), c.n_embd}, false);
-    add(p + "attn_k.weight", to_interleaved(L.wk, c.n_head_kv, c.head_dim, c.n_embd), {c.kv_dim(), c.n_embd}, false);
+    add(p + "attn_q.weight", to_interleaved(L.wq, c.n_head, c.head_dim, c.n_embd),
+        {c.q_dim(), c.n_embd}, false);
+    add(p + "attn_k.weight", to_interleaved(L.wk, c.n_head_kv, c.head_dim, c.n_embd),
+        {c.kv_dim(), c.n_embd}, false);
     add(p + "attn_v.weight", L.wv, {c.kv_dim(), c.n_embd}, false);
     add(p + "attn_output.weight", L.wo, {c.n_embd, c.q_dim()}, false);
     add(p + "ffn_norm.weight", L.ffn_norm, {c.n_embd}, true);
@@ -223,15 +235,19 @@ void write_llama2c(const HfWeights& w, const std::string& path, int version) {
   const LlamaConfig& c = w.config;
   std::string out;
   auto put_i32 = [&](int32_t v) { out.append(reinterpret_cast<const char*>(&v), 4); };
-  auto put = [&](const std::vector<float>& v) { out.append(reinterpret_cast<const char*>(v.data()), v.size() * 4); };
+  auto put = [&](const std::vector<float>& v) {
+    out.append(reinterpret_cast<const char*>(v.data()), v.size() * 4);
+  };
   auto all = [&](auto member) {
     for (const auto& L : w.layers) put(member(L));
   };
   using L = HfWeights::Layer;
   auto wq = [&](const L& l) { return to_interleaved(l.wq, c.n_head, c.head_dim, c.n_embd); };
   auto wk = [&](const L& l) { return to_interleaved(l.wk, c.n_head_kv, c.head_dim, c.n_embd); };
-  const int32_t hdr[7] = {c.n_embd, c.n_ff, c.n_layer, c.n_head, c.n_head_kv,
-                          c.tied_output || version == 1 ? c.n_vocab : -c.n_vocab, c.n_ctx};
+  const int32_t hdr[7] = {c.n_embd,    c.n_ff,
+                          c.n_layer,   c.n_head,
+                          c.n_head_kv, c.tied_output || version == 1 ? c.n_vocab : -c.n_vocab,
+                          c.n_ctx};
   if (version == 1) {
     put_i32(0x616b3432);
     put_i32(1);
@@ -242,7 +258,8 @@ void write_llama2c(const HfWeights& w, const std::string& path, int version) {
     all([](const L& l) { return l.ffn_norm; });
     put(w.out_norm);
     put(w.tok_embd);
-    all(wq); all(wk);
+    all(wq);
+    all(wk);
     all([](const L& l) { return l.wv; });
     all([](const L& l) { return l.wo; });
     all([](const L& l) { return l.gate; });
@@ -252,7 +269,8 @@ void write_llama2c(const HfWeights& w, const std::string& path, int version) {
     for (int32_t h : hdr) put_i32(h);
     put(w.tok_embd);
     all([](const L& l) { return l.attn_norm; });
-    all(wq); all(wk);
+    all(wq);
+    all(wk);
     all([](const L& l) { return l.wv; });
     all([](const L& l) { return l.wo; });
     all([](const L& l) { return l.ffn_norm; });

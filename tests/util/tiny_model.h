@@ -14,7 +14,7 @@ namespace rme::test {
 
 // All matrices row-major [out, in], Q/K rows in Hugging Face's rotate_half order.
 struct HfWeights {
-  LlamaConfig config;  // rope_style is kHalf
+  LlamaConfig config;                             // rope_style is kHalf
   std::vector<float> tok_embd, out_norm, output;  // output empty when tied
   struct Layer {
     std::vector<float> attn_norm, wq, wk, wv, wo, ffn_norm, gate, up, down;

@@ -13,7 +13,8 @@ torch::Tensor t2(const std::vector<float>& v, int64_t rows, int64_t cols) {
       .to(torch::kFloat64);
 }
 torch::Tensor t1(const std::vector<float>& v) {
-  return torch::from_blob(const_cast<float*>(v.data()), {static_cast<int64_t>(v.size())}, torch::kFloat32)
+  return torch::from_blob(const_cast<float*>(v.data()), {static_cast<int64_t>(v.size())},
+                          torch::kFloat32)
       .to(torch::kFloat64);
 }
 
@@ -30,14 +31,16 @@ torch::Tensor rotate_half(const torch::Tensor& x) {
 // HF's inv_freq, including the Llama-3 frequency rescaling.
 torch::Tensor inv_freq(const LlamaConfig& c) {
   auto idx = torch::arange(0, c.head_dim, 2, torch::kFloat32);
-  auto f = 1.0 / torch::pow(torch::tensor(c.rope_theta, torch::kFloat32), idx / static_cast<float>(c.head_dim));
+  auto f = 1.0 / torch::pow(torch::tensor(c.rope_theta, torch::kFloat32),
+                            idx / static_cast<float>(c.head_dim));
   const RopeScaling& s = c.rope_scaling;
   if (s.type == RopeScaling::Type::kLlama3) {
     double low_wl = s.original_max_position / s.low_freq_factor;
     double high_wl = s.original_max_position / s.high_freq_factor;
     auto wavelen = 2 * M_PI / f;
     auto scaled = torch::where(wavelen > low_wl, f / s.factor, f);
-    auto smooth = (s.original_max_position / wavelen - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
+    auto smooth = (s.original_max_position / wavelen - s.low_freq_factor) /
+                  (s.high_freq_factor - s.low_freq_factor);
     auto smoothed = (1 - smooth) * scaled / s.factor + smooth * scaled;
     auto medium = (wavelen >= high_wl) & (wavelen <= low_wl);
     f = torch::where(medium, smoothed, scaled);
@@ -62,7 +65,8 @@ std::vector<float> oracle_logits(const HfWeights& w, const std::vector<int>& ids
   auto pos = torch::arange(T, torch::kFloat32);
   auto freqs = torch::outer(pos, inv_freq(c));
   auto e = torch::cat({freqs, freqs}, -1);
-  auto cos = e.cos().to(torch::kFloat64).unsqueeze(1), sin = e.sin().to(torch::kFloat64).unsqueeze(1);
+  auto cos = e.cos().to(torch::kFloat64).unsqueeze(1),
+       sin = e.sin().to(torch::kFloat64).unsqueeze(1);
   auto mask = torch::full({T, T}, -INFINITY, torch::kFloat64).triu(1);
   for (int l = 0; l < c.n_layer; ++l) {
     const auto& L = w.layers[l];
@@ -74,7 +78,8 @@ std::vector<float> oracle_logits(const HfWeights& w, const std::vector<int>& ids
     k = k * cos + rotate_half(k) * sin;
     k = k.repeat_interleave(H / Hkv, 1);
     v = v.repeat_interleave(H / Hkv, 1);
-    auto qh = q.permute({1, 0, 2}), kh = k.permute({1, 0, 2}), vh = v.permute({1, 0, 2});  // [H, T, Dh]
+    auto qh = q.permute({1, 0, 2}), kh = k.permute({1, 0, 2}),
+         vh = v.permute({1, 0, 2});  // [H, T, Dh]
     auto att = qh.matmul(kh.transpose(1, 2)) / std::sqrt(static_cast<double>(Dh)) + mask;
     auto o = torch::softmax(att, -1).matmul(vh).permute({1, 0, 2}).reshape({T, H * Dh});
     x = x + o.matmul(t2(L.wo, D, H * Dh).t());
