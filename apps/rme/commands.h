@@ -12,5 +12,8 @@ void add_generate_command(CLI::App& root, std::function<int()>& run);
 void add_perplexity_command(CLI::App& root, std::function<int()>& run);
 void add_logits_command(CLI::App& root, std::function<int()>& run);
 void add_convert_command(CLI::App& root, std::function<int()>& run);
+void add_tokenizer_train_command(CLI::App& root, std::function<int()>& run);
+void add_corpus_command(CLI::App& root, std::function<int()>& run);
+void add_train_command(CLI::App& root, std::function<int()>& run);
 
 }  // namespace rme::cli

@@ -16,6 +16,9 @@ int main(int argc, char** argv) {
   rme::cli::add_perplexity_command(app, run);
   rme::cli::add_logits_command(app, run);
   rme::cli::add_convert_command(app, run);
+  rme::cli::add_tokenizer_train_command(app, run);
+  rme::cli::add_corpus_command(app, run);
+  rme::cli::add_train_command(app, run);
   try {
     app.parse(argc, argv);
   } catch (const CLI::Success& e) {

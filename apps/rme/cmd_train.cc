@@ -1,0 +1,36 @@
+// apps/rme: `rme train ...` — runs rme-train (the libtorch binary beside rme) with the same args.
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
+#include "commands.h"
+#include "common.h"
+
+namespace rme::cli {
+
+void add_train_command(CLI::App& root, std::function<int()>& run) {
+  auto* app = root.add_subcommand(
+      "train", "Train a dense model with libtorch (runs rme-train train; see `rme train --help`)");
+  app->prefix_command();  // everything after `train` goes to rme-train untouched
+  app->set_help_flag();   // so `rme train --help` reaches rme-train's own help
+  app->callback([app, &run] {
+    run = [app]() -> int {
+      std::error_code ec;
+      auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
+      const std::string exe = (self.parent_path() / "rme-train").string();
+      if (ec || access(exe.c_str(), X_OK) != 0)
+        return fail(not_found(exe + ": rme-train is not built next to rme"));
+      std::vector<std::string> args = {exe, "train"};
+      for (const auto& a : app->remaining()) args.push_back(a);
+      std::vector<char*> argv;
+      for (auto& a : args) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      execv(exe.c_str(), argv.data());
+      return fail(io_error(exe + ": cannot execute: " + std::strerror(errno)));
+    };
+  });
+}
+
+}  // namespace rme::cli

@@ -1,0 +1,111 @@
+// train: LlamaTorch forward (same math as model/forward.cc, batched, with autograd).
+#include "train/torch_llama.h"
+
+#include <cmath>
+
+namespace rme {
+namespace {
+
+torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& w, double eps) {
+  return x * torch::rsqrt(x.pow(2).mean(-1, true) + eps) * w;
+}
+
+torch::Tensor rotate_half(const torch::Tensor& x) {
+  const int64_t half = x.size(-1) / 2;
+  return torch::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
+}
+
+}  // namespace
+
+LlamaTorchImpl::LlamaTorchImpl(const LlamaConfig& c) : config_(c) {
+  const int64_t D = c.n_embd, F = c.n_ff, V = c.n_vocab, QD = c.q_dim(), KV = c.kv_dim();
+  tok_embd = register_parameter("tok_embd", torch::empty({V, D}));
+  for (int l = 0; l < c.n_layer; ++l) {
+    const std::string p = "layer" + std::to_string(l) + "_";  // torch forbids dots in names
+    Layer L;
+    L.attn_norm = register_parameter(p + "attn_norm", torch::ones({D}));
+    L.wq = register_parameter(p + "wq", torch::empty({QD, D}));
+    L.wk = register_parameter(p + "wk", torch::empty({KV, D}));
+    L.wv = register_parameter(p + "wv", torch::empty({KV, D}));
+    L.wo = register_parameter(p + "wo", torch::empty({D, QD}));
+    L.ffn_norm = register_parameter(p + "ffn_norm", torch::ones({D}));
+    L.gate = register_parameter(p + "gate", torch::empty({F, D}));
+    L.up = register_parameter(p + "up", torch::empty({F, D}));
+    L.down = register_parameter(p + "down", torch::empty({D, F}));
+    layers.push_back(L);
+  }
+  out_norm = register_parameter("out_norm", torch::ones({D}));
+  if (!c.tied_output) output = register_parameter("output", torch::empty({V, D}));
+  // RoPE tables from the engine's own frequencies, so training and inference agree exactly.
+  std::vector<float> inv = c.rope_inv_freq();
+  auto inv_t = torch::from_blob(inv.data(), {static_cast<int64_t>(inv.size())}, torch::kFloat32).clone();
+  auto freqs = torch::outer(torch::arange(c.n_ctx, torch::kFloat32), inv_t);
+  auto emb = torch::cat({freqs, freqs}, -1);
+  cos_ = register_buffer("rope_cos", emb.cos());
+  sin_ = register_buffer("rope_sin", emb.sin());
+  init_weights(0);
+}
+
+void LlamaTorchImpl::init_weights(uint64_t seed) {
+  torch::NoGradGuard ng;
+  torch::manual_seed(seed);
+  const double resid = 0.02 / std::sqrt(2.0 * config_.n_layer);
+  tok_embd.normal_(0, 0.02);
+  for (auto& L : layers) {
+    for (auto* w : {&L.wq, &L.wk, &L.wv, &L.gate, &L.up}) w->normal_(0, 0.02);
+    L.wo.normal_(0, resid);
+    L.down.normal_(0, resid);
+    L.attn_norm.fill_(1);
+    L.ffn_norm.fill_(1);
+  }
+  out_norm.fill_(1);
+  if (output.defined()) output.normal_(0, 0.02);
+}
+
+std::vector<torch::Tensor> LlamaTorchImpl::decay_params() const {
+  std::vector<torch::Tensor> p = {tok_embd};
+  for (const auto& L : layers)
+    for (const auto& w : {L.wq, L.wk, L.wv, L.wo, L.gate, L.up, L.down}) p.push_back(w);
+  if (output.defined()) p.push_back(output);
+  return p;
+}
+
+std::vector<torch::Tensor> LlamaTorchImpl::no_decay_params() const {
+  std::vector<torch::Tensor> p = {out_norm};
+  for (const auto& L : layers) {
+    p.push_back(L.attn_norm);
+    p.push_back(L.ffn_norm);
+  }
+  return p;
+}
+
+torch::Tensor LlamaTorchImpl::forward(const torch::Tensor& ids) {
+  const LlamaConfig& c = config_;
+  const int64_t B = ids.size(0), T = ids.size(1), H = c.n_head, Hkv = c.n_head_kv, Dh = c.head_dim;
+  TORCH_CHECK(T <= c.n_ctx, "sequence of ", T, " exceeds n_ctx ", c.n_ctx);
+  auto x = tok_embd.index_select(0, ids.reshape({-1})).view({B, T, c.n_embd});
+  auto cos = cos_.narrow(0, 0, T).view({1, 1, T, Dh}), sin = sin_.narrow(0, 0, T).view({1, 1, T, Dh});
+  auto mask = torch::full({T, T}, -INFINITY).triu(1);
+  for (const Layer& L : layers) {
+    auto h = rms_norm(x, L.attn_norm, c.rms_eps);
+    auto q = torch::matmul(h, L.wq.t()).view({B, T, H, Dh}).transpose(1, 2);    // [B, H, T, Dh]
+    auto k = torch::matmul(h, L.wk.t()).view({B, T, Hkv, Dh}).transpose(1, 2);  // [B, Hkv, T, Dh]
+    auto v = torch::matmul(h, L.wv.t()).view({B, T, Hkv, Dh}).transpose(1, 2);
+    q = q * cos + rotate_half(q) * sin;
+    k = k * cos + rotate_half(k) * sin;
+    if (Hkv != H) {
+      k = k.repeat_interleave(H / Hkv, 1);
+      v = v.repeat_interleave(H / Hkv, 1);
+    }
+    auto att = torch::matmul(q, k.transpose(-2, -1)) / std::sqrt(static_cast<double>(Dh)) + mask;
+    auto o = torch::matmul(torch::softmax(att, -1), v).transpose(1, 2).reshape({B, T, H * Dh});
+    x = x + torch::matmul(o, L.wo.t());
+    auto h2 = rms_norm(x, L.ffn_norm, c.rms_eps);
+    auto g = torch::matmul(h2, L.gate.t()), u = torch::matmul(h2, L.up.t());
+    x = x + torch::matmul(torch::silu(g) * u, L.down.t());
+  }
+  x = rms_norm(x, out_norm, c.rms_eps);
+  return torch::matmul(x, (output.defined() ? output : tok_embd).t());
+}
+
+}  // namespace rme

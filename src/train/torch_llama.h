@@ -1,0 +1,43 @@
+// train: LlamaTorch, the Llama architecture of the engine written with libtorch's C++ API for
+// training (Hugging Face conventions: weights [out, in], rotate-half RoPE, tied or untied output).
+#pragma once
+
+#include <torch/torch.h>
+
+#include <vector>
+
+#include "model/config.h"
+
+namespace rme {
+
+// Owns its parameters (registered with torch::nn::Module, so optimizers and serialization see
+// them). Not thread-safe; one instance per training process.
+class LlamaTorchImpl : public torch::nn::Module {
+ public:
+  explicit LlamaTorchImpl(const LlamaConfig& config);
+
+  // ids [B, T] int64 -> logits [B, T, V]
+  torch::Tensor forward(const torch::Tensor& ids);
+  // Mean next-token cross-entropy of ids[:, :-1] predicting ids[:, 1:] is done by the caller;
+  // this initializes parameters: N(0, 0.02), residual projections scaled by 1/sqrt(2 n_layer).
+  void init_weights(uint64_t seed);
+
+  const LlamaConfig& config() const { return config_; }
+
+  struct Layer {
+    torch::Tensor attn_norm, wq, wk, wv, wo, ffn_norm, gate, up, down;
+  };
+  torch::Tensor tok_embd, out_norm, output;  // output undefined when tied
+  std::vector<Layer> layers;
+
+  // Parameters that get weight decay (matrices) and those that do not (norm gains).
+  std::vector<torch::Tensor> decay_params() const;
+  std::vector<torch::Tensor> no_decay_params() const;
+
+ private:
+  LlamaConfig config_;
+  torch::Tensor cos_, sin_;  // [n_ctx, Dh] RoPE tables
+};
+TORCH_MODULE(LlamaTorch);
+
+}  // namespace rme
