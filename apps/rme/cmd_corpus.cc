@@ -149,6 +149,11 @@ void add_corpus_command(CLI::App& root, std::function<int()>& run) {
           all.insert(all.end(), encoded[j][i].begin(), encoded[j][i].end());
         }
         info.tokens = static_cast<int64_t>(all.size());
+        if (job.valid) {  // the held-out text itself, for `rme perplexity` on exactly this split
+          std::string text;
+          for (const auto& d : job.docs) text += d + (d.empty() || d.back() != '\n' ? "\n" : "");
+          if (Status st = write_file_atomic(*out + "/" + job.domain + ".valid.txt", text); !st.ok()) return fail(st);
+        }
         if (Status st = write_token_shard(*out + "/" + info.file, all, m.n_vocab); !st.ok()) return fail(st);
         (job.valid ? m.valid : m.train)[job.domain] = info;
         std::fprintf(stderr, "%-12s %-5s %9lld tokens %10lld bytes (%.2f bytes/token)\n", job.domain.c_str(),
