@@ -49,13 +49,15 @@ void add_corpus_command(CLI::App& root, std::function<int()>& run) {
   auto out = std::make_shared<std::string>();
   auto frac = std::make_shared<double>(0.05);
   auto threads = std::make_shared<int>(0);
-  app->add_option("--domain", *domains, "NAME=FILE[,FILE...] training text of a domain")->required();
+  app->add_option("--domain", *domains, "NAME=FILE[,FILE...] training text of a domain")
+      ->required();
   app->add_option("--valid", *valids,
                   "NAME=FILE[,FILE...] held-out text of a domain (official splits); domains "
                   "without one hold out the tail of their files");
   app->add_option("--valid-fraction", *frac, "tail fraction held out when no --valid is given")
       ->check(CLI::Range(0.001, 0.5));
-  app->add_option("--tokenizer", *tokenizer, "directory with tokenizer.model or tokenizer.json")->required();
+  app->add_option("--tokenizer", *tokenizer, "directory with tokenizer.model or tokenizer.json")
+      ->required();
   app->add_option("--out", *out, "output corpus directory")->required();
   app->add_option("-t,--threads", *threads, "worker threads")->check(CLI::Range(0, 1024));
   app->callback([=, &run] {
@@ -127,15 +129,16 @@ void add_corpus_command(CLI::App& root, std::function<int()>& run) {
       std::atomic<int64_t> done{0};
       std::mutex mu;
       const double t0 = now_seconds();
-      ThreadPool::global().parallel_for(static_cast<int64_t>(order.size()), 1, [&](int64_t b, int64_t e, int) {
-        for (int64_t k = b; k < e; ++k) {
-          const Doc& d = order[k];
-          encoded[d.job][d.index] = t.encode(jobs[d.job].docs[d.index], true);
-          done += static_cast<int64_t>(jobs[d.job].docs[d.index].size());
-          std::lock_guard<std::mutex> lock(mu);
-          progress.update(done / 1000);
-        }
-      });
+      ThreadPool::global().parallel_for(
+          static_cast<int64_t>(order.size()), 1, [&](int64_t b, int64_t e, int) {
+            for (int64_t k = b; k < e; ++k) {
+              const Doc& d = order[k];
+              encoded[d.job][d.index] = t.encode(jobs[d.job].docs[d.index], true);
+              done += static_cast<int64_t>(jobs[d.job].docs[d.index].size());
+              std::lock_guard<std::mutex> lock(mu);
+              progress.update(done / 1000);
+            }
+          });
       progress.finish();
       for (size_t j = 0; j < jobs.size(); ++j) {
         const Job& job = jobs[j];
@@ -152,13 +155,16 @@ void add_corpus_command(CLI::App& root, std::function<int()>& run) {
         if (job.valid) {  // the held-out text itself, for `rme perplexity` on exactly this split
           std::string text;
           for (const auto& d : job.docs) text += d + (d.empty() || d.back() != '\n' ? "\n" : "");
-          if (Status st = write_file_atomic(*out + "/" + job.domain + ".valid.txt", text); !st.ok()) return fail(st);
+          if (Status st = write_file_atomic(*out + "/" + job.domain + ".valid.txt", text); !st.ok())
+            return fail(st);
         }
-        if (Status st = write_token_shard(*out + "/" + info.file, all, m.n_vocab); !st.ok()) return fail(st);
+        if (Status st = write_token_shard(*out + "/" + info.file, all, m.n_vocab); !st.ok())
+          return fail(st);
         (job.valid ? m.valid : m.train)[job.domain] = info;
-        std::fprintf(stderr, "%-12s %-5s %9lld tokens %10lld bytes (%.2f bytes/token)\n", job.domain.c_str(),
-                     job.valid ? "valid" : "train", static_cast<long long>(info.tokens),
-                     static_cast<long long>(info.bytes), info.tokens ? double(info.bytes) / info.tokens : 0.0);
+        std::fprintf(stderr, "%-12s %-5s %9lld tokens %10lld bytes (%.2f bytes/token)\n",
+                     job.domain.c_str(), job.valid ? "valid" : "train",
+                     static_cast<long long>(info.tokens), static_cast<long long>(info.bytes),
+                     info.tokens ? double(info.bytes) / info.tokens : 0.0);
       }
       // The corpus carries its tokenizer so training and export need nothing else.
       for (const char* f : {"tokenizer.model", "tokenizer.json", "tokenizer_config.json"}) {

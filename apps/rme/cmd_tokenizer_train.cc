@@ -48,18 +48,20 @@ void add_tokenizer_train_command(CLI::App& root, std::function<int()>& run) {
           " --byte_fallback=true --character_coverage=0.9995 --split_digits=true"
           " --normalization_rule_name=identity --remove_extra_whitespaces=false"
           " --allow_whitespace_only_pieces=true --max_sentence_length=16384"
-          " --input_sentence_size=" + std::to_string(*max_lines) +
-          " --shuffle_input_sentence=true --num_threads=" +
+          " --input_sentence_size=" +
+          std::to_string(*max_lines) + " --shuffle_input_sentence=true --num_threads=" +
           std::to_string(std::max(1u, std::thread::hardware_concurrency())) +
           " --unk_id=0 --bos_id=1 --eos_id=2 --pad_id=-1 --minloglevel=1";
       auto st = sentencepiece::SentencePieceTrainer::Train(args);
       std::filesystem::remove(tmp, ec);
       std::filesystem::remove(*out + "/tokenizer.vocab", ec);
-      if (!st.ok()) return fail(invalid_argument("sentencepiece training failed: " + st.ToString()));
+      if (!st.ok())
+        return fail(invalid_argument("sentencepiece training failed: " + st.ToString()));
       auto tok = SentencePieceTokenizer::load(*out + "/tokenizer.model");
       if (!tok.ok()) return fail(tok.status());
       // tokenizer.json too, so builds without libsentencepiece (the trainer) can tokenize.
-      if (Status s = write_tokenizer_json((*tok)->export_vocab(), *out + "/tokenizer.json"); !s.ok())
+      if (Status s = write_tokenizer_json((*tok)->export_vocab(), *out + "/tokenizer.json");
+          !s.ok())
         return fail(s);
       std::fprintf(stderr, "trained %d-token BPE on %zu bytes in %.1f s -> %s/tokenizer.model\n",
                    (*tok)->n_vocab(), all.size(), now_seconds() - t0, out->c_str());

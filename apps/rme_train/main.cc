@@ -19,7 +19,8 @@ int main(int argc, char** argv) {
   }
   CLI::App app{"rme-train: training with libtorch (usually run as `rme train`)"};
   app.require_subcommand(1);
-  auto* train = app.add_subcommand("train", "Train a dense Llama model on an rme corpus (resumable)");
+  auto* train =
+      app.add_subcommand("train", "Train a dense Llama model on an rme corpus (resumable)");
   std::string config, corpus, out, dtype = "bf16";
   int kill_at = -1;
   train->add_option("--config", config, "training config JSON")->required();

@@ -49,4 +49,16 @@ std::shared_ptr<Buffer> convert_matrix(const MatView& src, DType to,
   return buf;
 }
 
+const void* weight_for_writing(const WeightId& id, const MatView& v, DType to, const LlamaConfig& c,
+                               RopeStyle target, std::vector<std::shared_ptr<Buffer>>& keep) {
+  std::vector<int64_t> order;
+  if (c.rope_style != target && id.kind == WeightId::Kind::kWq)
+    order = rope_row_order(c.n_head, c.head_dim, c.rope_style, target);
+  if (c.rope_style != target && id.kind == WeightId::Kind::kWk)
+    order = rope_row_order(c.n_head_kv, c.head_dim, c.rope_style, target);
+  if (to == v.dtype && order.empty()) return v.data;
+  keep.push_back(convert_matrix(v, to, order));
+  return keep.back()->data();
+}
+
 }  // namespace rme

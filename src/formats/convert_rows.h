@@ -7,6 +7,7 @@
 
 #include "kernels/matmul.h"
 #include "model/config.h"
+#include "model/weights.h"
 #include "tensor/tensor.h"
 
 namespace rme {
@@ -18,5 +19,12 @@ std::vector<int64_t> rope_row_order(int64_t n_head, int64_t head_dim, RopeStyle 
 // Copies `src` into a new buffer as dtype `to`, taking rows in `order` (empty = identity).
 std::shared_ptr<Buffer> convert_matrix(const MatView& src, DType to,
                                        const std::vector<int64_t>& order = {});
+
+// What a writer stores for weight `id`: `v` converted to dtype `to`, with Q/K rows moved from
+// config.rope_style to the `target` layout. Returns v.data when nothing changes; otherwise the
+// converted copy, kept alive in `keep`.
+const void* weight_for_writing(const WeightId& id, const MatView& v, DType to,
+                               const LlamaConfig& config, RopeStyle target,
+                               std::vector<std::shared_ptr<Buffer>>& keep);
 
 }  // namespace rme

@@ -232,27 +232,15 @@ Status write_gguf_model(const Model& model, const Tokenizer* tokenizer, const st
   if (tokenizer) add_tokenizer(w, *tokenizer);
 
   std::vector<std::shared_ptr<Buffer>> keep;
-  Status st = Status::Ok();
   model.for_each_weight([&](const WeightId& id, const MatView& v) {
-    const bool norm = v.n_out == 1 &&
-                      (id.kind == WeightId::Kind::kAttnNorm ||
-                       id.kind == WeightId::Kind::kFfnNorm || id.kind == WeightId::Kind::kOutNorm);
+    const bool norm = is_norm(id);
     DType to = norm ? DType::kF32 : type.value_or(v.dtype);
     if (dtype_is_quantized(to) && v.n_in % kQBlock != 0) {
       log_info(tensor_name(id, NameScheme::kGguf) + ": row length " + std::to_string(v.n_in) +
                " is not a multiple of 32; stored as f16");
       to = DType::kF16;
     }
-    std::vector<int64_t> order;
-    if (id.kind == WeightId::Kind::kWq)
-      order = rope_row_order(c.n_head, c.head_dim, c.rope_style, RopeStyle::kInterleaved);
-    if (id.kind == WeightId::Kind::kWk)
-      order = rope_row_order(c.n_head_kv, c.head_dim, c.rope_style, RopeStyle::kInterleaved);
-    const void* data = v.data;
-    if (to != v.dtype || !order.empty()) {
-      keep.push_back(convert_matrix(v, to, order));
-      data = keep.back()->data();
-    }
+    const void* data = weight_for_writing(id, v, to, c, RopeStyle::kInterleaved, keep);
     std::vector<int64_t> shape =
         norm ? std::vector<int64_t>{v.n_in} : std::vector<int64_t>{v.n_out, v.n_in};
     w.add_tensor(tensor_name(id, NameScheme::kGguf), to, shape, data);
@@ -260,7 +248,6 @@ Status write_gguf_model(const Model& model, const Tokenizer* tokenizer, const st
   if (!factors.empty())
     w.add_tensor("rope_freqs.weight", DType::kF32, {static_cast<int64_t>(factors.size())},
                  factors.data());
-  RME_RETURN_IF_ERROR(st);
   return w.write(path);
 }
 

@@ -158,16 +158,7 @@ Status write_hf_model(const Model& model, const Tokenizer* tokenizer, const std:
   model.for_each_weight([&](const WeightId& id, const MatView& v) {
     const bool norm = is_norm(id);
     DType to = type.value_or(dtype_is_quantized(v.dtype) ? DType::kF32 : v.dtype);
-    std::vector<int64_t> order;
-    if (id.kind == WeightId::Kind::kWq)
-      order = rope_row_order(c.n_head, c.head_dim, c.rope_style, RopeStyle::kHalf);
-    if (id.kind == WeightId::Kind::kWk)
-      order = rope_row_order(c.n_head_kv, c.head_dim, c.rope_style, RopeStyle::kHalf);
-    const void* data = v.data;
-    if (to != v.dtype || !order.empty()) {
-      keep.push_back(convert_matrix(v, to, order));
-      data = keep.back()->data();
-    }
+    const void* data = weight_for_writing(id, v, to, c, RopeStyle::kHalf, keep);
     entries.push_back({tensor_name(id, NameScheme::kHf), to,
                        norm ? std::vector<int64_t>{v.n_in} : std::vector<int64_t>{v.n_out, v.n_in},
                        data});

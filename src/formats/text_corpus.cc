@@ -22,7 +22,8 @@ std::string strip_cr(const std::string& s) {
 }
 
 bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 }  // namespace
@@ -71,8 +72,7 @@ void split_tail(const std::vector<std::string>& docs, double valid_fraction,
   }
 }
 
-Status write_token_shard(const std::string& path, const std::vector<int32_t>& tokens,
-                         int n_vocab) {
+Status write_token_shard(const std::string& path, const std::vector<int32_t>& tokens, int n_vocab) {
   const uint32_t bytes = n_vocab <= 65536 ? 2 : 4;
   std::string out(kShardMagic, 8);
   out.append(reinterpret_cast<const char*>(&bytes), 4);
@@ -91,11 +91,17 @@ Status write_token_shard(const std::string& path, const std::vector<int32_t>& to
 
 Status write_manifest(const std::string& dir, const CorpusManifest& m) {
   auto shard = [](const ShardInfo& s) {
-    return json{{"file", s.file}, {"tokens", s.tokens}, {"bytes", s.bytes},
-                {"documents", s.documents}, {"sources", s.sources}};
+    return json{{"file", s.file},
+                {"tokens", s.tokens},
+                {"bytes", s.bytes},
+                {"documents", s.documents},
+                {"sources", s.sources}};
   };
-  json j = {{"format", "rme-corpus-1"}, {"tokenizer", m.tokenizer}, {"n_vocab", m.n_vocab},
-            {"bos", m.bos}, {"domains", json::object()}};
+  json j = {{"format", "rme-corpus-1"},
+            {"tokenizer", m.tokenizer},
+            {"n_vocab", m.n_vocab},
+            {"bos", m.bos},
+            {"domains", json::object()}};
   for (const auto& [name, s] : m.train) {
     j["domains"][name]["train"] = shard(s);
     if (m.valid.count(name)) j["domains"][name]["valid"] = shard(m.valid.at(name));

@@ -47,7 +47,8 @@ Status plot_png(const std::string& csv, const Table& t, const PlotSpec& spec,
   g << "\n";
   const std::string script = png + ".gp";
   RME_RETURN_IF_ERROR(write_file_atomic(script, g.str()));
-  const std::string cmd = "gnuplot '" + script + "' 2>/dev/null && mv '" + png + ".tmp' '" + png + "'";
+  const std::string cmd =
+      "gnuplot '" + script + "' 2>/dev/null && mv '" + png + ".tmp' '" + png + "'";
   int rc = std::system(cmd.c_str());
   std::remove(script.c_str());
   if (rc != 0) return io_error("gnuplot failed to render " + png);

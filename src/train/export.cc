@@ -21,7 +21,9 @@ Status export_hf(LlamaTorchImpl& m, const std::string& dir, DType dtype,
     model.buffers.push_back(buf);
     return reinterpret_cast<const float*>(buf->data());
   };
-  auto mat = [&](const torch::Tensor& t) { return MatView{DType::kF32, t.size(0), t.size(1), own(t)}; };
+  auto mat = [&](const torch::Tensor& t) {
+    return MatView{DType::kF32, t.size(0), t.size(1), own(t)};
+  };
   ModelWeights& w = model.weights;
   w.tok_embd = mat(m.tok_embd);
   for (const auto& L : m.layers) {

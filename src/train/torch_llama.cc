@@ -38,7 +38,8 @@ LlamaTorchImpl::LlamaTorchImpl(const LlamaConfig& c) : config_(c) {
   if (!c.tied_output) output = register_parameter("output", torch::empty({V, D}));
   // RoPE tables from the engine's own frequencies, so training and inference agree exactly.
   std::vector<float> inv = c.rope_inv_freq();
-  auto inv_t = torch::from_blob(inv.data(), {static_cast<int64_t>(inv.size())}, torch::kFloat32).clone();
+  auto inv_t =
+      torch::from_blob(inv.data(), {static_cast<int64_t>(inv.size())}, torch::kFloat32).clone();
   auto freqs = torch::outer(torch::arange(c.n_ctx, torch::kFloat32), inv_t);
   auto emb = torch::cat({freqs, freqs}, -1);
   cos_ = register_buffer("rope_cos", emb.cos());
@@ -84,7 +85,8 @@ torch::Tensor LlamaTorchImpl::forward(const torch::Tensor& ids) {
   const int64_t B = ids.size(0), T = ids.size(1), H = c.n_head, Hkv = c.n_head_kv, Dh = c.head_dim;
   TORCH_CHECK(T <= c.n_ctx, "sequence of ", T, " exceeds n_ctx ", c.n_ctx);
   auto x = tok_embd.index_select(0, ids.reshape({-1})).view({B, T, c.n_embd});
-  auto cos = cos_.narrow(0, 0, T).view({1, 1, T, Dh}), sin = sin_.narrow(0, 0, T).view({1, 1, T, Dh});
+  auto cos = cos_.narrow(0, 0, T).view({1, 1, T, Dh}),
+       sin = sin_.narrow(0, 0, T).view({1, 1, T, Dh});
   auto mask = torch::full({T, T}, -INFINITY).triu(1);
   for (const Layer& L : layers) {
     auto h = rms_norm(x, L.attn_norm, c.rms_eps);

@@ -10,7 +10,8 @@ namespace rme {
 
 double TrainConfig::lr_at(int step) const {
   if (step < warmup_steps) return lr * (step + 1) / warmup_steps;
-  const double progress = std::min(1.0, double(step - warmup_steps) / std::max(1, steps - warmup_steps));
+  const double progress =
+      std::min(1.0, double(step - warmup_steps) / std::max(1, steps - warmup_steps));
   return min_lr + 0.5 * (lr - min_lr) * (1 + std::cos(M_PI * progress));
 }
 
@@ -55,10 +56,14 @@ Result<TrainConfig> read_train_config(const std::string& path) {
   }
   auto bad = [&](const std::string& m) { return invalid_argument(path + ": " + m); };
   if (c.seq_len < 2 || c.seq_len > c.model.n_ctx) return bad("seq_len must be in [2, model.n_ctx]");
-  if (c.batch_size < 1 || c.grad_accum < 1 || c.steps < 1) return bad("batch_size, grad_accum, steps must be >= 1");
-  if (c.warmup_steps < 1 || c.warmup_steps > c.steps) return bad("warmup_steps must be in [1, steps]");
-  if (!(c.lr > 0) || !(c.min_lr >= 0) || c.min_lr > c.lr) return bad("need 0 <= min_lr <= lr, lr > 0");
-  if (c.eval_every < 1 || c.checkpoint_every < 1) return bad("eval_every and checkpoint_every must be >= 1");
+  if (c.batch_size < 1 || c.grad_accum < 1 || c.steps < 1)
+    return bad("batch_size, grad_accum, steps must be >= 1");
+  if (c.warmup_steps < 1 || c.warmup_steps > c.steps)
+    return bad("warmup_steps must be in [1, steps]");
+  if (!(c.lr > 0) || !(c.min_lr >= 0) || c.min_lr > c.lr)
+    return bad("need 0 <= min_lr <= lr, lr > 0");
+  if (c.eval_every < 1 || c.checkpoint_every < 1)
+    return bad("eval_every and checkpoint_every must be >= 1");
   for (const auto& [d, w] : c.mixture)
     if (!(w >= 0)) return bad("mixture weight of '" + d + "' is negative");
   c.source_json = j.dump();

@@ -23,7 +23,7 @@ struct TrainConfig {
   int checkpoint_every = 100;
   std::map<std::string, double> mixture;  // domain -> weight; empty = every domain weight 1
   uint64_t seed = 1234;
-  int threads = 0;  // 0 = all cores
+  int threads = 0;          // 0 = all cores
   std::string source_json;  // the config as read (stored in checkpoints to detect changes)
 
   int64_t tokens_per_step() const { return int64_t{seq_len} * batch_size * grad_accum; }

@@ -5,8 +5,8 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include <csignal>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <random>
@@ -37,7 +37,8 @@ struct Domain {
 };
 
 // Batch for (step, micro): a pure function of the seed, so a resumed run sees the same data.
-torch::Tensor sample_batch(const std::vector<Domain>& domains, const TrainConfig& c, int step, int micro) {
+torch::Tensor sample_batch(const std::vector<Domain>& domains, const TrainConfig& c, int step,
+                           int micro) {
   std::mt19937_64 rng(splitmix(c.seed * 1000003u + static_cast<uint64_t>(step) * 1024u + micro));
   double total = 0;
   for (const auto& d : domains) total += d.weight;
@@ -68,7 +69,8 @@ torch::Tensor lm_loss(LlamaTorch& model, const torch::Tensor& ids) {
 double evaluate(LlamaTorch& model, const TokenShard& s, const TrainConfig& c) {
   torch::NoGradGuard ng;
   const int64_t T = c.seq_len + 1;
-  const int64_t n_win = std::max<int64_t>(1, std::min<int64_t>(c.eval_tokens / c.seq_len, (s.size() - 1) / c.seq_len));
+  const int64_t n_win = std::max<int64_t>(
+      1, std::min<int64_t>(c.eval_tokens / c.seq_len, (s.size() - 1) / c.seq_len));
   double sum = 0;
   int64_t count = 0;
   for (int64_t w0 = 0; w0 < n_win; w0 += c.batch_size) {
@@ -110,8 +112,8 @@ std::vector<std::vector<double>> from_tensor(const torch::Tensor& t) {
   return rows;
 }
 
-Status save_checkpoint(const std::string& path, LlamaTorch& model, torch::optim::AdamW& opt, int step,
-                       const History& h, const TrainConfig& c, size_t n_val_cols) {
+Status save_checkpoint(const std::string& path, LlamaTorch& model, torch::optim::AdamW& opt,
+                       int step, const History& h, const TrainConfig& c, size_t n_val_cols) {
   torch::serialize::OutputArchive a;
   model->save(a);
   torch::serialize::OutputArchive oa;
@@ -132,8 +134,8 @@ Status save_checkpoint(const std::string& path, LlamaTorch& model, torch::optim:
   return fsync_path(std::filesystem::path(path).parent_path().string());
 }
 
-Result<int> load_checkpoint(const std::string& path, LlamaTorch& model, torch::optim::AdamW& opt, History& h,
-                            const TrainConfig& c) {
+Result<int> load_checkpoint(const std::string& path, LlamaTorch& model, torch::optim::AdamW& opt,
+                            History& h, const TrainConfig& c) {
   try {
     torch::serialize::InputArchive a;
     a.load_from(path);
@@ -172,17 +174,21 @@ Status train_dense(const TrainConfig& config, const TrainOptions& opt_in) {
   c.model.n_vocab = man.n_vocab;
   RME_RETURN_IF_ERROR(c.model.validate().with_context("train config model"));
   for (const auto& [d, w] : c.mixture)
-    if (!man.train.count(d)) return invalid_argument("mixture names domain '" + d + "', not in the corpus");
+    if (!man.train.count(d))
+      return invalid_argument("mixture names domain '" + d + "', not in the corpus");
   std::vector<Domain> domains;
   for (const auto& [name, info] : man.train) {
     Domain d;
     d.name = name;
     d.weight = c.mixture.empty() ? 1.0 : (c.mixture.count(name) ? c.mixture.at(name) : 0.0);
-    RME_ASSIGN_OR_RETURN(d.train, TokenShard::open(opt_in.corpus_dir + "/" + info.file, man.n_vocab));
-    if (d.train.size() <= c.seq_len + 1) return invalid_argument(name + ": fewer tokens than seq_len + 1");
+    RME_ASSIGN_OR_RETURN(d.train,
+                         TokenShard::open(opt_in.corpus_dir + "/" + info.file, man.n_vocab));
+    if (d.train.size() <= c.seq_len + 1)
+      return invalid_argument(name + ": fewer tokens than seq_len + 1");
     if (man.valid.count(name)) {
       const ShardInfo& v = man.valid.at(name);
-      RME_ASSIGN_OR_RETURN(d.valid, TokenShard::open(opt_in.corpus_dir + "/" + v.file, man.n_vocab));
+      RME_ASSIGN_OR_RETURN(d.valid,
+                           TokenShard::open(opt_in.corpus_dir + "/" + v.file, man.n_vocab));
       d.has_valid = d.valid.size() > c.seq_len + 1;
       d.bytes_per_token = v.tokens > 0 ? double(v.bytes) / v.tokens : 0;
     }
@@ -197,7 +203,8 @@ Status train_dense(const TrainConfig& config, const TrainOptions& opt_in) {
   torch::set_num_threads(1);
   if (c.threads > 0) {
     using SetThreads = void (*)(int);
-    if (auto* f = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) f(c.threads);
+    if (auto* f = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads")))
+      f(c.threads);
   }
   std::error_code ec;
   std::filesystem::create_directories(opt_in.out_dir, ec);
@@ -206,10 +213,13 @@ Status train_dense(const TrainConfig& config, const TrainOptions& opt_in) {
   model->init_weights(c.seed);
   using torch::optim::AdamWOptions;
   std::vector<torch::optim::OptimizerParamGroup> groups;
-  groups.emplace_back(model->decay_params(),
-                      std::make_unique<AdamWOptions>(AdamWOptions(c.lr).betas({c.beta1, c.beta2}).eps(c.eps).weight_decay(c.weight_decay)));
+  groups.emplace_back(
+      model->decay_params(),
+      std::make_unique<AdamWOptions>(
+          AdamWOptions(c.lr).betas({c.beta1, c.beta2}).eps(c.eps).weight_decay(c.weight_decay)));
   groups.emplace_back(model->no_decay_params(),
-                      std::make_unique<AdamWOptions>(AdamWOptions(c.lr).betas({c.beta1, c.beta2}).eps(c.eps).weight_decay(0)));
+                      std::make_unique<AdamWOptions>(
+                          AdamWOptions(c.lr).betas({c.beta1, c.beta2}).eps(c.eps).weight_decay(0)));
   torch::optim::AdamW opt(std::move(groups), AdamWOptions(c.lr));
 
   Table val_table;
@@ -224,7 +234,8 @@ Status train_dense(const TrainConfig& config, const TrainOptions& opt_in) {
     RME_ASSIGN_OR_RETURN(start, load_checkpoint(ckpt, model, opt, hist, c));
     std::fprintf(stderr, "resuming %s at step %d of %d\n", ckpt.c_str(), start, c.steps);
   }
-  RME_RETURN_IF_ERROR(write_file_atomic(opt_in.out_dir + "/train_config.json", c.source_json + "\n"));
+  RME_RETURN_IF_ERROR(
+      write_file_atomic(opt_in.out_dir + "/train_config.json", c.source_json + "\n"));
 
   auto write_logs = [&]() -> Status {
     Table t{{"step", "tokens", "lr", "loss"}, hist.train};
@@ -237,9 +248,10 @@ Status train_dense(const TrainConfig& config, const TrainOptions& opt_in) {
     (void)plot_png(opt_in.out_dir + "/train_log.csv", t,
                    {"training loss", "tokens seen", "loss (nats/token)", 1, {3}, true, false},
                    opt_in.out_dir + "/train_loss.png");
-    (void)plot_png(opt_in.out_dir + "/val_log.csv", val_table,
-                   {"validation loss per domain", "tokens seen", "loss (nats/token)", 1, vcols, true, false},
-                   opt_in.out_dir + "/val_loss.png");
+    (void)plot_png(
+        opt_in.out_dir + "/val_log.csv", val_table,
+        {"validation loss per domain", "tokens seen", "loss (nats/token)", 1, vcols, true, false},
+        opt_in.out_dir + "/val_loss.png");
     return Status::Ok();
   };
   auto run_eval = [&](int step) {
@@ -255,7 +267,8 @@ Status train_dense(const TrainConfig& config, const TrainOptions& opt_in) {
       mean += l;
       ++n;
       char buf[96];
-      std::snprintf(buf, sizeof(buf), " %s %.3f (%.3f bpb)", d.name.c_str(), l, l / std::log(2.0) / d.bytes_per_token);
+      std::snprintf(buf, sizeof(buf), " %s %.3f (%.3f bpb)", d.name.c_str(), l,
+                    l / std::log(2.0) / d.bytes_per_token);
       line += buf;
     }
     row.push_back(n ? mean / n : NAN);
@@ -277,7 +290,9 @@ Status train_dense(const TrainConfig& config, const TrainOptions& opt_in) {
       loss.backward();
       loss_sum += loss.item<double>();
     }
-    if (!std::isfinite(loss_sum)) return invalid_argument("loss became " + std::to_string(loss_sum) + " at step " + std::to_string(step));
+    if (!std::isfinite(loss_sum))
+      return invalid_argument("loss became " + std::to_string(loss_sum) + " at step " +
+                              std::to_string(step));
     torch::nn::utils::clip_grad_norm_(model->parameters(), c.grad_clip);
     opt.step();
     tokens_run += c.tokens_per_step();
@@ -285,12 +300,14 @@ Status train_dense(const TrainConfig& config, const TrainOptions& opt_in) {
     hist.train.push_back({double(done), double(int64_t{done} * c.tokens_per_step()), lr, loss_sum});
     const double el = now_seconds() - t0;
     const double tps = tokens_run / el;
-    std::fprintf(stderr, "\rstep %d/%d | loss %.4f | lr %.2e | %.0f tok/s | elapsed %s | ETA %s\033[K", done, c.steps,
-                 loss_sum, lr, tps, fmt_duration(el).c_str(),
+    std::fprintf(stderr,
+                 "\rstep %d/%d | loss %.4f | lr %.2e | %.0f tok/s | elapsed %s | ETA %s\033[K",
+                 done, c.steps, loss_sum, lr, tps, fmt_duration(el).c_str(),
                  fmt_duration((c.steps - done) * c.tokens_per_step() / std::max(tps, 1.0)).c_str());
     if (done % c.eval_every == 0 || done == c.steps) run_eval(done);
     if (done % c.checkpoint_every == 0 || done == c.steps) {
-      RME_RETURN_IF_ERROR(save_checkpoint(ckpt, model, opt, done, hist, c, val_table.columns.size()));
+      RME_RETURN_IF_ERROR(
+          save_checkpoint(ckpt, model, opt, done, hist, c, val_table.columns.size()));
       RME_RETURN_IF_ERROR(write_logs());
     }
     if (done == opt_in.kill_at_step) std::raise(SIGKILL);
@@ -299,7 +316,8 @@ Status train_dense(const TrainConfig& config, const TrainOptions& opt_in) {
   RME_RETURN_IF_ERROR(write_logs());
   DType t = dtype_from_name(opt_in.export_dtype).value_or(DType::kBF16);
   RME_RETURN_IF_ERROR(export_hf(*model, opt_in.out_dir + "/model", t, opt_in.corpus_dir));
-  std::fprintf(stderr, "exported %s/model (%s)\n", opt_in.out_dir.c_str(), opt_in.export_dtype.c_str());
+  std::fprintf(stderr, "exported %s/model (%s)\n", opt_in.out_dir.c_str(),
+               opt_in.export_dtype.c_str());
   return Status::Ok();
 }
 

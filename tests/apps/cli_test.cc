@@ -50,7 +50,8 @@ TEST(CliTest, SeededSamplingIsDeterministic) {
 }
 
 TEST(CliTest, EveryCommandHasHelp) {
-  for (const char* c : {"info", "generate", "perplexity", "logits", "convert", "tokenizer-train", "corpus", "train"}) {
+  for (const char* c : {"info", "generate", "perplexity", "logits", "convert", "tokenizer-train",
+                        "corpus", "train"}) {
     CmdResult r = rme(std::string(c) + " --help");
     EXPECT_EQ(r.code, 0) << c;
     EXPECT_NE(r.out.find("Usage"), std::string::npos) << c;

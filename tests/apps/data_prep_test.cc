@@ -22,9 +22,12 @@ TEST(DataPrepTest, TokenizerTrainThenCorpus) {
   const std::string dir = test::temp_dir("dataprep");
   const std::string readme = std::string(RME_SOURCE_DIR) + "/README.md";
   const std::string docs = std::string(RME_SOURCE_DIR) + "/docs/architecture.md";
-  std::ofstream(dir + "/qa.jsonl") << "{\"question\": \"What is 2+3?\", \"answer\": \"2+3 = 5\\n#### 5\"}\n"
-                                   << "{\"question\": \"Name a colour.\", \"answer\": \"Blue.\"}\n";
-  ASSERT_EQ(rme("tokenizer-train --vocab 400 --out " + dir + "/tok --input " + readme + " " + docs + " " + dir + "/qa.jsonl"), 0);
+  std::ofstream(dir + "/qa.jsonl")
+      << "{\"question\": \"What is 2+3?\", \"answer\": \"2+3 = 5\\n#### 5\"}\n"
+      << "{\"question\": \"Name a colour.\", \"answer\": \"Blue.\"}\n";
+  ASSERT_EQ(rme("tokenizer-train --vocab 400 --out " + dir + "/tok --input " + readme + " " + docs +
+                " " + dir + "/qa.jsonl"),
+            0);
   register_sentencepiece_loader();
   auto sp = SentencePieceTokenizer::load(dir + "/tok/tokenizer.model");
   ASSERT_TRUE(sp.ok()) << sp.status().message();
@@ -37,8 +40,9 @@ TEST(DataPrepTest, TokenizerTrainThenCorpus) {
   EXPECT_EQ((*bpe)->encode(text, true), (*sp)->encode(text, true));
   EXPECT_EQ((*sp)->decode((*sp)->encode(text, false)), text);  // identity normalization
 
-  ASSERT_EQ(rme("corpus --tokenizer " + dir + "/tok --out " + dir + "/corpus --domain readme=" + readme +
-                " --domain math=" + dir + "/qa.jsonl --valid math=" + dir + "/qa.jsonl --valid-fraction 0.1"),
+  ASSERT_EQ(rme("corpus --tokenizer " + dir + "/tok --out " + dir +
+                "/corpus --domain readme=" + readme + " --domain math=" + dir +
+                "/qa.jsonl --valid math=" + dir + "/qa.jsonl --valid-fraction 0.1"),
             0);
   auto m = read_manifest(dir + "/corpus");
   ASSERT_TRUE(m.ok()) << m.status().message();
@@ -55,7 +59,9 @@ TEST(DataPrepTest, TokenizerTrainThenCorpus) {
   EXPECT_TRUE(file_exists(dir + "/corpus/tokenizer.model"));
   // Bad input: a domain without files, a --valid for an unknown domain.
   EXPECT_EQ(rme("corpus --tokenizer " + dir + "/tok --out " + dir + "/c2 --domain x="), 1);
-  EXPECT_EQ(rme("corpus --tokenizer " + dir + "/tok --out " + dir + "/c2 --domain a=" + readme + " --valid b=" + readme), 1);
+  EXPECT_EQ(rme("corpus --tokenizer " + dir + "/tok --out " + dir + "/c2 --domain a=" + readme +
+                " --valid b=" + readme),
+            1);
 }
 
 }  // namespace

@@ -1,11 +1,12 @@
 // tests/train: a LlamaTorch exported as a Hugging Face directory gives the engine the same logits
 // as libtorch (F32, max abs diff <= 1e-4), tied and untied, GQA.
+#include "train/export.h"
+
 #include <gtest/gtest.h>
 
 #include "core/thread_pool.h"
 #include "formats/model_io.h"
 #include "model/forward.h"
-#include "train/export.h"
 #include "util/tiny_model.h"
 
 namespace rme {

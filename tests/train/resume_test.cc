@@ -24,17 +24,22 @@ std::string make_corpus() {
     std::vector<int32_t> train, valid;
     const size_t half = text.size() / 2;
     const size_t from = std::string(name) == "a" ? 0 : half;
-    for (size_t i = from; i < from + half; ++i) (i < from + half * 9 / 10 ? train : valid).push_back(static_cast<uint8_t>(text[i]));
+    for (size_t i = from; i < from + half; ++i)
+      (i < from + half * 9 / 10 ? train : valid).push_back(static_cast<uint8_t>(text[i]));
     for (auto* v : {&train, &valid}) {
       const bool is_train = v == &train;
-      ShardInfo s{std::string(name) + (is_train ? ".train.bin" : ".valid.bin"), static_cast<int64_t>(v->size()),
-                  static_cast<int64_t>(v->size()), 1, {}};
+      ShardInfo s{std::string(name) + (is_train ? ".train.bin" : ".valid.bin"),
+                  static_cast<int64_t>(v->size()),
+                  static_cast<int64_t>(v->size()),
+                  1,
+                  {}};
       EXPECT_TRUE(write_token_shard(dir + "/" + s.file, *v, 256).ok());
       (is_train ? m.train : m.valid)[name] = s;
     }
   }
   EXPECT_TRUE(write_manifest(dir, m).ok());
-  std::ofstream(dir + "/config.json") << R"({"model": {"n_embd": 32, "n_layer": 2, "n_head": 4, "n_head_kv": 2,
+  std::ofstream(dir + "/config.json")
+      << R"({"model": {"n_embd": 32, "n_layer": 2, "n_head": 4, "n_head_kv": 2,
     "n_ff": 64, "n_ctx": 32, "tied_output": false}, "seq_len": 32, "batch_size": 4, "grad_accum": 2,
     "steps": 24, "warmup_steps": 4, "lr": 3e-3, "min_lr": 3e-4, "eval_every": 8, "eval_tokens": 256,
     "checkpoint_every": 5, "mixture": {"a": 2, "b": 1}, "seed": 7, "threads": 2})";
@@ -42,9 +47,10 @@ std::string make_corpus() {
 }
 
 int train(const std::string& corpus, const std::string& out, int kill_at) {
-  std::string cmd = std::string(RME_TRAIN_BIN) + " train --config " + corpus + "/config.json --corpus " + corpus +
-                    " --out " + out + " --export-type f32" +
-                    (kill_at > 0 ? " --kill-at-step " + std::to_string(kill_at) : "") + " 2>" + out + ".log";
+  std::string cmd = std::string(RME_TRAIN_BIN) + " train --config " + corpus +
+                    "/config.json --corpus " + corpus + " --out " + out + " --export-type f32" +
+                    (kill_at > 0 ? " --kill-at-step " + std::to_string(kill_at) : "") + " 2>" +
+                    out + ".log";
   int st = std::system(cmd.c_str());
   if (WIFSIGNALED(st)) return 128 + WTERMSIG(st);
   return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
@@ -62,8 +68,10 @@ TEST(ResumeTest, KilledRunResumesToTheSameLossTrajectory) {
   EXPECT_EQ(partial.find("\n16,"), std::string::npos);  // 16 and 17 were lost with the process
   ASSERT_EQ(train(corpus, dir + "/killed", -1), 0);
   EXPECT_NE(read_file(dir + "/killed.log").value().find("resuming"), std::string::npos);
-  EXPECT_EQ(read_file(dir + "/killed/train_log.csv").value(), read_file(dir + "/straight/train_log.csv").value());
-  EXPECT_EQ(read_file(dir + "/killed/val_log.csv").value(), read_file(dir + "/straight/val_log.csv").value());
+  EXPECT_EQ(read_file(dir + "/killed/train_log.csv").value(),
+            read_file(dir + "/straight/train_log.csv").value());
+  EXPECT_EQ(read_file(dir + "/killed/val_log.csv").value(),
+            read_file(dir + "/straight/val_log.csv").value());
   EXPECT_EQ(read_file(dir + "/killed/model/model.safetensors").value(),
             read_file(dir + "/straight/model/model.safetensors").value());
 }
