@@ -42,7 +42,7 @@ void add_logits_command(CLI::App& root, std::function<int()>& run) {
       auto loaded = load(*args);
       if (!loaded.ok()) return fail(loaded.status());
       const Model& m = *loaded->model;
-      KvCache kv(m.config, static_cast<int>(ids.size()));
+      KvCache kv(m, static_cast<int>(ids.size()));
       Forward fwd(m, 64, ThreadPool::global());
       std::vector<float> logits(ids.size() * static_cast<size_t>(m.config.n_vocab));
       if (Status st = fwd.run(ids, 0, kv, logits.data(), true); !st.ok()) return fail(st);

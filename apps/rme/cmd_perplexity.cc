@@ -48,7 +48,7 @@ void add_perplexity_command(CLI::App& root, std::function<int()>& run) {
       if (*max_chunks > 0) n_chunks = std::min<int64_t>(n_chunks, *max_chunks);
       if (ids.empty() || n_scored_max <= 0)
         return fail(invalid_argument(*file + ": no tokens to score"));
-      KvCache kv(m.config, n_ctx);
+      KvCache kv(m, n_ctx);
       Forward fwd(m, 64, ThreadPool::global());
       const int V = m.config.n_vocab;
       std::vector<float> logits(static_cast<size_t>(n_ctx) * V);

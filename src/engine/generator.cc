@@ -9,7 +9,7 @@ Generator::Generator(const Model& model, const Tokenizer& tokenizer, ThreadPool&
     : model_(model),
       tokenizer_(tokenizer),
       n_ctx_(n_ctx),
-      kv_(model.config, n_ctx),
+      kv_(model, n_ctx),
       forward_(model, 64, pool),
       logits_(static_cast<size_t>(model.config.n_vocab)) {}
 

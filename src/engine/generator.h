@@ -36,6 +36,8 @@ class Generator {
 
   // Runs the prompt ids (BOS included if wanted), then samples. on_token(id) is called for each
   // new token; returning false stops. Fails if the prompt does not fit the context.
+  Forward& forward() { return forward_; }  // e.g. to choose an MoE's routing
+
   Result<GenerationStats> generate(std::span<const int> prompt, const GenerationLimits& limits,
                                    const SamplingParams& params,
                                    const std::function<bool(int)>& on_token);

@@ -48,6 +48,18 @@ void set_weight(Model& m, const WeightId& id, const MatView& v) {
     case K::kDown:
       w.layers[id.layer].w_down = v;
       break;
+    case K::kExpGate:
+      w.layers[id.layer].experts[id.expert].gate = v;
+      break;
+    case K::kExpUp:
+      w.layers[id.layer].experts[id.expert].up = v;
+      break;
+    case K::kExpDown:
+      w.layers[id.layer].experts[id.expert].down = v;
+      break;
+    case K::kLayerGate:
+      w.layers[id.layer].layer_gate = v;
+      break;
   }
 }
 
@@ -60,8 +72,15 @@ Status bind_weights(Model& m, const TensorLookup& lookup, NameScheme scheme,
   for (const WeightId& id : all_weight_ids(c.n_layer, has_output)) {
     const std::string name = tensor_name(id, scheme);
     const Tensor* t = lookup(name);
-    if (t == nullptr) return not_found(path + ": tensor '" + name + "' is missing");
     const std::vector<int64_t> want = expected_shape(id, c);
+    // A layer whose FFN width is 0 (an MoE whose experts share no channel) may omit its FFN.
+    if (t == nullptr && id.layer >= 0 && c.ffn_width(id.layer) == 0 &&
+        (id.kind == WeightId::Kind::kGate || id.kind == WeightId::Kind::kUp ||
+         id.kind == WeightId::Kind::kDown)) {
+      set_weight(m, id, MatView{DType::kF32, want[0], want[1], nullptr});
+      continue;
+    }
+    if (t == nullptr) return not_found(path + ": tensor '" + name + "' is missing");
     std::vector<int64_t> got = t->shape;
     if (is_norm(id) && got.size() == 2 && got[0] == 1) got.erase(got.begin());
     if (got != want)
@@ -76,6 +95,44 @@ Status bind_weights(Model& m, const TensorLookup& lookup, NameScheme scheme,
     }
   }
   if (!has_output) m.weights.output = m.weights.tok_embd;
+  return Status::Ok();
+}
+
+Status bind_moe_weights(Model& m, const TensorLookup& lookup, NameScheme scheme,
+                        const std::string& path) {
+  using K = WeightId::Kind;
+  const LlamaConfig& c = m.config;
+  const MoeConfig& moe = m.moe;
+  auto matrix = [&](const WeightId& id, int64_t rows, int64_t cols, bool f32) -> Status {
+    const std::string name = tensor_name(id, scheme);
+    const Tensor* t = lookup(name);
+    if (t == nullptr) return not_found(path + ": tensor '" + name + "' is missing");
+    if (t->shape != std::vector<int64_t>{rows, cols})
+      return corrupt(path + ": tensor '" + name + "' shape " + shape_string(t->shape) +
+                     " != " + shape_string({rows, cols}));
+    if (f32 && t->dtype != DType::kF32) {
+      std::vector<float> f(static_cast<size_t>(rows * cols));
+      for (int64_t r = 0; r < rows; ++r)
+        dequantize_row(t->dtype,
+                       static_cast<const uint8_t*>(t->data) + r * dtype_row_bytes(t->dtype, cols),
+                       &f[r * cols], cols);
+      set_weight(m, id, MatView{DType::kF32, rows, cols, model_own_floats(m, f)});
+    } else {
+      set_weight(m, id, MatView{t->dtype, rows, cols, t->data});
+    }
+    return Status::Ok();
+  };
+  for (int l = 0; l < c.n_layer; ++l) {
+    m.weights.layers[l].experts.assign(moe.n_expert, ExpertWeights{});
+    for (int e = 0; e < moe.n_expert; ++e) {
+      const int64_t W = moe.expert_width(e, l);
+      RME_RETURN_IF_ERROR(matrix({K::kExpGate, l, e}, W, c.n_embd, false));
+      RME_RETURN_IF_ERROR(matrix({K::kExpUp, l, e}, W, c.n_embd, false));
+      RME_RETURN_IF_ERROR(matrix({K::kExpDown, l, e}, c.n_embd, W, false));
+    }
+    if (moe.has_layer_gate)
+      RME_RETURN_IF_ERROR(matrix({K::kLayerGate, l}, moe.n_expert, c.n_embd, true));
+  }
   return Status::Ok();
 }
 

@@ -19,6 +19,11 @@ using TensorLookup = std::function<const Tensor*(const std::string& name)>;
 Status bind_weights(Model& model, const TensorLookup& lookup, NameScheme scheme,
                     const std::string& path);
 
+// After bind_weights on an MoE (model.moe set): binds each expert's slices, checked against the
+// channel counts of the layout, and the layer-wise gates when the layout has them.
+Status bind_moe_weights(Model& model, const TensorLookup& lookup, NameScheme scheme,
+                        const std::string& path);
+
 // Sets/overwrites one weight's view (used by binders and converters).
 void set_weight(Model& model, const WeightId& id, const MatView& view);
 

@@ -409,8 +409,8 @@ void GgufWriter::set_i32s(const std::string& k, const std::vector<int32_t>& v) {
 }
 
 void GgufWriter::add_tensor(const std::string& name, DType dtype, const std::vector<int64_t>& shape,
-                            const void* data) {
-  tensors_.push_back({name, dtype, shape, data});
+                            const void* data, uint32_t file_align) {
+  tensors_.push_back({name, dtype, shape, data, file_align});
 }
 
 Status GgufWriter::write(const std::string& path, uint32_t alignment) const {
@@ -428,22 +428,42 @@ Status GgufWriter::write(const std::string& path, uint32_t alignment) const {
     put_str(head, k);
     head += v;
   }
+  // Offsets are fixed-width fields, so the header's length does not depend on their values:
+  // measure it first, then place tensors that ask for file alignment (an expert's range) there.
+  auto header_with = [&](const std::vector<uint64_t>& offsets) {
+    std::string h = head;
+    for (size_t i = 0; i < tensors_.size(); ++i) {
+      const auto& t = tensors_[i];
+      put_str(h, t.name);
+      put<uint32_t>(h, static_cast<uint32_t>(t.shape.size()));
+      for (auto it = t.shape.rbegin(); it != t.shape.rend(); ++it) put<uint64_t>(h, *it);
+      put<uint32_t>(h, ggml_from_dtype(t.dtype));
+      put<uint64_t>(h, offsets[i]);
+    }
+    return h;
+  };
+  std::vector<uint64_t> offsets(tensors_.size(), 0), sizes;
+  const uint64_t data_start =
+      (header_with(offsets).size() + alignment - 1) / alignment * alignment;
   uint64_t offset = 0;
-  std::vector<uint64_t> sizes;
-  for (const auto& t : tensors_) {
-    Tensor view{t.dtype, t.shape, t.data};
-    put_str(head, t.name);
-    put<uint32_t>(head, static_cast<uint32_t>(t.shape.size()));
-    for (auto it = t.shape.rbegin(); it != t.shape.rend(); ++it) put<uint64_t>(head, *it);
-    put<uint32_t>(head, ggml_from_dtype(t.dtype));
-    put<uint64_t>(head, offset);
-    sizes.push_back(view.n_bytes());
+  for (size_t i = 0; i < tensors_.size(); ++i) {
+    const auto& t = tensors_[i];
+    if (t.file_align > alignment) {
+      if (t.file_align % alignment != 0)
+        return invalid_argument(path + ": tensor alignment " + std::to_string(t.file_align) +
+                                " is not a multiple of " + std::to_string(alignment));
+      const uint64_t a = t.file_align;
+      offset = (data_start + offset + a - 1) / a * a - data_start;
+    }
+    offsets[i] = offset;
+    sizes.push_back(Tensor{t.dtype, t.shape, t.data}.n_bytes());
     offset += (sizes.back() + alignment - 1) / alignment * alignment;
   }
   RME_ASSIGN_OR_RETURN(auto w, AtomicFileWriter::create(path));
-  RME_RETURN_IF_ERROR(w->write(head));
+  RME_RETURN_IF_ERROR(w->write(header_with(offsets)));
   RME_RETURN_IF_ERROR(w->pad_to(alignment));
   for (size_t i = 0; i < tensors_.size(); ++i) {
+    if (tensors_[i].file_align > alignment) RME_RETURN_IF_ERROR(w->pad_to(tensors_[i].file_align));
     RME_RETURN_IF_ERROR(w->write(tensors_[i].data, sizes[i]));
     RME_RETURN_IF_ERROR(w->pad_to(alignment));
   }

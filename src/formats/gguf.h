@@ -87,8 +87,9 @@ class GgufWriter {
   void set_f32s(const std::string& key, const std::vector<float>& v);
   void set_i32s(const std::string& key, const std::vector<int32_t>& v);
   // shape is row-major ([out, in]); written as GGUF ne (reversed).
+  // file_align > alignment starts the tensor at a multiple of file_align in the file.
   void add_tensor(const std::string& name, DType dtype, const std::vector<int64_t>& shape,
-                  const void* data);
+                  const void* data, uint32_t file_align = 0);
   Status write(const std::string& path, uint32_t alignment = 32) const;
 
  private:
@@ -97,6 +98,7 @@ class GgufWriter {
     DType dtype;
     std::vector<int64_t> shape;
     const void* data;
+    uint32_t file_align;
   };
   std::vector<std::pair<std::string, std::string>> kv_;  // key, serialized (type + value)
   std::vector<PendingTensor> tensors_;

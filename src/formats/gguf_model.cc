@@ -6,6 +6,7 @@
 #include "formats/convert_rows.h"
 #include "formats/gguf.h"
 #include "formats/model_io.h"
+#include "formats/moe_meta.h"
 #include "tokenizer/bpe.h"
 
 namespace rme {
@@ -146,16 +147,17 @@ Result<LoadedModel> load_gguf_model(const std::string& path) {
     c.rope_freq_factors.assign(f, f + rf->view.shape[0]);
   }
   RME_RETURN_IF_ERROR(c.validate().with_context(path));
-  RME_RETURN_IF_ERROR(bind_weights(
-      *m,
-      [&](const std::string& name) -> const Tensor* {
-        const GgufTensorInfo* t = g->find_tensor(name);
-        return t ? &t->view : nullptr;
-      },
-      NameScheme::kGguf, path));
+  m->format = "gguf";
+  const std::string layout = get_string(*g, "rme.moe");
+  if (!layout.empty()) RME_RETURN_IF_ERROR(apply_moe_layout(layout, path, *m));
+  auto lookup = [&](const std::string& name) -> const Tensor* {
+    const GgufTensorInfo* t = g->find_tensor(name);
+    return t ? &t->view : nullptr;
+  };
+  RME_RETURN_IF_ERROR(bind_weights(*m, lookup, NameScheme::kGguf, path));
   m->files.push_back(g->file());
   m->source = path;
-  m->format = "gguf";
+  if (!layout.empty()) RME_RETURN_IF_ERROR(bind_moe(*m, lookup, NameScheme::kGguf, path));
   LoadedModel out;
   RME_ASSIGN_OR_RETURN(out.tokenizer, gguf_tokenizer(*g));
   if (out.tokenizer && out.tokenizer->n_vocab() != c.n_vocab)
@@ -232,18 +234,23 @@ Status write_gguf_model(const Model& model, const Tokenizer* tokenizer, const st
   if (tokenizer) add_tokenizer(w, *tokenizer);
 
   std::vector<std::shared_ptr<Buffer>> keep;
+  if (model.moe.is_moe() || !c.n_ff_layer.empty()) w.set_string("rme.moe", moe_layout_json(model));
   model.for_each_weight([&](const WeightId& id, const MatView& v) {
     const bool norm = is_norm(id);
-    DType to = norm ? DType::kF32 : type.value_or(v.dtype);
+    if (v.data == nullptr) return;  // a zero-width shared expert
+    DType to = norm || id.kind == WeightId::Kind::kLayerGate ? DType::kF32 : type.value_or(v.dtype);
     if (dtype_is_quantized(to) && v.n_in % kQBlock != 0) {
       log_info(tensor_name(id, NameScheme::kGguf) + ": row length " + std::to_string(v.n_in) +
                " is not a multiple of 32; stored as f16");
       to = DType::kF16;
     }
-    const void* data = weight_for_writing(id, v, to, c, RopeStyle::kInterleaved, keep);
+    const LlamaConfig& cfg = id.router ? model.router->config : c;
+    const void* data = weight_for_writing(id, v, to, cfg, RopeStyle::kInterleaved, keep);
     std::vector<int64_t> shape =
         norm ? std::vector<int64_t>{v.n_in} : std::vector<int64_t>{v.n_out, v.n_in};
-    w.add_tensor(tensor_name(id, NameScheme::kGguf), to, shape, data);
+    // Each expert's slices for all layers form one page-aligned range (one read loads it).
+    const bool starts_expert = id.kind == WeightId::Kind::kExpGate && id.layer == 0;
+    w.add_tensor(tensor_name(id, NameScheme::kGguf), to, shape, data, starts_expert ? 4096 : 0);
   });
   if (!factors.empty())
     w.add_tensor("rope_freqs.weight", DType::kF32, {static_cast<int64_t>(factors.size())},

@@ -9,6 +9,7 @@
 #include "formats/bind.h"
 #include "formats/convert_rows.h"
 #include "formats/model_io.h"
+#include "formats/moe_meta.h"
 #include "formats/safetensors.h"
 #include "tokenizer/bpe.h"
 #include "tokenizer/hf_tokenizer.h"
@@ -91,6 +92,9 @@ Result<LoadedModel> load_hf_model(const std::string& dir) {
   } catch (const std::exception& e) {
     return corrupt(cfg_path + ": " + e.what());
   }
+  m->format = "safetensors";
+  if (cfg.contains("rme_moe"))
+    RME_RETURN_IF_ERROR(apply_moe_layout(cfg["rme_moe"].dump(), cfg_path, *m));
   // Shards: the index maps tensor names to files; otherwise a single model.safetensors.
   std::map<std::string, std::unique_ptr<SafetensorsFile>> shards;
   std::map<std::string, std::string> where;  // tensor -> shard file
@@ -130,7 +134,7 @@ Result<LoadedModel> load_hf_model(const std::string& dir) {
                                        : first_shard));
   for (auto& [f, sf] : shards) m->files.push_back(sf->file());
   m->source = dir;
-  m->format = "safetensors";
+  if (cfg.contains("rme_moe")) RME_RETURN_IF_ERROR(bind_moe(*m, lookup, NameScheme::kHf, dir));
   LoadedModel out;
   auto tok = load_hf_tokenizer(dir);
   if (tok.ok()) {
@@ -157,11 +161,17 @@ Status write_hf_model(const Model& model, const Tokenizer* tokenizer, const std:
   std::vector<std::shared_ptr<Buffer>> keep;
   model.for_each_weight([&](const WeightId& id, const MatView& v) {
     const bool norm = is_norm(id);
-    DType to = type.value_or(dtype_is_quantized(v.dtype) ? DType::kF32 : v.dtype);
-    const void* data = weight_for_writing(id, v, to, c, RopeStyle::kHalf, keep);
+    if (v.data == nullptr) return;  // a zero-width shared expert
+    DType to = id.kind == WeightId::Kind::kLayerGate
+                   ? DType::kF32
+                   : type.value_or(dtype_is_quantized(v.dtype) ? DType::kF32 : v.dtype);
+    const LlamaConfig& cfg = id.router ? model.router->config : c;
+    const void* data = weight_for_writing(id, v, to, cfg, RopeStyle::kHalf, keep);
+    // Each expert's slices for all layers form one page-aligned range (one read loads it).
+    const bool starts_expert = id.kind == WeightId::Kind::kExpGate && id.layer == 0;
     entries.push_back({tensor_name(id, NameScheme::kHf), to,
                        norm ? std::vector<int64_t>{v.n_in} : std::vector<int64_t>{v.n_out, v.n_in},
-                       data});
+                       data, starts_expert ? kPageAlign : 0});
   });
   RME_RETURN_IF_ERROR(write_safetensors(dir + "/model.safetensors", entries, {{"format", "pt"}}));
 
@@ -194,6 +204,7 @@ Status write_hf_model(const Model& model, const Tokenizer* tokenizer, const std:
     j["rope_scaling"] = {{"rope_type", "linear"}, {"factor", c.rope_scaling.factor}};
   }
   if (!c.rope_freq_factors.empty()) j["rme_rope_freq_factors"] = c.rope_freq_factors;
+  if (model.moe.is_moe() || !c.n_ff_layer.empty()) j["rme_moe"] = json::parse(moe_layout_json(model));
   if (tokenizer) {
     j["bos_token_id"] = tokenizer->special().bos;
     j["eos_token_id"] = tokenizer->special().eos;

@@ -1,6 +1,7 @@
 // formats: safetensors parsing and writing.
 #include "formats/safetensors.h"
 
+#include <algorithm>
 #include <cstring>
 #include <nlohmann/json.hpp>
 
@@ -67,6 +68,7 @@ Result<std::unique_ptr<SafetensorsFile>> SafetensorsFile::open(const std::string
       return corrupt(what + ": entry needs dtype, shape and two data_offsets");
     Tensor t;
     const std::string dt = info["dtype"].get<std::string>();
+    if (dt == "U8" && name.rfind("__pad", 0) == 0) continue;  // alignment filler (rme's writer)
     if (!dtype_from_st(dt, t.dtype))
       return unsupported(what + ": dtype " + dt + " (rme reads F32, F16, BF16)");
     uint64_t n_el = 1;
@@ -108,25 +110,45 @@ Status write_safetensors(const std::string& path, const std::vector<SafetensorsE
   json h = json::object();
   if (!metadata.empty()) h["__metadata__"] = metadata;
   uint64_t off = 0;
-  std::vector<size_t> sizes;
+  bool aligned = false;
+  std::vector<size_t> sizes, pads;  // pads[i]: filler bytes written before tensor i
   for (const auto& t : tensors) {
     const char* dt = st_from_dtype(t.dtype);
     if (dt == nullptr)
       return invalid_argument(path + ": tensor '" + t.name + "': safetensors cannot store " +
                               std::string(dtype_name(t.dtype)));
+    // The format forbids holes in the data section, so alignment gaps are U8 filler tensors.
+    uint64_t pad = t.align > 1 ? (t.align - off % t.align) % t.align : 0;
+    aligned |= t.align > 1;
+    if (pad > 0) {
+      h["__pad" + std::to_string(pads.size())] = {
+          {"dtype", "U8"}, {"shape", {pad}}, {"data_offsets", {off, off + pad}}};
+      off += pad;
+    }
+    pads.push_back(pad);
     Tensor view{t.dtype, t.shape, t.data};
     sizes.push_back(view.n_bytes());
     h[t.name] = {{"dtype", dt}, {"shape", t.shape}, {"data_offsets", {off, off + sizes.back()}}};
     off += sizes.back();
   }
   std::string header = h.dump();
-  header.append((8 - header.size() % 8) % 8, ' ');  // keep the data section 8-byte aligned
+  // The data section starts 8-byte aligned, or page aligned when any tensor asks for alignment
+  // (so offsets within it are file offsets modulo the page).
+  const size_t unit = aligned ? kPageAlign : 8;
+  header.append((unit - (header.size() + 8) % unit) % unit, ' ');
   RME_ASSIGN_OR_RETURN(auto w, AtomicFileWriter::create(path));
   uint64_t n = header.size();
   RME_RETURN_IF_ERROR(w->write(&n, 8));
   RME_RETURN_IF_ERROR(w->write(header));
-  for (size_t i = 0; i < tensors.size(); ++i)
+  const std::vector<uint8_t> zeros(kPageAlign, 0);
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    for (uint64_t left = pads[i]; left > 0;) {
+      const uint64_t n_pad = std::min<uint64_t>(left, zeros.size());
+      RME_RETURN_IF_ERROR(w->write(zeros.data(), n_pad));
+      left -= n_pad;
+    }
     RME_RETURN_IF_ERROR(w->write(tensors[i].data, sizes[i]));
+  }
   return w->commit();
 }
 

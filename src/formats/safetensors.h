@@ -37,7 +37,9 @@ struct SafetensorsEntry {
   DType dtype;
   std::vector<int64_t> shape;
   const void* data;  // borrowed until write returns
+  size_t align = 0;  // > 1: start this tensor at a multiple of align (at most kPageAlign)
 };
+inline constexpr size_t kPageAlign = 4096;
 Status write_safetensors(const std::string& path, const std::vector<SafetensorsEntry>& tensors,
                          const std::map<std::string, std::string>& metadata = {});
 

@@ -5,6 +5,11 @@ namespace rme {
 
 std::string tensor_name(const WeightId& id, NameScheme scheme) {
   using K = WeightId::Kind;
+  if (id.router) {  // the router is a small Llama of its own, stored under a prefix
+    WeightId plain = id;
+    plain.router = false;
+    return "router." + tensor_name(plain, scheme);
+  }
   const bool gguf = scheme == NameScheme::kGguf;
   const std::string blk = gguf ? "blk." + std::to_string(id.layer) + "."
                                : "model.layers." + std::to_string(id.layer) + ".";
@@ -33,6 +38,18 @@ std::string tensor_name(const WeightId& id, NameScheme scheme) {
       return blk + (gguf ? "ffn_up.weight" : "mlp.up_proj.weight");
     case K::kDown:
       return blk + (gguf ? "ffn_down.weight" : "mlp.down_proj.weight");
+    case K::kExpGate:
+    case K::kExpUp:
+    case K::kExpDown: {
+      const char* part = id.kind == K::kExpGate ? (gguf ? "gate" : "gate_proj")
+                         : id.kind == K::kExpUp ? (gguf ? "up" : "up_proj")
+                                                : (gguf ? "down" : "down_proj");
+      const std::string e = std::to_string(id.expert);
+      return gguf ? blk + "ffn_" + part + "_exp." + e + ".weight"
+                  : blk + "mlp.experts." + e + "." + part + ".weight";
+    }
+    case K::kLayerGate:
+      return blk + (gguf ? "ffn_gate_inp.weight" : "mlp.gate.weight");
   }
   return "";
 }
@@ -53,8 +70,9 @@ std::vector<int64_t> expected_shape(const WeightId& id, const LlamaConfig& c) {
   using K = WeightId::Kind;
   switch (id.kind) {
     case K::kTokEmbd:
-    case K::kOutput:
       return {c.n_vocab, c.n_embd};
+    case K::kOutput:
+      return {c.n_output(), c.n_embd};
     case K::kOutNorm:
     case K::kAttnNorm:
     case K::kFfnNorm:
@@ -68,9 +86,14 @@ std::vector<int64_t> expected_shape(const WeightId& id, const LlamaConfig& c) {
       return {c.n_embd, c.q_dim()};
     case K::kGate:
     case K::kUp:
-      return {c.n_ff, c.n_embd};
+      return {c.ffn_width(id.layer), c.n_embd};
     case K::kDown:
-      return {c.n_embd, c.n_ff};
+      return {c.n_embd, c.ffn_width(id.layer)};
+    case K::kExpGate:  // widths come from the MoE layout; bind checks them
+    case K::kExpUp:
+    case K::kExpDown:
+    case K::kLayerGate:
+      break;
   }
   return {};
 }

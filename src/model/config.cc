@@ -1,6 +1,7 @@
 // model: LlamaConfig validation and derived quantities.
 #include "model/config.h"
 
+#include <algorithm>
 #include <cmath>
 #include <sstream>
 
@@ -26,6 +27,12 @@ Status LlamaConfig::validate() const {
     return bad("n_ctx " + std::to_string(n_ctx) + " outside 1..16777216");
   if (head_dim <= 0 || head_dim % 2 != 0 || head_dim > 4096)
     return bad("head_dim " + std::to_string(head_dim) + " must be even and <= 4096");
+  if (!n_ff_layer.empty() && static_cast<int>(n_ff_layer.size()) != n_layer)
+    return bad("n_ff_layer has " + std::to_string(n_ff_layer.size()) + " entries, n_layer is " +
+               std::to_string(n_layer));
+  for (int w : n_ff_layer)
+    if (w < 0 || w > (1 << 20)) return bad("a per-layer FFN width is outside 0..1048576");
+  if (n_out < 0 || n_out > (1 << 22)) return bad("n_out outside 0..4194304");
   if (!(rms_eps > 0) || !(rms_eps < 1)) return bad("rms_eps must be in (0, 1)");
   if (!(rope_theta > 0)) return bad("rope_theta must be positive");
   if (!rope_freq_factors.empty() && static_cast<int>(rope_freq_factors.size()) != head_dim / 2)
@@ -68,13 +75,19 @@ std::vector<float> LlamaConfig::rope_inv_freq() const {
   return f;
 }
 
+int LlamaConfig::max_ffn_width() const {
+  int m = n_ff;
+  for (int w : n_ff_layer) m = std::max(m, w);
+  return m;
+}
+
 int64_t LlamaConfig::n_params() const {
   int64_t d = n_embd, per_layer = 0;
   per_layer += 2 * d;                                         // norms
   per_layer += d * q_dim() + 2 * d * kv_dim() + q_dim() * d;  // attention
-  per_layer += 3 * d * n_ff;                                  // SwiGLU
   int64_t total = per_layer * n_layer + d + static_cast<int64_t>(n_vocab) * d;
-  if (!tied_output) total += static_cast<int64_t>(n_vocab) * d;
+  for (int l = 0; l < n_layer; ++l) total += 3 * d * ffn_width(l);  // SwiGLU
+  if (!tied_output) total += static_cast<int64_t>(n_output()) * d;
   return total;
 }
 

@@ -36,9 +36,18 @@ struct LlamaConfig {
   // Explicit per-pair frequency divisors [Dh/2] (GGUF rope_freqs.weight); applied after
   // rope_scaling. Empty = none.
   std::vector<float> rope_freq_factors;
+  // Per-layer FFN width when layers differ (a pruned model, or an MoE's shared expert); empty =
+  // n_ff in every layer. A width may be 0 (no FFN besides the routed experts).
+  std::vector<int> n_ff_layer;
+  // Rows of the output projection when it is not the vocabulary (a router's expert logits);
+  // 0 = n_vocab.
+  int n_out = 0;
 
   int q_dim() const { return n_head * head_dim; }
   int kv_dim() const { return n_head_kv * head_dim; }
+  int ffn_width(int layer) const { return n_ff_layer.empty() ? n_ff : n_ff_layer[layer]; }
+  int max_ffn_width() const;
+  int n_output() const { return n_out > 0 ? n_out : n_vocab; }
   Status validate() const;
   // Per-pair angular frequencies [Dh/2] with rope_theta and rope_scaling applied.
   std::vector<float> rope_inv_freq() const;

@@ -1,12 +1,44 @@
-// model: dense Llama forward (RMSNorm -> GQA attention with RoPE -> RMSNorm -> SwiGLU).
+// model: Llama forward (RMSNorm -> GQA attention with RoPE -> RMSNorm -> SwiGLU), with Read-ME
+// routing: the shared expert runs like a dense FFN, routed experts run on their tokens only.
 #include "model/forward.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "kernels/ops.h"
 #include "tensor/quant.h"
 
 namespace rme {
+namespace {
+
+uint64_t mix(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+// Writes the k largest of scores[0..n) (ties: lower index) and their softmax weights over those k.
+void top_k(const float* scores, int n, int k, int* experts, float* weights, bool softmax_weights) {
+  for (int j = 0; j < k; ++j) {
+    int best = -1;
+    for (int e = 0; e < n; ++e) {
+      bool taken = false;
+      for (int i = 0; i < j; ++i) taken |= experts[i] == e;
+      if (!taken && (best < 0 || scores[e] > scores[best])) best = e;
+    }
+    experts[j] = best;
+  }
+  if (k == 1 || !softmax_weights) {
+    for (int j = 0; j < k; ++j) weights[j] = 1.0f / k;
+    return;
+  }
+  float sum = 0;
+  for (int j = 0; j < k; ++j) sum += weights[j] = std::exp(scores[experts[j]] - scores[experts[0]]);
+  for (int j = 0; j < k; ++j) weights[j] /= sum;
+}
+
+}  // namespace
 
 Forward::Forward(const Model& model, int max_tokens, ThreadPool& pool)
     : model_(model), pool_(pool), max_tokens_(std::max(1, max_tokens)) {
@@ -19,8 +51,71 @@ Forward::Forward(const Model& model, int max_tokens, ThreadPool& pool)
   k_.resize(t * c.kv_dim());
   v_.resize(t * c.kv_dim());
   att_.resize(t * c.q_dim());
-  gate_.resize(t * c.n_ff);
-  up_.resize(t * c.n_ff);
+  gate_.resize(t * c.max_ffn_width());
+  up_.resize(t * c.max_ffn_width());
+  const MoeConfig& moe = model.moe;
+  if (moe.is_moe()) {
+    int width = 0;
+    for (int e = 0; e < moe.n_expert; ++e)
+      for (int l = 0; l < c.n_layer; ++l) width = std::max(width, moe.expert_width(e, l));
+    const size_t rows = t * moe.n_expert;  // top-k <= n_expert rows per token
+    route_expert_.resize(rows);
+    route_weight_.resize(rows);
+    route_scores_.resize(rows);
+    xg_.resize(rows * c.n_embd);
+    eo_.resize(rows * c.n_embd);
+    eg_.resize(rows * width);
+    eu_.resize(rows * width);
+    slot_.resize(rows);
+    top_k_ = moe.top_k;
+    if (model.router) router_fwd_ = std::make_unique<Forward>(*model.router, max_tokens_, pool);
+  }
+}
+
+Forward::~Forward() = default;
+
+Status Forward::set_routing(const RoutingOptions& o) {
+  const MoeConfig& moe = model_.moe;
+  if (!moe.is_moe()) return invalid_argument("routing: the model is dense (no experts)");
+  const int k = o.top_k > 0 ? o.top_k : moe.top_k;
+  if (k < 1 || k > moe.n_expert)
+    return invalid_argument("routing: top-k " + std::to_string(k) + " outside 1.." +
+                            std::to_string(moe.n_expert));
+  switch (o.mode) {
+    case Routing::kRouter:
+      if (!model_.router)
+        return invalid_argument(model_.source +
+                                ": the MoE has no router yet (run `rme train-router`, or pick "
+                                "--routing oracle|random|fixed)");
+      break;
+    case Routing::kOracle:
+      if (o.dense == nullptr || o.dense->moe.is_moe() ||
+          o.dense->config.n_layer != model_.config.n_layer ||
+          o.dense->config.ffn_width(0) != moe.parent_n_ff ||
+          o.dense->config.n_vocab != model_.config.n_vocab)
+        return invalid_argument(
+            "routing: oracle routing needs the dense parent (same layers, vocabulary and FFN "
+            "width " +
+            std::to_string(moe.parent_n_ff) + ")");
+      dense_fwd_ = std::make_unique<Forward>(*o.dense, max_tokens_, pool_);
+      dense_kv_.reset();
+      break;
+    case Routing::kFixed:
+      if (o.fixed_expert < 0 || o.fixed_expert >= moe.n_expert)
+        return invalid_argument("routing: expert " + std::to_string(o.fixed_expert) +
+                                " outside 0.." + std::to_string(moe.n_expert - 1));
+      if (k != 1) return invalid_argument("routing: a fixed expert means top-k 1");
+      break;
+    case Routing::kLayerGate:
+      if (!moe.has_layer_gate)
+        return invalid_argument(model_.source + ": the MoE has no layer-wise gates");
+      break;
+    case Routing::kRandom:
+      break;
+  }
+  routing_ = o;
+  top_k_ = k;
+  return Status::Ok();
 }
 
 Status Forward::run(std::span<const int> tokens, int pos, KvCache& kv, float* logits,
@@ -42,20 +137,109 @@ Status Forward::run(std::span<const int> tokens, int pos, KvCache& kv, float* lo
   while (done < tokens.size()) {
     int n = static_cast<int>(std::min<size_t>(max_tokens_, tokens.size() - done));
     bool last = done + n == tokens.size();
-    float* out = all_logits ? logits + done * c.n_vocab : (last ? logits : nullptr);
-    run_chunk(tokens.data() + done, n, pos + static_cast<int>(done), kv, out, all_logits);
+    float* out = all_logits ? logits + done * c.n_output() : (last ? logits : nullptr);
+    const int p = pos + static_cast<int>(done);
+    if (model_.moe.is_moe()) RME_RETURN_IF_ERROR(route(tokens.data() + done, n, p, kv));
+    run_chunk(tokens.data() + done, n, p, kv, out, all_logits);
     done += n;
   }
   return Status::Ok();
+}
+
+// Fills route_expert_/route_weight_ for a chunk (all modes but kLayerGate, which routes per layer).
+Status Forward::route(const int* tokens, int n_tok, int pos, KvCache& kv) {
+  const MoeConfig& moe = model_.moe;
+  const int E = moe.n_expert, k = top_k_;
+  switch (routing_.mode) {
+    case Routing::kRouter: {
+      if (!router_fwd_ || kv.router() == nullptr)
+        return invalid_argument("forward: the MoE has no router, or the KV cache was not built "
+                                "from the model");
+      RME_RETURN_IF_ERROR(router_fwd_->run(std::span<const int>(tokens, n_tok), pos, *kv.router(),
+                                           route_scores_.data(), true));
+      for (int t = 0; t < n_tok; ++t)
+        top_k(&route_scores_[t * E], E, k, &route_expert_[t * k], &route_weight_[t * k], true);
+      break;
+    }
+    case Routing::kOracle: {
+      if (!dense_kv_ || dense_kv_->n_ctx() != kv.n_ctx())
+        dense_kv_ = std::make_unique<KvCache>(*routing_.dense, kv.n_ctx());
+      std::fill_n(route_scores_.begin(), static_cast<size_t>(n_tok) * E, 0.0f);
+      dense_fwd_->set_ffn_probe([&](int layer, int n, const float* act, int64_t width) {
+        add_expert_mass(moe, layer, act, n, width, route_scores_.data());
+      });
+      RME_RETURN_IF_ERROR(
+          dense_fwd_->run(std::span<const int>(tokens, n_tok), pos, *dense_kv_, nullptr, false));
+      for (int t = 0; t < n_tok; ++t)
+        top_k(&route_scores_[t * E], E, k, &route_expert_[t * k], &route_weight_[t * k], false);
+      break;
+    }
+    case Routing::kRandom:
+      for (int t = 0; t < n_tok; ++t) {
+        uint64_t h = mix(routing_.seed ^ mix(static_cast<uint64_t>(pos + t) * 1315423911u +
+                                             static_cast<uint64_t>(tokens[t])));
+        for (int e = 0; e < E; ++e) route_scores_[t * E + e] = static_cast<float>((h = mix(h)) >> 40);
+        top_k(&route_scores_[t * E], E, k, &route_expert_[t * k], &route_weight_[t * k], false);
+      }
+      break;
+    case Routing::kFixed:
+      for (int t = 0; t < n_tok; ++t) {
+        route_expert_[t] = routing_.fixed_expert;
+        route_weight_[t] = 1.0f;
+      }
+      break;
+    case Routing::kLayerGate:
+      return Status::Ok();
+  }
+  if (observer_) observer_(-1, pos, n_tok, k, route_expert_.data());
+  return Status::Ok();
+}
+
+void Forward::layer_gate_route(const LayerWeights& L, int layer, int n_tok, int pos) {
+  const int E = model_.moe.n_expert, k = top_k_;
+  const int64_t D = model_.config.n_embd;
+  matmul(L.layer_gate, xb_.data(), D, n_tok, route_scores_.data(), E, pool_);  // [T, E]
+  for (int t = 0; t < n_tok; ++t)
+    top_k(&route_scores_[t * E], E, k, &route_expert_[t * k], &route_weight_[t * k], true);
+  if (observer_) observer_(layer, pos, n_tok, k, route_expert_.data());
+}
+
+// Adds each token's routed expert outputs to x_. Tokens are grouped by expert so each expert's
+// weights are read once per chunk, whatever the number of tokens that chose it.
+void Forward::expert_ffn(const LayerWeights& L, int n_tok) {
+  const int64_t D = model_.config.n_embd;
+  const int k = top_k_;
+  for (int e = 0; e < model_.moe.n_expert; ++e) {
+    int n = 0;
+    for (int s = 0; s < n_tok * k; ++s)
+      if (route_expert_[s] == e) {
+        slot_[n] = s;
+        std::copy_n(&xb_[(s / k) * D], D, &xg_[n * D]);
+        ++n;
+      }
+    const ExpertWeights& x = L.experts[e];
+    const int64_t W = x.gate.n_out;
+    if (n == 0 || W == 0) continue;
+    matmul(x.gate, xg_.data(), D, n, eg_.data(), W, pool_);  // [n, W]
+    matmul(x.up, xg_.data(), D, n, eu_.data(), W, pool_);    // [n, W]
+    silu_mul(eg_.data(), eu_.data(), n * W);
+    matmul(x.down, eg_.data(), W, n, eo_.data(), D, pool_);  // [n, D]
+    for (int i = 0; i < n; ++i) {
+      const float w = route_weight_[slot_[i]];
+      float* dst = &x_[(slot_[i] / k) * D];
+      for (int64_t d = 0; d < D; ++d) dst[d] += w * eo_[i * D + d];
+    }
+  }
 }
 
 void Forward::run_chunk(const int* tokens, int n_tok, int pos, KvCache& kv, float* logits,
                         bool all_logits) {
   const LlamaConfig& c = model_.config;
   const ModelWeights& w = model_.weights;
-  const int64_t D = c.n_embd, Dh = c.head_dim, QD = c.q_dim(), KVD = c.kv_dim(), F = c.n_ff;
+  const int64_t D = c.n_embd, Dh = c.head_dim, QD = c.q_dim(), KVD = c.kv_dim();
   const int64_t H = c.n_head, group = c.n_head / c.n_head_kv;
   const size_t emb_row = dtype_row_bytes(w.tok_embd.dtype, D);
+  const bool moe = model_.moe.is_moe();
 
   for (int t = 0; t < n_tok; ++t)  // x[T, D] = embedding rows
     dequantize_row(w.tok_embd.dtype,
@@ -91,16 +275,25 @@ void Forward::run_chunk(const int* tokens, int n_tok, int pos, KvCache& kv, floa
     for (int64_t i = 0; i < n_tok * D; ++i) x_[i] += xb_[i];
 
     for (int t = 0; t < n_tok; ++t) rmsnorm(&x_[t * D], L.ffn_norm, D, c.rms_eps, &xb_[t * D]);
-    matmul(L.w_gate, xb_.data(), D, n_tok, gate_.data(), F, pool_);  // [T, F]
-    matmul(L.w_up, xb_.data(), D, n_tok, up_.data(), F, pool_);      // [T, F]
-    silu_mul(gate_.data(), up_.data(), n_tok * F);
-    matmul(L.w_down, gate_.data(), F, n_tok, xb_.data(), D, pool_);  // [T, D]
-    for (int64_t i = 0; i < n_tok * D; ++i) x_[i] += xb_[i];
+    if (moe && routing_.mode == Routing::kLayerGate) layer_gate_route(L, il, n_tok, pos);
+    // Dense FFN, or the MoE's shared expert: F = this layer's width (0 = none).
+    const int64_t F = L.w_gate.n_out;
+    if (F > 0) {
+      matmul(L.w_gate, xb_.data(), D, n_tok, gate_.data(), F, pool_);  // [T, F]
+      matmul(L.w_up, xb_.data(), D, n_tok, up_.data(), F, pool_);      // [T, F]
+      silu_mul(gate_.data(), up_.data(), n_tok * F);
+      if (probe_) probe_(il, n_tok, gate_.data(), F);
+    }
+    if (moe) expert_ffn(L, n_tok);  // before the shared output: xb_ still holds the normed input
+    if (F > 0) {
+      matmul(L.w_down, gate_.data(), F, n_tok, xb_.data(), D, pool_);  // [T, D]
+      for (int64_t i = 0; i < n_tok * D; ++i) x_[i] += xb_[i];
+    }
   }
   if (logits == nullptr) return;
   const int first = all_logits ? 0 : n_tok - 1;
   for (int t = first; t < n_tok; ++t) rmsnorm(&x_[t * D], w.out_norm, D, c.rms_eps, &xb_[t * D]);
-  matmul(w.output, &xb_[first * D], D, n_tok - first, logits, c.n_vocab, pool_);  // [T, V]
+  matmul(w.output, &xb_[first * D], D, n_tok - first, logits, c.n_output(), pool_);  // [T, V]
 }
 
 }  // namespace rme

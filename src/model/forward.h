@@ -1,6 +1,9 @@
-// model: Forward, the dense Llama forward pass over a chunk of tokens of one sequence.
+// model: Forward, the Llama forward pass over a chunk of tokens of one sequence — dense, or a
+// Read-ME MoE whose experts are chosen per token before the backbone runs.
 #pragma once
 
+#include <functional>
+#include <memory>
 #include <span>
 #include <vector>
 
@@ -11,22 +14,55 @@
 
 namespace rme {
 
+// How an MoE picks each token's expert(s).
+enum class Routing {
+  kRouter,     // Read-ME: the pre-gating router over token ids (one decision for all layers)
+  kOracle,     // the expert holding most of the dense parent's activation mass (needs `dense`)
+  kRandom,     // uniform, a pure function of (seed, position, token)
+  kFixed,      // always fixed_expert
+  kLayerGate,  // a linear gate per layer on the hidden state (conventional MoE baseline)
+};
+
+struct RoutingOptions {
+  Routing mode = Routing::kRouter;
+  int top_k = 0;        // 0 = the model's own
+  int fixed_expert = 0;
+  uint64_t seed = 0;
+  const Model* dense = nullptr;  // kOracle: the parent the experts were carved from
+};
+
+// Sees each chunk's choices: layer -1 for a decision shared by all layers, else the layer
+// (kLayerGate). experts is [n_tok, k].
+using RouteObserver =
+    std::function<void(int layer, int pos, int n_tok, int k, const int* experts)>;
+// Sees the down_proj input of the dense FFN / shared expert: act [n_tok, width].
+using FfnProbe = std::function<void(int layer, int n_tok, const float* act, int64_t width)>;
+
 // Holds activation buffers preallocated for up to max_tokens tokens per call, so steady-state
 // decoding allocates nothing. Borrows the Model (must outlive it) and the pool. Not thread-safe:
-// one Forward per engine thread. Fails (Status) on positions past the cache or bad token ids.
+// one Forward per engine thread. Fails (Status) on positions past the cache, bad token ids, or a
+// routing mode the model cannot serve (no router, no layer gates, a mismatched dense parent).
 class Forward {
  public:
   Forward(const Model& model, int max_tokens, ThreadPool& pool);
+  ~Forward();
 
-  // Runs tokens at positions pos .. pos+T-1, appending their K/V to kv. Writes logits [T, V]
-  // when all_logits, else only the last token's [V]. T may exceed max_tokens (chunked).
+  // Runs tokens at positions pos .. pos+T-1, appending their K/V to kv (a KvCache built from the
+  // Model, so an MoE's router cache is there). Writes logits [T, V] when all_logits, else only
+  // the last token's [V]. T may exceed max_tokens (chunked).
   Status run(std::span<const int> tokens, int pos, KvCache& kv, float* logits, bool all_logits);
 
+  Status set_routing(const RoutingOptions& options);
+  void set_route_observer(RouteObserver observer) { observer_ = std::move(observer); }
+  void set_ffn_probe(FfnProbe probe) { probe_ = std::move(probe); }
   const Model& model() const { return model_; }
 
  private:
+  Status route(const int* tokens, int n_tok, int pos, KvCache& kv);
   void run_chunk(const int* tokens, int n_tok, int pos, KvCache& kv, float* logits,
                  bool all_logits);
+  void layer_gate_route(const LayerWeights& L, int layer, int n_tok, int pos);
+  void expert_ffn(const LayerWeights& L, int n_tok);
 
   const Model& model_;
   ThreadPool& pool_;
@@ -35,6 +71,18 @@ class Forward {
   // Activations, row-major with max_tokens_ rows.
   std::vector<float> x_, xb_, q_, k_, v_, att_, gate_, up_;
   std::vector<float> scratch_;  // per-thread attention scores (grows on first use per cache size)
+
+  // MoE state. route_expert_/route_weight_ are [max_tokens, k] for the chunk being run.
+  RoutingOptions routing_;
+  int top_k_ = 1;
+  std::vector<int> route_expert_;
+  std::vector<float> route_weight_, route_scores_;
+  std::vector<float> xg_, eg_, eu_, eo_;  // gathered rows of one expert's tokens
+  std::vector<int> slot_;                 // token*k+j of each gathered row
+  std::unique_ptr<Forward> router_fwd_, dense_fwd_;
+  std::unique_ptr<KvCache> dense_kv_;
+  RouteObserver observer_;
+  FfnProbe probe_;
 };
 
 }  // namespace rme

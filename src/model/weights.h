@@ -9,15 +9,24 @@
 #include "core/file.h"
 #include "kernels/matmul.h"
 #include "model/config.h"
+#include "model/moe.h"
 #include "tensor/tensor.h"
 
 namespace rme {
+
+// One routed expert's SwiGLU slice in one layer: [W, D], [W, D], [D, W].
+struct ExpertWeights {
+  MatView gate{}, up{}, down{};
+};
 
 struct LayerWeights {
   const float* attn_norm = nullptr;    // [D]
   MatView wq{}, wk{}, wv{}, wo{};      // [H*Dh, D], [Hkv*Dh, D], [Hkv*Dh, D], [D, H*Dh]
   const float* ffn_norm = nullptr;     // [D]
-  MatView w_gate{}, w_up{}, w_down{};  // [F, D], [F, D], [D, F]
+  // [F, D], [F, D], [D, F]: the dense FFN, or an MoE's shared expert (F = ffn_width(layer)).
+  MatView w_gate{}, w_up{}, w_down{};
+  std::vector<ExpertWeights> experts;  // [n_expert]; empty for dense models
+  MatView layer_gate{};                // [n_expert, D] f32, only for the layer-wise baseline
 };
 
 struct ModelWeights {
@@ -42,9 +51,15 @@ struct WeightId {
     kGate,
     kUp,
     kDown,
+    kExpGate,
+    kExpUp,
+    kExpDown,
+    kLayerGate,
   };
   Kind kind;
-  int layer = -1;  // for per-layer kinds
+  int layer = -1;       // for per-layer kinds
+  int expert = -1;      // for kExp*
+  bool router = false;  // a weight of the model's pre-gating router (its own small Llama)
 };
 
 // A loaded model: configuration, weight views and the storage they point into (mapped files
@@ -57,9 +72,14 @@ struct Model {
   std::vector<std::shared_ptr<Buffer>> buffers;
   std::string source;  // path it came from
   std::string format;  // "gguf", "safetensors", "llama2c"
+  MoeConfig moe;       // n_expert == 0 for dense models
+  // The pre-gating router of an MoE: a causal Llama over token ids whose output has n_expert rows
+  // (config.n_out). Null for dense models and for MoEs not yet given a router.
+  std::shared_ptr<Model> router;
 
   // Visits every distinct weight (the tied output is skipped) with its id and view; norms come
-  // as 1-row f32 views.
+  // as 1-row f32 views. Order: backbone (dense FFN / shared expert in place), layer gates, router,
+  // then each expert's slices for all layers together (writers keep them contiguous).
   void for_each_weight(const std::function<void(const WeightId&, const MatView&)>& fn) const;
   // Bytes of weights (distinct storage).
   size_t weight_bytes() const;

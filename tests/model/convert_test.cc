@@ -15,7 +15,7 @@ namespace {
 
 std::vector<float> logits_of(const LoadedModel& lm, const std::vector<int>& ids) {
   const Model& m = *lm.model;
-  KvCache kv(m.config, static_cast<int>(ids.size()));
+  KvCache kv(m, static_cast<int>(ids.size()));
   Forward fwd(m, 16, ThreadPool::global());
   std::vector<float> out(ids.size() * m.config.n_vocab);
   EXPECT_TRUE(fwd.run(ids, 0, kv, out.data(), true).ok());

@@ -32,7 +32,7 @@ std::vector<float> engine_logits(const std::string& path, const std::vector<int>
   EXPECT_TRUE(loaded.ok()) << loaded.status().message();
   if (!loaded.ok()) return {};
   const Model& m = *loaded->model;
-  KvCache kv(m.config, static_cast<int>(ids.size()));
+  KvCache kv(m, static_cast<int>(ids.size()));
   Forward fwd(m, max_tokens, ThreadPool::global());
   std::vector<float> logits(ids.size() * m.config.n_vocab);
   Status st = fwd.run(ids, 0, kv, logits.data(), true);

@@ -34,7 +34,7 @@ TEST(ExportTest, EngineLogitsEqualTorchLogits) {
     auto lm = load_model(dir);
     ASSERT_TRUE(lm.ok()) << lm.status().message();
     std::vector<int> ids(ids64.begin(), ids64.end());
-    KvCache kv(lm->model->config, static_cast<int>(ids.size()));
+    KvCache kv(*lm->model, static_cast<int>(ids.size()));
     Forward fwd(*lm->model, 4, ThreadPool::global());
     std::vector<float> got(ids.size() * c.n_vocab);
     ASSERT_TRUE(fwd.run(ids, 0, kv, got.data(), true).ok());
