@@ -15,22 +15,6 @@
 namespace rme::cli {
 namespace {
 
-// "name=a,b" -> (name, [a, b])
-Result<std::pair<std::string, std::vector<std::string>>> parse_domain(const std::string& s) {
-  size_t eq = s.find('=');
-  if (eq == std::string::npos || eq == 0 || eq + 1 == s.size())
-    return invalid_argument("'" + s + "' is not NAME=FILE[,FILE...]");
-  std::vector<std::string> files;
-  std::string rest = s.substr(eq + 1);
-  for (size_t p = 0; p <= rest.size();) {
-    size_t c = rest.find(',', p);
-    if (c == std::string::npos) c = rest.size();
-    if (c > p) files.push_back(rest.substr(p, c - p));
-    p = c + 1;
-  }
-  return std::make_pair(s.substr(0, eq), files);
-}
-
 struct Job {
   std::string domain;
   bool valid;

@@ -24,6 +24,7 @@ void print_piece(const std::string& piece) {
 
 struct GenerateArgs {
   ModelArgs model;
+  RoutingArgs routing;
   std::string prompt;
   int tokens = 256;
   int new_tokens = 0;
@@ -39,6 +40,7 @@ void add_generate_command(CLI::App& root, std::function<int()>& run) {
       "generate", "Generate text from a prompt (streams to stdout, speed to stderr)");
   auto a = std::make_shared<GenerateArgs>();
   a->model.add(*app);
+  a->routing.add(*app);
   app->add_option("-p,--prompt", a->prompt, "prompt text (may be empty: generate from BOS)");
   app->add_option("-n,--tokens", a->tokens,
                   "stop when N tokens have been printed, prompt included and BOS not counted "
@@ -89,6 +91,8 @@ void add_generate_command(CLI::App& root, std::function<int()>& run) {
         limits.max_total = a->tokens + (has_bos ? 1 : 0);
       }
       Generator gen(m, tok, ThreadPool::global(), n_ctx);
+      std::unique_ptr<Model> dense;
+      if (Status st = a->routing.apply(gen.forward(), dense); !st.ok()) return fail(st);
       int prev = -1;
       for (int id : ids) {  // echo the prompt as llama2.c does
         print_piece(tok.decode_token(prev, id));

@@ -16,11 +16,13 @@ void add_perplexity_command(CLI::App& root, std::function<int()>& run) {
       "perplexity",
       "Perplexity and bits per byte of a model over a text file (non-overlapping chunks)");
   auto args = std::make_shared<ModelArgs>();
+  auto routing = std::make_shared<RoutingArgs>();
   auto file = std::make_shared<std::string>();
   auto ctx = std::make_shared<int>(0);
   auto max_chunks = std::make_shared<int>(0);
   auto json = std::make_shared<bool>(false);
   args->add(*app);
+  routing->add(*app);
   app->add_option("-f,--file", *file, "text file to score")->required();
   app->add_option("-c,--ctx", *ctx,
                   "chunk length in tokens, BOS included (default: model context, at most 512)")
@@ -50,6 +52,8 @@ void add_perplexity_command(CLI::App& root, std::function<int()>& run) {
         return fail(invalid_argument(*file + ": no tokens to score"));
       KvCache kv(m, n_ctx);
       Forward fwd(m, 64, ThreadPool::global());
+      std::unique_ptr<Model> dense;
+      if (Status st = routing->apply(fwd, dense); !st.ok()) return fail(st);
       const int V = m.config.n_vocab;
       std::vector<float> logits(static_cast<size_t>(n_ctx) * V);
       double nll = 0;
@@ -85,12 +89,13 @@ void add_perplexity_command(CLI::App& root, std::function<int()>& run) {
       const double secs = now_seconds() - t0;
       if (*json) {
         std::printf(
-            "{\"model\": \"%s\", \"file\": \"%s\", \"ctx\": %d, \"chunks\": %lld, \"tokens\": "
+            "{\"model\": \"%s\", \"routing\": \"%s\", \"file\": \"%s\", \"ctx\": %d, \"chunks\": %lld, \"tokens\": "
             "%lld, "
             "\"bytes\": %lld, \"nll_per_token\": %.6f, \"perplexity\": %.6f, \"bits_per_byte\": "
             "%.6f, "
             "\"seconds\": %.3f}\n",
-            args->model.c_str(), file->c_str(), n_ctx, static_cast<long long>(n_chunks),
+            args->model.c_str(), m.moe.is_moe() ? routing->mode.c_str() : "dense", file->c_str(),
+            n_ctx, static_cast<long long>(n_chunks),
             static_cast<long long>(n_scored), static_cast<long long>(n_bytes), nll / n_scored, ppl,
             bpb, secs);
       } else {

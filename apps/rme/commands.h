@@ -15,5 +15,7 @@ void add_convert_command(CLI::App& root, std::function<int()>& run);
 void add_tokenizer_train_command(CLI::App& root, std::function<int()>& run);
 void add_corpus_command(CLI::App& root, std::function<int()>& run);
 void add_train_command(CLI::App& root, std::function<int()>& run);
+void add_profile_command(CLI::App& root, std::function<int()>& run);
+void add_moefy_command(CLI::App& root, std::function<int()>& run);
 
 }  // namespace rme::cli

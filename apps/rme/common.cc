@@ -64,4 +64,68 @@ void Progress::finish() {
   if (tty_) std::fprintf(stderr, "\n");
 }
 
+void RoutingArgs::add(CLI::App& app) {
+  app.add_option("--routing", mode,
+                 "MoE routing: router (Read-ME), oracle (dense activations), random, layer-gate, "
+                 "expert:N")
+      ->group("MoE");
+  app.add_option("--dense", dense, "dense parent for --routing oracle (default: recorded parent)")
+      ->group("MoE");
+  app.add_option("--route-top-k", top_k, "experts per token (default: the model's)")
+      ->check(CLI::Range(0, 64))
+      ->group("MoE");
+  app.add_option("--route-seed", seed, "seed of --routing random")->group("MoE");
+}
+
+Status RoutingArgs::apply(Forward& fwd, std::unique_ptr<Model>& dense_model) const {
+  const Model& m = fwd.model();
+  if (!m.moe.is_moe()) {
+    if (mode != "router") return invalid_argument("--routing " + mode + ": the model is dense");
+    return Status::Ok();
+  }
+  RoutingOptions o;
+  o.top_k = top_k;
+  o.seed = seed;
+  if (mode == "router") {
+    o.mode = Routing::kRouter;
+  } else if (mode == "oracle") {
+    o.mode = Routing::kOracle;
+    const std::string path = dense.empty() ? m.moe.parent : dense;
+    if (path.empty()) return invalid_argument("--routing oracle needs --dense PARENT");
+    RME_ASSIGN_OR_RETURN(LoadedModel lm, load_model(path));
+    dense_model = std::move(lm.model);
+    o.dense = dense_model.get();
+  } else if (mode == "random") {
+    o.mode = Routing::kRandom;
+  } else if (mode == "layer-gate") {
+    o.mode = Routing::kLayerGate;
+  } else if (mode.rfind("expert:", 0) == 0) {
+    o.mode = Routing::kFixed;
+    try {
+      o.fixed_expert = std::stoi(mode.substr(7));
+    } catch (const std::exception&) {
+      return invalid_argument("--routing " + mode + ": expected expert:N");
+    }
+  } else {
+    return invalid_argument("--routing " + mode +
+                            ": expected router, oracle, random, layer-gate or expert:N");
+  }
+  return fwd.set_routing(o);
+}
+
+Result<std::pair<std::string, std::vector<std::string>>> parse_domain(const std::string& s) {
+  size_t eq = s.find('=');
+  if (eq == std::string::npos || eq == 0 || eq + 1 == s.size())
+    return invalid_argument("'" + s + "' is not NAME=FILE[,FILE...]");
+  std::vector<std::string> files;
+  std::string rest = s.substr(eq + 1);
+  for (size_t p = 0; p <= rest.size();) {
+    size_t c = rest.find(',', p);
+    if (c == std::string::npos) c = rest.size();
+    if (c > p) files.push_back(rest.substr(p, c - p));
+    p = c + 1;
+  }
+  return std::make_pair(s.substr(0, eq), files);
+}
+
 }  // namespace rme::cli

@@ -6,6 +6,7 @@
 
 #include "core/status.h"
 #include "formats/model_io.h"
+#include "model/forward.h"
 
 namespace rme::cli {
 
@@ -16,6 +17,20 @@ struct ModelArgs {
   int threads = 0;
   void add(CLI::App& app);
 };
+
+// How an MoE routes (--routing, --dense, --top-k, --route-seed); ignored for dense models.
+struct RoutingArgs {
+  std::string mode = "router";  // router | oracle | random | layer-gate | expert:N
+  std::string dense;            // oracle: the dense parent (default: the MoE's recorded parent)
+  int top_k = 0;
+  uint64_t seed = 1;
+  void add(CLI::App& app);
+  // Sets fwd's routing when its model is an MoE; loads the dense parent into `dense` for oracle.
+  Status apply(Forward& fwd, std::unique_ptr<Model>& dense) const;
+};
+
+// "name=a,b" -> (name, [a, b])
+Result<std::pair<std::string, std::vector<std::string>>> parse_domain(const std::string& s);
 
 // Loads the model (and applies --threads); prints the error and returns nullopt on failure.
 Result<LoadedModel> load(const ModelArgs& args);

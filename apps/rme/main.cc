@@ -19,6 +19,8 @@ int main(int argc, char** argv) {
   rme::cli::add_tokenizer_train_command(app, run);
   rme::cli::add_corpus_command(app, run);
   rme::cli::add_train_command(app, run);
+  rme::cli::add_profile_command(app, run);
+  rme::cli::add_moefy_command(app, run);
   try {
     app.parse(argc, argv);
   } catch (const CLI::Success& e) {
