@@ -1,4 +1,5 @@
-// apps/rme: `rme train ...` — runs rme-train (the libtorch binary beside rme) with the same args.
+// apps/rme: `rme train|train-router|finetune ...` — run rme-train (the libtorch binary beside
+// rme) with the same arguments.
 #include <unistd.h>
 
 #include <cerrno>
@@ -10,9 +11,11 @@
 
 namespace rme::cli {
 
-void add_train_command(CLI::App& root, std::function<int()>& run) {
-  auto* app = root.add_subcommand(
-      "train", "Train a dense model with libtorch (runs rme-train train; see `rme train --help`)");
+namespace {
+
+void add_forwarding(CLI::App& root, std::function<int()>& run, const std::string& name,
+                    const std::string& help) {
+  auto* app = root.add_subcommand(name, help);
   app->prefix_command();  // everything after `train` goes to rme-train untouched
   app->set_help_flag();   // so `rme train --help` reaches rme-train's own help
   app->callback([app, &run] {
@@ -22,7 +25,7 @@ void add_train_command(CLI::App& root, std::function<int()>& run) {
       const std::string exe = (self.parent_path() / "rme-train").string();
       if (ec || access(exe.c_str(), X_OK) != 0)
         return fail(not_found(exe + ": rme-train is not built next to rme"));
-      std::vector<std::string> args = {exe, "train"};
+      std::vector<std::string> args = {exe, app->get_name()};
       for (const auto& a : app->remaining()) args.push_back(a);
       std::vector<char*> argv;
       for (auto& a : args) argv.push_back(a.data());
@@ -31,6 +34,17 @@ void add_train_command(CLI::App& root, std::function<int()>& run) {
       return fail(io_error(exe + ": cannot execute: " + std::strerror(errno)));
     };
   });
+}
+
+}  // namespace
+
+void add_train_command(CLI::App& root, std::function<int()>& run) {
+  add_forwarding(root, run, "train",
+                 "Train a dense model with libtorch (runs rme-train; see `rme train --help`)");
+  add_forwarding(root, run, "train-router",
+                 "Distill the pre-gating router of an MoE from its dense parent (libtorch)");
+  add_forwarding(root, run, "finetune",
+                 "Fine-tune an MoE's experts with the router frozen, in rounds (libtorch)");
 }
 
 }  // namespace rme::cli

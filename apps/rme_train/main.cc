@@ -1,12 +1,34 @@
 // apps/rme_train: `rme-train`, the libtorch half of rme (kept out of the `rme` binary because
-// libtorch and libsentencepiece cannot share a process). `rme train ...` runs it.
+// libtorch and libsentencepiece cannot share a process). `rme train|train-router|finetune ...`
+// run it.
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <cstdlib>
 
+#include "train/moe_trainer.h"
 #include "train/trainer.h"
+
+namespace {
+
+int report(const rme::Status& st) {
+  if (st.ok()) return 0;
+  std::fprintf(stderr, "rme: error: %s\n", st.message().c_str());
+  return 1;
+}
+
+// torch reports misuse by throwing; turn it into an error message, not an abort.
+template <typename F>
+int guarded(F&& f) {
+  try {
+    return report(f());
+  } catch (const std::exception& e) {
+    return report(rme::Status(rme::StatusCode::kInvalidArgument, std::string("libtorch: ") + e.what()));
+  }
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   // libtorch allocates and frees tensors of tens of MB every step; with glibc's defaults each one
@@ -17,8 +39,10 @@ int main(int argc, char** argv) {
            "glibc.malloc.mmap_threshold=4294967296:glibc.malloc.trim_threshold=4294967296", 1);
     execv("/proc/self/exe", argv);  // on failure, carry on with the defaults
   }
-  CLI::App app{"rme-train: training with libtorch (usually run as `rme train`)"};
+  CLI::App app{"rme-train: training with libtorch (usually run as `rme train ...`)"};
   app.require_subcommand(1);
+  std::function<int()> run;
+
   auto* train =
       app.add_subcommand("train", "Train a dense Llama model on an rme corpus (resumable)");
   std::string config, corpus, out, dtype = "bf16";
@@ -30,6 +54,64 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"f32", "f16", "bf16"}));
   train->add_option("--kill-at-step", kill_at, "testing: SIGKILL this process after that step")
       ->group("");
+  train->callback([&] {
+    run = [&] {
+      return guarded([&]() -> rme::Status {
+        auto cfg = rme::read_train_config(config);
+        if (!cfg.ok()) return cfg.status();
+        return rme::train_dense(*cfg, {corpus, out, dtype, kill_at});
+      });
+    };
+  });
+
+  auto* tr = app.add_subcommand(
+      "train-router", "Distill the pre-gating router (and layer-wise gates) from the dense parent");
+  rme::RouterTrainOptions ro;
+  tr->add_option("moe", ro.moe_dir, "MoE directory from `rme moefy`")->required();
+  tr->add_option("--corpus", ro.corpus_dir, "corpus directory from `rme corpus`")->required();
+  tr->add_option("--out", ro.out_dir, "output MoE directory (may be the input)")->required();
+  tr->add_option("--dense", ro.dense_path, "dense parent (default: the one moefy recorded)");
+  tr->add_option("--steps", ro.steps, "optimizer steps")->check(CLI::Range(1, 1 << 24));
+  tr->add_option("--batch", ro.batch, "sequences per step")->check(CLI::Range(1, 4096));
+  tr->add_option("--seq-len", ro.seq_len, "tokens per sequence")->check(CLI::Range(2, 1 << 16));
+  tr->add_option("--lr", ro.lr, "peak learning rate (warmup + cosine)");
+  tr->add_option("--tau", ro.tau, "temperature of the target distribution over experts");
+  tr->add_option("--router-dim", ro.router_dim, "router width (default: clamp(D/2, 64, 512))");
+  tr->add_option("--router-layers", ro.router_layers, "router layers")->check(CLI::Range(1, 8));
+  tr->add_option("--router-heads", ro.router_heads, "router heads")->check(CLI::Range(1, 64));
+  tr->add_option("--eval-tokens", ro.eval_tokens, "held-out tokens per domain for accuracy");
+  tr->add_option("--checkpoint-every", ro.checkpoint_every, "steps between checkpoints")
+      ->check(CLI::Range(1, 1 << 24));
+  tr->add_option("--threads", ro.threads, "BLAS threads (0 = all)");
+  tr->add_option("--seed", ro.seed, "seed");
+  tr->add_option("--export-type", ro.export_dtype, "f32, f16, bf16 (default: as the backbone)");
+  tr->callback([&] { run = [&] { return guarded([&] { return rme::train_router(ro); }); }; });
+
+  auto* ft = app.add_subcommand(
+      "finetune", "Tune an MoE's experts with the LM loss (router frozen); --rounds alternates");
+  rme::FinetuneOptions fo;
+  ft->add_option("moe", fo.moe_dir, "MoE directory with a router")->required();
+  ft->add_option("--corpus", fo.corpus_dir, "corpus directory from `rme corpus`")->required();
+  ft->add_option("--out", fo.out_dir, "output MoE directory")->required();
+  ft->add_option("--rounds", fo.rounds, "rounds (router tuning between expert tuning)")
+      ->check(CLI::Range(1, 100));
+  ft->add_option("--steps", fo.steps, "expert-tuning steps per round")->check(CLI::Range(1, 1 << 24));
+  ft->add_option("--router-steps", fo.router_steps, "router-tuning steps between rounds")
+      ->check(CLI::Range(1, 1 << 24));
+  ft->add_option("--batch", fo.batch, "sequences per step")->check(CLI::Range(1, 4096));
+  ft->add_option("--seq-len", fo.seq_len, "tokens per sequence")->check(CLI::Range(2, 1 << 16));
+  ft->add_option("--lr", fo.lr, "expert-tuning peak learning rate (x decay per round)");
+  ft->add_option("--router-lr", fo.router_lr, "router-tuning peak learning rate");
+  ft->add_option("--decay", fo.decay, "learning-rate factor per round");
+  ft->add_option("--eval-tokens", fo.eval_tokens, "held-out tokens per domain");
+  ft->add_option("--checkpoint-every", fo.checkpoint_every, "steps between checkpoints")
+      ->check(CLI::Range(1, 1 << 24));
+  ft->add_option("--threads", fo.threads, "BLAS threads (0 = all)");
+  ft->add_option("--seed", fo.seed, "seed");
+  ft->add_option("--export-type", fo.export_dtype, "f32, f16, bf16 (default: as the backbone)");
+  ft->add_option("--kill-at-step", fo.kill_at_step, "testing")->group("");
+  ft->callback([&] { run = [&] { return guarded([&] { return rme::finetune_moe(fo); }); }; });
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::Success& e) {
@@ -38,20 +120,5 @@ int main(int argc, char** argv) {
     app.exit(e);
     return 2;
   }
-  auto cfg = rme::read_train_config(config);
-  if (!cfg.ok()) {
-    std::fprintf(stderr, "rme: error: %s\n", cfg.status().message().c_str());
-    return 1;
-  }
-  rme::Status st;
-  try {  // torch reports misuse by throwing; turn it into an error message, not an abort
-    st = rme::train_dense(*cfg, {corpus, out, dtype, kill_at});
-  } catch (const std::exception& e) {
-    st = rme::Status(rme::StatusCode::kInvalidArgument, std::string("libtorch: ") + e.what());
-  }
-  if (!st.ok()) {
-    std::fprintf(stderr, "rme: error: %s\n", st.message().c_str());
-    return 1;
-  }
-  return 0;
+  return run ? run() : 2;
 }

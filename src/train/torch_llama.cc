@@ -3,6 +3,9 @@
 
 #include <cmath>
 
+#include "formats/convert_rows.h"
+#include "tensor/quant.h"
+
 namespace rme {
 namespace {
 
@@ -18,10 +21,11 @@ torch::Tensor rotate_half(const torch::Tensor& x) {
 }  // namespace
 
 LlamaTorchImpl::LlamaTorchImpl(const LlamaConfig& c) : config_(c) {
-  const int64_t D = c.n_embd, F = c.n_ff, V = c.n_vocab, QD = c.q_dim(), KV = c.kv_dim();
+  const int64_t D = c.n_embd, V = c.n_vocab, QD = c.q_dim(), KV = c.kv_dim();
   tok_embd = register_parameter("tok_embd", torch::empty({V, D}));
   for (int l = 0; l < c.n_layer; ++l) {
     const std::string p = "layer" + std::to_string(l) + "_";  // torch forbids dots in names
+    const int64_t F = c.ffn_width(l);
     Layer L;
     L.attn_norm = register_parameter(p + "attn_norm", torch::ones({D}));
     L.wq = register_parameter(p + "wq", torch::empty({QD, D}));
@@ -35,7 +39,7 @@ LlamaTorchImpl::LlamaTorchImpl(const LlamaConfig& c) : config_(c) {
     layers.push_back(L);
   }
   out_norm = register_parameter("out_norm", torch::ones({D}));
-  if (!c.tied_output) output = register_parameter("output", torch::empty({V, D}));
+  if (!c.tied_output) output = register_parameter("output", torch::empty({c.n_output(), D}));
   // RoPE tables from the engine's own frequencies, so training and inference agree exactly.
   std::vector<float> inv = c.rope_inv_freq();
   auto inv_t =
@@ -63,6 +67,57 @@ void LlamaTorchImpl::init_weights(uint64_t seed) {
   if (output.defined()) output.normal_(0, 0.02);
 }
 
+namespace {
+
+torch::Tensor to_torch(const MatView& v, const std::vector<int64_t>& row_order = {}) {
+  auto t = torch::empty({v.n_out, v.n_in}, torch::kFloat32);
+  float* p = t.data_ptr<float>();
+  const size_t row = dtype_row_bytes(v.dtype, v.n_in);
+  for (int64_t r = 0; r < v.n_out; ++r) {
+    const int64_t src = row_order.empty() ? r : row_order[r];
+    dequantize_row(v.dtype, static_cast<const uint8_t*>(v.data) + src * row, p + r * v.n_in,
+                   v.n_in);
+  }
+  return t;
+}
+
+torch::Tensor vec(const float* p, int64_t n) {
+  return torch::from_blob(const_cast<float*>(p), {n}, torch::kFloat32).clone();
+}
+
+}  // namespace
+
+void LlamaTorchImpl::load_from(const Model& m) {
+  const LlamaConfig& c = config_;
+  TORCH_CHECK(m.config.n_layer == c.n_layer && m.config.n_embd == c.n_embd &&
+                  m.config.n_vocab == c.n_vocab && m.config.n_output() == c.n_output(),
+              "load_from: model shape differs");
+  torch::NoGradGuard ng;
+  const auto q_order = rope_row_order(c.n_head, c.head_dim, m.config.rope_style, RopeStyle::kHalf);
+  const auto k_order =
+      rope_row_order(c.n_head_kv, c.head_dim, m.config.rope_style, RopeStyle::kHalf);
+  const ModelWeights& w = m.weights;
+  tok_embd.copy_(to_torch(w.tok_embd));
+  for (int l = 0; l < c.n_layer; ++l) {
+    const LayerWeights& s = w.layers[l];
+    Layer& L = layers[l];
+    L.attn_norm.copy_(vec(s.attn_norm, c.n_embd));
+    L.ffn_norm.copy_(vec(s.ffn_norm, c.n_embd));
+    L.wq.copy_(to_torch(s.wq, q_order));
+    L.wk.copy_(to_torch(s.wk, k_order));
+    L.wv.copy_(to_torch(s.wv));
+    L.wo.copy_(to_torch(s.wo));
+    TORCH_CHECK(s.w_gate.n_out == L.gate.size(0), "load_from: FFN width differs in layer ", l);
+    if (s.w_gate.n_out > 0) {
+      L.gate.copy_(to_torch(s.w_gate));
+      L.up.copy_(to_torch(s.w_up));
+      L.down.copy_(to_torch(s.w_down));
+    }
+  }
+  out_norm.copy_(vec(w.out_norm, c.n_embd));
+  if (output.defined()) output.copy_(to_torch(w.output));
+}
+
 std::vector<torch::Tensor> LlamaTorchImpl::decay_params() const {
   std::vector<torch::Tensor> p = {tok_embd};
   for (const auto& L : layers)
@@ -80,7 +135,7 @@ std::vector<torch::Tensor> LlamaTorchImpl::no_decay_params() const {
   return p;
 }
 
-torch::Tensor LlamaTorchImpl::forward(const torch::Tensor& ids) {
+torch::Tensor LlamaTorchImpl::forward(const torch::Tensor& ids, const FfnHook& hook) {
   const LlamaConfig& c = config_;
   const int64_t B = ids.size(0), T = ids.size(1), H = c.n_head, Hkv = c.n_head_kv, Dh = c.head_dim;
   TORCH_CHECK(T <= c.n_ctx, "sequence of ", T, " exceeds n_ctx ", c.n_ctx);
@@ -104,7 +159,10 @@ torch::Tensor LlamaTorchImpl::forward(const torch::Tensor& ids) {
     x = x + torch::matmul(o, L.wo.t());
     auto h2 = rms_norm(x, L.ffn_norm, c.rms_eps);
     auto g = torch::matmul(h2, L.gate.t()), u = torch::matmul(h2, L.up.t());
-    x = x + torch::matmul(torch::silu(g) * u, L.down.t());
+    auto act = torch::silu(g) * u;  // [B, T, F]
+    auto extra = hook ? hook(static_cast<int>(&L - layers.data()), h2, act) : torch::Tensor();
+    x = x + torch::matmul(act, L.down.t());
+    if (extra.defined()) x = x + extra;
   }
   x = rms_norm(x, out_norm, c.rms_eps);
   return torch::matmul(x, (output.defined() ? output : tok_embd).t());

@@ -4,9 +4,11 @@
 
 #include <torch/torch.h>
 
+#include <functional>
 #include <vector>
 
 #include "model/config.h"
+#include "model/weights.h"
 
 namespace rme {
 
@@ -16,8 +18,15 @@ class LlamaTorchImpl : public torch::nn::Module {
  public:
   explicit LlamaTorchImpl(const LlamaConfig& config);
 
-  // ids [B, T] int64 -> logits [B, T, V]
-  torch::Tensor forward(const torch::Tensor& ids);
+  // Sees each layer's FFN input h2 [B, T, D] and its own FFN's down_proj input act [B, T, F];
+  // returns a term added to the residual (e.g. routed experts) or an undefined tensor.
+  using FfnHook = std::function<torch::Tensor(int layer, const torch::Tensor& h2,
+                                              const torch::Tensor& act)>;
+  // ids [B, T] int64 -> logits [B, T, n_output]
+  torch::Tensor forward(const torch::Tensor& ids, const FfnHook& hook = {});
+  // Copies a loaded Model's backbone weights in (dequantized; Q/K rows moved to rotate-half
+  // order). The config must match, per-layer FFN widths included.
+  void load_from(const Model& model);
   // Mean next-token cross-entropy of ids[:, :-1] predicting ids[:, 1:] is done by the caller;
   // this initializes parameters: N(0, 0.02), residual projections scaled by 1/sqrt(2 n_layer).
   void init_weights(uint64_t seed);

@@ -17,46 +17,10 @@
 #include "report/plot.h"
 #include "train/export.h"
 #include "train/torch_llama.h"
+#include "train/train_util.h"
 
 namespace rme {
 namespace {
-
-uint64_t splitmix(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
-
-struct Domain {
-  std::string name;
-  double weight = 0;
-  TokenShard train, valid;
-  bool has_valid = false;
-  double bytes_per_token = 0;  // of the validation split
-};
-
-// Batch for (step, micro): a pure function of the seed, so a resumed run sees the same data.
-torch::Tensor sample_batch(const std::vector<Domain>& domains, const TrainConfig& c, int step,
-                           int micro) {
-  std::mt19937_64 rng(splitmix(c.seed * 1000003u + static_cast<uint64_t>(step) * 1024u + micro));
-  double total = 0;
-  for (const auto& d : domains) total += d.weight;
-  const int64_t T = c.seq_len + 1;
-  auto ids = torch::empty({c.batch_size, T}, torch::kInt64);
-  auto* p = ids.data_ptr<int64_t>();
-  std::uniform_real_distribution<double> u(0, total);
-  for (int b = 0; b < c.batch_size; ++b) {
-    double r = u(rng);
-    size_t di = 0;
-    while (di + 1 < domains.size() && (r -= domains[di].weight) >= 0) ++di;
-    while (domains[di].weight == 0) ++di;  // r landed on a zero-weight tail
-    const TokenShard& s = domains[di].train;
-    const int64_t off = static_cast<int64_t>(rng() % static_cast<uint64_t>(s.size() - T));
-    for (int64_t t = 0; t < T; ++t) p[b * T + t] = s[off + t];
-  }
-  return ids;
-}
 
 torch::Tensor lm_loss(LlamaTorch& model, const torch::Tensor& ids) {
   const int64_t T = ids.size(1) - 1;
@@ -68,29 +32,13 @@ torch::Tensor lm_loss(LlamaTorch& model, const torch::Tensor& ids) {
 // Mean loss (nats/token) over the first eval_tokens of a validation shard, in fixed windows.
 double evaluate(LlamaTorch& model, const TokenShard& s, const TrainConfig& c) {
   torch::NoGradGuard ng;
-  const int64_t T = c.seq_len + 1;
-  const int64_t n_win = std::max<int64_t>(
-      1, std::min<int64_t>(c.eval_tokens / c.seq_len, (s.size() - 1) / c.seq_len));
+  auto all = valid_windows(s, c.seq_len, c.eval_tokens);
   double sum = 0;
-  int64_t count = 0;
-  for (int64_t w0 = 0; w0 < n_win; w0 += c.batch_size) {
-    const int64_t nb = std::min<int64_t>(c.batch_size, n_win - w0);
-    auto ids = torch::empty({nb, T}, torch::kInt64);
-    auto* p = ids.data_ptr<int64_t>();
-    for (int64_t b = 0; b < nb; ++b)
-      for (int64_t t = 0; t < T; ++t) p[b * T + t] = s[(w0 + b) * c.seq_len + t];
-    sum += lm_loss(model, ids).item<double>() * nb;
-    count += nb;
+  for (int64_t w0 = 0; w0 < all.size(0); w0 += c.batch_size) {
+    auto ids = all.narrow(0, w0, std::min<int64_t>(c.batch_size, all.size(0) - w0));
+    sum += lm_loss(model, ids).item<double>() * ids.size(0);
   }
-  return sum / count;
-}
-
-Status fsync_path(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return io_error(path + ": cannot open for fsync");
-  int rc = fsync(fd);
-  ::close(fd);
-  return rc == 0 ? Status::Ok() : io_error(path + ": fsync failed");
+  return sum / all.size(0);
 }
 
 struct History {
@@ -123,15 +71,7 @@ Status save_checkpoint(const std::string& path, LlamaTorch& model, torch::optim:
   a.write("history_train", to_tensor(h.train, 4));
   a.write("history_val", to_tensor(h.val, static_cast<int64_t>(n_val_cols)));
   a.write("config", c10::IValue(c.source_json));
-  const std::string tmp = path + ".tmp";
-  try {
-    a.save_to(tmp);
-  } catch (const std::exception& e) {
-    return io_error(tmp + ": " + e.what());
-  }
-  RME_RETURN_IF_ERROR(fsync_path(tmp));
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) return io_error(path + ": rename failed");
-  return fsync_path(std::filesystem::path(path).parent_path().string());
+  return save_archive_atomic(a, path);
 }
 
 Result<int> load_checkpoint(const std::string& path, LlamaTorch& model, torch::optim::AdamW& opt,
@@ -159,53 +99,14 @@ Result<int> load_checkpoint(const std::string& path, LlamaTorch& model, torch::o
   }
 }
 
-std::string fmt_duration(double s) {
-  char buf[32];
-  int h = static_cast<int>(s / 3600), m = static_cast<int>(std::fmod(s, 3600) / 60);
-  std::snprintf(buf, sizeof(buf), "%dh%02dm%02ds", h, m, static_cast<int>(std::fmod(s, 60)));
-  return buf;
-}
-
 }  // namespace
 
 Status train_dense(const TrainConfig& config, const TrainOptions& opt_in) {
   TrainConfig c = config;
-  RME_ASSIGN_OR_RETURN(CorpusManifest man, read_manifest(opt_in.corpus_dir));
-  c.model.n_vocab = man.n_vocab;
+  RME_ASSIGN_OR_RETURN(std::vector<Domain> domains,
+                       open_domains(opt_in.corpus_dir, c.seq_len, c.mixture, c.model.n_vocab));
   RME_RETURN_IF_ERROR(c.model.validate().with_context("train config model"));
-  for (const auto& [d, w] : c.mixture)
-    if (!man.train.count(d))
-      return invalid_argument("mixture names domain '" + d + "', not in the corpus");
-  std::vector<Domain> domains;
-  for (const auto& [name, info] : man.train) {
-    Domain d;
-    d.name = name;
-    d.weight = c.mixture.empty() ? 1.0 : (c.mixture.count(name) ? c.mixture.at(name) : 0.0);
-    RME_ASSIGN_OR_RETURN(d.train,
-                         TokenShard::open(opt_in.corpus_dir + "/" + info.file, man.n_vocab));
-    if (d.train.size() <= c.seq_len + 1)
-      return invalid_argument(name + ": fewer tokens than seq_len + 1");
-    if (man.valid.count(name)) {
-      const ShardInfo& v = man.valid.at(name);
-      RME_ASSIGN_OR_RETURN(d.valid,
-                           TokenShard::open(opt_in.corpus_dir + "/" + v.file, man.n_vocab));
-      d.has_valid = d.valid.size() > c.seq_len + 1;
-      d.bytes_per_token = v.tokens > 0 ? double(v.bytes) / v.tokens : 0;
-    }
-    domains.push_back(std::move(d));
-  }
-  double wsum = 0;
-  for (const auto& d : domains) wsum += d.weight;
-  if (!(wsum > 0)) return invalid_argument("every domain has mixture weight 0");
-
-  // Matmuls run in OpenBLAS's own threads; torch's intra-op pool on top of them only contends
-  // (measured on 2 cores: 1,560 tok/s with 2 torch threads, 2,520 with 1).
-  torch::set_num_threads(1);
-  if (c.threads > 0) {
-    using SetThreads = void (*)(int);
-    if (auto* f = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads")))
-      f(c.threads);
-  }
+  configure_threads(c.threads);
   std::error_code ec;
   std::filesystem::create_directories(opt_in.out_dir, ec);
   if (ec) return io_error(opt_in.out_dir + ": " + ec.message());
@@ -286,7 +187,7 @@ Status train_dense(const TrainConfig& config, const TrainOptions& opt_in) {
     opt.zero_grad();
     double loss_sum = 0;
     for (int m = 0; m < c.grad_accum; ++m) {
-      auto loss = lm_loss(model, sample_batch(domains, c, step, m)) / c.grad_accum;
+      auto loss = lm_loss(model, sample_batch(domains, c.seed, step, m, c.batch_size, c.seq_len)) / c.grad_accum;
       loss.backward();
       loss_sum += loss.item<double>();
     }

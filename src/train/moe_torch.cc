@@ -1,0 +1,91 @@
+// train: MoeExperts and routing helpers.
+#include "train/moe_torch.h"
+
+#include "train/export.h"
+#include "tensor/quant.h"
+
+namespace rme {
+namespace {
+
+torch::Tensor mat(const MatView& v) {
+  auto t = torch::empty({v.n_out, v.n_in}, torch::kFloat32);
+  const size_t row = dtype_row_bytes(v.dtype, v.n_in);
+  for (int64_t r = 0; r < v.n_out; ++r)
+    dequantize_row(v.dtype, static_cast<const uint8_t*>(v.data) + r * row,
+                   t.data_ptr<float>() + r * v.n_in, v.n_in);
+  return t;
+}
+
+}  // namespace
+
+MoeExpertsImpl::MoeExpertsImpl(const Model& m) : n_expert_(m.moe.n_expert) {
+  const int64_t D = m.config.n_embd;
+  for (int l = 0; l < m.config.n_layer; ++l) {
+    std::vector<torch::Tensor> g, u, d;
+    std::vector<int64_t> off = {0}, own;
+    for (int e = 0; e < n_expert_; ++e) {
+      const ExpertWeights& x = m.weights.layers[l].experts[e];
+      const int64_t W = x.gate.n_out;
+      g.push_back(W ? mat(x.gate) : torch::empty({0, D}));
+      u.push_back(W ? mat(x.up) : torch::empty({0, D}));
+      d.push_back(W ? mat(x.down) : torch::empty({D, 0}));
+      off.push_back(off.back() + W);
+      own.insert(own.end(), W, e);
+    }
+    const std::string p = "layer" + std::to_string(l) + "_";
+    gate.push_back(register_parameter(p + "exp_gate", torch::cat(g, 0)));
+    up.push_back(register_parameter(p + "exp_up", torch::cat(u, 0)));
+    down.push_back(register_parameter(p + "exp_down", torch::cat(d, 1)));
+    owner.push_back(register_buffer(p + "owner", torch::tensor(own, torch::kInt64)));
+    offset_.push_back(off);
+  }
+}
+
+torch::Tensor MoeExpertsImpl::forward(int l, const torch::Tensor& h2, const torch::Tensor& route,
+                                      torch::Tensor* mass) {
+  auto act = torch::silu(torch::matmul(h2, gate[l].t())) * torch::matmul(h2, up[l].t());  // [B,T,W]
+  if (mass) {
+    auto sizes = act.sizes().vec();
+    sizes.back() = n_expert_;
+    *mass = torch::zeros(sizes, act.options()).index_add_(-1, owner[l], act.detach().abs());
+  }
+  auto w = route.index_select(-1, owner[l]);  // [B, T, W]: each channel weighted by its expert
+  return torch::matmul(act * w, down[l].t());
+}
+
+void MoeExpertsImpl::export_into(Model& m) const {
+  for (size_t l = 0; l < gate.size(); ++l)
+    for (int e = 0; e < n_expert_; ++e) {
+      const int64_t b = offset_[l][e], W = offset_[l][e + 1] - b;
+      ExpertWeights& x = m.weights.layers[l].experts[e];
+      x.gate = own_matrix(m, gate[l].narrow(0, b, W));
+      x.up = own_matrix(m, up[l].narrow(0, b, W));
+      x.down = own_matrix(m, down[l].narrow(1, b, W));
+    }
+}
+
+LlamaConfig torch_config(const LlamaConfig& c) {
+  LlamaConfig t = c;
+  t.rope_style = RopeStyle::kHalf;
+  return t;
+}
+
+torch::Tensor route_weights(const torch::Tensor& logits, int k) {
+  auto top = logits.topk(k, -1);
+  auto w = k == 1 ? torch::ones_like(std::get<0>(top)) : torch::softmax(std::get<0>(top), -1);
+  return torch::zeros_like(logits).scatter_(-1, std::get<1>(top), w);
+}
+
+std::vector<torch::Tensor> expert_masks(const MoeConfig& moe) {
+  std::vector<torch::Tensor> out;
+  const int L = moe.n_expert > 0 ? static_cast<int>(moe.expert_channels[0].size()) : 0;
+  for (int l = 0; l < L; ++l) {
+    auto m = torch::zeros({moe.parent_n_ff, moe.n_expert});
+    for (int e = 0; e < moe.n_expert; ++e)
+      for (int c : moe.expert_channels[e][l]) m[c][e] = 1.0f;
+    out.push_back(m);
+  }
+  return out;
+}
+
+}  // namespace rme

@@ -1,0 +1,51 @@
+// train: a Read-ME MoE in libtorch — the backbone (a LlamaTorch whose FFNs are the shared
+// experts), the routed experts of every layer, the router, and the routing targets.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <vector>
+
+#include "model/weights.h"
+#include "train/torch_llama.h"
+
+namespace rme {
+
+// Per layer, every expert's gate/up rows and down columns concatenated (expert e owns channels
+// offset[e] .. offset[e+1]). A token's output is the sum over experts of its route weight times
+// the expert's SwiGLU: computing all experts and masking by the route keeps training a few dense
+// matmuls (experts are small), and gives every expert's activations for free (router targets).
+// Owns its parameters; not thread-safe.
+class MoeExpertsImpl : public torch::nn::Module {
+ public:
+  explicit MoeExpertsImpl(const Model& moe);
+
+  // h2 [B, T, D], route [B, T, E] (weights per expert, zeros for unused) -> [B, T, D]. When
+  // `mass` is given it receives each expert's |activation| summed over its channels [B, T, E].
+  torch::Tensor forward(int layer, const torch::Tensor& h2, const torch::Tensor& route,
+                        torch::Tensor* mass = nullptr);
+  // Copies the parameters into m's expert views (f32 buffers owned by m).
+  void export_into(Model& m) const;
+
+  int n_expert() const { return n_expert_; }
+  std::vector<torch::Tensor> gate, up, down;  // [l]: [W, D], [W, D], [D, W]
+  std::vector<torch::Tensor> owner;           // [l]: int64 [W], expert of each channel
+
+ private:
+  int n_expert_;
+  std::vector<std::vector<int64_t>> offset_;  // [l][E + 1]
+};
+TORCH_MODULE(MoeExperts);
+
+// The torch config of a Model (rotate-half RoPE, as LlamaTorch computes).
+LlamaConfig torch_config(const LlamaConfig& c);
+
+// Route weights [B, T, E] from router logits [B, T, E]: top-k, softmax over the chosen k (k = 1:
+// one-hot) — the engine's rule.
+torch::Tensor route_weights(const torch::Tensor& logits, int k);
+
+// Per-expert membership of the dense parent's channels: [F, E] float (1 where expert e routes the
+// channel), one per layer.
+std::vector<torch::Tensor> expert_masks(const MoeConfig& moe);
+
+}  // namespace rme

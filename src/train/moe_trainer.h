@@ -1,0 +1,50 @@
+// train: Read-ME's training — distilling the pre-gating router (and the layer-wise baseline's
+// gates) from the dense model's activations, and fine-tuning the experts with the router frozen,
+// alternating the two in rounds.
+#pragma once
+
+#include <string>
+
+#include "core/status.h"
+
+namespace rme {
+
+struct RouterTrainOptions {
+  std::string moe_dir, dense_path, corpus_dir, out_dir;  // dense: default = the MoE's parent
+  int steps = 600, batch = 16, seq_len = 128, warmup = 30;
+  double lr = 3e-3, min_lr = 3e-4, weight_decay = 0.01;
+  // Target distribution over experts: softmax(mass share / tau); the oracle label is its argmax.
+  double tau = 0.02;
+  int router_dim = 0, router_layers = 1, router_heads = 4, router_ff = 0;  // 0 = defaults
+  int eval_tokens = 8192;  // per domain, from the validation shards
+  int checkpoint_every = 100;
+  int threads = 0;
+  uint64_t seed = 1;
+  std::string export_dtype;  // f32, f16, bf16; empty = as the MoE's backbone
+};
+
+// Writes out_dir (the MoE with router and layer gates), out_dir/train/ (router_log.csv,
+// router_accuracy.png, checkpoint). Resumes from the checkpoint when present.
+Status train_router(const RouterTrainOptions& options);
+
+struct FinetuneOptions {
+  std::string moe_dir, corpus_dir, out_dir;
+  int rounds = 1;
+  int steps = 300;         // expert-tuning steps per round
+  int router_steps = 150;  // router-tuning steps between rounds
+  int batch = 16, seq_len = 128, warmup = 20;
+  double lr = 3e-4, router_lr = 1e-3, decay = 0.8;  // learning rates x decay^round
+  double tau = 0.02, weight_decay = 0.01;
+  int eval_tokens = 8192;
+  int checkpoint_every = 50;
+  int threads = 0;
+  uint64_t seed = 1;
+  std::string export_dtype;
+  int kill_at_step = -1;  // testing: SIGKILL after this global step
+};
+
+// Writes out_dir (the tuned MoE) and out_dir/train/ (finetune_log.csv, finetune_loss.png,
+// checkpoint); resumes from the checkpoint when present.
+Status finetune_moe(const FinetuneOptions& options);
+
+}  // namespace rme

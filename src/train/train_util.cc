@@ -1,0 +1,132 @@
+// train: shared training-loop helpers.
+#include "train/train_util.h"
+
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <random>
+
+namespace rme {
+namespace {
+
+Status fsync_path(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return io_error(path + ": cannot open for fsync");
+  int rc = fsync(fd);
+  ::close(fd);
+  return rc == 0 ? Status::Ok() : io_error(path + ": fsync failed");
+}
+
+}  // namespace
+
+uint64_t splitmix(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+Result<std::vector<Domain>> open_domains(const std::string& dir, int seq_len,
+                                         const std::map<std::string, double>& mixture,
+                                         int& n_vocab) {
+  RME_ASSIGN_OR_RETURN(CorpusManifest man, read_manifest(dir));
+  n_vocab = man.n_vocab;
+  for (const auto& [d, w] : mixture)
+    if (!man.train.count(d))
+      return invalid_argument("mixture names domain '" + d + "', not in the corpus");
+  std::vector<Domain> domains;
+  double wsum = 0;
+  for (const auto& [name, info] : man.train) {
+    Domain d;
+    d.name = name;
+    d.weight = mixture.empty() ? 1.0 : (mixture.count(name) ? mixture.at(name) : 0.0);
+    wsum += d.weight;
+    RME_ASSIGN_OR_RETURN(d.train, TokenShard::open(dir + "/" + info.file, man.n_vocab));
+    if (d.train.size() <= seq_len + 1)
+      return invalid_argument(name + ": fewer tokens than seq_len + 1");
+    if (man.valid.count(name)) {
+      const ShardInfo& v = man.valid.at(name);
+      RME_ASSIGN_OR_RETURN(d.valid, TokenShard::open(dir + "/" + v.file, man.n_vocab));
+      d.has_valid = d.valid.size() > seq_len + 1;
+      d.bytes_per_token = v.tokens > 0 ? double(v.bytes) / v.tokens : 0;
+    }
+    domains.push_back(std::move(d));
+  }
+  if (!(wsum > 0)) return invalid_argument("every domain has mixture weight 0");
+  return domains;
+}
+
+torch::Tensor sample_batch(const std::vector<Domain>& domains, uint64_t seed, int step, int micro,
+                           int batch, int seq_len) {
+  std::mt19937_64 rng(splitmix(seed * 1000003u + static_cast<uint64_t>(step) * 1024u + micro));
+  double total = 0;
+  for (const auto& d : domains) total += d.weight;
+  const int64_t T = seq_len + 1;
+  auto ids = torch::empty({batch, T}, torch::kInt64);
+  auto* p = ids.data_ptr<int64_t>();
+  std::uniform_real_distribution<double> u(0, total);
+  for (int b = 0; b < batch; ++b) {
+    double r = u(rng);
+    size_t di = 0;
+    while (di + 1 < domains.size() && (r -= domains[di].weight) >= 0) ++di;
+    while (domains[di].weight == 0) ++di;  // r landed on a zero-weight tail
+    const TokenShard& s = domains[di].train;
+    const int64_t off = static_cast<int64_t>(rng() % static_cast<uint64_t>(s.size() - T));
+    for (int64_t t = 0; t < T; ++t) p[b * T + t] = s[off + t];
+  }
+  return ids;
+}
+
+torch::Tensor valid_windows(const TokenShard& s, int seq_len, int64_t max_tokens) {
+  const int64_t T = seq_len + 1;
+  const int64_t n =
+      std::max<int64_t>(1, std::min<int64_t>(max_tokens / seq_len, (s.size() - 1) / seq_len));
+  auto ids = torch::empty({n, T}, torch::kInt64);
+  auto* p = ids.data_ptr<int64_t>();
+  for (int64_t b = 0; b < n; ++b)
+    for (int64_t t = 0; t < T; ++t) p[b * T + t] = s[b * seq_len + t];
+  return ids;
+}
+
+void configure_threads(int n) {
+  torch::set_num_threads(1);
+  if (n > 0) {
+    using SetThreads = void (*)(int);
+    if (auto* f = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads")))
+      f(n);
+  }
+}
+
+Status save_archive_atomic(torch::serialize::OutputArchive& a, const std::string& path) {
+  const std::string tmp = path + ".tmp";
+  try {
+    a.save_to(tmp);
+  } catch (const std::exception& e) {
+    return io_error(tmp + ": " + e.what());
+  }
+  RME_RETURN_IF_ERROR(fsync_path(tmp));
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) return io_error(path + ": rename failed");
+  std::string parent = std::filesystem::path(path).parent_path().string();
+  return fsync_path(parent.empty() ? "." : parent);
+}
+
+std::string fmt_duration(double s) {
+  char buf[32];
+  int h = static_cast<int>(s / 3600), m = static_cast<int>(std::fmod(s, 3600) / 60);
+  std::snprintf(buf, sizeof(buf), "%dh%02dm%02ds", h, m, static_cast<int>(std::fmod(s, 60)));
+  return buf;
+}
+
+void progress_line(const char* what, int step, int steps, const std::string& extra,
+                   double rate, const char* unit, double elapsed) {
+  const double eta = step > 0 ? elapsed / step * (steps - step) : 0;
+  std::fprintf(stderr, "\r%s step %d/%d | %s | %.0f %s | elapsed %s | ETA %s\033[K", what, step,
+               steps, extra.c_str(), rate, unit, fmt_duration(elapsed).c_str(),
+               fmt_duration(eta).c_str());
+}
+
+}  // namespace rme

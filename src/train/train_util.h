@@ -1,0 +1,51 @@
+// train: pieces every training loop shares — corpus domains and deterministic batches, thread
+// setup, atomic archive saves, the progress line.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+#include "formats/text_corpus.h"
+
+namespace rme {
+
+uint64_t splitmix(uint64_t x);
+
+struct Domain {
+  std::string name;
+  double weight = 0;
+  TokenShard train, valid;
+  bool has_valid = false;
+  double bytes_per_token = 0;  // of the validation split
+};
+
+// Opens every domain of an `rme corpus` directory; weights from `mixture` (empty = all 1). Each
+// train shard must hold more than seq_len + 1 tokens. Sets n_vocab.
+Result<std::vector<Domain>> open_domains(const std::string& corpus_dir, int seq_len,
+                                         const std::map<std::string, double>& mixture,
+                                         int& n_vocab);
+
+// [batch, seq_len + 1] windows drawn by domain weight: a pure function of (seed, step, micro), so
+// a resumed run sees the same data.
+torch::Tensor sample_batch(const std::vector<Domain>& domains, uint64_t seed, int step, int micro,
+                           int batch, int seq_len);
+
+// Validation windows [n, seq_len + 1] from the start of a shard, at most max_tokens tokens.
+torch::Tensor valid_windows(const TokenShard& s, int seq_len, int64_t max_tokens);
+
+// torch intra-op threads 1, OpenBLAS threads n (measured faster than torch's pool on top).
+void configure_threads(int n);
+
+// Saves to path + ".tmp", fsyncs, renames over path, fsyncs the directory.
+Status save_archive_atomic(torch::serialize::OutputArchive& a, const std::string& path);
+
+std::string fmt_duration(double seconds);
+// "\r<what> step s/n | <extra> | <rate> | elapsed | ETA" on stderr.
+void progress_line(const char* what, int step, int steps, const std::string& extra,
+                   double units_per_s, const char* unit, double elapsed);
+
+}  // namespace rme
