@@ -93,6 +93,8 @@ int main(int argc, char** argv) {
   ft->add_option("moe", fo.moe_dir, "MoE directory with a router")->required();
   ft->add_option("--corpus", fo.corpus_dir, "corpus directory from `rme corpus`")->required();
   ft->add_option("--out", fo.out_dir, "output MoE directory")->required();
+  ft->add_option("--routing", fo.routing, "router (Read-ME) or layer-gate (baseline)")
+      ->check(CLI::IsMember({"router", "layer-gate"}));
   ft->add_option("--rounds", fo.rounds, "rounds (router tuning between expert tuning)")
       ->check(CLI::Range(1, 100));
   ft->add_option("--steps", fo.steps, "expert-tuning steps per round")->check(CLI::Range(1, 1 << 24));

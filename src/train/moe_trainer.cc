@@ -1,7 +1,9 @@
 // train: router distillation and expert fine-tuning loops.
 #include "train/moe_trainer.h"
 
+#include <algorithm>
 #include <cmath>
+#include <optional>
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
@@ -75,7 +77,7 @@ Result<DType> out_dtype(const std::string& name, const Model& m) {
 }
 
 // The MoE `src` with new backbone/expert/router/gate parameters, written as a safetensors MoE.
-Status write_moe(const Model& src, LlamaTorch* backbone, MoeExperts* experts, LlamaTorch& router,
+Status write_moe(const Model& src, LlamaTorch* backbone, MoeExperts* experts, LlamaTorch* router,
                  const torch::Tensor& gates, const std::string& dir, DType type) {
   Model out = backbone ? model_from_torch(**backbone) : Model{};
   if (!backbone) {  // keep the source backbone and experts as they are
@@ -93,8 +95,10 @@ Status write_moe(const Model& src, LlamaTorch* backbone, MoeExperts* experts, Ll
     out.weights.layers[l].layer_gate = src.weights.layers[l].layer_gate;
   }
   if (experts) (*experts)->export_into(out);
-  out.router = std::make_shared<Model>(model_from_torch(*router));
-  out.router->config.rope_style = out.config.rope_style;  // routers follow the backbone
+  if (router) {
+    out.router = std::make_shared<Model>(model_from_torch(**router));
+    out.router->config.rope_style = out.config.rope_style;  // routers follow the backbone
+  }
   if (backbone == nullptr && src.config.rope_style != RopeStyle::kHalf)
     return invalid_argument(src.source + ": train-router writes HF MoEs; convert the GGUF first");
   if (gates.defined()) {
@@ -112,12 +116,13 @@ struct Setup {
 };
 
 Result<Setup> open_moe(const std::string& moe_dir, const std::string& corpus, int seq_len,
-                       int threads) {
+                       int threads, bool allow_dense = false) {
   configure_threads(threads);
   Setup s;
   RME_ASSIGN_OR_RETURN(LoadedModel lm, load_model(moe_dir));
   s.moe = std::move(lm.model);
-  if (!s.moe->moe.is_moe()) return invalid_argument(moe_dir + ": not an MoE (run rme moefy)");
+  if (!s.moe->moe.is_moe() && !allow_dense)
+    return invalid_argument(moe_dir + ": not an MoE (run rme moefy)");
   int n_vocab = 0;
   RME_ASSIGN_OR_RETURN(s.domains, open_domains(corpus, seq_len, {}, n_vocab));
   if (n_vocab != s.moe->config.n_vocab)
@@ -303,7 +308,7 @@ Status train_router(const RouterTrainOptions& o) {
   evaluate(o.steps, true);
   RME_RETURN_IF_ERROR(save(o.steps));
   RME_ASSIGN_OR_RETURN(DType type, out_dtype(o.export_dtype, moe));
-  RME_RETURN_IF_ERROR(write_moe(moe, nullptr, nullptr, router, gates.detach(), o.out_dir, type));
+  RME_RETURN_IF_ERROR(write_moe(moe, nullptr, nullptr, &router, gates.detach(), o.out_dir, type));
   std::printf("wrote %s (router: %d layer, %d heads, width %d, %.2fM parameters)\n",
               o.out_dir.c_str(), rc.n_layer, rc.n_head, rc.n_embd, rc.n_params() / 1e6);
   return Status::Ok();
@@ -332,30 +337,57 @@ std::vector<Phase> phases_of(const FinetuneOptions& o) {
 }  // namespace
 
 Status finetune_moe(const FinetuneOptions& o) {
-  RME_ASSIGN_OR_RETURN(Setup s, open_moe(o.moe_dir, o.corpus_dir, o.seq_len + 1, o.threads));
+  RME_ASSIGN_OR_RETURN(Setup s,
+                       open_moe(o.moe_dir, o.corpus_dir, o.seq_len + 1, o.threads, true));
   const Model& moe = *s.moe;
-  if (!moe.router) return invalid_argument(o.moe_dir + ": no router (run rme train-router first)");
+  const bool has_experts = moe.moe.is_moe();
+  const bool layer_gate = o.routing == "layer-gate";
+  if (o.routing != "router" && !layer_gate)
+    return invalid_argument("--routing " + o.routing + ": expected router or layer-gate");
+  if (has_experts && !layer_gate && !moe.router)
+    return invalid_argument(o.moe_dir + ": no router (run rme train-router first)");
+  if (has_experts && layer_gate && !moe.moe.has_layer_gate)
+    return invalid_argument(o.moe_dir + ": no layer-wise gates (run rme train-router first)");
   const int k = moe.moe.top_k, L = moe.config.n_layer;
   LlamaTorch backbone(torch_config(moe.config));
   backbone->load_from(moe);
-  MoeExperts experts(moe);
-  LlamaTorch router(torch_config(moe.router->config));
-  router->load_from(*moe.router);
+  std::optional<MoeExperts> experts;
+  if (has_experts) experts.emplace(moe);
+  // A router that never changes stands in when there is none to tune (keeps one code path).
+  const bool tune_router = has_experts && !layer_gate;
+  LlamaTorch router(torch_config(moe.router ? moe.router->config
+                                            : router_config(moe.config, std::max(1, moe.moe.n_expert),
+                                                            default_router_shape(moe.config))));
+  if (moe.router) router->load_from(*moe.router);
+  std::vector<torch::Tensor> gate_w;  // [l] frozen layer-wise gates [E, D]
+  if (layer_gate)
+    for (int l = 0; l < L; ++l) {
+      const MatView& g = moe.weights.layers[l].layer_gate;
+      gate_w.push_back(torch::from_blob(const_cast<void*>(g.data), {g.n_out, g.n_in},
+                                        torch::kFloat32).clone());
+    }
   torch::Tensor gates;  // layer-wise baseline gates pass through unchanged
   std::vector<torch::Tensor> lm_params = backbone->parameters();
-  for (auto& p : experts->parameters()) lm_params.push_back(p);
+  if (experts)
+    for (auto& p : (*experts)->parameters()) lm_params.push_back(p);
 
   // Logits of the MoE over ids [B, T] routed by the (frozen) router; `mass` collects, per layer,
   // each expert's share of activation mass (shared channels included in the total).
   auto moe_forward = [&](const torch::Tensor& ids, torch::Tensor* score) {
+    if (!experts) return backbone->forward(ids);
     torch::Tensor route;
-    {
+    if (!layer_gate) {
       torch::NoGradGuard ng;
       route = route_weights(router->forward(ids), k);
     }
     return backbone->forward(ids, [&](int l, const torch::Tensor& h2, const torch::Tensor& act) {
       torch::Tensor mass;
-      auto y = experts->forward(l, h2, route, score ? &mass : nullptr);
+      torch::Tensor r = route;
+      if (layer_gate) {
+        torch::NoGradGuard ng;
+        r = route_weights(torch::matmul(h2, gate_w[l].t()), k);
+      }
+      auto y = (*experts)->forward(l, h2, r, score ? &mass : nullptr);
       if (score) {
         auto share = mass / (mass.sum(-1, true) + act.detach().abs().sum(-1, true)).clamp_min(1e-20);
         *score = score->defined() ? *score + share / L : share / L;
@@ -370,7 +402,10 @@ Status finetune_moe(const FinetuneOptions& o) {
                                                 ids.narrow(1, 1, T).reshape({-1}));
   };
 
-  const std::vector<Phase> phases = phases_of(o);
+  std::vector<Phase> phases = phases_of(o);
+  if (!tune_router)
+    phases.erase(std::remove_if(phases.begin(), phases.end(), [](const Phase& p) { return p.router; }),
+                 phases.end());
   int total = 0;
   for (const Phase& p : phases) total += p.steps;
   const std::string tdir = o.out_dir + "/train";
@@ -409,7 +444,7 @@ Status finetune_moe(const FinetuneOptions& o) {
       a.read("experts", ae);
       a.read("router", ar);
       backbone->load(ab);
-      experts->load(ae);
+      if (experts) (*experts)->load(ae);
       router->load(ar);
       torch::Tensor pos, lg, vl;
       a.read("position", pos);
@@ -467,7 +502,7 @@ Status finetune_moe(const FinetuneOptions& o) {
   auto save = [&]() -> Status {
     torch::serialize::OutputArchive a, ab, ae, ar, ao;
     backbone->save(ab);
-    experts->save(ae);
+    if (experts) (*experts)->save(ae);
     router->save(ar);
     a.write("backbone", ab);
     a.write("experts", ae);
@@ -548,7 +583,8 @@ Status finetune_moe(const FinetuneOptions& o) {
   opt.reset();
   RME_RETURN_IF_ERROR(save());
   RME_ASSIGN_OR_RETURN(DType type, out_dtype(o.export_dtype, moe));
-  RME_RETURN_IF_ERROR(write_moe(moe, &backbone, &experts, router, gates, o.out_dir, type));
+  RME_RETURN_IF_ERROR(write_moe(moe, &backbone, experts ? &*experts : nullptr,
+                                moe.router ? &router : nullptr, gates, o.out_dir, type));
   std::printf("wrote %s\n", o.out_dir.c_str());
   return Status::Ok();
 }

@@ -29,6 +29,9 @@ Status train_router(const RouterTrainOptions& options);
 
 struct FinetuneOptions {
   std::string moe_dir, corpus_dir, out_dir;
+  // "router" (Read-ME) or "layer-gate" (the layer-wise baseline's gates, frozen). A model without
+  // experts (a pruned dense model) is tuned as a plain LM.
+  std::string routing = "router";
   int rounds = 1;
   int steps = 300;         // expert-tuning steps per round
   int router_steps = 150;  // router-tuning steps between rounds
