@@ -25,6 +25,39 @@ Status write_csv(const std::string& path, const Table& t) {
   return write_file_atomic(path, s.str());
 }
 
+namespace {
+
+Status run_gnuplot(const std::string& script_text, const std::string& png) {
+  const std::string script = png + ".gp";
+  RME_RETURN_IF_ERROR(write_file_atomic(script, script_text));
+  const std::string cmd =
+      "gnuplot '" + script + "' 2>/dev/null && mv '" + png + ".tmp' '" + png + "'";
+  int rc = std::system(cmd.c_str());
+  std::remove(script.c_str());
+  if (rc != 0) return io_error("gnuplot failed to render " + png);
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status plot_heatmap_png(const std::vector<std::vector<double>>& m, const std::string& title,
+                        const std::string& xlabel, const std::string& ylabel,
+                        const std::string& png) {
+  if (std::system("command -v gnuplot >/dev/null 2>&1") != 0)
+    return unsupported("gnuplot is not installed");
+  std::ostringstream g;
+  g << "set terminal pngcairo size 700,600 noenhanced\nset output '" << png << ".tmp'\n"
+    << "set title '" << title << "'\nset xlabel '" << xlabel << "'\nset ylabel '" << ylabel
+    << "'\nset palette rgbformulae 30,31,32\nset yrange [] reverse\n"
+    << "plot '-' matrix with image notitle\n";
+  for (const auto& row : m) {
+    for (size_t j = 0; j < row.size(); ++j) g << (j ? " " : "") << row[j];
+    g << "\n";
+  }
+  g << "e\n";
+  return run_gnuplot(g.str(), png);
+}
+
 Status plot_png(const std::string& csv, const Table& t, const PlotSpec& spec,
                 const std::string& png) {
   if (std::system("command -v gnuplot >/dev/null 2>&1") != 0)
@@ -45,14 +78,7 @@ Status plot_png(const std::string& csv, const Table& t, const PlotSpec& spec,
       << " skip 1 with lines lw 2 title '" << t.columns[c] << "'";
   }
   g << "\n";
-  const std::string script = png + ".gp";
-  RME_RETURN_IF_ERROR(write_file_atomic(script, g.str()));
-  const std::string cmd =
-      "gnuplot '" + script + "' 2>/dev/null && mv '" + png + ".tmp' '" + png + "'";
-  int rc = std::system(cmd.c_str());
-  std::remove(script.c_str());
-  if (rc != 0) return io_error("gnuplot failed to render " + png);
-  return Status::Ok();
+  return run_gnuplot(g.str(), png);
 }
 
 }  // namespace rme

@@ -27,4 +27,9 @@ struct PlotSpec {
 // installed; the CSV is the primary artefact.
 Status plot_png(const std::string& csv, const Table& t, const PlotSpec& spec, const std::string& png);
 
+// Writes `png`: matrix m (rows top to bottom) as a colour map.
+Status plot_heatmap_png(const std::vector<std::vector<double>>& m, const std::string& title,
+                        const std::string& xlabel, const std::string& ylabel,
+                        const std::string& png);
+
 }  // namespace rme
