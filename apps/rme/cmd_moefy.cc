@@ -34,7 +34,7 @@ void add_moefy_command(CLI::App& root, std::function<int()>& run) {
   app->add_option("--seed", a->seed, "k-means seed");
   app->add_flag("--prune", a->prune,
                 "instead: the dense model pruned to the MoE's active width (global top channels)");
-  app->add_option("--type", a->type, "stored dtype (default: f32 safetensors, or as --out says)")
+  app->add_option("--type", a->type, "stored dtype (default: the parent's; f32 for quantized parents)")
       ->check(CLI::IsMember({"f32", "f16", "bf16", "q8_0", "q4_0"}));
   app->add_option("-o,--out", a->out, "output: a directory (safetensors) or a .gguf file")
       ->required();
@@ -106,7 +106,9 @@ void add_moefy_command(CLI::App& root, std::function<int()>& run) {
                   "dense)\n",
                   dense.config.n_params() / 1e6, a->prune ? "pruned" : "MoE",
                   (rest + ffn_active) / 1e6, (rest + ffn_total) / 1e6, 100.0 * ffn_active / ffn_dense);
-      std::optional<DType> type;
+      // Default: the parent's matrix dtype (f32 for quantized parents, whose slices are f32).
+      const DType parent = dense.weights.layers[0].w_gate.dtype;
+      std::optional<DType> type = dtype_is_quantized(parent) ? DType::kF32 : parent;
       if (!a->type.empty()) {
         for (DType d : {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0, DType::kQ4_0})
           if (a->type == dtype_name(d)) type = d;

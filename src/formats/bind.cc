@@ -106,6 +106,10 @@ Status bind_moe_weights(Model& m, const TensorLookup& lookup, NameScheme scheme,
   auto matrix = [&](const WeightId& id, int64_t rows, int64_t cols, bool f32) -> Status {
     const std::string name = tensor_name(id, scheme);
     const Tensor* t = lookup(name);
+    if (t == nullptr && rows * cols == 0) {  // an expert without channels in this layer
+      set_weight(m, id, MatView{DType::kF32, rows, cols, nullptr});
+      return Status::Ok();
+    }
     if (t == nullptr) return not_found(path + ": tensor '" + name + "' is missing");
     if (t->shape != std::vector<int64_t>{rows, cols})
       return corrupt(path + ": tensor '" + name + "' shape " + shape_string(t->shape) +

@@ -106,6 +106,7 @@ Result<std::vector<ExpertRange>> expert_ranges(const Model& m) {
         sum += n;
       }
     }
+    if (lo == nullptr) continue;  // an expert with no channels in any layer: nothing to load
     const MappedFile* file = nullptr;
     for (const auto& f : m.files)
       if (lo != nullptr && lo >= f->data() && hi <= f->data() + f->size()) file = f.get();
