@@ -1,0 +1,135 @@
+// tests/apps: the Read-ME pipeline end to end on the shipped rme-mini — profile, moefy (and the
+// all-channels invariant through files), corpus, train-router, generate, analyze-routing,
+// finetune (killed and resumed to identical results), and clear errors on misuse.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include "core/file.h"
+#include "util/tiny_model.h"
+
+namespace rme {
+namespace {
+
+const std::string kRoot = RME_SOURCE_DIR;
+const std::string kMini = kRoot + "/data/models/rme-mini";
+const std::string kCal = kRoot + "/data/calibration/";
+
+struct CmdResult {
+  int code;
+  std::string out, err;
+};
+
+CmdResult rme(const std::string& args) {
+  const std::string dir = test::temp_dir("moe_cli_run");
+  const std::string cmd = std::string(RME_BIN) + " " + args + " >" + dir + "/out 2>" + dir + "/err";
+  int st = std::system(cmd.c_str());
+  return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, read_file(dir + "/out").value(),
+          read_file(dir + "/err").value()};
+}
+
+std::string field(const std::string& json, const std::string& key) {
+  size_t p = json.find("\"" + key + "\": ");
+  if (p == std::string::npos) return "";
+  p += key.size() + 4;
+  return json.substr(p, json.find_first_of(",}", p) - p);
+}
+
+class MoePipelineTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = test::temp_dir("moe_pipeline");
+    CmdResult r = rme("profile " + kMini + " --domain stories=" + kCal + "stories.txt --domain code=" +
+                      kCal + "code.txt --tokens 1024 --seq-len 64 -o " + dir_ + "/stats.safetensors");
+    ASSERT_EQ(r.code, 0) << r.err;
+    r = rme("moefy " + kMini + " --stats " + dir_ + "/stats.safetensors -o " + dir_ + "/moe");
+    ASSERT_EQ(r.code, 0) << r.err;
+    r = rme("corpus --tokenizer " + kMini + " --out " + dir_ + "/corpus --domain stories=" + kCal +
+            "stories.txt --domain code=" + kCal + "code.txt");
+    ASSERT_EQ(r.code, 0) << r.err;
+    r = rme("train-router " + dir_ + "/moe --corpus " + dir_ + "/corpus --out " + dir_ +
+            "/moe-r --steps 3 --batch 2 --seq-len 32 --eval-tokens 64");
+    ASSERT_EQ(r.code, 0) << r.err;
+    router_out_ = r.out;
+  }
+  static std::string dir_, router_out_;
+};
+std::string MoePipelineTest::dir_, MoePipelineTest::router_out_;
+
+TEST_F(MoePipelineTest, MoefyReportsLayoutAndAllChannelsEqualsDense) {
+  CmdResult r = rme("moefy " + kMini + " --stats " + dir_ + "/stats.safetensors --keep 1 -o " +
+                    dir_ + "/all");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("FFN active 100% of dense"), std::string::npos) << r.out;
+  const std::string text = " -f " + kCal + "wiki.txt --chunks 3 --ctx 64 --json";
+  CmdResult dense = rme("perplexity " + kMini + text);
+  CmdResult moe = rme("perplexity " + dir_ + "/all" + text + " --routing random");
+  ASSERT_EQ(dense.code, 0) << dense.err;
+  ASSERT_EQ(moe.code, 0) << moe.err;
+  EXPECT_EQ(field(dense.out, "perplexity"), field(moe.out, "perplexity"));
+  // Half the channels: worse than dense, and oracle routing beats random routing.
+  CmdResult oracle = rme("perplexity " + dir_ + "/moe" + text + " --routing oracle");
+  CmdResult random = rme("perplexity " + dir_ + "/moe" + text + " --routing random");
+  ASSERT_EQ(oracle.code, 0) << oracle.err;
+  EXPECT_GT(std::stod(field(oracle.out, "perplexity")), std::stod(field(dense.out, "perplexity")));
+  EXPECT_LT(std::stod(field(oracle.out, "perplexity")), std::stod(field(random.out, "perplexity")));
+}
+
+TEST_F(MoePipelineTest, TrainedRouterGeneratesAndIsAnalyzed) {
+  EXPECT_NE(router_out_.find("layer-gate"), std::string::npos) << router_out_;
+  CmdResult g = rme("generate " + dir_ + "/moe-r --prompt \"Once upon a time\" --new-tokens 8 --temp 0");
+  ASSERT_EQ(g.code, 0) << g.err;
+  EXPECT_GT(g.out.size(), std::string("Once upon a time").size());
+  CmdResult lg = rme("generate " + dir_ + "/moe-r --prompt Hi --new-tokens 4 --routing layer-gate");
+  EXPECT_EQ(lg.code, 0) << lg.err;
+  CmdResult a = rme("analyze-routing " + dir_ + "/moe-r --routing layer-gate --file " + kCal +
+                    "stories.txt --tokens 256 -o " + dir_ + "/an");
+  ASSERT_EQ(a.code, 0) << a.err;
+  EXPECT_NE(a.out.find("mutual information"), std::string::npos);
+  for (const char* f : {"routing.csv", "expert_load.csv", "locality.csv", "transitions.csv"})
+    EXPECT_TRUE(file_exists(dir_ + "/an/" + f)) << f;
+}
+
+TEST_F(MoePipelineTest, FinetuneKilledAndResumedMatchesStraightRun) {
+  const std::string args = dir_ + "/moe-r --corpus " + dir_ +
+                           "/corpus --rounds 2 --steps 3 --router-steps 2 --batch 2 --seq-len 32 "
+                           "--eval-tokens 64 --checkpoint-every 2 --export-type f32 --out ";
+  CmdResult a = rme("finetune " + args + dir_ + "/ft-a");
+  ASSERT_EQ(a.code, 0) << a.err;
+  CmdResult k = rme("finetune " + args + dir_ + "/ft-b --kill-at-step 5");
+  EXPECT_EQ(k.code, 128 + 9);  // `sh -c` reports the SIGKILL as exit status 137
+  CmdResult b = rme("finetune " + args + dir_ + "/ft-b");
+  ASSERT_EQ(b.code, 0) << b.err;
+  EXPECT_NE(b.err.find("resuming"), std::string::npos);
+  EXPECT_EQ(read_file(dir_ + "/ft-a/train/finetune_log.csv").value(),
+            read_file(dir_ + "/ft-b/train/finetune_log.csv").value());
+  EXPECT_EQ(read_file(dir_ + "/ft-a/model.safetensors").value(),
+            read_file(dir_ + "/ft-b/model.safetensors").value());
+  CmdResult g = rme("generate " + dir_ + "/ft-a --prompt Hi --new-tokens 4");
+  EXPECT_EQ(g.code, 0) << g.err;
+}
+
+TEST_F(MoePipelineTest, MisuseGivesClearErrors) {
+  CmdResult r = rme("train-router " + kMini + " --corpus " + dir_ + "/corpus --out " + dir_ + "/x");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("not an MoE"), std::string::npos) << r.err;
+  r = rme("generate " + dir_ + "/moe --prompt Hi --new-tokens 2");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("no router"), std::string::npos) << r.err;
+  r = rme("generate " + dir_ + "/moe --prompt Hi --routing layer-gate");
+  EXPECT_EQ(r.code, 1);
+  r = rme("generate " + dir_ + "/moe-r --prompt Hi --routing sideways");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("expected router"), std::string::npos) << r.err;
+  r = rme("generate " + dir_ + "/moe-r --prompt Hi --routing expert:99");
+  EXPECT_EQ(r.code, 1);
+  r = rme("moefy " + kRoot + "/data/models/stories260K.bin --tokenizer " + kRoot +
+          "/data/models/tok512.bin --stats " + dir_ + "/stats.safetensors -o " + dir_ + "/bad");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("statistics are for 6 layers"), std::string::npos) << r.err;
+  r = rme("generate " + kMini + " --prompt Hi --routing oracle");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("dense"), std::string::npos) << r.err;
+}
+
+}  // namespace
+}  // namespace rme
