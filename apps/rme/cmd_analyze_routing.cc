@@ -31,7 +31,8 @@ void add_analyze_routing_command(CLI::App& root, std::function<int()>& run) {
   a->routing.add(*app);
   app->add_option("--domain", a->domains, "NAME=FILE[,FILE...] text per domain (repeatable)");
   app->add_option("-f,--file", a->files, "text file(s), each its own domain named by the file");
-  app->add_option("--tokens", a->tokens, "tokens per domain (at most)")->check(CLI::Range(1, 1 << 30));
+  app->add_option("--tokens", a->tokens, "tokens per domain (at most)")
+      ->check(CLI::Range(1, 1 << 30));
   app->add_option("--seq-len", a->seq_len, "tokens per sequence")->check(CLI::Range(2, 1 << 16));
   app->add_option("-o,--out", a->out, "output directory (CSV, PNG, routing trace)")->required();
   app->callback([a, &run] {
@@ -146,7 +147,8 @@ void add_analyze_routing_command(CLI::App& root, std::function<int()>& run) {
           for (double& x : sum[i]) row.push_back(x = tot > 0 ? x / tot : 0);
           tr.rows.push_back(row);
         }
-        if (Status st = write_csv(a->out + "/mutual_information.csv", mi); !st.ok()) return fail(st);
+        if (Status st = write_csv(a->out + "/mutual_information.csv", mi); !st.ok())
+          return fail(st);
         if (Status st = write_csv(a->out + "/transitions.csv", tr); !st.ok()) return fail(st);
         (void)plot_heatmap_png(sum, "P(expert at layer l+1 | expert at layer l), all layers",
                                "expert at layer l+1", "expert at layer l",

@@ -34,7 +34,8 @@ void add_moefy_command(CLI::App& root, std::function<int()>& run) {
   app->add_option("--seed", a->seed, "k-means seed");
   app->add_flag("--prune", a->prune,
                 "instead: the dense model pruned to the MoE's active width (global top channels)");
-  app->add_option("--type", a->type, "stored dtype (default: the parent's; f32 for quantized parents)")
+  app->add_option("--type", a->type,
+                  "stored dtype (default: the parent's; f32 for quantized parents)")
       ->check(CLI::IsMember({"f32", "f16", "bf16", "q8_0", "q4_0"}));
   app->add_option("-o,--out", a->out, "output: a directory (safetensors) or a .gguf file")
       ->required();
@@ -46,11 +47,10 @@ void add_moefy_command(CLI::App& root, std::function<int()>& run) {
       auto stats = read_profile(a->stats);
       if (!stats.ok()) return fail(stats.status());
       if (stats->n_layer != dense.config.n_layer || stats->n_ff != dense.config.n_ff)
-        return fail(invalid_argument(a->stats + ": statistics are for " +
-                                     std::to_string(stats->n_layer) + " layers x " +
-                                     std::to_string(stats->n_ff) + " channels, the model has " +
-                                     std::to_string(dense.config.n_layer) + " x " +
-                                     std::to_string(dense.config.n_ff)));
+        return fail(invalid_argument(
+            a->stats + ": statistics are for " + std::to_string(stats->n_layer) + " layers x " +
+            std::to_string(stats->n_ff) + " channels, the model has " +
+            std::to_string(dense.config.n_layer) + " x " + std::to_string(dense.config.n_ff)));
       ChannelScores scores = stats->scores();
       std::vector<std::string> names = stats->domains;
       if (a->cluster > 0) {
@@ -66,8 +66,8 @@ void add_moefy_command(CLI::App& root, std::function<int()>& run) {
             if ((*assign)[i] == k) ++count[stats->seq_domain[i]], ++n;
           size_t top = std::max_element(count.begin(), count.end()) - count.begin();
           names.push_back("c" + std::to_string(k) + ":" + stats->domains[top]);
-          std::printf("cluster %d: %d sequences, %d%% %s\n", k, n,
-                      n ? 100 * count[top] / n : 0, stats->domains[top].c_str());
+          std::printf("cluster %d: %d sequences, %d%% %s\n", k, n, n ? 100 * count[top] / n : 0,
+                      stats->domains[top].c_str());
         }
       }
       auto layout = carve_experts(scores, a->keep);
@@ -75,8 +75,9 @@ void add_moefy_command(CLI::App& root, std::function<int()>& run) {
       if (a->prune) {  // same active width as the MoE: shared + one expert, global top channels
         std::vector<int> widths;
         for (int l = 0; l < dense.config.n_layer; ++l)
-          widths.push_back(static_cast<int>(layout->shared[l].size() +
-                                            (layout->experts.empty() ? 0 : layout->experts[0][l].size())));
+          widths.push_back(
+              static_cast<int>(layout->shared[l].size() +
+                               (layout->experts.empty() ? 0 : layout->experts[0][l].size())));
         layout->shared = top_channels(stats->pooled(), widths);
         layout->experts.clear();
         names.clear();
@@ -102,10 +103,11 @@ void add_moefy_command(CLI::App& root, std::function<int()>& run) {
       const int64_t ffn_active = (shared + one) * 3 * c.n_embd;
       const int64_t ffn_total = (shared + routed) * 3 * c.n_embd;
       const int64_t rest = dense.config.n_params() - ffn_dense;
-      std::printf("parameters: dense %.2fM; %s active %.2fM, total %.2fM (FFN active %.0f%% of "
-                  "dense)\n",
-                  dense.config.n_params() / 1e6, a->prune ? "pruned" : "MoE",
-                  (rest + ffn_active) / 1e6, (rest + ffn_total) / 1e6, 100.0 * ffn_active / ffn_dense);
+      std::printf(
+          "parameters: dense %.2fM; %s active %.2fM, total %.2fM (FFN active %.0f%% of "
+          "dense)\n",
+          dense.config.n_params() / 1e6, a->prune ? "pruned" : "MoE", (rest + ffn_active) / 1e6,
+          (rest + ffn_total) / 1e6, 100.0 * ffn_active / ffn_dense);
       // Default: the parent's matrix dtype (f32 for quantized parents, whose slices are f32).
       const DType parent = dense.weights.layers[0].w_gate.dtype;
       std::optional<DType> type = dtype_is_quantized(parent) ? DType::kF32 : parent;

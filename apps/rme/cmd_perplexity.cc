@@ -89,15 +89,15 @@ void add_perplexity_command(CLI::App& root, std::function<int()>& run) {
       const double secs = now_seconds() - t0;
       if (*json) {
         std::printf(
-            "{\"model\": \"%s\", \"routing\": \"%s\", \"file\": \"%s\", \"ctx\": %d, \"chunks\": %lld, \"tokens\": "
+            "{\"model\": \"%s\", \"routing\": \"%s\", \"file\": \"%s\", \"ctx\": %d, \"chunks\": "
+            "%lld, \"tokens\": "
             "%lld, "
             "\"bytes\": %lld, \"nll_per_token\": %.6f, \"perplexity\": %.6f, \"bits_per_byte\": "
             "%.6f, "
             "\"seconds\": %.3f}\n",
             args->model.c_str(), m.moe.is_moe() ? routing->mode.c_str() : "dense", file->c_str(),
-            n_ctx, static_cast<long long>(n_chunks),
-            static_cast<long long>(n_scored), static_cast<long long>(n_bytes), nll / n_scored, ppl,
-            bpb, secs);
+            n_ctx, static_cast<long long>(n_chunks), static_cast<long long>(n_scored),
+            static_cast<long long>(n_bytes), nll / n_scored, ppl, bpb, secs);
       } else {
         std::printf(
             "%s: %lld tokens in %lld chunks of %d: perplexity %.4f, %.4f nats/token, %.4f "

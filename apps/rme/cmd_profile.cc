@@ -22,7 +22,8 @@ void add_profile_command(CLI::App& root, std::function<int()>& run) {
   args->add(*app);
   app->add_option("--domain", *domains, "NAME=FILE[,FILE...] calibration text (repeatable)")
       ->required();
-  app->add_option("--tokens", *tokens, "tokens per domain (at most)")->check(CLI::Range(1, 1 << 30));
+  app->add_option("--tokens", *tokens, "tokens per domain (at most)")
+      ->check(CLI::Range(1, 1 << 30));
   app->add_option("--seq-len", *seq_len, "tokens per sequence (BOS included)")
       ->check(CLI::Range(2, 1 << 16));
   app->add_option("--max-seq-profiles", *max_seqs,
@@ -51,7 +52,8 @@ void add_profile_command(CLI::App& root, std::function<int()>& run) {
           for (const std::string& doc : *docs) {
             std::vector<int> ids = tok.encode(doc, true);
             for (size_t b = 0; b < ids.size() && n < *tokens; b += len) {
-              const size_t e = std::min({ids.size(), b + len, b + static_cast<size_t>(*tokens - n)});
+              const size_t e =
+                  std::min({ids.size(), b + len, b + static_cast<size_t>(*tokens - n)});
               if (e - b < 2) break;
               seqs.emplace_back(ids.begin() + b, ids.begin() + e);
               n += static_cast<int64_t>(e - b);

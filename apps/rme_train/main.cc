@@ -24,7 +24,8 @@ int guarded(F&& f) {
   try {
     return report(f());
   } catch (const std::exception& e) {
-    return report(rme::Status(rme::StatusCode::kInvalidArgument, std::string("libtorch: ") + e.what()));
+    return report(
+        rme::Status(rme::StatusCode::kInvalidArgument, std::string("libtorch: ") + e.what()));
   }
 }
 
@@ -97,7 +98,8 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"router", "layer-gate"}));
   ft->add_option("--rounds", fo.rounds, "rounds (router tuning between expert tuning)")
       ->check(CLI::Range(1, 100));
-  ft->add_option("--steps", fo.steps, "expert-tuning steps per round")->check(CLI::Range(1, 1 << 24));
+  ft->add_option("--steps", fo.steps, "expert-tuning steps per round")
+      ->check(CLI::Range(1, 1 << 24));
   ft->add_option("--router-steps", fo.router_steps, "router-tuning steps between rounds")
       ->check(CLI::Range(1, 1 << 24));
   ft->add_option("--batch", fo.batch, "sequences per step")->check(CLI::Range(1, 4096));

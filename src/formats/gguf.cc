@@ -443,8 +443,7 @@ Status GgufWriter::write(const std::string& path, uint32_t alignment) const {
     return h;
   };
   std::vector<uint64_t> offsets(tensors_.size(), 0), sizes;
-  const uint64_t data_start =
-      (header_with(offsets).size() + alignment - 1) / alignment * alignment;
+  const uint64_t data_start = (header_with(offsets).size() + alignment - 1) / alignment * alignment;
   uint64_t offset = 0;
   for (size_t i = 0; i < tensors_.size(); ++i) {
     const auto& t = tensors_[i];

@@ -204,7 +204,8 @@ Status write_hf_model(const Model& model, const Tokenizer* tokenizer, const std:
     j["rope_scaling"] = {{"rope_type", "linear"}, {"factor", c.rope_scaling.factor}};
   }
   if (!c.rope_freq_factors.empty()) j["rme_rope_freq_factors"] = c.rope_freq_factors;
-  if (model.moe.is_moe() || !c.n_ff_layer.empty()) j["rme_moe"] = json::parse(moe_layout_json(model));
+  if (model.moe.is_moe() || !c.n_ff_layer.empty())
+    j["rme_moe"] = json::parse(moe_layout_json(model));
   if (tokenizer) {
     j["bos_token_id"] = tokenizer->special().bos;
     j["eos_token_id"] = tokenizer->special().eos;

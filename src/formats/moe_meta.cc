@@ -22,16 +22,18 @@ std::string moe_layout_json(const Model& m) {
             {"expert_channels", moe.expert_channels}};
   if (m.router) {
     const LlamaConfig& r = m.router->config;
-    j["router"] = {{"n_embd", r.n_embd}, {"n_layer", r.n_layer},     {"n_head", r.n_head},
-                   {"n_head_kv", r.n_head_kv}, {"n_ff", r.n_ff},     {"n_ctx", r.n_ctx},
-                   {"head_dim", r.head_dim},   {"rms_eps", r.rms_eps}, {"rope_theta", r.rope_theta}};
+    j["router"] = {
+        {"n_embd", r.n_embd},       {"n_layer", r.n_layer}, {"n_head", r.n_head},
+        {"n_head_kv", r.n_head_kv}, {"n_ff", r.n_ff},       {"n_ctx", r.n_ctx},
+        {"head_dim", r.head_dim},   {"rms_eps", r.rms_eps}, {"rope_theta", r.rope_theta}};
   }
   return j.dump();
 }
 
 Status apply_moe_layout(const std::string& text, const std::string& path, Model& m) {
   json j = json::parse(text, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) return corrupt(path + ": MoE layout is not a JSON object");
+  if (j.is_discarded() || !j.is_object())
+    return corrupt(path + ": MoE layout is not a JSON object");
   MoeConfig& moe = m.moe;
   try {
     moe.n_expert = j.at("n_expert").get<int>();
@@ -41,8 +43,7 @@ Status apply_moe_layout(const std::string& text, const std::string& path, Model&
     moe.expert_names = j.value("expert_names", std::vector<std::string>{});
     moe.has_layer_gate = j.value("has_layer_gate", false);
     moe.shared_channels = j.at("shared_channels").get<std::vector<std::vector<int>>>();
-    moe.expert_channels =
-        j.at("expert_channels").get<std::vector<std::vector<std::vector<int>>>>();
+    moe.expert_channels = j.at("expert_channels").get<std::vector<std::vector<std::vector<int>>>>();
     if (j.contains("router") && j["router"].is_object()) {
       const json& r = j["router"];
       auto router = std::make_shared<Model>();
@@ -73,7 +74,8 @@ Status apply_moe_layout(const std::string& text, const std::string& path, Model&
                    std::to_string(m.config.n_layer));
   RME_RETURN_IF_ERROR(moe.validate(m.config.n_layer).with_context(path));
   m.config.n_ff_layer.clear();
-  for (const auto& s : moe.shared_channels) m.config.n_ff_layer.push_back(static_cast<int>(s.size()));
+  for (const auto& s : moe.shared_channels)
+    m.config.n_ff_layer.push_back(static_cast<int>(s.size()));
   return Status::Ok();
 }
 
@@ -112,7 +114,7 @@ Result<std::vector<ExpertRange>> expert_ranges(const Model& m) {
       if (lo != nullptr && lo >= f->data() && hi <= f->data() + f->size()) file = f.get();
     if (file == nullptr)
       return invalid_argument(m.source + ": expert " + std::to_string(e) +
-                                 " is not stored in one mapped checkpoint file");
+                              " is not stored in one mapped checkpoint file");
     out[e] = {static_cast<uint64_t>(lo - file->data()), static_cast<uint64_t>(hi - lo), sum};
   }
   return out;

@@ -153,8 +153,9 @@ Status Forward::route(const int* tokens, int n_tok, int pos, KvCache& kv) {
   switch (routing_.mode) {
     case Routing::kRouter: {
       if (!router_fwd_ || kv.router() == nullptr)
-        return invalid_argument("forward: the MoE has no router, or the KV cache was not built "
-                                "from the model");
+        return invalid_argument(
+            "forward: the MoE has no router, or the KV cache was not built "
+            "from the model");
       RME_RETURN_IF_ERROR(router_fwd_->run(std::span<const int>(tokens, n_tok), pos, *kv.router(),
                                            route_scores_.data(), true));
       for (int t = 0; t < n_tok; ++t)
@@ -178,7 +179,8 @@ Status Forward::route(const int* tokens, int n_tok, int pos, KvCache& kv) {
       for (int t = 0; t < n_tok; ++t) {
         uint64_t h = mix(routing_.seed ^ mix(static_cast<uint64_t>(pos + t) * 1315423911u +
                                              static_cast<uint64_t>(tokens[t])));
-        for (int e = 0; e < E; ++e) route_scores_[t * E + e] = static_cast<float>((h = mix(h)) >> 40);
+        for (int e = 0; e < E; ++e)
+          route_scores_[t * E + e] = static_cast<float>((h = mix(h)) >> 40);
         top_k(&route_scores_[t * E], E, k, &route_expert_[t * k], &route_weight_[t * k], false);
       }
       break;

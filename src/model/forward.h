@@ -25,7 +25,7 @@ enum class Routing {
 
 struct RoutingOptions {
   Routing mode = Routing::kRouter;
-  int top_k = 0;        // 0 = the model's own
+  int top_k = 0;  // 0 = the model's own
   int fixed_expert = 0;
   uint64_t seed = 0;
   const Model* dense = nullptr;  // kOracle: the parent the experts were carved from
@@ -33,8 +33,7 @@ struct RoutingOptions {
 
 // Sees each chunk's choices: layer -1 for a decision shared by all layers, else the layer
 // (kLayerGate). experts is [n_tok, k].
-using RouteObserver =
-    std::function<void(int layer, int pos, int n_tok, int k, const int* experts)>;
+using RouteObserver = std::function<void(int layer, int pos, int n_tok, int k, const int* experts)>;
 // Sees the down_proj input of the dense FFN / shared expert: act [n_tok, width].
 using FfnProbe = std::function<void(int layer, int n_tok, const float* act, int64_t width)>;
 

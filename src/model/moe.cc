@@ -34,8 +34,8 @@ Status MoeConfig::validate(int n_layer) const {
                  std::to_string(expert_channels[e].size()) + " layers, model has " +
                  std::to_string(n_layer));
     for (int l = 0; l < n_layer; ++l)
-      RME_RETURN_IF_ERROR(check_list(expert_channels[e][l],
-                                     "expert " + std::to_string(e) + " layer " + std::to_string(l)));
+      RME_RETURN_IF_ERROR(check_list(
+          expert_channels[e][l], "expert " + std::to_string(e) + " layer " + std::to_string(l)));
   }
   return Status::Ok();
 }

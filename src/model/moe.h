@@ -16,10 +16,10 @@ struct MoeConfig {
   int n_expert = 0;
   int top_k = 1;  // experts applied per token (outputs mixed by renormalized router weights)
   int parent_n_ff = 0;
-  std::vector<std::string> expert_names;            // [e], e.g. the calibration domain
-  std::vector<std::vector<int>> shared_channels;    // [l][...] always-on channels
+  std::vector<std::string> expert_names;                       // [e], e.g. the calibration domain
+  std::vector<std::vector<int>> shared_channels;               // [l][...] always-on channels
   std::vector<std::vector<std::vector<int>>> expert_channels;  // [e][l][...]
-  std::string parent;  // where the dense parent came from (informational)
+  std::string parent;           // where the dense parent came from (informational)
   bool has_layer_gate = false;  // per-layer linear gates (the layer-wise MoE baseline)
 
   bool is_moe() const { return n_expert > 0; }

@@ -25,7 +25,8 @@ void Model::for_each_weight(const std::function<void(const WeightId&, const MatV
   fn({K::kOutNorm, -1}, norm(weights.out_norm));
   if (!config.tied_output) fn({K::kOutput, -1}, weights.output);
   if (moe.has_layer_gate)
-    for (int il = 0; il < config.n_layer; ++il) fn({K::kLayerGate, il}, weights.layers[il].layer_gate);
+    for (int il = 0; il < config.n_layer; ++il)
+      fn({K::kLayerGate, il}, weights.layers[il].layer_gate);
   if (router)
     router->for_each_weight([&](const WeightId& id, const MatView& v) {
       WeightId r = id;

@@ -20,9 +20,9 @@ struct ExpertWeights {
 };
 
 struct LayerWeights {
-  const float* attn_norm = nullptr;    // [D]
-  MatView wq{}, wk{}, wv{}, wo{};      // [H*Dh, D], [Hkv*Dh, D], [Hkv*Dh, D], [D, H*Dh]
-  const float* ffn_norm = nullptr;     // [D]
+  const float* attn_norm = nullptr;  // [D]
+  MatView wq{}, wk{}, wv{}, wo{};    // [H*Dh, D], [Hkv*Dh, D], [Hkv*Dh, D], [D, H*Dh]
+  const float* ffn_norm = nullptr;   // [D]
   // [F, D], [F, D], [D, F]: the dense FFN, or an MoE's shared expert (F = ffn_width(layer)).
   MatView w_gate{}, w_up{}, w_down{};
   std::vector<ExpertWeights> experts;  // [n_expert]; empty for dense models

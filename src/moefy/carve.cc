@@ -93,7 +93,8 @@ Result<std::vector<int>> kmeans(const std::vector<std::vector<float>>& rows_in, 
   std::vector<double> best(n, 1e300);
   while (static_cast<int>(centers.size()) < k) {  // k-means++: far rows are likelier seeds
     double total = 0;
-    for (size_t i = 0; i < n; ++i) total += best[i] = std::min(best[i], dist(rows[i], centers.back()));
+    for (size_t i = 0; i < n; ++i)
+      total += best[i] = std::min(best[i], dist(rows[i], centers.back()));
     double r = std::uniform_real_distribution<double>(0, total)(rng);
     size_t pick = 0;
     while (pick + 1 < n && (r -= best[pick]) > 0) ++pick;

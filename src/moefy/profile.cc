@@ -48,14 +48,18 @@ Status write_profile(const ProfileStats& s, const std::string& path) {
   std::vector<SafetensorsEntry> entries;
   const int64_t LF = int64_t{s.n_layer} * s.n_ff;
   for (size_t d = 0; d < s.domains.size(); ++d)
-    entries.push_back({"domain." + std::to_string(d) + ".mean_abs", DType::kF32,
-                       {s.n_layer, s.n_ff}, s.mean_abs[d].data()});
+    entries.push_back({"domain." + std::to_string(d) + ".mean_abs",
+                       DType::kF32,
+                       {s.n_layer, s.n_ff},
+                       s.mean_abs[d].data()});
   std::vector<uint16_t> seq(s.seq_profile.size() * LF);
   for (size_t i = 0; i < s.seq_profile.size(); ++i)
     for (int64_t j = 0; j < LF; ++j) seq[i * LF + j] = f32_to_f16(s.seq_profile[i][j]);
   if (!seq.empty())
-    entries.push_back({"sequences.profile", DType::kF16,
-                       {static_cast<int64_t>(s.seq_profile.size()), LF}, seq.data()});
+    entries.push_back({"sequences.profile",
+                       DType::kF16,
+                       {static_cast<int64_t>(s.seq_profile.size()), LF},
+                       seq.data()});
   json meta = {{"domains", s.domains},
                {"tokens", s.tokens},
                {"seq_domain", s.seq_domain},
@@ -85,7 +89,8 @@ Result<ProfileStats> read_profile(const std::string& path) {
   if (s.tokens.size() != s.domains.size()) return corrupt(path + ": tokens per domain mismatch");
   for (size_t d = 0; d < s.domains.size(); ++d) {
     const Tensor* t = f->find("domain." + std::to_string(d) + ".mean_abs");
-    if (t == nullptr || t->dtype != DType::kF32 || t->shape != std::vector<int64_t>{s.n_layer, s.n_ff})
+    if (t == nullptr || t->dtype != DType::kF32 ||
+        t->shape != std::vector<int64_t>{s.n_layer, s.n_ff})
       return corrupt(path + ": domain " + std::to_string(d) + " statistics missing or misshapen");
     const float* p = static_cast<const float*>(t->data);
     s.mean_abs.emplace_back(p, p + LF);
@@ -124,7 +129,8 @@ Status Profiler::add(const std::string& domain, std::span<const int> tokens) {
     return invalid_argument(model_.source + ": profile a dense model (uniform FFN width)");
   if (tokens.empty()) return Status::Ok();
   if (static_cast<int>(tokens.size()) > max_seq_len_) tokens = tokens.first(max_seq_len_);
-  size_t d = std::find(stats_.domains.begin(), stats_.domains.end(), domain) - stats_.domains.begin();
+  size_t d =
+      std::find(stats_.domains.begin(), stats_.domains.end(), domain) - stats_.domains.begin();
   if (d == stats_.domains.size()) {
     stats_.domains.push_back(domain);
     stats_.tokens.push_back(0);

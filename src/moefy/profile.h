@@ -17,10 +17,10 @@ namespace rme {
 struct ProfileStats {
   int n_layer = 0, n_ff = 0;
   std::vector<std::string> domains;
-  std::vector<int64_t> tokens;                 // [d]
-  std::vector<std::vector<float>> mean_abs;    // [d][l*F]
+  std::vector<int64_t> tokens;                  // [d]
+  std::vector<std::vector<float>> mean_abs;     // [d][l*F]
   std::vector<std::vector<float>> seq_profile;  // [n][l*F] mean |act| of one sequence
-  std::vector<int> seq_domain;                 // [n]
+  std::vector<int> seq_domain;                  // [n]
 
   // [d][l][F], the shape carve_experts takes.
   ChannelScores scores() const;

@@ -15,8 +15,8 @@ void RoutingStats::add(const std::string& domain, const std::vector<std::vector<
     pairs_.push_back(0);
   }
   if (trans_.empty() && n_rows_ > 1)
-    trans_.assign(n_rows_ - 1, std::vector<std::vector<int64_t>>(
-                                   n_expert_, std::vector<int64_t>(n_expert_, 0)));
+    trans_.assign(n_rows_ - 1,
+                  std::vector<std::vector<int64_t>>(n_expert_, std::vector<int64_t>(n_expert_, 0)));
   for (size_t r = 0; r < c.size(); ++r) {
     for (size_t t = 0; t < c[r].size(); ++t) {
       ++load_[d][c[r][t]];

@@ -25,7 +25,8 @@ struct PlotSpec {
 
 // Writes `png` from the CSV at `csv` (columns as in `t`). Returns kUnsupported if gnuplot is not
 // installed; the CSV is the primary artefact.
-Status plot_png(const std::string& csv, const Table& t, const PlotSpec& spec, const std::string& png);
+Status plot_png(const std::string& csv, const Table& t, const PlotSpec& spec,
+                const std::string& png);
 
 // Writes `png`: matrix m (rows top to bottom) as a colour map.
 Status plot_heatmap_png(const std::vector<std::vector<double>>& m, const std::string& title,

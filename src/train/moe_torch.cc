@@ -1,8 +1,8 @@
 // train: MoeExperts and routing helpers.
 #include "train/moe_torch.h"
 
-#include "train/export.h"
 #include "tensor/quant.h"
+#include "train/export.h"
 
 namespace rme {
 namespace {

@@ -20,8 +20,8 @@ class LlamaTorchImpl : public torch::nn::Module {
 
   // Sees each layer's FFN input h2 [B, T, D] and its own FFN's down_proj input act [B, T, F];
   // returns a term added to the residual (e.g. routed experts) or an undefined tensor.
-  using FfnHook = std::function<torch::Tensor(int layer, const torch::Tensor& h2,
-                                              const torch::Tensor& act)>;
+  using FfnHook =
+      std::function<torch::Tensor(int layer, const torch::Tensor& h2, const torch::Tensor& act)>;
   // ids [B, T] int64 -> logits [B, T, n_output]
   torch::Tensor forward(const torch::Tensor& ids, const FfnHook& hook = {});
   // Copies a loaded Model's backbone weights in (dequantized; Q/K rows moved to rotate-half

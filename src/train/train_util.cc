@@ -121,8 +121,8 @@ std::string fmt_duration(double s) {
   return buf;
 }
 
-void progress_line(const char* what, int step, int steps, const std::string& extra,
-                   double rate, const char* unit, double elapsed) {
+void progress_line(const char* what, int step, int steps, const std::string& extra, double rate,
+                   const char* unit, double elapsed) {
   const double eta = step > 0 ? elapsed / step * (steps - step) : 0;
   std::fprintf(stderr, "\r%s step %d/%d | %s | %.0f %s | elapsed %s | ETA %s\033[K", what, step,
                steps, extra.c_str(), rate, unit, fmt_duration(elapsed).c_str(),

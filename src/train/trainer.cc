@@ -187,7 +187,8 @@ Status train_dense(const TrainConfig& config, const TrainOptions& opt_in) {
     opt.zero_grad();
     double loss_sum = 0;
     for (int m = 0; m < c.grad_accum; ++m) {
-      auto loss = lm_loss(model, sample_batch(domains, c.seed, step, m, c.batch_size, c.seq_len)) / c.grad_accum;
+      auto loss = lm_loss(model, sample_batch(domains, c.seed, step, m, c.batch_size, c.seq_len)) /
+                  c.grad_accum;
       loss.backward();
       loss_sum += loss.item<double>();
     }

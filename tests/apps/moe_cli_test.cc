@@ -38,8 +38,9 @@ class MoePipelineTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     dir_ = test::temp_dir("moe_pipeline");
-    CmdResult r = rme("profile " + kMini + " --domain stories=" + kCal + "stories.txt --domain code=" +
-                      kCal + "code.txt --tokens 1024 --seq-len 64 -o " + dir_ + "/stats.safetensors");
+    CmdResult r =
+        rme("profile " + kMini + " --domain stories=" + kCal + "stories.txt --domain code=" + kCal +
+            "code.txt --tokens 1024 --seq-len 64 -o " + dir_ + "/stats.safetensors");
     ASSERT_EQ(r.code, 0) << r.err;
     r = rme("moefy " + kMini + " --stats " + dir_ + "/stats.safetensors -o " + dir_ + "/moe");
     ASSERT_EQ(r.code, 0) << r.err;
@@ -76,7 +77,8 @@ TEST_F(MoePipelineTest, MoefyReportsLayoutAndAllChannelsEqualsDense) {
 
 TEST_F(MoePipelineTest, TrainedRouterGeneratesAndIsAnalyzed) {
   EXPECT_NE(router_out_.find("layer-gate"), std::string::npos) << router_out_;
-  CmdResult g = rme("generate " + dir_ + "/moe-r --prompt \"Once upon a time\" --new-tokens 8 --temp 0");
+  CmdResult g =
+      rme("generate " + dir_ + "/moe-r --prompt \"Once upon a time\" --new-tokens 8 --temp 0");
   ASSERT_EQ(g.code, 0) << g.err;
   EXPECT_GT(g.out.size(), std::string("Once upon a time").size());
   CmdResult lg = rme("generate " + dir_ + "/moe-r --prompt Hi --new-tokens 4 --routing layer-gate");

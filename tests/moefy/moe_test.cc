@@ -66,8 +66,9 @@ TEST(CarveTest, HandBuiltExample) {
 
 TEST(CarveTest, KmeansSeparatesClusters) {
   std::vector<std::vector<float>> rows;
-  for (int i = 0; i < 20; ++i) rows.push_back(i % 2 ? std::vector<float>{1, 0.1f * (i % 3), 0}
-                                                     : std::vector<float>{0, 0.1f * (i % 3), 1});
+  for (int i = 0; i < 20; ++i)
+    rows.push_back(i % 2 ? std::vector<float>{1, 0.1f * (i % 3), 0}
+                         : std::vector<float>{0, 0.1f * (i % 3), 1});
   auto a = kmeans(rows, 2, 3);
   ASSERT_TRUE(a.ok());
   for (int i = 2; i < 20; ++i) EXPECT_EQ((*a)[i], (*a)[i % 2]);
@@ -149,9 +150,9 @@ TEST(MoeTest, RouterIncrementalEqualsFullRecomputation) {
   const int F = dense->config.n_ff, L = dense->config.n_layer;
   std::vector<int> a, b;
   for (int c = 0; c < F; ++c) (c % 3 ? a : b).push_back(c);
-  auto moe = build_moe(*dense, {std::vector<std::vector<int>>(L),
-                                {std::vector<std::vector<int>>(L, a),
-                                 std::vector<std::vector<int>>(L, b)}},
+  auto moe = build_moe(*dense,
+                       {std::vector<std::vector<int>>(L),
+                        {std::vector<std::vector<int>>(L, a), std::vector<std::vector<int>>(L, b)}},
                        {"a", "b"});
   ASSERT_TRUE(moe.ok());
   moe->router = random_router(moe->config, 2, {32, 1, 4, 64, 64}, 11);
@@ -162,8 +163,9 @@ TEST(MoeTest, RouterIncrementalEqualsFullRecomputation) {
   Forward rf(*moe->router, 1, ThreadPool::global());
   std::vector<float> step(2);
   for (size_t t = 0; t < ids.size(); ++t) {
-    ASSERT_TRUE(rf.run(std::span<const int>(&ids[t], 1), static_cast<int>(t), rkv, step.data(),
-                       false).ok());
+    ASSERT_TRUE(
+        rf.run(std::span<const int>(&ids[t], 1), static_cast<int>(t), rkv, step.data(), false)
+            .ok());
     EXPECT_LT(std::fabs(step[0] - full[t * 2]), 1e-5f);
     EXPECT_LT(std::fabs(step[1] - full[t * 2 + 1]), 1e-5f);
   }
@@ -174,8 +176,8 @@ TEST(MoeTest, RouterIncrementalEqualsFullRecomputation) {
   const int V = moe->config.n_vocab;
   std::vector<float> one(V);
   for (size_t t = 0; t < ids.size(); ++t) {
-    ASSERT_TRUE(fwd.run(std::span<const int>(&ids[t], 1), static_cast<int>(t), kv, one.data(),
-                        false).ok());
+    ASSERT_TRUE(
+        fwd.run(std::span<const int>(&ids[t], 1), static_cast<int>(t), kv, one.data(), false).ok());
     for (int v = 0; v < V; ++v) ASSERT_NEAR(one[v], pre[t * V + v], 1e-4f) << t;
   }
 }

@@ -68,9 +68,10 @@ TEST(MoeTorchTest, RouterRoutedLogitsMatchEngine) {
     router->load_from(*f.moe.router);
     torch::NoGradGuard ng;
     auto route = route_weights(router->forward(t_ids), k);
-    auto logits = backbone->forward(t_ids, [&](int l, const torch::Tensor& h2, const torch::Tensor&) {
-      return experts->forward(l, h2, route);
-    });
+    auto logits =
+        backbone->forward(t_ids, [&](int l, const torch::Tensor& h2, const torch::Tensor&) {
+          return experts->forward(l, h2, route);
+        });
     EXPECT_LE(max_diff(engine_logits(f.moe, ids, Routing::kRouter), logits.contiguous()), 1e-4f)
         << "top-" << k;
   }

@@ -1,0 +1,125 @@
+// train: shared MoE training helpers.
+#include "train/moe_train_util.h"
+
+#include <algorithm>
+#include <cmath>
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <optional>
+
+#include "core/file.h"
+#include "core/timer.h"
+#include "formats/model_io.h"
+#include "moefy/router_init.h"
+#include "report/plot.h"
+#include "train/export.h"
+#include "train/moe_torch.h"
+#include "train/train_util.h"
+
+namespace rme {
+
+double cosine_lr(int step, int steps, int warmup, double lr, double min_lr) {
+  if (step < warmup) return lr * (step + 1) / warmup;
+  const double p = std::min(1.0, double(step - warmup) / std::max(1, steps - warmup));
+  return min_lr + 0.5 * (lr - min_lr) * (1 + std::cos(M_PI * p));
+}
+
+void set_lr(torch::optim::AdamW& opt, double lr) {
+  for (auto& g : opt.param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
+}
+
+// KL(softmax(score / tau) || softmax(logits)), mean over tokens.
+torch::Tensor distill_loss(const torch::Tensor& logits, const torch::Tensor& score, double tau) {
+  auto p = torch::softmax(score / tau, -1);
+  return (p * (p.clamp_min(1e-12).log() - torch::log_softmax(logits, -1))).sum(-1).mean();
+}
+
+// The dense parent's routing targets for ids [B, T]: per layer the share of |down_proj input|
+// mass in each expert's channels; score = its mean over layers (argmax = the oracle expert, as
+// the engine's add_expert_mass). Also each layer's FFN input and per-layer label.
+Targets dense_targets(LlamaTorch& dense, const std::vector<torch::Tensor>& masks,
+                      const torch::Tensor& ids) {
+  torch::NoGradGuard ng;
+  Targets t;
+  dense->forward(ids, [&](int l, const torch::Tensor& h2, const torch::Tensor& act) {
+    auto a = act.abs();
+    auto mass = torch::matmul(a, masks[l]) / a.sum(-1, true).clamp_min(1e-20);
+    t.score = t.score.defined() ? t.score + mass : mass;
+    t.h2.push_back(h2);
+    t.labels.push_back(mass.argmax(-1));
+    return torch::Tensor();
+  });
+  t.score = t.score / static_cast<double>(masks.size());
+  return t;
+}
+
+std::string pct(double x) {
+  char b[16];
+  std::snprintf(b, sizeof(b), "%.1f%%", 100 * x);
+  return b;
+}
+
+Result<DType> out_dtype(const std::string& name, const Model& m) {
+  if (name.empty()) {
+    DType d = m.weights.layers[0].wq.dtype;
+    return dtype_is_quantized(d) ? DType::kF32 : d;
+  }
+  auto d = dtype_from_name(name);
+  if (!d || dtype_is_quantized(*d)) return invalid_argument("--export-type " + name);
+  return *d;
+}
+
+// The MoE `src` with new backbone/expert/router/gate parameters, written as a safetensors MoE.
+Status write_moe(const Model& src, LlamaTorch* backbone, MoeExperts* experts, LlamaTorch* router,
+                 const torch::Tensor& gates, const std::string& dir, DType type) {
+  Model out = backbone ? model_from_torch(**backbone) : Model{};
+  if (!backbone) {  // keep the source backbone and experts as they are
+    out.config = src.config;
+    out.weights = src.weights;
+    out.buffers = src.buffers;
+  }
+  out.files = src.files;
+  out.config.rope_style = backbone ? RopeStyle::kHalf : src.config.rope_style;
+  out.moe = src.moe;
+  out.source = src.source;
+  out.format = src.format;
+  for (int l = 0; l < out.config.n_layer; ++l) {
+    out.weights.layers[l].experts = src.weights.layers[l].experts;
+    out.weights.layers[l].layer_gate = src.weights.layers[l].layer_gate;
+  }
+  if (experts) (*experts)->export_into(out);
+  if (router) {
+    out.router = std::make_shared<Model>(model_from_torch(**router));
+    out.router->config.rope_style = out.config.rope_style;  // routers follow the backbone
+  }
+  if (backbone == nullptr && src.config.rope_style != RopeStyle::kHalf)
+    return invalid_argument(src.source + ": train-router writes HF MoEs; convert the GGUF first");
+  if (gates.defined()) {
+    out.moe.has_layer_gate = true;
+    for (int l = 0; l < out.config.n_layer; ++l)
+      out.weights.layers[l].layer_gate = own_matrix(out, gates[l]);
+  }
+  RME_RETURN_IF_ERROR(write_hf_model(out, nullptr, dir, type));
+  return is_directory(src.source) ? copy_tokenizer_files(src.source, dir) : Status::Ok();
+}
+
+Result<MoeSetup> open_moe(const std::string& moe_dir, const std::string& corpus, int seq_len,
+                          int threads, bool allow_dense) {
+  configure_threads(threads);
+  MoeSetup s;
+  RME_ASSIGN_OR_RETURN(LoadedModel lm, load_model(moe_dir));
+  s.moe = std::move(lm.model);
+  if (!s.moe->moe.is_moe() && !allow_dense)
+    return invalid_argument(moe_dir + ": not an MoE (run rme moefy)");
+  int n_vocab = 0;
+  RME_ASSIGN_OR_RETURN(s.domains, open_domains(corpus, seq_len, {}, n_vocab));
+  if (n_vocab != s.moe->config.n_vocab)
+    return invalid_argument(corpus + ": corpus vocabulary " + std::to_string(n_vocab) +
+                            " != model vocabulary " + std::to_string(s.moe->config.n_vocab));
+  if (seq_len > s.moe->config.n_ctx) return invalid_argument("--seq-len exceeds the model context");
+  return s;
+}
+
+}  // namespace rme

@@ -1,0 +1,55 @@
+// train: pieces the MoE training loops share — learning-rate schedule, the distillation loss,
+// the dense parent's routing targets, opening an MoE with its corpus, writing the result.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+#include "model/weights.h"
+#include "train/moe_torch.h"
+#include "train/torch_llama.h"
+#include "train/train_util.h"
+
+namespace rme {
+
+// Linear warmup, then cosine from lr to min_lr.
+double cosine_lr(int step, int steps, int warmup, double lr, double min_lr);
+void set_lr(torch::optim::AdamW& opt, double lr);
+
+// KL(softmax(score / tau) || softmax(logits)), mean over tokens.
+torch::Tensor distill_loss(const torch::Tensor& logits, const torch::Tensor& score, double tau);
+
+// The dense parent's routing targets for ids [B, T]: per layer the share of |down_proj input|
+// mass in each expert's channels; score = its mean over layers (argmax = the oracle expert, as
+// the engine's add_expert_mass). Also each layer's FFN input and per-layer label.
+struct Targets {
+  torch::Tensor score;  // [B, T, E]
+  std::vector<torch::Tensor> h2, labels;
+};
+Targets dense_targets(LlamaTorch& dense, const std::vector<torch::Tensor>& masks,
+                      const torch::Tensor& ids);
+
+std::string pct(double x);  // "12.3%"
+
+// The export dtype: `name` (f32, f16, bf16) or, when empty, the backbone's float dtype.
+Result<DType> out_dtype(const std::string& name, const Model& m);
+
+// The MoE `src` with new parameters where given (backbone, experts, router, layer gates; null /
+// undefined keeps src's), written as a safetensors MoE directory with src's tokenizer files.
+Status write_moe(const Model& src, LlamaTorch* backbone, MoeExperts* experts, LlamaTorch* router,
+                 const torch::Tensor& gates, const std::string& dir, DType type);
+
+struct MoeSetup {
+  std::unique_ptr<Model> moe;
+  std::vector<Domain> domains;
+};
+// Loads the MoE (or, with allow_dense, a pruned dense model) and the corpus's domains; checks the
+// vocabularies agree and seq_len fits. Sets the BLAS threads.
+Result<MoeSetup> open_moe(const std::string& moe_dir, const std::string& corpus, int seq_len,
+                          int threads, bool allow_dense = false);
+
+}  // namespace rme
