@@ -19,7 +19,9 @@ void add_info_command(CLI::App& root, std::function<int()>& run) {
       if (!loaded.ok()) return fail(loaded.status());
       const Model& m = *loaded->model;
       const LlamaConfig& c = m.config;
-      std::printf("model:        %s (%s)\n", m.source.c_str(), m.format.c_str());
+      std::printf("model:        %s (%s)%s\n", m.source.c_str(), m.format.c_str(),
+                  m.random_weights ? " -- RANDOM WEIGHTS: for benchmarks, outputs are meaningless"
+                                   : "");
       std::printf("architecture: %s\n", c.summary().c_str());
       std::printf("parameters:   %lld (%.2f M)\n", static_cast<long long>(c.n_params()),
                   c.n_params() / 1e6);

@@ -148,6 +148,7 @@ Result<LoadedModel> load_gguf_model(const std::string& path) {
   }
   RME_RETURN_IF_ERROR(c.validate().with_context(path));
   m->format = "gguf";
+  if (const GgufValue* r = g->find("rme.random_weights")) m->random_weights = r->as_int() != 0;
   const std::string layout = get_string(*g, "rme.moe");
   if (!layout.empty()) RME_RETURN_IF_ERROR(apply_moe_layout(layout, path, *m));
   auto lookup = [&](const std::string& name) -> const Tensor* {
@@ -204,7 +205,10 @@ Status write_gguf_model(const Model& model, const Tokenizer* tokenizer, const st
   const LlamaConfig& c = model.config;
   GgufWriter w;
   w.set_string("general.architecture", "llama");
-  w.set_string("general.name", "rme export");
+  w.set_string("general.name", model.random_weights
+                                   ? "random weights (rme init-random): outputs are meaningless"
+                                   : "rme export");
+  if (model.random_weights) w.set_bool("rme.random_weights", true);
   w.set_u32("llama.context_length", c.n_ctx);
   w.set_u32("llama.embedding_length", c.n_embd);
   w.set_u32("llama.block_count", c.n_layer);

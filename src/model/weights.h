@@ -73,6 +73,9 @@ struct Model {
   std::string source;  // path it came from
   std::string format;  // "gguf", "safetensors", "llama2c"
   MoeConfig moe;       // n_expert == 0 for dense models
+  // Weights are random numbers (benchmarks, timing models): outputs are meaningless. Stored as
+  // GGUF key rme.random_weights.
+  bool random_weights = false;
   // The pre-gating router of an MoE: a causal Llama over token ids whose output has n_expert rows
   // (config.n_out). Null for dense models and for MoEs not yet given a router.
   std::shared_ptr<Model> router;

@@ -2,7 +2,7 @@
 #include "moefy/router_init.h"
 
 #include <algorithm>
-#include <random>
+#include "model/random_model.h"
 
 namespace rme {
 
@@ -34,36 +34,9 @@ LlamaConfig router_config(const LlamaConfig& b, int n_expert, const RouterShape&
 
 std::shared_ptr<Model> random_router(const LlamaConfig& backbone, int n_expert,
                                      const RouterShape& shape, uint64_t seed) {
-  auto m = std::make_shared<Model>();
-  m->config = router_config(backbone, n_expert, shape);
+  auto m = std::make_shared<Model>(random_model(router_config(backbone, n_expert, shape),
+                                                DType::kF32, seed, ThreadPool::global()));
   m->source = "random router";
-  m->format = "memory";
-  const LlamaConfig& c = m->config;
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> nd(0.0f, 0.02f);
-  auto mat = [&](int64_t rows, int64_t cols) {
-    std::vector<float> v(static_cast<size_t>(rows * cols));
-    for (float& x : v) x = nd(rng);
-    return MatView{DType::kF32, rows, cols, model_own_floats(*m, v)};
-  };
-  auto ones = [&](int64_t n) { return model_own_floats(*m, std::vector<float>(n, 1.0f)); };
-  const int64_t D = c.n_embd;
-  m->weights.tok_embd = mat(c.n_vocab, D);
-  for (int l = 0; l < c.n_layer; ++l) {
-    LayerWeights L;
-    L.attn_norm = ones(D);
-    L.wq = mat(c.q_dim(), D);
-    L.wk = mat(c.kv_dim(), D);
-    L.wv = mat(c.kv_dim(), D);
-    L.wo = mat(D, c.q_dim());
-    L.ffn_norm = ones(D);
-    L.w_gate = mat(c.n_ff, D);
-    L.w_up = mat(c.n_ff, D);
-    L.w_down = mat(D, c.n_ff);
-    m->weights.layers.push_back(L);
-  }
-  m->weights.out_norm = ones(D);
-  m->weights.output = mat(n_expert, D);
   return m;
 }
 

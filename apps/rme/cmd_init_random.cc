@@ -1,0 +1,60 @@
+// apps/rme: `rme init-random` — a GGUF model with random weights of a named shape or a config,
+// for benchmarks (no large real model can be downloaded here). Marked as random in its metadata.
+#include <cstdio>
+
+#include "commands.h"
+#include "common.h"
+#include "core/thread_pool.h"
+#include "core/timer.h"
+#include "formats/model_io.h"
+#include "model/random_model.h"
+
+namespace rme::cli {
+
+struct InitRandomArgs {
+  std::string shape, config, type = "f16", out;
+  uint64_t seed = 1;
+  int threads = 0;
+};
+
+void add_init_random_command(CLI::App& root, std::function<int()>& run) {
+  auto* app = root.add_subcommand(
+      "init-random", "Write a random-weight GGUF model of a named shape (for benchmarks)");
+  auto a = std::make_shared<InitRandomArgs>();
+  auto* g = app->add_option_group("shape");
+  g->add_option("--shape", a->shape, "tinyllama, llama2-7b or rme-mini");
+  g->add_option("--config", a->config, "or: a model whose architecture to copy (any format)");
+  g->require_option(1);
+  app->add_option("--type", a->type, "f32, f16, bf16, q8_0 or q4_0")
+      ->check(CLI::IsMember({"f32", "f16", "bf16", "q8_0", "q4_0"}));
+  app->add_option("--seed", a->seed, "seed");
+  app->add_option("-t,--threads", a->threads, "worker threads (default: all cores)");
+  app->add_option("-o,--out", a->out, "output .gguf")->required();
+  app->callback([a, &run] {
+    run = [a]() -> int {
+      if (a->threads > 0) ThreadPool::set_default_threads(a->threads);
+      LlamaConfig c;
+      if (!a->shape.empty()) {
+        auto s = named_shape(a->shape);
+        if (!s.ok()) return fail(s.status());
+        c = *s;
+      } else {
+        auto lm = load_model(a->config);
+        if (!lm.ok()) return fail(lm.status());
+        c = lm->model->config;
+        if (lm->model->moe.is_moe())
+          return fail(invalid_argument(a->config + ": copy the shape of a dense model"));
+      }
+      const DType type = *dtype_from_name(a->type);
+      const double t0 = now_seconds();
+      Model m = random_model(c, type, a->seed, ThreadPool::global());
+      if (Status st = write_gguf_model(m, nullptr, a->out, std::nullopt); !st.ok()) return fail(st);
+      std::printf("wrote %s: %s, %s, %.2fB parameters, %.2f GB, RANDOM weights (%.1f s)\n",
+                  a->out.c_str(), c.summary().c_str(), a->type.c_str(), c.n_params() / 1e9,
+                  m.weight_bytes() / 1e9, now_seconds() - t0);
+      return 0;
+    };
+  });
+}
+
+}  // namespace rme::cli

@@ -1,0 +1,98 @@
+// model: random-weight models.
+#include "model/random_model.h"
+
+#include <cmath>
+
+#include "tensor/quant.h"
+
+namespace rme {
+namespace {
+
+uint64_t mix(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+}  // namespace
+
+Result<LlamaConfig> named_shape(const std::string& name) {
+  LlamaConfig c;
+  c.rope_style = RopeStyle::kInterleaved;
+  c.rms_eps = 1e-5f;
+  c.rope_theta = 10000.0f;
+  if (name == "tinyllama") {
+    c.n_vocab = 32000, c.n_embd = 2048, c.n_layer = 22, c.n_head = 32, c.n_head_kv = 4;
+    c.n_ff = 5632, c.n_ctx = 2048;
+  } else if (name == "llama2-7b") {
+    c.n_vocab = 32000, c.n_embd = 4096, c.n_layer = 32, c.n_head = 32, c.n_head_kv = 32;
+    c.n_ff = 11008, c.n_ctx = 4096;
+  } else if (name == "rme-mini") {
+    c.n_vocab = 4096, c.n_embd = 256, c.n_layer = 6, c.n_head = 8, c.n_head_kv = 4;
+    c.n_ff = 1024, c.n_ctx = 256, c.tied_output = true;
+  } else {
+    return invalid_argument("unknown shape '" + name + "' (tinyllama, llama2-7b, rme-mini)");
+  }
+  c.head_dim = c.n_embd / c.n_head;
+  return c;
+}
+
+std::vector<std::string> shape_names() { return {"tinyllama", "llama2-7b", "rme-mini"}; }
+
+MatView random_matrix(Model& m, int64_t rows, int64_t cols, DType type, uint64_t seed,
+                      ThreadPool& pool) {
+  if (dtype_is_quantized(type) && cols % kQBlock != 0) type = DType::kF16;
+  const size_t row_bytes = dtype_row_bytes(type, cols);
+  auto buf = std::make_shared<Buffer>(std::max<size_t>(1, row_bytes * rows));
+  uint8_t* out = static_cast<uint8_t*>(buf->data());
+  // Uniform on [-a, a] with a = 0.02 * sqrt(3): standard deviation 0.02, like N(0, 0.02) inits.
+  const float a = 0.02f * std::sqrt(3.0f);
+  pool.parallel_for(rows, 16, [&](int64_t b, int64_t e, int) {
+    std::vector<float> row(cols);
+    for (int64_t r = b; r < e; ++r) {
+      uint64_t h = mix(seed ^ mix(static_cast<uint64_t>(r)));
+      for (int64_t c = 0; c < cols; ++c) {
+        h = mix(h);
+        row[c] = a * (static_cast<float>(h >> 40) * (2.0f / 16777216.0f) - 1.0f);
+      }
+      quantize_row(type, row.data(), out + r * row_bytes, cols);
+    }
+  });
+  m.buffers.push_back(buf);
+  return MatView{type, rows, cols, buf->data()};
+}
+
+Model random_model(const LlamaConfig& c, DType type, uint64_t seed, ThreadPool& pool) {
+  Model m;
+  m.config = c;
+  m.random_weights = true;
+  m.source = "random";
+  m.format = "memory";
+  uint64_t k = seed * 1000;
+  auto mat = [&](int64_t rows, int64_t cols) {
+    return random_matrix(m, rows, cols, type, ++k, pool);
+  };
+  auto ones = [&](int64_t n) { return model_own_floats(m, std::vector<float>(n, 1.0f)); };
+  const int64_t D = c.n_embd;
+  m.weights.tok_embd = mat(c.n_vocab, D);
+  for (int l = 0; l < c.n_layer; ++l) {
+    LayerWeights L;
+    L.attn_norm = ones(D);
+    L.wq = mat(c.q_dim(), D);
+    L.wk = mat(c.kv_dim(), D);
+    L.wv = mat(c.kv_dim(), D);
+    L.wo = mat(D, c.q_dim());
+    L.ffn_norm = ones(D);
+    const int64_t F = c.ffn_width(l);
+    L.w_gate = mat(F, D);
+    L.w_up = mat(F, D);
+    L.w_down = mat(D, F);
+    m.weights.layers.push_back(L);
+  }
+  m.weights.out_norm = ones(D);
+  m.weights.output = c.tied_output ? m.weights.tok_embd : mat(c.n_output(), D);
+  return m;
+}
+
+}  // namespace rme
