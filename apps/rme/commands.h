@@ -19,5 +19,6 @@ void add_profile_command(CLI::App& root, std::function<int()>& run);
 void add_moefy_command(CLI::App& root, std::function<int()>& run);
 void add_analyze_routing_command(CLI::App& root, std::function<int()>& run);
 void add_init_random_command(CLI::App& root, std::function<int()>& run);
+void add_bench_command(CLI::App& root, std::function<int()>& run);
 
 }  // namespace rme::cli

@@ -50,6 +50,28 @@ size_t Model::weight_bytes() const {
   return total;
 }
 
+size_t Model::decode_weight_bytes(int top_k) const {
+  using K = WeightId::Kind;
+  auto bytes = [](const MatView& v) {
+    return static_cast<size_t>(v.n_out) * dtype_row_bytes(v.dtype, v.n_in);
+  };
+  const int k = top_k > 0 ? top_k : moe.top_k;
+  double total = 0;
+  for_each_weight([&](const WeightId& id, const MatView& v) {
+    if (id.router) return;  // counted below
+    if (id.kind == K::kTokEmbd) {
+      total += dtype_row_bytes(v.dtype, v.n_in);  // one row is looked up
+      if (config.tied_output) total += bytes(v);  // and the whole matrix projects the output
+    } else if (id.kind == K::kExpGate || id.kind == K::kExpUp || id.kind == K::kExpDown) {
+      total += static_cast<double>(bytes(v)) * k / moe.n_expert;
+    } else if (id.kind != K::kLayerGate) {
+      total += bytes(v);
+    }
+  });
+  if (router) total += router->decode_weight_bytes();
+  return static_cast<size_t>(total);
+}
+
 const float* model_own_floats(Model& m, const std::vector<float>& values) {
   auto buf = std::make_shared<Buffer>(values.size() * sizeof(float));
   std::memcpy(buf->data(), values.data(), values.size() * sizeof(float));

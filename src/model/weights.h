@@ -86,6 +86,9 @@ struct Model {
   void for_each_weight(const std::function<void(const WeightId&, const MatView&)>& fn) const;
   // Bytes of weights (distinct storage).
   size_t weight_bytes() const;
+  // Weight bytes one decode step reads: every matrix once, one embedding row, and for an MoE the
+  // shared experts, the router, and top_k experts (their mean size; 0 = the model's top_k).
+  size_t decode_weight_bytes(int top_k = 0) const;
 };
 
 // Copies f32 values into a buffer owned by the model and returns a pointer to them.
