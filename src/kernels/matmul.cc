@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "core/check.h"
+#include "kernels/blas.h"
 
 namespace rme {
 
@@ -21,6 +22,10 @@ const RowKernels& row_kernels(Isa isa) {
 }
 
 namespace {
+// Below this many tokens the per-token dot products are as fast as a matrix product.
+constexpr int64_t kBlasMinTokens = 4;
+// Rows decoded per sgemm call: 64 rows of 11008 f32 = 2.8 MB, about what a core's L2 holds.
+constexpr int64_t kPanelRows = 64;
 // active_isa() is one relaxed atomic load, so resolving per call is free and follows
 // set_active_isa() in tests.
 const RowKernels& active_kernels() { return row_kernels(active_isa()); }
@@ -44,6 +49,25 @@ void matmul(const MatView& w, const float* x, int64_t x_stride, int64_t n_tok, f
   if (n_tok == 1) {
     pool.parallel_for(w.n_out, 16, [&](int64_t r0, int64_t r1, int) {
       for (int64_t r = r0; r < r1; ++r) y[r] = dot(base + r * row_bytes, x, n_in);
+    });
+    return;
+  }
+  if (n_tok >= kBlasMinTokens && fast_blas()) {
+    // Prefill as matrix products: each thread decodes panels of its rows to f32 (f32 weights are
+    // used in place) and multiplies every token by the panel at once.
+    pool.parallel_for(w.n_out, 32, [&](int64_t r0, int64_t r1, int) {
+      thread_local std::vector<float> panel;
+      for (int64_t p0 = r0; p0 < r1; p0 += kPanelRows) {
+        const int64_t rows = std::min(kPanelRows, r1 - p0);
+        const float* b = reinterpret_cast<const float*>(base + p0 * row_bytes);
+        if (w.dtype != DType::kF32) {
+          if (static_cast<int64_t>(panel.size()) < rows * n_in) panel.resize(rows * n_in);
+          for (int64_t r = 0; r < rows; ++r)
+            to_f32(base + (p0 + r) * row_bytes, panel.data() + r * n_in, n_in);
+          b = panel.data();
+        }
+        sgemm_nt(n_tok, rows, n_in, x, x_stride, b, n_in, y + p0, y_stride);
+      }
     });
     return;
   }
