@@ -6,6 +6,7 @@
 
 #include "core/check.h"
 #include "kernels/blas.h"
+#include "kernels/dot_q8.h"
 
 namespace rme {
 
@@ -47,6 +48,17 @@ void matmul(const MatView& w, const float* x, int64_t x_stride, int64_t n_tok, f
   const int64_t n_in = w.n_in;
 
   if (n_tok == 1) {
+    if (const DotQ8Fn dq = dot_q8_best(w.dtype)) {  // integer dot products, x quantized once
+      thread_local Q8Activations xq;
+      xq.quantize(x, n_in);
+      const int8_t* q = xq.q.data();
+      const float* d = xq.d.data();
+      const float* s = xq.sum.data();
+      pool.parallel_for(w.n_out, 16, [&](int64_t r0, int64_t r1, int) {
+        for (int64_t r = r0; r < r1; ++r) y[r] = dq(base + r * row_bytes, q, d, s, n_in);
+      });
+      return;
+    }
     pool.parallel_for(w.n_out, 16, [&](int64_t r0, int64_t r1, int) {
       for (int64_t r = r0; r < r1; ++r) y[r] = dot(base + r * row_bytes, x, n_in);
     });

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <random>
 
+#include "kernels/dot_q8.h"
 #include "tensor/quant.h"
 
 namespace rme {
@@ -89,11 +90,21 @@ TEST(MatmulTest, BatchedAndSingleTokenMatchNaiveOnEveryIsa) {
         std::vector<float> y(n_tok * n_out);
         matmul(MatView{t, n_out, n_in, d.packed.data()}, x.data(), n_in, n_tok, y.data(), n_out,
                pool);
+        // Decode of quantized weights may quantize the activations too (integer kernels); then
+        // the reference is the scalar integer dot product on the same quantized activations.
+        const DotQ8Fn int8 = n_tok == 1 ? dot_q8_best(t) : nullptr;
+        Q8Activations xq;
+        if (int8) xq.quantize(x.data(), n_in);
         for (int64_t tk = 0; tk < n_tok; ++tk)
           for (int64_t r = 0; r < n_out; ++r) {
             double s = 0;
-            for (int64_t i = 0; i < n_in; ++i)
-              s += static_cast<double>(deq[r * n_in + i]) * x[tk * n_in + i];
+            if (int8) {
+              s = dot_q8_ref(t)(d.packed.data() + r * dtype_row_bytes(t, n_in), xq.q.data(),
+                                xq.d.data(), xq.sum.data(), n_in);
+            } else {
+              for (int64_t i = 0; i < n_in; ++i)
+                s += static_cast<double>(deq[r * n_in + i]) * x[tk * n_in + i];
+            }
             EXPECT_NEAR(y[tk * n_out + r], s, 1e-4) << isa_name(isa) << " " << dtype_name(t);
           }
       }

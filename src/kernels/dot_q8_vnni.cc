@@ -1,0 +1,73 @@
+// kernels: AVX-512 VNNI integer dot products (vpdpbusd: unsigned 8-bit x signed 8-bit -> 32-bit).
+// Weights are made unsigned (Q8_0: flip the sign bit = +128; Q4_0: nibbles are 0..15 = q + 8) and
+// the offset is removed with the activation block sums.
+#include <immintrin.h>
+
+#include "kernels/dot_q8.h"
+#include "tensor/half.h"
+
+namespace rme {
+namespace {
+
+// Two blocks' scales in lanes 0-7 and 8-15.
+inline __m512 pair_scale(float a, float b) {
+  return _mm512_insertf32x8(_mm512_set1_ps(a), _mm256_set1_ps(b), 1);
+}
+
+inline __m256i q4_unpack(const uint8_t* p) {  // 16 bytes -> 32 nibbles (low half first)
+  const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  const __m128i mask = _mm_set1_epi8(0x0f);
+  return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(bytes, 4), mask),
+                          _mm_and_si128(bytes, mask));
+}
+
+template <bool kQ4>
+float dot_vnni(const void* w, const int8_t* q, const float* d, const float* sum, int64_t k) {
+  const int64_t nb = k / kQBlock;
+  __m512 acc = _mm512_setzero_ps();
+  float corr = 0;
+  const float offset = kQ4 ? 8.0f : 128.0f;
+  const __m256i flip = _mm256_set1_epi8(static_cast<char>(0x80));
+  auto weights = [&](int64_t ib, float& scale) {
+    if constexpr (kQ4) {
+      const auto& b = static_cast<const Q4_0Block*>(w)[ib];
+      scale = f16_to_f32(b.d) * d[ib];
+      return q4_unpack(b.q);
+    } else {
+      const auto& b = static_cast<const Q8_0Block*>(w)[ib];
+      scale = f16_to_f32(b.d) * d[ib];
+      return _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.q)), flip);
+    }
+  };
+  int64_t ib = 0;
+  for (; ib + 2 <= nb; ib += 2) {
+    float s0, s1;
+    const __m256i w0 = weights(ib, s0), w1 = weights(ib + 1, s1);
+    const __m512i wv = _mm512_inserti64x4(_mm512_castsi256_si512(w0), w1, 1);
+    const __m512i xv = _mm512_loadu_si512(q + ib * kQBlock);
+    const __m512i dp = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wv, xv);
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp), pair_scale(s0, s1), acc);
+    corr += offset * (s0 * sum[ib] + s1 * sum[ib + 1]);
+  }
+  float tail = 0;
+  if (ib < nb) {
+    float s0;
+    const __m256i w0 = weights(ib, s0);
+    const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + ib * kQBlock));
+    const __m256i dp = _mm256_dpbusd_epi32(_mm256_setzero_si256(), w0, xv);
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(dp), _mm256_extracti128_si256(dp, 1));
+    s = _mm_hadd_epi32(s, s);
+    s = _mm_hadd_epi32(s, s);
+    tail = s0 * static_cast<float>(_mm_cvtsi128_si32(s));
+    corr += offset * s0 * sum[ib];
+  }
+  return _mm512_reduce_add_ps(acc) + tail - corr;
+}
+
+}  // namespace
+
+DotQ8Fn dot_q8_vnni(DType t) {
+  return t == DType::kQ8_0 ? dot_vnni<false> : t == DType::kQ4_0 ? dot_vnni<true> : nullptr;
+}
+
+}  // namespace rme

@@ -1,0 +1,67 @@
+// tests/kernels: integer dot products — the VNNI kernel equals the scalar reference (same integer
+// block sums), and both approximate the f32 dot product within activation-quantization error.
+#include "kernels/dot_q8.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+
+#include "tensor/quant.h"
+
+namespace rme {
+namespace {
+
+TEST(DotQ8Test, QuantizeActivations) {
+  std::vector<float> x(64);
+  for (int i = 0; i < 64; ++i) x[i] = (i - 20) * 0.25f;
+  Q8Activations a;
+  a.quantize(x.data(), 64);
+  for (int b = 0; b < 2; ++b) {
+    int sum = 0;
+    for (int i = 0; i < 32; ++i) {
+      EXPECT_NEAR(a.q[b * 32 + i] * a.d[b], x[b * 32 + i], a.d[b] / 2 + 1e-6f);
+      sum += a.q[b * 32 + i];
+    }
+    EXPECT_EQ(a.sum[b], static_cast<float>(sum));
+  }
+  std::vector<float> zeros(32, 0.0f);
+  a.quantize(zeros.data(), 32);
+  EXPECT_EQ(a.d[0], 0.0f);
+  EXPECT_EQ(a.q[0], 0);
+}
+
+TEST(DotQ8Test, KernelsMatchReference) {
+  std::mt19937 rng(3);
+  std::normal_distribution<float> nd(0, 1);
+  for (DType t : {DType::kQ8_0, DType::kQ4_0}) {
+    for (int64_t k : {32, 64, 96, 2048, 2080}) {  // odd block counts exercise the tail
+      std::vector<float> wf(k), x(k);
+      for (auto& v : wf) v = nd(rng);
+      for (auto& v : x) v = nd(rng);
+      std::vector<uint8_t> w(dtype_row_bytes(t, k));
+      quantize_row(t, wf.data(), w.data(), k);
+      std::vector<float> deq(k);
+      dequantize_row(t, w.data(), deq.data(), k);
+      Q8Activations a;
+      a.quantize(x.data(), k);
+      const float ref = dot_q8_ref(t)(w.data(), a.q.data(), a.d.data(), a.sum.data(), k);
+      double exact = 0, norm = 0;
+      for (int64_t i = 0; i < k; ++i)
+        exact += double{deq[i]} * x[i], norm += std::fabs(deq[i] * x[i]);
+      // 8-bit activations: error well under 1% of the sum of |terms|.
+      EXPECT_NEAR(ref, exact, 0.01 * norm) << dtype_name(t) << " k=" << k;
+      if (DotQ8Fn best = dot_q8_best(t)) {
+        const float got = best(w.data(), a.q.data(), a.d.data(), a.sum.data(), k);
+        EXPECT_NEAR(got, ref, 1e-4 * (1 + std::fabs(ref))) << dtype_name(t) << " k=" << k;
+      } else {
+        GTEST_LOG_(INFO) << "no VNNI kernel on this CPU/ISA; reference only";
+      }
+    }
+  }
+  EXPECT_EQ(dot_q8_ref(DType::kF16), nullptr);
+  EXPECT_EQ(dot_q8_best(DType::kF32), nullptr);
+}
+
+}  // namespace
+}  // namespace rme
