@@ -25,10 +25,10 @@ using DotQ8Fn = float (*)(const void* w, const int8_t* q, const float* d, const 
 // The scalar reference (exact integer block sums, scaled in f32).
 DotQ8Fn dot_q8_ref(DType weights);
 // The fastest kernel this CPU and the active ISA allow for `weights`, or nullptr when decode
-// should keep f32 activations (non-quantized weights, no VNNI, RME_INT8=0).
+// should keep f32 activations (non-quantized weights, no VNNI, integer kernels off).
 DotQ8Fn dot_q8_best(DType weights);
-// Turns integer decode kernels off/on at run time (tests compare against f32 math; the
-// RME_INT8=0 environment variable sets the initial state). Returns the previous state.
+// Turns integer decode kernels on/off at run time. Initially off unless RME_INT8=1 (they are not
+// yet faster than the f32-activation kernels). Returns the previous state.
 bool set_int8_activations(bool on);
 
 }  // namespace rme

@@ -76,6 +76,7 @@ INSTANTIATE_TEST_SUITE_P(AllIsasAllTypes, RowKernelTest,
 
 TEST(MatmulTest, BatchedAndSingleTokenMatchNaiveOnEveryIsa) {
   ThreadPool pool(3);
+  const bool was = set_int8_activations(true);  // exercise the integer path where the CPU has it
   for (Isa isa : supported_isas()) {
     ASSERT_TRUE(set_active_isa(isa));
     for (DType t : {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0, DType::kQ4_0}) {
@@ -111,6 +112,7 @@ TEST(MatmulTest, BatchedAndSingleTokenMatchNaiveOnEveryIsa) {
     }
   }
   set_active_isa(supported_isas().back());
+  set_int8_activations(was);
 }
 
 }  // namespace
