@@ -23,9 +23,30 @@ void add_info_command(CLI::App& root, std::function<int()>& run) {
                   m.random_weights ? " -- RANDOM WEIGHTS: for benchmarks, outputs are meaningless"
                                    : "");
       std::printf("architecture: %s\n", c.summary().c_str());
-      std::printf("parameters:   %lld (%.2f M)\n", static_cast<long long>(c.n_params()),
-                  c.n_params() / 1e6);
+      int64_t total = 0;  // every stored weight (MoE: all experts and the router)
+      m.for_each_weight([&](const WeightId&, const MatView& v) { total += v.n_out * v.n_in; });
+      std::printf("parameters:   %lld (%.2f M)\n", static_cast<long long>(total), total / 1e6);
       std::printf("weights:      %.2f MiB\n", m.weight_bytes() / 1048576.0);
+      if (m.moe.is_moe() || !c.n_ff_layer.empty()) {
+        const MoeConfig& moe = m.moe;
+        std::printf("moe:          %d experts, top-%d, parent FFN %d, parent %s\n", moe.n_expert,
+                    moe.top_k, moe.parent_n_ff, moe.parent.c_str());
+        for (int l = 0; l < c.n_layer; ++l) {
+          std::printf("  layer %-3d shared %-5d experts", l, c.ffn_width(l));
+          for (int e = 0; e < moe.n_expert; ++e) std::printf(" %d", moe.expert_width(e, l));
+          std::printf("\n");
+        }
+        for (int e = 0; e < moe.n_expert && e < static_cast<int>(moe.expert_names.size()); ++e)
+          std::printf("  expert %d = %s\n", e, moe.expert_names[e].c_str());
+        if (m.router)
+          std::printf("router:       %s (%.2f M parameters)\n", m.router->config.summary().c_str(),
+                      m.router->config.n_params() / 1e6);
+        else if (moe.is_moe())
+          std::printf("router:       none yet (rme train-router)\n");
+        std::printf("per token:    %.2f MB of weights read per decoded token (dense parts, router "
+                    "and top-%d experts)\n",
+                    m.decode_weight_bytes() / 1e6, moe.top_k);
+      }
       std::map<std::string, int> dtypes;
       m.for_each_weight(
           [&](const WeightId&, const MatView& v) { dtypes[std::string(dtype_name(v.dtype))]++; });
