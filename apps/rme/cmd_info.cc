@@ -19,9 +19,9 @@ void add_info_command(CLI::App& root, std::function<int()>& run) {
       if (!loaded.ok()) return fail(loaded.status());
       const Model& m = *loaded->model;
       const LlamaConfig& c = m.config;
-      std::printf("model:        %s (%s)%s\n", m.source.c_str(), m.format.c_str(),
-                  m.random_weights ? " -- RANDOM WEIGHTS: for benchmarks, outputs are meaningless"
-                                   : "");
+      std::printf(
+          "model:        %s (%s)%s\n", m.source.c_str(), m.format.c_str(),
+          m.random_weights ? " -- RANDOM WEIGHTS: for benchmarks, outputs are meaningless" : "");
       std::printf("architecture: %s\n", c.summary().c_str());
       int64_t total = 0;  // every stored weight (MoE: all experts and the router)
       m.for_each_weight([&](const WeightId&, const MatView& v) { total += v.n_out * v.n_in; });
@@ -43,9 +43,10 @@ void add_info_command(CLI::App& root, std::function<int()>& run) {
                       m.router->config.n_params() / 1e6);
         else if (moe.is_moe())
           std::printf("router:       none yet (rme train-router)\n");
-        std::printf("per token:    %.2f MB of weights read per decoded token (dense parts, router "
-                    "and top-%d experts)\n",
-                    m.decode_weight_bytes() / 1e6, moe.top_k);
+        std::printf(
+            "per token:    %.2f MB of weights read per decoded token (dense parts, router "
+            "and top-%d experts)\n",
+            m.decode_weight_bytes() / 1e6, moe.top_k);
       }
       std::map<std::string, int> dtypes;
       m.for_each_weight(

@@ -2,6 +2,7 @@
 #include "moefy/router_init.h"
 
 #include <algorithm>
+
 #include "model/random_model.h"
 
 namespace rme {
