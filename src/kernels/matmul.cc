@@ -47,6 +47,9 @@ void matmul(const MatView& w, const float* x, int64_t x_stride, int64_t n_tok, f
   const uint8_t* base = static_cast<const uint8_t*>(w.data);
   const int64_t n_in = w.n_in;
 
+  // Rows per chunk: at least ~64K multiply-adds, so tiny matrices (small models, routers) run on
+  // the calling thread instead of paying a hand-off per op.
+  const int64_t grain = std::max<int64_t>(16, (int64_t{1} << 16) / std::max<int64_t>(1, n_in));
   if (n_tok == 1) {
     if (const DotQ8Fn dq = dot_q8_best(w.dtype)) {  // integer dot products, x quantized once
       thread_local Q8Activations xq;
@@ -54,12 +57,12 @@ void matmul(const MatView& w, const float* x, int64_t x_stride, int64_t n_tok, f
       const int8_t* q = xq.q.data();
       const float* d = xq.d.data();
       const float* s = xq.sum.data();
-      pool.parallel_for(w.n_out, 16, [&](int64_t r0, int64_t r1, int) {
+      pool.parallel_for(w.n_out, grain, [&](int64_t r0, int64_t r1, int) {
         for (int64_t r = r0; r < r1; ++r) y[r] = dq(base + r * row_bytes, q, d, s, n_in);
       });
       return;
     }
-    pool.parallel_for(w.n_out, 16, [&](int64_t r0, int64_t r1, int) {
+    pool.parallel_for(w.n_out, grain, [&](int64_t r0, int64_t r1, int) {
       for (int64_t r = r0; r < r1; ++r) y[r] = dot(base + r * row_bytes, x, n_in);
     });
     return;
