@@ -144,22 +144,27 @@ done
 } > "$W/routing.md"
 
 log "decode speed"
-# median generation tok/s of 5 runs
-speed() {
-  local v
-  for i in 1 2 3 4 5; do
-    "$RME" generate "$1" --prompt "Once upon a time" --new-tokens 200 --temp 0 --ignore-eos ${2:-} 2>&1 >/dev/null |
-      sed -nE 's/.*generation: [0-9]+ tokens, ([0-9.]+) tok\/s.*/\1/p'
-  done | sort -n | sed -n 3p
+# Generation tok/s of one run; the three models alternate so drift on a shared machine hits all.
+gen_tps() {
+  "$RME" generate "$1" --prompt "Once upon a time" --new-tokens 200 --temp 0 --ignore-eos 2>&1 >/dev/null |
+    sed -nE 's/.*generation: [0-9]+ tokens, ([0-9.]+) tok\/s.*/\1/p'
 }
+rm -f "$W"/speed-*.txt
+for i in 1 2 3 4 5 6 7; do
+  gen_tps $DENSE >> "$W/speed-dense.txt"
+  gen_tps "$M/moe-f" >> "$W/speed-moe.txt"
+  gen_tps "$M/pruned-f" >> "$W/speed-pruned.txt"
+done
+med() { sort -n "$1" | sed -n 4p; }
 {
-  echo "### Decode speed, rme-mini (2 threads, 200 new tokens, median of 5)"
+  echo "### Decode speed, rme-mini (2 threads, 200 new tokens, median of 7 alternating runs)"
   echo
-  echo "| model | tok/s |"
-  echo "|---|---:|"
-  echo "| (a) dense parent | $(speed $DENSE) |"
-  echo "| (b) Read-ME MoE (router + shared + 1 expert) | $(speed "$M/moe-f") |"
-  echo "| (e) pruned dense | $(speed "$M/pruned-f") |"
+  echo "| model | tok/s | MB of weights read per token |"
+  echo "|---|---:|---:|"
+  mb() { $RME info "$1" 2>/dev/null | sed -nE 's/^per token: +([0-9.]+) MB.*/\1/p'; }
+  echo "| (a) dense parent | $(med "$W/speed-dense.txt") | $(awk 'BEGIN{printf "%.2f", 6950144*2/1e6}') |"
+  echo "| (b) Read-ME MoE (router + shared + 1 expert) | $(med "$W/speed-moe.txt") | $(mb "$M/moe-f") |"
+  echo "| (e) pruned dense | $(med "$W/speed-pruned.txt") | $(mb "$M/pruned-f") |"
 } > "$W/speed.md"
 
 # ---------- stories260K (no domain labels: 4 k-means pseudo-domains) ----------
