@@ -92,7 +92,7 @@ TEST(MoeTest, AllChannelsEqualsDense) {
   RoutingOptions fixed{Routing::kFixed, 1, 0, 0, nullptr};
   EXPECT_EQ(max_diff(logits_of(*moe, ids, 4, &fixed), want), 0.0f);
   RoutingOptions random{Routing::kRandom, 1, 0, 5, nullptr};
-  EXPECT_EQ(max_diff(logits_of(*moe, ids, 5, &random), want), 0.0f);
+  EXPECT_EQ(max_diff(logits_of(*moe, ids, 4, &random), want), 0.0f);  // same chunking: exact
 
   ExpertLayout shared{std::vector<std::vector<int>>(L, all),
                       {std::vector<std::vector<int>>(L), std::vector<std::vector<int>>(L)}};
