@@ -10,12 +10,17 @@ W=${RME_WORK:-build/bench}
 T=${RME_THREADS:-2}
 REPS=${RME_REPS:-3}
 mkdir -p "$W"
-MODELS=${RME_MODELS:-"tinyllama:f16 tinyllama:q8_0 tinyllama:q4_0 llama2-7b:q4_0"}
+# SHAPE[+moeN]:TYPE; +moe8 = a Read-ME MoE of that shape (8 experts + shared, half the FFN
+# active per token, random router), for the MoE speed target.
+MODELS=${RME_MODELS:-"tinyllama:f16 tinyllama:q8_0 tinyllama:q4_0 llama2-7b:q4_0 tinyllama+moe8:q8_0"}
 for m in $MODELS; do
   shape=${m%%:*}
   type=${m##*:}
   f="$W/$shape-$type.gguf"
-  [ -f "$f" ] || $RME init-random --shape "$shape" --type "$type" -o "$f" >&2
+  base=${shape%%+*}
+  extra=""
+  case "$shape" in *+moe*) extra="--experts ${shape##*+moe}" ;; esac
+  [ -f "$f" ] || $RME init-random --shape "$base" --type "$type" $extra -o "$f" >&2
 done
 echo "| model | type | pp128 t/s | pp512 t/s | tg128 t/s | MB/token | effective GB/s | read GB/s | fraction |"
 echo "|---|---|---:|---:|---:|---:|---:|---:|---:|"

@@ -8,6 +8,7 @@
 #include "core/timer.h"
 #include "formats/model_io.h"
 #include "model/random_model.h"
+#include "moefy/router_init.h"
 
 namespace rme::cli {
 
@@ -15,6 +16,8 @@ struct InitRandomArgs {
   std::string shape, config, type = "f16", out;
   uint64_t seed = 1;
   int threads = 0;
+  int experts = 0;
+  double active = 0.5, shared = 0.25;
 };
 
 void add_init_random_command(CLI::App& root, std::function<int()>& run) {
@@ -28,6 +31,14 @@ void add_init_random_command(CLI::App& root, std::function<int()>& run) {
   app->add_option("--type", a->type, "f32, f16, bf16, q8_0 or q4_0")
       ->check(CLI::IsMember({"f32", "f16", "bf16", "q8_0", "q4_0"}));
   app->add_option("--seed", a->seed, "seed");
+  app->add_option("--experts", a->experts,
+                  "write a Read-ME MoE of this shape instead: N experts + a shared expert, random "
+                  "router (timing models)")
+      ->check(CLI::Range(0, 256));
+  app->add_option("--active", a->active, "MoE: active FFN fraction per token (shared + 1 expert)")
+      ->check(CLI::Range(0.0, 1.0));
+  app->add_option("--shared", a->shared, "MoE: shared expert fraction of the FFN")
+      ->check(CLI::Range(0.0, 1.0));
   app->add_option("-t,--threads", a->threads, "worker threads (default: all cores)");
   app->add_option("-o,--out", a->out, "output .gguf")->required();
   app->callback([a, &run] {
@@ -47,7 +58,11 @@ void add_init_random_command(CLI::App& root, std::function<int()>& run) {
       }
       const DType type = *dtype_from_name(a->type);
       const double t0 = now_seconds();
-      Model m = random_model(c, type, a->seed, ThreadPool::global());
+      Model m = a->experts > 0 ? random_moe(c, a->experts, a->active, a->shared, type, a->seed,
+                                            ThreadPool::global())
+                               : random_model(c, type, a->seed, ThreadPool::global());
+      if (a->experts > 0)
+        m.router = random_router(c, a->experts, default_router_shape(c), a->seed + 17);
       if (Status st = write_gguf_model(m, nullptr, a->out, std::nullopt); !st.ok()) return fail(st);
       std::printf("wrote %s: %s, %s, %.2fB parameters, %.2f GB, RANDOM weights (%.1f s)\n",
                   a->out.c_str(), c.summary().c_str(), a->type.c_str(), c.n_params() / 1e9,

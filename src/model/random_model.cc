@@ -1,6 +1,7 @@
 // model: random-weight models.
 #include "model/random_model.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "tensor/quant.h"
@@ -92,6 +93,67 @@ Model random_model(const LlamaConfig& c, DType type, uint64_t seed, ThreadPool& 
   }
   m.weights.out_norm = ones(D);
   m.weights.output = c.tied_output ? m.weights.tok_embd : mat(c.n_output(), D);
+  return m;
+}
+
+Model random_moe(const LlamaConfig& c, int n_expert, double active, double shared, DType type,
+                 uint64_t seed, ThreadPool& pool) {
+  const int F = c.n_ff;
+  auto round32 = [](double v) { return std::max(32, static_cast<int>(std::lround(v / 32)) * 32); };
+  const int S = round32(F * shared), W = std::max(32, round32(F * active) - S);
+  Model m;
+  m.config = c;
+  m.random_weights = true;
+  m.source = "random";
+  m.format = "memory";
+  MoeConfig& moe = m.moe;
+  moe.n_expert = n_expert;
+  moe.parent_n_ff = F;
+  for (int e = 0; e < n_expert; ++e) moe.expert_names.push_back("random" + std::to_string(e));
+  std::vector<int> sh(S);
+  for (int i = 0; i < S; ++i) sh[i] = i;
+  moe.shared_channels.assign(c.n_layer, sh);
+  moe.expert_channels.assign(n_expert, std::vector<std::vector<int>>(c.n_layer));
+  for (int e = 0; e < n_expert; ++e) {
+    std::vector<int> ch(W);
+    for (int i = 0; i < W; ++i) ch[i] = S + (e * W + i) % std::max(1, F - S);
+    std::sort(ch.begin(), ch.end());
+    ch.erase(std::unique(ch.begin(), ch.end()), ch.end());
+    for (auto& l : moe.expert_channels[e]) l = ch;
+  }
+  m.config.n_ff_layer.assign(c.n_layer, S);
+  uint64_t k = seed * 1000;
+  auto mat = [&](int64_t rows, int64_t cols) {
+    return random_matrix(m, rows, cols, type, ++k, pool);
+  };
+  auto ones = [&](int64_t n) { return model_own_floats(m, std::vector<float>(n, 1.0f)); };
+  const int64_t D = c.n_embd;
+  m.weights.tok_embd = mat(c.n_vocab, D);
+  for (int l = 0; l < c.n_layer; ++l) {
+    LayerWeights L;
+    L.attn_norm = ones(D);
+    L.wq = mat(c.q_dim(), D);
+    L.wk = mat(c.kv_dim(), D);
+    L.wv = mat(c.kv_dim(), D);
+    L.wo = mat(D, c.q_dim());
+    L.ffn_norm = ones(D);
+    L.w_gate = mat(S, D);
+    L.w_up = mat(S, D);
+    L.w_down = mat(D, S);
+    m.weights.layers.push_back(L);
+  }
+  m.weights.out_norm = ones(D);
+  m.weights.output = c.tied_output ? m.weights.tok_embd : mat(c.n_output(), D);
+  // Experts after the backbone, expert by expert (as the writers lay them out).
+  for (int e = 0; e < n_expert; ++e)
+    for (int l = 0; l < c.n_layer; ++l) {
+      ExpertWeights x;
+      const int64_t w = static_cast<int64_t>(moe.expert_channels[e][l].size());
+      x.gate = mat(w, D);
+      x.up = mat(w, D);
+      x.down = mat(D, w);
+      m.weights.layers[l].experts.push_back(x);
+    }
   return m;
 }
 

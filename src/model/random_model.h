@@ -23,6 +23,12 @@ std::vector<std::string> shape_names();
 // the thread count. Marked random_weights. Owns its buffers.
 Model random_model(const LlamaConfig& c, DType type, uint64_t seed, ThreadPool& pool);
 
+// A Read-ME-shaped MoE with random weights (timing models): shared expert of round(F * shared)
+// channels and n_expert experts of round(F * active) - shared channels each (multiples of 32),
+// synthetic channel lists, and a random router of the default shape (router_init.h's rule).
+Model random_moe(const LlamaConfig& c, int n_expert, double active, double shared, DType type,
+                 uint64_t seed, ThreadPool& pool);
+
 // A [rows, cols] random matrix of `type` owned by m (the same generator).
 MatView random_matrix(Model& m, int64_t rows, int64_t cols, DType type, uint64_t seed,
                       ThreadPool& pool);
