@@ -235,7 +235,12 @@ Status write_gguf_model(const Model& model, const Tokenizer* tokenizer, const st
     factors.resize(base.size());
     for (size_t i = 0; i < base.size(); ++i) factors[i] = base[i] / scaled[i];
   }
-  if (tokenizer) add_tokenizer(w, *tokenizer);
+  if (tokenizer) {
+    add_tokenizer(w, *tokenizer);
+  } else {
+    // No vocabulary: say so explicitly, which other readers (llama.cpp) accept with vocab_size.
+    w.set_string("tokenizer.ggml.model", "none");
+  }
 
   std::vector<std::shared_ptr<Buffer>> keep;
   if (model.moe.is_moe() || !c.n_ff_layer.empty()) w.set_string("rme.moe", moe_layout_json(model));
