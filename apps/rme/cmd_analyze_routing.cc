@@ -107,13 +107,18 @@ void add_analyze_routing_command(CLI::App& root, std::function<int()>& run) {
         }
         load.rows.push_back(row);
       }
-      std::vector<int> cols;
-      for (size_t i = 1; i < load.columns.size(); ++i) cols.push_back(static_cast<int>(i));
       if (Status st = write_csv(a->out + "/expert_load.csv", load); !st.ok()) return fail(st);
-      (void)plot_png(a->out + "/expert_load.csv", load,
-                     {"expert load per domain (" + a->routing.mode + ")", "expert",
-                      "share of tokens", 0, cols, false, false},
-                     a->out + "/expert_load.png");
+      std::vector<std::vector<double>> heat;  // [domain][expert]
+      for (size_t d = 0; d < stats.domains().size(); ++d) {
+        heat.emplace_back();
+        for (int e = 0; e < m.moe.n_expert; ++e) heat.back().push_back(load.rows[e][d + 1]);
+      }
+      std::string names;
+      for (size_t d = 0; d < stats.domains().size(); ++d)
+        names += (d ? ", " : "") + std::to_string(d) + "=" + stats.domains()[d];
+      (void)plot_heatmap_png(heat,
+                             "share of each domain tokens per expert (" + a->routing.mode + ")",
+                             "expert", "domain (" + names + ")", a->out + "/expert_load.png");
       std::printf("routing: %s, %d experts%s\n", a->routing.mode.c_str(), m.moe.n_expert,
                   layer_wise ? " (per layer)" : " (one choice for all layers)");
       std::printf("%-10s %10s  load per expert (share of tokens)\n", "domain", "locality");

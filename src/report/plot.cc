@@ -27,6 +27,13 @@ Status write_csv(const std::string& path, const Table& t) {
 
 namespace {
 
+// gnuplot single-quoted strings escape a quote by doubling it.
+std::string q(const std::string& s) {
+  std::string out;
+  for (char c : s) out += c == '\'' ? std::string("''") : std::string(1, c);
+  return out;
+}
+
 Status run_gnuplot(const std::string& script_text, const std::string& png) {
   const std::string script = png + ".gp";
   RME_RETURN_IF_ERROR(write_file_atomic(script, script_text));
@@ -47,7 +54,7 @@ Status plot_heatmap_png(const std::vector<std::vector<double>>& m, const std::st
     return unsupported("gnuplot is not installed");
   std::ostringstream g;
   g << "set terminal pngcairo size 700,600 noenhanced\nset output '" << png << ".tmp'\n"
-    << "set title '" << title << "'\nset xlabel '" << xlabel << "'\nset ylabel '" << ylabel
+    << "set title '" << q(title) << "'\nset xlabel '" << q(xlabel) << "'\nset ylabel '" << q(ylabel)
     << "'\nset palette rgbformulae 30,31,32\nset yrange [] reverse\n"
     << "plot '-' matrix with image notitle\n";
   for (const auto& row : m) {
@@ -67,15 +74,15 @@ Status plot_png(const std::string& csv, const Table& t, const PlotSpec& spec,
     << "set output '" << png << ".tmp'\n"
     << "set datafile separator ','\n"
     << "set key outside right\nset grid\n"
-    << "set title '" << spec.title << "'\nset xlabel '" << spec.xlabel << "'\nset ylabel '"
-    << spec.ylabel << "'\n";
+    << "set title '" << q(spec.title) << "'\nset xlabel '" << q(spec.xlabel) << "'\nset ylabel '"
+    << q(spec.ylabel) << "'\n";
   if (spec.log_x) g << "set logscale x\n";
   if (spec.log_y) g << "set logscale y\n";
   g << "plot ";
   for (size_t i = 0; i < spec.y_columns.size(); ++i) {
     int c = spec.y_columns[i];
     g << (i ? ", " : "") << "'" << csv << "' using " << spec.x_column + 1 << ":" << c + 1
-      << " skip 1 with lines lw 2 title '" << t.columns[c] << "'";
+      << " skip 1 with lines lw 2 title '" << q(t.columns[c]) << "'";
   }
   g << "\n";
   return run_gnuplot(g.str(), png);
