@@ -1,12 +1,16 @@
-// bench: matmul throughput per ISA and weight dtype — GB/s of weights for one token (decode,
-// memory-bound) and GFLOP/s for 64 tokens (prefill). Run: build/bin/kernels_bench
+// bench: kernel throughput — matmul per ISA and weight dtype (GB/s of weights for one token,
+// GFLOP/s for 64 tokens), integer vs f32-activation decode dots, attention, RMSNorm + SwiGLU, and
+// the streaming read bandwidth. Run: build/bin/kernels_bench
 #include <benchmark/benchmark.h>
 
 #include <random>
 #include <vector>
 
 #include "core/thread_pool.h"
+#include "kernels/dot_q8.h"
 #include "kernels/matmul.h"
+#include "kernels/membw.h"
+#include "kernels/ops.h"
 #include "tensor/quant.h"
 
 namespace rme {
@@ -64,6 +68,82 @@ void args(benchmark::internal::Benchmark* b) {
 }
 
 BENCHMARK(BM_Matmul)->Apply(args)->UseRealTime()->Unit(benchmark::kMillisecond)->MinTime(0.2);
+
+// Integer decode kernels (AVX-512 VNNI) vs the f32-activation kernel on the same rows, one
+// thread: GB/s of weights.
+void BM_DotQ8(benchmark::State& state) {
+  const DType t = static_cast<DType>(state.range(0));
+  const bool int8 = state.range(1) != 0;
+  const int64_t n_out = 2048, n_in = 2048;
+  set_active_isa(supported_isas().back());
+  Weights w = make_weights(t, n_out, n_in);
+  std::vector<float> x(n_in, 0.25f), y(n_out);
+  Q8Activations xq;
+  xq.quantize(x.data(), n_in);
+  const bool was = set_int8_activations(true);
+  const DotQ8Fn dq = dot_q8_best(t);
+  set_int8_activations(was);
+  if (int8 && dq == nullptr) {
+    state.SkipWithError("no VNNI kernel on this CPU");
+    return;
+  }
+  const auto f32 = row_kernels(active_isa()).dot[static_cast<int>(t)];
+  const size_t rb = dtype_row_bytes(t, n_in);
+  for (auto _ : state) {
+    for (int64_t r = 0; r < n_out; ++r)
+      y[r] = int8 ? dq(w.data.data() + r * rb, xq.q.data(), xq.d.data(), xq.sum.data(), n_in)
+                  : f32(w.data.data() + r * rb, x.data(), n_in);
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.counters["GB/s"] = benchmark::Counter(
+      static_cast<double>(w.data.size()) * state.iterations() / 1e9, benchmark::Counter::kIsRate);
+  state.SetLabel(std::string(dtype_name(t)) + (int8 ? " int8 activations" : " f32 activations"));
+}
+BENCHMARK(BM_DotQ8)
+    ->Args({static_cast<int64_t>(DType::kQ8_0), 0})
+    ->Args({static_cast<int64_t>(DType::kQ8_0), 1})
+    ->Args({static_cast<int64_t>(DType::kQ4_0), 0})
+    ->Args({static_cast<int64_t>(DType::kQ4_0), 1})
+    ->MinTime(0.2);
+
+// One attention head over n_kv cached positions (decode): GB/s of K and V read.
+void BM_Attention(benchmark::State& state) {
+  const int64_t n_kv = state.range(0), dh = 64, stride = 4 * dh;
+  set_active_isa(supported_isas().back());
+  std::vector<float> q(dh, 0.1f), k(n_kv * stride, 0.01f), v(n_kv * stride, 0.02f), out(dh),
+      scratch(n_kv);
+  for (auto _ : state) {
+    attention_head(q.data(), k.data(), v.data(), stride, n_kv, dh, scratch.data(), out.data());
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.counters["GB/s"] = benchmark::Counter(2.0 * n_kv * dh * 4 * state.iterations() / 1e9,
+                                              benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_Attention)->Arg(256)->Arg(1024)->Arg(4096)->MinTime(0.2);
+
+// RMSNorm and SwiGLU over one tinyllama-sized row: GB/s touched.
+void BM_RmsNormSwiGLU(benchmark::State& state) {
+  const int64_t d = 2048, f = 5632;
+  set_active_isa(supported_isas().back());
+  std::vector<float> x(d, 0.3f), w(d, 1.0f), o(d), g(f, 0.2f), u(f, 0.4f);
+  for (auto _ : state) {
+    rmsnorm(x.data(), w.data(), d, 1e-5f, o.data());
+    silu_mul(g.data(), u.data(), f);
+    benchmark::DoNotOptimize(o.data());
+    benchmark::DoNotOptimize(g.data());
+  }
+  state.counters["GB/s"] = benchmark::Counter((3.0 * d + 3.0 * f) * 4 * state.iterations() / 1e9,
+                                              benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_RmsNormSwiGLU)->MinTime(0.2);
+
+// The streaming read bandwidth rme bench reports, as a benchmark (2 threads, 512 MB).
+void BM_ReadBandwidth(benchmark::State& state) {
+  double gbs = 0;
+  for (auto _ : state) gbs = measure_read_bandwidth(size_t{512} << 20, 3, ThreadPool::global());
+  state.counters["GB/s"] = gbs;
+}
+BENCHMARK(BM_ReadBandwidth)->Iterations(1)->Unit(benchmark::kMillisecond);
 
 }  // namespace
 }  // namespace rme
