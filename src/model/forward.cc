@@ -5,18 +5,12 @@
 #include <algorithm>
 #include <cmath>
 
+#include "core/hash.h"
 #include "kernels/ops.h"
 #include "tensor/quant.h"
 
 namespace rme {
 namespace {
-
-uint64_t mix(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
 
 // Writes the k largest of scores[0..n) (ties: lower index) and their softmax weights over those k.
 void top_k(const float* scores, int n, int k, int* experts, float* weights, bool softmax_weights) {
@@ -177,10 +171,10 @@ Status Forward::route(const int* tokens, int n_tok, int pos, KvCache& kv) {
     }
     case Routing::kRandom:
       for (int t = 0; t < n_tok; ++t) {
-        uint64_t h = mix(routing_.seed ^ mix(static_cast<uint64_t>(pos + t) * 1315423911u +
+        uint64_t h = splitmix(routing_.seed ^ splitmix(static_cast<uint64_t>(pos + t) * 1315423911u +
                                              static_cast<uint64_t>(tokens[t])));
         for (int e = 0; e < E; ++e)
-          route_scores_[t * E + e] = static_cast<float>((h = mix(h)) >> 40);
+          route_scores_[t * E + e] = static_cast<float>((h = splitmix(h)) >> 40);
         top_k(&route_scores_[t * E], E, k, &route_expert_[t * k], &route_weight_[t * k], false);
       }
       break;

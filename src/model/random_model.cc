@@ -4,20 +4,10 @@
 #include <algorithm>
 #include <cmath>
 
+#include "core/hash.h"
 #include "tensor/quant.h"
 
 namespace rme {
-namespace {
-
-uint64_t mix(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
-
-}  // namespace
-
 Result<LlamaConfig> named_shape(const std::string& name) {
   LlamaConfig c;
   c.rope_style = RopeStyle::kInterleaved;
@@ -52,9 +42,9 @@ MatView random_matrix(Model& m, int64_t rows, int64_t cols, DType type, uint64_t
   pool.parallel_for(rows, 16, [&](int64_t b, int64_t e, int) {
     std::vector<float> row(cols);
     for (int64_t r = b; r < e; ++r) {
-      uint64_t h = mix(seed ^ mix(static_cast<uint64_t>(r)));
+      uint64_t h = splitmix(seed ^ splitmix(static_cast<uint64_t>(r)));
       for (int64_t c = 0; c < cols; ++c) {
-        h = mix(h);
+        h = splitmix(h);
         row[c] = a * (static_cast<float>(h >> 40) * (2.0f / 16777216.0f) - 1.0f);
       }
       quantize_row(type, row.data(), out + r * row_bytes, cols);
@@ -101,11 +91,9 @@ Model random_moe(const LlamaConfig& c, int n_expert, double active, double share
   const int F = c.n_ff;
   auto round32 = [](double v) { return std::max(32, static_cast<int>(std::lround(v / 32)) * 32); };
   const int S = round32(F * shared), W = std::max(32, round32(F * active) - S);
-  Model m;
-  m.config = c;
-  m.random_weights = true;
-  m.source = "random";
-  m.format = "memory";
+  LlamaConfig shared_cfg = c;
+  shared_cfg.n_ff_layer.assign(c.n_layer, S);  // the backbone's FFNs are the shared experts
+  Model m = random_model(shared_cfg, type, seed, pool);
   MoeConfig& moe = m.moe;
   moe.n_expert = n_expert;
   moe.parent_n_ff = F;
@@ -121,37 +109,16 @@ Model random_moe(const LlamaConfig& c, int n_expert, double active, double share
     ch.erase(std::unique(ch.begin(), ch.end()), ch.end());
     for (auto& l : moe.expert_channels[e]) l = ch;
   }
-  m.config.n_ff_layer.assign(c.n_layer, S);
-  uint64_t k = seed * 1000;
-  auto mat = [&](int64_t rows, int64_t cols) {
-    return random_matrix(m, rows, cols, type, ++k, pool);
-  };
-  auto ones = [&](int64_t n) { return model_own_floats(m, std::vector<float>(n, 1.0f)); };
+  uint64_t k = seed * 1000 + 500000;  // expert matrices: a stream apart from the backbone's
   const int64_t D = c.n_embd;
-  m.weights.tok_embd = mat(c.n_vocab, D);
-  for (int l = 0; l < c.n_layer; ++l) {
-    LayerWeights L;
-    L.attn_norm = ones(D);
-    L.wq = mat(c.q_dim(), D);
-    L.wk = mat(c.kv_dim(), D);
-    L.wv = mat(c.kv_dim(), D);
-    L.wo = mat(D, c.q_dim());
-    L.ffn_norm = ones(D);
-    L.w_gate = mat(S, D);
-    L.w_up = mat(S, D);
-    L.w_down = mat(D, S);
-    m.weights.layers.push_back(L);
-  }
-  m.weights.out_norm = ones(D);
-  m.weights.output = c.tied_output ? m.weights.tok_embd : mat(c.n_output(), D);
   // Experts after the backbone, expert by expert (as the writers lay them out).
   for (int e = 0; e < n_expert; ++e)
     for (int l = 0; l < c.n_layer; ++l) {
       ExpertWeights x;
       const int64_t w = static_cast<int64_t>(moe.expert_channels[e][l].size());
-      x.gate = mat(w, D);
-      x.up = mat(w, D);
-      x.down = mat(D, w);
+      x.gate = random_matrix(m, w, D, type, ++k, pool);
+      x.up = random_matrix(m, w, D, type, ++k, pool);
+      x.down = random_matrix(m, D, w, type, ++k, pool);
       m.weights.layers[l].experts.push_back(x);
     }
   return m;

@@ -23,13 +23,6 @@ Status fsync_path(const std::string& path) {
 
 }  // namespace
 
-uint64_t splitmix(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
-
 Result<std::vector<Domain>> open_domains(const std::string& dir, int seq_len,
                                          const std::map<std::string, double>& mixture,
                                          int& n_vocab) {

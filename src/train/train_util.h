@@ -8,12 +8,11 @@
 #include <string>
 #include <vector>
 
+#include "core/hash.h"
 #include "core/status.h"
 #include "formats/text_corpus.h"
 
 namespace rme {
-
-uint64_t splitmix(uint64_t x);
 
 struct Domain {
   std::string name;
