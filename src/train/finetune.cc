@@ -68,11 +68,7 @@ Status finetune_moe(const FinetuneOptions& o) {
   if (moe.router) router->load_from(*moe.router);
   std::vector<torch::Tensor> gate_w;  // [l] frozen layer-wise gates [E, D]
   if (layer_gate)
-    for (int l = 0; l < L; ++l) {
-      const MatView& g = moe.weights.layers[l].layer_gate;
-      gate_w.push_back(
-          torch::from_blob(const_cast<void*>(g.data), {g.n_out, g.n_in}, torch::kFloat32).clone());
-    }
+    for (int l = 0; l < L; ++l) gate_w.push_back(tensor_from(moe.weights.layers[l].layer_gate));
   torch::Tensor gates;  // layer-wise baseline gates pass through unchanged
   std::vector<torch::Tensor> lm_params = backbone->parameters();
   if (experts)

@@ -1,23 +1,9 @@
 // train: MoeExperts and routing helpers.
 #include "train/moe_torch.h"
 
-#include "tensor/quant.h"
 #include "train/export.h"
 
 namespace rme {
-namespace {
-
-torch::Tensor mat(const MatView& v) {
-  auto t = torch::empty({v.n_out, v.n_in}, torch::kFloat32);
-  const size_t row = dtype_row_bytes(v.dtype, v.n_in);
-  for (int64_t r = 0; r < v.n_out; ++r)
-    dequantize_row(v.dtype, static_cast<const uint8_t*>(v.data) + r * row,
-                   t.data_ptr<float>() + r * v.n_in, v.n_in);
-  return t;
-}
-
-}  // namespace
-
 MoeExpertsImpl::MoeExpertsImpl(const Model& m) : n_expert_(m.moe.n_expert) {
   const int64_t D = m.config.n_embd;
   for (int l = 0; l < m.config.n_layer; ++l) {
@@ -26,9 +12,9 @@ MoeExpertsImpl::MoeExpertsImpl(const Model& m) : n_expert_(m.moe.n_expert) {
     for (int e = 0; e < n_expert_; ++e) {
       const ExpertWeights& x = m.weights.layers[l].experts[e];
       const int64_t W = x.gate.n_out;
-      g.push_back(W ? mat(x.gate) : torch::empty({0, D}));
-      u.push_back(W ? mat(x.up) : torch::empty({0, D}));
-      d.push_back(W ? mat(x.down) : torch::empty({D, 0}));
+      g.push_back(W ? tensor_from(x.gate) : torch::empty({0, D}));
+      u.push_back(W ? tensor_from(x.up) : torch::empty({0, D}));
+      d.push_back(W ? tensor_from(x.down) : torch::empty({D, 0}));
       off.push_back(off.back() + W);
       own.insert(own.end(), W, e);
     }

@@ -67,9 +67,7 @@ void LlamaTorchImpl::init_weights(uint64_t seed) {
   if (output.defined()) output.normal_(0, 0.02);
 }
 
-namespace {
-
-torch::Tensor to_torch(const MatView& v, const std::vector<int64_t>& row_order = {}) {
+torch::Tensor tensor_from(const MatView& v, const std::vector<int64_t>& row_order) {
   auto t = torch::empty({v.n_out, v.n_in}, torch::kFloat32);
   float* p = t.data_ptr<float>();
   const size_t row = dtype_row_bytes(v.dtype, v.n_in);
@@ -80,6 +78,8 @@ torch::Tensor to_torch(const MatView& v, const std::vector<int64_t>& row_order =
   }
   return t;
 }
+
+namespace {
 
 torch::Tensor vec(const float* p, int64_t n) {
   return torch::from_blob(const_cast<float*>(p), {n}, torch::kFloat32).clone();
@@ -97,25 +97,25 @@ void LlamaTorchImpl::load_from(const Model& m) {
   const auto k_order =
       rope_row_order(c.n_head_kv, c.head_dim, m.config.rope_style, RopeStyle::kHalf);
   const ModelWeights& w = m.weights;
-  tok_embd.copy_(to_torch(w.tok_embd));
+  tok_embd.copy_(tensor_from(w.tok_embd));
   for (int l = 0; l < c.n_layer; ++l) {
     const LayerWeights& s = w.layers[l];
     Layer& L = layers[l];
     L.attn_norm.copy_(vec(s.attn_norm, c.n_embd));
     L.ffn_norm.copy_(vec(s.ffn_norm, c.n_embd));
-    L.wq.copy_(to_torch(s.wq, q_order));
-    L.wk.copy_(to_torch(s.wk, k_order));
-    L.wv.copy_(to_torch(s.wv));
-    L.wo.copy_(to_torch(s.wo));
+    L.wq.copy_(tensor_from(s.wq, q_order));
+    L.wk.copy_(tensor_from(s.wk, k_order));
+    L.wv.copy_(tensor_from(s.wv));
+    L.wo.copy_(tensor_from(s.wo));
     TORCH_CHECK(s.w_gate.n_out == L.gate.size(0), "load_from: FFN width differs in layer ", l);
     if (s.w_gate.n_out > 0) {
-      L.gate.copy_(to_torch(s.w_gate));
-      L.up.copy_(to_torch(s.w_up));
-      L.down.copy_(to_torch(s.w_down));
+      L.gate.copy_(tensor_from(s.w_gate));
+      L.up.copy_(tensor_from(s.w_up));
+      L.down.copy_(tensor_from(s.w_down));
     }
   }
   out_norm.copy_(vec(w.out_norm, c.n_embd));
-  if (output.defined()) output.copy_(to_torch(w.output));
+  if (output.defined()) output.copy_(tensor_from(w.output));
 }
 
 std::vector<torch::Tensor> LlamaTorchImpl::decay_params() const {

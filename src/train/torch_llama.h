@@ -49,4 +49,8 @@ class LlamaTorchImpl : public torch::nn::Module {
 };
 TORCH_MODULE(LlamaTorch);
 
+// A [n_out, n_in] f32 tensor with the view's rows dequantized, taken in `row_order` (empty = as
+// stored).
+torch::Tensor tensor_from(const MatView& v, const std::vector<int64_t>& row_order = {});
+
 }  // namespace rme
