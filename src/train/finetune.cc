@@ -140,11 +140,7 @@ Status finetune_moe(const FinetuneOptions& o) {
   if (file_exists(ckpt)) {
     try {
       torch::serialize::InputArchive a;
-      a.load_from(ckpt);
-      c10::IValue fp;
-      a.read("fingerprint", fp);
-      if (!fp.isString() || fp.toStringRef() != fingerprint)
-        return invalid_argument(ckpt + ": made with other options; use a new --out");
+      RME_RETURN_IF_ERROR(open_checkpoint(ckpt, fingerprint, a));
       torch::serialize::InputArchive ab, ae, ar, ao;
       a.read("backbone", ab);
       a.read("experts", ae);

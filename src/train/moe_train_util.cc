@@ -61,6 +61,16 @@ std::string pct(double x) {
   return b;
 }
 
+Status open_checkpoint(const std::string& path, const std::string& fingerprint,
+                       torch::serialize::InputArchive& a) {
+  a.load_from(path);
+  c10::IValue fp;
+  a.read("fingerprint", fp);
+  if (!fp.isString() || fp.toStringRef() != fingerprint)
+    return invalid_argument(path + ": made with other options; use a new --out");
+  return Status::Ok();
+}
+
 Result<DType> out_dtype(const std::string& name, const Model& m) {
   if (name.empty()) {
     DType d = m.weights.layers[0].wq.dtype;

@@ -33,7 +33,12 @@ struct Targets {
 Targets dense_targets(LlamaTorch& dense, const std::vector<torch::Tensor>& masks,
                       const torch::Tensor& ids);
 
-std::string pct(double x);  // "12.3%"
+std::string pct(double x);
+
+// Loads a checkpoint into `a` and checks its "fingerprint" (the options it was made with) equals
+// `fingerprint`: a resumed run must continue the same run. Throws what libtorch throws.
+Status open_checkpoint(const std::string& path, const std::string& fingerprint,
+                       torch::serialize::InputArchive& a);  // "12.3%"
 
 // The export dtype: `name` (f32, f16, bf16) or, when empty, the backbone's float dtype.
 Result<DType> out_dtype(const std::string& name, const Model& m);

@@ -70,11 +70,7 @@ Status train_router(const RouterTrainOptions& o) {
   if (file_exists(ckpt)) {
     try {
       torch::serialize::InputArchive a;
-      a.load_from(ckpt);
-      c10::IValue fp;
-      a.read("fingerprint", fp);
-      if (!fp.isString() || fp.toStringRef() != fingerprint)
-        return invalid_argument(ckpt + ": made with other options; use a new --out");
+      RME_RETURN_IF_ERROR(open_checkpoint(ckpt, fingerprint, a));
       router->load(a);
       torch::Tensor g, st;
       a.read("gates", g);
