@@ -148,6 +148,20 @@ Result<LoadedModel> load_hf_model(const std::string& dir) {
   return out;
 }
 
+Result<int> copy_tokenizer_files(const std::string& from, const std::string& to) {
+  if (from == to) return 0;
+  int copied = 0;
+  for (const char* f : {"tokenizer.json", "tokenizer.model", "tokenizer_config.json",
+                        "generation_config.json", "special_tokens_map.json"}) {
+    const std::string src = from + "/" + f;
+    if (!file_exists(src)) continue;
+    RME_ASSIGN_OR_RETURN(std::string bytes, read_file(src));
+    RME_RETURN_IF_ERROR(write_file_atomic(to + "/" + f, bytes));
+    ++copied;
+  }
+  return copied;
+}
+
 Status write_hf_model(const Model& model, const Tokenizer* tokenizer, const std::string& dir,
                       std::optional<DType> type) {
   const LlamaConfig& c = model.config;
@@ -214,18 +228,10 @@ Status write_hf_model(const Model& model, const Tokenizer* tokenizer, const std:
   if (tokenizer == nullptr) return Status::Ok();
 
   // Tokenizer: copy the source directory's files when there are some, else generate.
-  bool copied = false;
-  if (model.format == "safetensors" && is_directory(model.source) && model.source != dir) {
-    for (const char* f : {"tokenizer.json", "tokenizer.model", "tokenizer_config.json",
-                          "generation_config.json", "special_tokens_map.json"}) {
-      const std::string src = model.source + "/" + f;
-      if (!file_exists(src)) continue;
-      RME_ASSIGN_OR_RETURN(std::string bytes, read_file(src));
-      RME_RETURN_IF_ERROR(write_file_atomic(dir + "/" + f, bytes));
-      copied = true;
-    }
+  if (model.format == "safetensors" && is_directory(model.source)) {
+    RME_ASSIGN_OR_RETURN(int copied, copy_tokenizer_files(model.source, dir));
+    if (copied > 0) return Status::Ok();
   }
-  if (copied) return Status::Ok();
   RME_RETURN_IF_ERROR(write_tokenizer_json(tokenizer->export_vocab(), dir + "/tokenizer.json"));
   const SpecialTokens& s = tokenizer->special();
   auto tok_text = [&](int id) -> json {

@@ -40,4 +40,9 @@ Status write_gguf_model(const Model& model, const Tokenizer* tokenizer, const st
 Status write_hf_model(const Model& model, const Tokenizer* tokenizer, const std::string& dir,
                       std::optional<DType> type);
 
+// Copies the tokenizer files present in directory `from` (tokenizer.json/.model,
+// tokenizer_config.json, generation_config.json, special_tokens_map.json) to `to`; returns how
+// many. Nothing when from == to.
+Result<int> copy_tokenizer_files(const std::string& from, const std::string& to);
+
 }  // namespace rme

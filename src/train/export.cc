@@ -53,18 +53,8 @@ Status export_hf(LlamaTorchImpl& m, const std::string& dir, DType dtype,
                  const std::string& tokenizer_dir) {
   Model model = model_from_torch(m);
   RME_RETURN_IF_ERROR(write_hf_model(model, nullptr, dir, dtype));
-  return tokenizer_dir.empty() ? Status::Ok() : copy_tokenizer_files(tokenizer_dir, dir);
-}
-
-Status copy_tokenizer_files(const std::string& from, const std::string& to) {
-  if (from == to) return Status::Ok();
-  for (const char* f : {"tokenizer.model", "tokenizer.json", "tokenizer_config.json",
-                        "generation_config.json", "special_tokens_map.json"}) {
-    const std::string src = from + "/" + f;
-    if (!file_exists(src)) continue;
-    RME_ASSIGN_OR_RETURN(std::string bytes, read_file(src));
-    RME_RETURN_IF_ERROR(write_file_atomic(to + "/" + f, bytes));
-  }
+  if (!tokenizer_dir.empty())
+    RME_RETURN_IF_ERROR(copy_tokenizer_files(tokenizer_dir, dir).status());
   return Status::Ok();
 }
 

@@ -22,8 +22,4 @@ MatView own_matrix(Model& m, const torch::Tensor& t);
 Status export_hf(LlamaTorchImpl& model, const std::string& dir, DType dtype,
                  const std::string& tokenizer_dir = "");
 
-// Copies the tokenizer files (tokenizer.model/.json, tokenizer_config.json, ...) present in
-// `from` to `to`.
-Status copy_tokenizer_files(const std::string& from, const std::string& to);
-
 }  // namespace rme

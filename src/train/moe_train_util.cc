@@ -112,7 +112,8 @@ Status write_moe(const Model& src, LlamaTorch* backbone, MoeExperts* experts, Ll
       out.weights.layers[l].layer_gate = own_matrix(out, gates[l]);
   }
   RME_RETURN_IF_ERROR(write_hf_model(out, nullptr, dir, type));
-  return is_directory(src.source) ? copy_tokenizer_files(src.source, dir) : Status::Ok();
+  if (is_directory(src.source)) RME_RETURN_IF_ERROR(copy_tokenizer_files(src.source, dir).status());
+  return Status::Ok();
 }
 
 Result<MoeSetup> open_moe(const std::string& moe_dir, const std::string& corpus, int seq_len,
