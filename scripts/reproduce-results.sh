@@ -5,6 +5,7 @@
 # (delete build/results to start over). About 45 minutes on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib/rme-mini-corpus.sh
 S=${RME_DATA:-../shared/data}
 W=${RME_WORK:-build/results}
 ROUNDS=${RME_ROUNDS:-2}
@@ -18,15 +19,7 @@ DOMAINS="stories books wiki qa dialogue math code"
 M=$W/mini
 if [ ! -f "$M/corpus/manifest.json" ]; then
   log "rme-mini corpus"
-  $RME corpus --tokenizer data/models/rme-mini --out "$M/corpus" \
-    --domain stories="$S/stories/tinystories_train_head.txt" --valid stories="$S/stories/tinystories_valid_head.txt" \
-    --domain books="$S/books/pride_and_prejudice_pg1342.txt,$S/books/war_and_peace.txt,$S/books/tinyshakespeare.txt" \
-    --domain wiki="$S/encyclopedic/wiki.valid.raw" --valid wiki="$S/encyclopedic/wiki.test.raw" \
-    --domain qa="$S/qa_dialogue/stackexchange_ai_train.txt,$S/qa_dialogue/stackexchange_cardano_train.txt" \
-    --valid qa="$S/qa_dialogue/stackexchange_ai_valid.txt,$S/qa_dialogue/stackexchange_cardano_valid.txt" \
-    --domain dialogue="$S/qa_dialogue/topicalchat_valid.txt" --valid dialogue="$S/qa_dialogue/topicalchat_test.txt" \
-    --domain math="$S/math/gsm8k_train.jsonl" --valid math="$S/math/gsm8k_test.jsonl" \
-    --domain code="$S/code/llamacpp_cxx_train.txt" --valid code="$S/code/llamacpp_cxx_valid.txt"
+  rme_mini_corpus $RME data/models/rme-mini "$M/corpus" "$S"
 fi
 if [ ! -f "$M/stats.safetensors" ]; then
   log "profile rme-mini on data/calibration"

@@ -4,6 +4,7 @@
 # 2 cores. Output: build/rme-mini/{tokenizer,corpus,run}; the model in build/rme-mini/run/model.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib/rme-mini-corpus.sh
 S=${RME_DATA:-../shared/data}
 W=${RME_WORK:-build/rme-mini}
 [ -x build/bin/rme ] || scripts/build.sh
@@ -16,15 +17,7 @@ if [ ! -f "$W/tokenizer/tokenizer.model" ]; then
     "$S/qa_dialogue/topicalchat_valid.txt" "$S/math/gsm8k_train.jsonl" "$S/code/llamacpp_cxx_train.txt"
 fi
 if [ ! -f "$W/corpus/manifest.json" ]; then
-  build/bin/rme corpus --tokenizer "$W/tokenizer" --out "$W/corpus" \
-    --domain stories="$S/stories/tinystories_train_head.txt" --valid stories="$S/stories/tinystories_valid_head.txt" \
-    --domain books="$S/books/pride_and_prejudice_pg1342.txt,$S/books/war_and_peace.txt,$S/books/tinyshakespeare.txt" \
-    --domain wiki="$S/encyclopedic/wiki.valid.raw" --valid wiki="$S/encyclopedic/wiki.test.raw" \
-    --domain qa="$S/qa_dialogue/stackexchange_ai_train.txt,$S/qa_dialogue/stackexchange_cardano_train.txt" \
-    --valid qa="$S/qa_dialogue/stackexchange_ai_valid.txt,$S/qa_dialogue/stackexchange_cardano_valid.txt" \
-    --domain dialogue="$S/qa_dialogue/topicalchat_valid.txt" --valid dialogue="$S/qa_dialogue/topicalchat_test.txt" \
-    --domain math="$S/math/gsm8k_train.jsonl" --valid math="$S/math/gsm8k_test.jsonl" \
-    --domain code="$S/code/llamacpp_cxx_train.txt" --valid code="$S/code/llamacpp_cxx_valid.txt"
+  rme_mini_corpus build/bin/rme "$W/tokenizer" "$W/corpus" "$S"
 fi
 build/bin/rme train --config configs/rme-mini.json --corpus "$W/corpus" --out "$W/run" --export-type bf16
 echo "rme-mini: $W/run/model (copy it to data/models/rme-mini to ship it)"
