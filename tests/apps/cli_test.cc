@@ -8,6 +8,7 @@
 
 #include "core/file.h"
 #include "formats/npy.h"
+#include "util/run_rme.h"
 #include "util/tiny_model.h"
 
 namespace rme {
@@ -17,18 +18,8 @@ const std::string kRoot = RME_SOURCE_DIR;
 const std::string kModel =
     kRoot + "/data/models/stories260K.bin --tokenizer " + kRoot + "/data/models/tok512.bin";
 
-struct CmdResult {
-  int code;
-  std::string out, err;
-};
-
-CmdResult rme(const std::string& args) {
-  const std::string dir = test::temp_dir("cli_run");
-  const std::string cmd = std::string(RME_BIN) + " " + args + " >" + dir + "/out 2>" + dir + "/err";
-  int st = std::system(cmd.c_str());
-  return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, read_file(dir + "/out").value(),
-          read_file(dir + "/err").value()};
-}
+using test::CmdResult;
+CmdResult rme(const std::string& args) { return test::run_rme(args); }
 
 TEST(CliTest, GenerateMatchesLlama2cGoldenExactly) {
   std::string g = read_file(kRoot + "/tests/golden/stories260K_golden.md").value();

@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 
 #include "core/file.h"
+#include "util/run_rme.h"
 #include "util/tiny_model.h"
 
 namespace rme {
@@ -14,18 +15,8 @@ const std::string kRoot = RME_SOURCE_DIR;
 const std::string kMini = kRoot + "/data/models/rme-mini";
 const std::string kCal = kRoot + "/data/calibration/";
 
-struct CmdResult {
-  int code;
-  std::string out, err;
-};
-
-CmdResult rme(const std::string& args) {
-  const std::string dir = test::temp_dir("moe_cli_run");
-  const std::string cmd = std::string(RME_BIN) + " " + args + " >" + dir + "/out 2>" + dir + "/err";
-  int st = std::system(cmd.c_str());
-  return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, read_file(dir + "/out").value(),
-          read_file(dir + "/err").value()};
-}
+using test::CmdResult;
+CmdResult rme(const std::string& args) { return test::run_rme(args); }
 
 std::string field(const std::string& json, const std::string& key) {
   size_t p = json.find("\"" + key + "\": ");
