@@ -67,6 +67,7 @@ void add_analyze_routing_command(CLI::App& root, std::function<int()>& run) {
         for (int t = 0; t < n; ++t) row.push_back(e[t * k]);  // the top choice
       });
       RoutingStats stats(m.moe.n_expert, rows);
+      KvCache kv(m, len);  // one sequence at a time, reused
       std::ostringstream trace;
       trace << "domain,seq,pos,token,expert\n";
       int seq = 0;
@@ -81,7 +82,6 @@ void add_analyze_routing_command(CLI::App& root, std::function<int()>& run) {
               std::vector<int> s(ids.begin() + b, ids.begin() + std::min(ids.size(), b + len));
               if (s.size() < 2) break;
               for (auto& r : choices) r.clear();
-              KvCache kv(m, static_cast<int>(s.size()));
               if (Status st = fwd.run(s, 0, kv, nullptr, false); !st.ok()) return fail(st);
               stats.add(name, choices);
               for (size_t t = 0; t < s.size(); ++t)

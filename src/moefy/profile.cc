@@ -112,6 +112,7 @@ Result<ProfileStats> read_profile(const std::string& path) {
 Profiler::Profiler(const Model& model, ThreadPool& pool, int max_seq_len, int max_seq_profiles)
     : model_(model),
       forward_(model, 64, pool),
+      kv_(model, max_seq_len),
       max_seq_len_(max_seq_len),
       max_seq_profiles_(max_seq_profiles) {
   stats_.n_layer = model.config.n_layer;
@@ -137,8 +138,7 @@ Status Profiler::add(const std::string& domain, std::span<const int> tokens) {
     sum_.emplace_back(seq_sum_.size(), 0.0);
   }
   std::fill(seq_sum_.begin(), seq_sum_.end(), 0.0);
-  KvCache kv(model_, static_cast<int>(tokens.size()));
-  RME_RETURN_IF_ERROR(forward_.run(tokens, 0, kv, nullptr, false));
+  RME_RETURN_IF_ERROR(forward_.run(tokens, 0, kv_, nullptr, false));
   for (size_t i = 0; i < seq_sum_.size(); ++i) sum_[d][i] += seq_sum_[i];
   stats_.tokens[d] += static_cast<int64_t>(tokens.size());
   if (static_cast<int>(stats_.seq_profile.size()) < max_seq_profiles_) {

@@ -45,6 +45,7 @@ class Profiler {
  private:
   const Model& model_;
   Forward forward_;
+  KvCache kv_;  // one sequence at a time, reused
   int max_seq_len_, max_seq_profiles_;
   ProfileStats stats_;
   std::vector<std::vector<double>> sum_;  // [d][l*F]
