@@ -2,6 +2,7 @@
 #include "kernels/matmul.h"
 
 #include <algorithm>
+#include <atomic>
 #include <vector>
 
 #include "core/check.h"
@@ -30,7 +31,11 @@ constexpr int64_t kPanelRows = 64;
 // active_isa() is one relaxed atomic load, so resolving per call is free and follows
 // set_active_isa() in tests.
 const RowKernels& active_kernels() { return row_kernels(active_isa()); }
+std::atomic<bool> g_batch_invariant{false};
 }  // namespace
+
+void set_batch_invariant_matmul(bool on) { g_batch_invariant.store(on, std::memory_order_relaxed); }
+bool batch_invariant_matmul() { return g_batch_invariant.load(std::memory_order_relaxed); }
 
 float dot_f32(const float* a, const float* b, int64_t k) {
   return active_kernels().dot[static_cast<int>(DType::kF32)](a, b, k);
@@ -64,6 +69,29 @@ void matmul(const MatView& w, const float* x, int64_t x_stride, int64_t n_tok, f
     }
     pool.parallel_for(w.n_out, grain, [&](int64_t r0, int64_t r1, int) {
       for (int64_t r = r0; r < r1; ++r) y[r] = dot(base + r * row_bytes, x, n_in);
+    });
+    return;
+  }
+  if (batch_invariant_matmul()) {
+    // Every token through the one-token kernel; a weight row stays in L1 across the tokens.
+    if (const DotQ8Fn dq = dot_q8_best(w.dtype)) {
+      thread_local std::vector<Q8Activations> xq;
+      if (static_cast<int64_t>(xq.size()) < n_tok) xq.resize(n_tok);
+      for (int64_t t = 0; t < n_tok; ++t) xq[t].quantize(x + t * x_stride, n_in);
+      const Q8Activations* xs = xq.data();
+      pool.parallel_for(w.n_out, grain, [&](int64_t r0, int64_t r1, int) {
+        for (int64_t r = r0; r < r1; ++r)
+          for (int64_t t = 0; t < n_tok; ++t)
+            y[t * y_stride + r] = dq(base + r * row_bytes, xs[t].q.data(), xs[t].d.data(),
+                                     xs[t].sum.data(), n_in);
+      });
+      return;
+    }
+    pool.parallel_for(w.n_out, std::max<int64_t>(1, grain / n_tok), [&](int64_t r0, int64_t r1,
+                                                                         int) {
+      for (int64_t r = r0; r < r1; ++r)
+        for (int64_t t = 0; t < n_tok; ++t)
+          y[t * y_stride + r] = dot(base + r * row_bytes, x + t * x_stride, n_in);
     });
     return;
   }

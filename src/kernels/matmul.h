@@ -37,6 +37,13 @@ struct MatView {
 void matmul(const MatView& w, const float* x, int64_t x_stride, int64_t n_tok, float* y,
             int64_t y_stride, ThreadPool& pool);
 
+// Batch-invariant mode: each token's row of y is computed exactly as a one-token call would
+// compute it (same kernel, same accumulation order), so a request's logits do not depend on which
+// other tokens share the step. Costs prefill speed (no sgemm: weight rows are re-dotted per token
+// while hot in cache). Process-wide; the serving engine turns it on.
+void set_batch_invariant_matmul(bool on);
+bool batch_invariant_matmul();
+
 // Single-threaded f32 dot product with the active ISA (attention uses it).
 float dot_f32(const float* a, const float* b, int64_t k);
 

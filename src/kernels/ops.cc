@@ -56,14 +56,29 @@ void rope(float* x, int64_t n_head, int64_t head_dim, int64_t pos, const float* 
 
 void attention_head(const float* q, const float* k, const float* v, int64_t stride, int64_t n_kv,
                     int64_t head_dim, float* scratch, float* out) {
+  const int block0 = 0;
+  attention_head_paged(q, k, v, &block0, std::max<int64_t>(1, n_kv), 0, stride, n_kv, head_dim,
+                       scratch, out);
+}
+
+void attention_head_paged(const float* q, const float* k, const float* v, const int* blocks,
+                          int64_t block_size, int64_t block_stride, int64_t stride, int64_t n_kv,
+                          int64_t head_dim, float* scratch, float* out) {
   const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
-  for (int64_t t = 0; t < n_kv; ++t) scratch[t] = dot_f32(q, k + t * stride, head_dim) * scale;
+  for (int64_t b = 0, t = 0; t < n_kv; ++b) {
+    const float* kb = k + blocks[b] * block_stride;
+    for (int64_t r = 0; r < block_size && t < n_kv; ++r, ++t)
+      scratch[t] = dot_f32(q, kb + r * stride, head_dim) * scale;
+  }
   softmax(scratch, n_kv);
   std::fill(out, out + head_dim, 0.0f);
-  for (int64_t t = 0; t < n_kv; ++t) {
-    const float* vt = v + t * stride;
-    const float a = scratch[t];
-    for (int64_t i = 0; i < head_dim; ++i) out[i] += a * vt[i];
+  for (int64_t b = 0, t = 0; t < n_kv; ++b) {
+    const float* vb = v + blocks[b] * block_stride;
+    for (int64_t r = 0; r < block_size && t < n_kv; ++r, ++t) {
+      const float* vt = vb + r * stride;
+      const float a = scratch[t];
+      for (int64_t i = 0; i < head_dim; ++i) out[i] += a * vt[i];
+    }
   }
 }
 

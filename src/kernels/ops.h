@@ -31,4 +31,12 @@ void rope(float* x, int64_t n_head, int64_t head_dim, int64_t pos, const float* 
 void attention_head(const float* q, const float* k, const float* v, int64_t stride, int64_t n_kv,
                     int64_t head_dim, float* scratch, float* out);
 
+// The same over a paged cache: position t lives in block blocks[t / block_size], row
+// t % block_size, at k + blocks[..] * block_stride + row * stride (likewise v). Positions are
+// visited in the same order as attention_head, so the result is bit-identical to it for the same
+// rows however they are paged.
+void attention_head_paged(const float* q, const float* k, const float* v, const int* blocks,
+                          int64_t block_size, int64_t block_stride, int64_t stride, int64_t n_kv,
+                          int64_t head_dim, float* scratch, float* out);
+
 }  // namespace rme

@@ -115,5 +115,33 @@ TEST(MatmulTest, BatchedAndSingleTokenMatchNaiveOnEveryIsa) {
   set_int8_activations(was);
 }
 
+// In batch-invariant mode a token's outputs are bit-identical to running it alone, for every
+// dtype, with and without integer activations, whatever the batch size (4 and 9 would take the
+// sgemm path otherwise).
+TEST(MatmulTest, BatchInvariantModeMatchesSingleTokenBitForBit) {
+  ThreadPool pool(2);
+  set_batch_invariant_matmul(true);
+  for (bool int8 : {false, true}) {
+    const bool was = set_int8_activations(int8);
+    for (DType t : {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0, DType::kQ4_0}) {
+      const int64_t n_out = 70, n_in = 128;
+      Data d = make(t, n_out, n_in, 9);
+      for (int64_t n_tok : {2, 4, 9}) {
+        std::vector<float> x(n_tok * n_in), y(n_tok * n_out), y1(n_out);
+        for (size_t i = 0; i < x.size(); ++i) x[i] = std::cos(0.11f * i);
+        const MatView w{t, n_out, n_in, d.packed.data()};
+        matmul(w, x.data(), n_in, n_tok, y.data(), n_out, pool);
+        for (int64_t tk = 0; tk < n_tok; ++tk) {
+          matmul(w, x.data() + tk * n_in, n_in, 1, y1.data(), n_out, pool);
+          for (int64_t r = 0; r < n_out; ++r)
+            ASSERT_EQ(y[tk * n_out + r], y1[r]) << dtype_name(t) << " tok " << tk << " row " << r;
+        }
+      }
+    }
+    set_int8_activations(was);
+  }
+  set_batch_invariant_matmul(false);
+}
+
 }  // namespace
 }  // namespace rme

@@ -78,5 +78,26 @@ TEST(OpsTest, AttentionHeadIsSoftmaxWeightedValues) {
   }
 }
 
+TEST(OpsTest, PagedAttentionEqualsContiguousBitForBit) {
+  // 11 positions in blocks of 4, scattered over a pool of 5 blocks in a shuffled order.
+  const int dh = 8, n = 11, bs = 4, stride = dh;
+  const std::vector<int> blocks = {3, 0, 4};
+  std::vector<float> q(dh), k(n * stride), v(n * stride), pk(5 * bs * stride), pv(pk.size());
+  for (int i = 0; i < dh; ++i) q[i] = std::sin(i * 1.3f);
+  for (int t = 0; t < n; ++t)
+    for (int i = 0; i < dh; ++i) {
+      k[t * stride + i] = std::sin(t * 0.7f + i);
+      v[t * stride + i] = std::cos(t * 0.3f - i);
+      const int at = (blocks[t / bs] * bs + t % bs) * stride + i;
+      pk[at] = k[t * stride + i];
+      pv[at] = v[t * stride + i];
+    }
+  std::vector<float> scratch(n), a(dh), b(dh);
+  attention_head(q.data(), k.data(), v.data(), stride, n, dh, scratch.data(), a.data());
+  attention_head_paged(q.data(), pk.data(), pv.data(), blocks.data(), bs, bs * stride, stride, n,
+                       dh, scratch.data(), b.data());
+  for (int i = 0; i < dh; ++i) EXPECT_EQ(a[i], b[i]) << i;
+}
+
 }  // namespace
 }  // namespace rme
