@@ -1,0 +1,38 @@
+// scheduler: offline replay of a routing trace through an expert cache (`rme cache-sim`).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+#include "scheduler/cache_policy.h"
+
+namespace rme {
+
+// Steps of a serving run: the distinct experts each step needed, in order.
+struct ExpertTrace {
+  int n_expert = 0;
+  std::vector<std::vector<int>> steps;
+  int64_t n_accesses() const;
+};
+
+// Reads either a step trace (CSV with columns step,expert — what `rme serve --trace-out` and
+// bench runs write) or a per-token routing trace (analyze-routing's routing.csv: seq,pos,expert).
+// A routing trace is turned into decode steps of `batch` sequences run together, a finished one
+// replaced by the next (continuous batching). n_expert 0 = one more than the largest id seen.
+Result<ExpertTrace> parse_expert_trace(const std::string& csv, int batch, int n_expert);
+
+struct CacheSimResult {
+  std::string policy;  // lru | lfu | belady | optimal
+  int capacity = 0;
+  int64_t hits = 0, accesses = 0;
+  double hit_rate() const { return accesses ? double(hits) / accesses : 0; }
+};
+
+// Replays the trace at one capacity (in experts). A step's experts are pinned while it loads
+// them. belady knows the next `lookahead` steps (what a scheduler has queued); optimal knows all.
+CacheSimResult simulate_cache(const ExpertTrace& trace, int capacity, Eviction policy,
+                              int lookahead);
+CacheSimResult simulate_optimal(const ExpertTrace& trace, int capacity);
+
+}  // namespace rme

@@ -1,0 +1,77 @@
+// scheduler: which tokens of which requests run in the next step — a pure policy over plain data
+// (no tensors, no clocks), in vLLM's schedule() -> execute -> update() loop.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+
+namespace rme {
+
+// What the scheduler sees of one live request. The engine fills it before each schedule().
+struct SeqInfo {
+  int64_t id = 0;
+  int64_t arrival = 0;  // arrival order (smaller = earlier); ties broken by id
+  int n_computed = 0;   // tokens whose K/V are cached
+  int n_known = 0;      // prompt + sampled tokens; pending = n_known - n_computed
+  int n_blocks = 0;     // KV blocks held (0 = waiting: not admitted, or preempted)
+  int64_t waiting_since = 0;  // step at which it last ran (or arrived): the aging clock
+  // Routed expert of each pending token (top-1), known before the backbone runs because the
+  // router reads only token ids; -1 = unknown / dense model.
+  std::vector<int> pending_experts;
+  int pending() const { return n_known - n_computed; }
+};
+
+// Per-step limits. Every plan respects all of them.
+struct StepBudget {
+  int max_tokens = 256;   // tokens in one step (decode + prefill)
+  int max_seqs = 64;      // sequences in one step
+  int max_experts = 0;    // distinct routed experts in one step; 0 = no limit
+  int prefill_chunk = 0;  // most prompt tokens of one sequence per step; 0 = max_tokens
+  int free_blocks = 0;    // KV blocks free before this step
+  int block_size = 16;
+  int aging_steps = 16;   // a request waiting this many steps is served before any other policy
+};
+
+struct ScheduledChunk {
+  int64_t id;
+  int n_tokens;  // from the request's n_computed onward
+};
+
+struct StepPlan {
+  std::vector<ScheduledChunk> chunks;
+  std::vector<int64_t> preempted;  // give back all blocks; recompute from scratch later
+  int n_tokens = 0;
+  int n_experts = 0;  // distinct routed experts among the scheduled tokens
+};
+
+// A scheduling policy. Implementations are stateless between calls (all state is in SeqInfo),
+// so a plan can be simulated ahead (expert prefetch, Belady's lookahead). Thread-compatible.
+class Policy {
+ public:
+  virtual ~Policy() = default;
+  virtual std::string name() const = 0;
+  // seqs: every live request with pending tokens or blocks; step: the current step number.
+  virtual StepPlan schedule(const std::vector<SeqInfo>& seqs, const StepBudget& budget,
+                            int64_t step) const = 0;
+};
+
+// "fcfs": running decodes first (arrival order), then chunked prefill in arrival order, under the
+// token, sequence and block budgets; when a decode needs a block and none is free, the
+// latest-arrived running request is preempted. "expert" (Read-ME): overdue requests first (as
+// fcfs), then pending tokens grouped by their routed expert, the expert with most pending tokens
+// first; a prefill chunk stops where its tokens' expert changes.
+// Aging bound: a request that has waited aging_steps steps is served before any expert group,
+// longest-waiting first, and every step serves at least the longest-waiting one. So (given KV
+// blocks) a request runs within aging_steps + N - 1 steps of its previous run, N = live requests;
+// within aging_steps + ceil(N / max_seqs) when all are decoding, max_tokens >= max_seqs and the
+// expert cap is off.
+Result<std::unique_ptr<Policy>> make_policy(const std::string& name);
+
+// Blocks a request holding n_blocks needs to cache `tokens` positions.
+int blocks_needed(int tokens, int block_size, int n_blocks);
+
+}  // namespace rme
