@@ -19,6 +19,8 @@ const char* status_code_name(StatusCode code) {
       return "unsupported";
     case StatusCode::kResourceExhausted:
       return "resource exhausted";
+    case StatusCode::kInternal:
+      return "internal";
   }
   return "unknown";
 }

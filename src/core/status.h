@@ -18,6 +18,7 @@ enum class StatusCode {
   kCorrupt,          // a file's bytes contradict its own format
   kUnsupported,      // well-formed but not something rme handles
   kResourceExhausted,
+  kInternal,  // an invariant of rme itself broke (a bug, reported rather than aborting)
 };
 
 const char* status_code_name(StatusCode code);
@@ -51,6 +52,10 @@ inline Status not_found(std::string m) { return Status(StatusCode::kNotFound, st
 inline Status io_error(std::string m) { return Status(StatusCode::kIoError, std::move(m)); }
 inline Status corrupt(std::string m) { return Status(StatusCode::kCorrupt, std::move(m)); }
 inline Status unsupported(std::string m) { return Status(StatusCode::kUnsupported, std::move(m)); }
+inline Status resource_exhausted(std::string m) {
+  return Status(StatusCode::kResourceExhausted, std::move(m));
+}
+inline Status internal_error(std::string m) { return Status(StatusCode::kInternal, std::move(m)); }
 
 // Either a T or a non-ok Status. Accessing value() of an error is a bug (CHECK).
 template <typename T>

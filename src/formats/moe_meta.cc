@@ -115,7 +115,7 @@ Result<std::vector<ExpertRange>> expert_ranges(const Model& m) {
     if (file == nullptr)
       return invalid_argument(m.source + ": expert " + std::to_string(e) +
                               " is not stored in one mapped checkpoint file");
-    out[e] = {static_cast<uint64_t>(lo - file->data()), static_cast<uint64_t>(hi - lo), sum};
+    out[e] = {static_cast<uint64_t>(lo - file->data()), static_cast<uint64_t>(hi - lo), sum, file};
   }
   return out;
 }

@@ -24,6 +24,7 @@ Status bind_moe(Model& model, const TensorLookup& lookup, NameScheme scheme,
 // bytes == the sum of its tensors' sizes when contiguous.
 struct ExpertRange {
   uint64_t offset = 0, bytes = 0, tensor_bytes = 0;
+  const MappedFile* file = nullptr;  // the mapped checkpoint file holding the range
 };
 // Fails if the experts do not all lie in one mapped file of the model.
 Result<std::vector<ExpertRange>> expert_ranges(const Model& model);

@@ -39,34 +39,43 @@ void ExpertCacheState::touch(int e, int64_t now) {
   ++uses_[e];
 }
 
+int ExpertCacheState::victim(std::span<const int64_t> next_use,
+                             std::span<const char> pinned) const {
+  for (int s = 0; s < capacity(); ++s)
+    if (slot_expert_[s] < 0) return -1;
+  auto better = [&](int a, int b) {  // true when a is a better victim than b
+    if (policy_ == Eviction::kBelady) {
+      const int64_t na = next_use.empty() ? kNeverUsed : next_use[a];
+      const int64_t nb = next_use.empty() ? kNeverUsed : next_use[b];
+      if (na != nb) return na > nb;
+    } else if (policy_ == Eviction::kLfu && uses_[a] != uses_[b]) {
+      return uses_[a] < uses_[b];
+    }
+    return last_use_[a] < last_use_[b];
+  };
+  int v = -2;
+  for (int s = 0; s < capacity(); ++s) {
+    const int x = slot_expert_[s];
+    if (!pinned.empty() && pinned[x]) continue;
+    if (v < 0 || better(x, v)) v = x;
+  }
+  return v;
+}
+
 int ExpertCacheState::insert(int e, int64_t now, std::span<const int64_t> next_use,
                              std::span<const char> pinned, int* evicted) {
   *evicted = -1;
   RME_CHECK(!resident(e));
+  const int v = victim(next_use, pinned);
+  if (v == -2) return -1;
   int slot = -1;
-  for (int s = 0; s < capacity() && slot < 0; ++s)
-    if (slot_expert_[s] < 0) slot = s;
-  if (slot < 0) {
-    int victim = -1;
-    auto worse = [&](int a, int b) {  // true when a is a better victim than b
-      if (policy_ == Eviction::kBelady) {
-        const int64_t na = next_use.empty() ? kNeverUsed : next_use[a];
-        const int64_t nb = next_use.empty() ? kNeverUsed : next_use[b];
-        if (na != nb) return na > nb;
-      } else if (policy_ == Eviction::kLfu && uses_[a] != uses_[b]) {
-        return uses_[a] < uses_[b];
-      }
-      return last_use_[a] < last_use_[b];
-    };
-    for (int s = 0; s < capacity(); ++s) {
-      const int x = slot_expert_[s];
-      if (!pinned.empty() && pinned[x]) continue;
-      if (victim < 0 || worse(x, victim)) victim = x;
-    }
-    if (victim < 0) return -1;
-    slot = expert_slot_[victim];
-    expert_slot_[victim] = -1;
-    *evicted = victim;
+  if (v == -1) {
+    for (int s = 0; s < capacity() && slot < 0; ++s)
+      if (slot_expert_[s] < 0) slot = s;
+  } else {
+    slot = expert_slot_[v];
+    expert_slot_[v] = -1;
+    *evicted = v;
   }
   slot_expert_[slot] = e;
   expert_slot_[e] = slot;

@@ -1,0 +1,46 @@
+// server: Prometheus-style counters and histograms, rendered in the text exposition format.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace rme {
+
+// Cumulative histogram with fixed upper bounds. Thread-safe.
+class Histogram {
+ public:
+  explicit Histogram(std::vector<double> bounds);
+  void observe(double v);
+  // "# TYPE name histogram" block with name_bucket{le=..}, name_sum, name_count.
+  std::string render(const std::string& name, const std::string& help) const;
+  double mean() const;
+
+ private:
+  mutable std::mutex mu_;
+  std::vector<double> bounds_;
+  std::vector<int64_t> counts_;  // per bound, plus +Inf
+  double sum_ = 0;
+  int64_t n_ = 0;
+};
+
+// Exponential bounds lo, lo*f, ... up to hi.
+std::vector<double> exp_buckets(double lo, double hi, double f);
+std::vector<double> linear_buckets(double lo, double step, int n);
+
+// What the serving loop and HTTP layer report. Thread-safe (atomics and locked histograms).
+struct ServingMetrics {
+  ServingMetrics();
+  std::mutex mu;
+  std::map<std::string, int64_t> counters;  // requests_total{status}, tokens...
+  void add(const std::string& counter, int64_t v = 1);
+  Histogram ttft, tpot, e2e, batch_tokens, batch_seqs, step_experts;
+  // Gauges set by the loop.
+  double cache_hit_rate = 0, io_stall_seconds = 0, kv_blocks_used = 0, running = 0, waiting = 0;
+  int64_t cache_hits = 0, cache_misses = 0, cache_bytes_read = 0;
+  std::string render();
+};
+
+}  // namespace rme

@@ -1,0 +1,284 @@
+// server: the serving loop — admission, scheduling with expert lookahead, execution, streaming.
+#include "server/serving_loop.h"
+
+#include <algorithm>
+
+#include "core/timer.h"
+
+namespace rme {
+
+bool RequestStream::next(int* token, double timeout_s) {
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait_for(lock, std::chrono::duration<double>(timeout_s),
+               [&] { return !tokens_.empty() || finish_ != FinishReason::kNone; });
+  if (tokens_.empty()) return false;
+  *token = tokens_.front();
+  tokens_.pop_front();
+  return true;
+}
+
+FinishReason RequestStream::finished() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return finish_;
+}
+
+std::string RequestStream::error() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return error_;
+}
+
+void RequestStream::push(int token) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    tokens_.push_back(token);
+  }
+  cv_.notify_all();
+}
+
+void RequestStream::finish(FinishReason reason, std::string error) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    finish_ = reason;
+    error_ = std::move(error);
+  }
+  cv_.notify_all();
+}
+
+ServingLoop::ServingLoop(const Model& model, ThreadPool& pool, const BatchEngineOptions& engine)
+    : model_(model), engine_options_(engine), engine_(model, pool, engine) {}
+
+Result<std::unique_ptr<ServingLoop>> ServingLoop::create(const Model& model, ThreadPool& pool,
+                                                         const BatchEngineOptions& engine,
+                                                         const ServingOptions& options) {
+  BatchEngineOptions e = engine;
+  e.max_step_tokens = std::max(1, options.budget.max_tokens);
+  std::unique_ptr<ServingLoop> loop(new ServingLoop(model, pool, e));
+  loop->options_ = options;
+  RME_ASSIGN_OR_RETURN(loop->policy_, make_policy(options.policy));
+  if (model.moe.is_moe()) {
+    RoutingOptions r = options.routing;
+    if (r.mode == Routing::kRouter && !model.router) r.mode = Routing::kRandom;
+    RME_RETURN_IF_ERROR(loop->engine_.set_routing(r));
+    if (options.expert_cache_bytes > 0) {
+      ExpertStoreOptions so;
+      so.budget_bytes = options.expert_cache_bytes;
+      so.eviction = options.eviction;
+      so.direct_io = options.direct_io;
+      RME_ASSIGN_OR_RETURN(loop->store_, ExpertStore::open(model, so));
+      const int cap = loop->store_->capacity();
+      if (cap < r.top_k && cap < model.moe.top_k)
+        return invalid_argument("expert cache: holds fewer experts than top-k");
+      StepBudget& b = loop->options_.budget;
+      b.max_experts = b.max_experts > 0 ? std::min(b.max_experts, cap) : cap;
+    }
+  }
+  return loop;
+}
+
+ServingLoop::~ServingLoop() { stop(); }
+
+int64_t ServingLoop::max_seq_len() const {
+  return engine_options_.max_seq_len > 0 ? engine_options_.max_seq_len : model_.config.n_ctx;
+}
+
+std::shared_ptr<RequestStream> ServingLoop::submit(RequestParams request) {
+  auto stream = std::make_shared<RequestStream>();
+  stream->submitted = now_seconds();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    incoming_.emplace_back(std::move(request), stream);
+  }
+  wake_.notify_all();
+  return stream;
+}
+
+ExpertStoreStats ServingLoop::cache_stats() const {
+  return store_ ? store_->stats() : ExpertStoreStats{};
+}
+
+std::vector<StepRecord> ServingLoop::take_steps() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return std::exchange(steps_, {});
+}
+
+// Simulates the policy `lookahead_steps` steps past `plan` over what is known now (queued prompt
+// tokens and each request's next token; tokens not yet sampled are unknown). Returns each
+// expert's next use (a step number; kNeverUsed if not seen) and the next step's experts.
+std::vector<int64_t> ServingLoop::lookahead(const StepPlan& plan, const StepBudget& budget,
+                                            std::vector<int>* next_experts) const {
+  std::vector<int64_t> next_use(model_.moe.n_expert, kNeverUsed);
+  std::vector<SeqInfo> seqs = engine_.seq_infos();
+  StepBudget b = budget;
+  auto apply = [&](const StepPlan& p, int64_t at) {
+    for (const auto& c : p.chunks)
+      for (auto& s : seqs)
+        if (s.id == c.id) {
+          const int n = std::min<int>(c.n_tokens, static_cast<int>(s.pending_experts.size()));
+          const int need = blocks_needed(s.n_computed + n, b.block_size, s.n_blocks);
+          b.free_blocks -= need;
+          s.n_blocks += need;
+          s.n_computed += n;
+          s.pending_experts.erase(s.pending_experts.begin(), s.pending_experts.begin() + n);
+          s.n_known = s.n_computed + static_cast<int>(s.pending_experts.size());
+          s.waiting_since = at;
+        }
+    std::erase_if(seqs, [&](const SeqInfo& s) {
+      return s.pending() == 0 ||
+             std::find(p.preempted.begin(), p.preempted.end(), s.id) != p.preempted.end();
+    });
+  };
+  apply(plan, step_);
+  for (int h = 1; h <= options_.lookahead_steps && !seqs.empty(); ++h) {
+    const StepPlan p = policy_->schedule(seqs, b, step_ + h);
+    if (p.chunks.empty()) break;
+    for (const auto& c : p.chunks)
+      for (const auto& s : seqs)
+        if (s.id == c.id)
+          for (int i = 0; i < c.n_tokens && i < static_cast<int>(s.pending_experts.size()); ++i) {
+            const int e = s.pending_experts[i];
+            if (e < 0) continue;
+            next_use[e] = std::min(next_use[e], step_ + h);
+            if (h == 1 && std::find(next_experts->begin(), next_experts->end(), e) ==
+                              next_experts->end())
+              next_experts->push_back(e);
+          }
+    apply(p, step_ + h);
+  }
+  return next_use;
+}
+
+Result<bool> ServingLoop::step() {
+  // Admission and cancellation.
+  std::deque<std::pair<RequestParams, std::shared_ptr<RequestStream>>> incoming;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    incoming.swap(incoming_);
+  }
+  for (auto& [req, stream] : incoming) {
+    auto id = engine_.add(req, arrivals_++, step_);
+    if (!id.ok()) {
+      metrics_.add("requests_total{status=\"rejected\"}");
+      stream->finish(FinishReason::kError, id.status().message());
+      continue;
+    }
+    live_[*id] = stream;
+  }
+  for (auto it = live_.begin(); it != live_.end();) {
+    if (it->second->cancelled()) {
+      engine_.cancel(it->first);
+      it->second->finish(FinishReason::kCancelled);
+      metrics_.add("requests_total{status=\"cancelled\"}");
+      it = live_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  if (live_.empty()) {
+    std::lock_guard<std::mutex> lock(metrics_.mu);
+    metrics_.running = 0;
+    metrics_.kv_blocks_used = engine_.n_block() - engine_.free_blocks();
+    return false;
+  }
+
+  const double t0 = now_seconds();
+  StepBudget budget = options_.budget;
+  budget.free_blocks = engine_.free_blocks();
+  budget.block_size = engine_.block_size();
+  const std::vector<SeqInfo> infos = engine_.seq_infos();
+  const StepPlan plan = policy_->schedule(infos, budget, step_);
+  const std::vector<int> experts = engine_.plan_experts(plan);
+  std::vector<const ExpertWeights*> table;
+  if (store_) {
+    std::vector<int> next_experts;
+    std::vector<int64_t> next_use = lookahead(plan, budget, &next_experts);
+    for (int e : experts) next_use[e] = step_;
+    RME_ASSIGN_OR_RETURN(table, store_->acquire(experts, next_use, step_));
+    if (options_.prefetch) store_->prefetch(next_experts, next_use, step_);
+  }
+  std::vector<TokenEvent> events;
+  RME_RETURN_IF_ERROR(engine_.execute(plan, step_, std::move(table), &events));
+  const double t1 = now_seconds();
+  for (const TokenEvent& ev : events) {
+    auto it = live_.find(ev.id);
+    if (it == live_.end()) continue;
+    RequestStream& s = *it->second;
+    if (ev.token >= 0) {
+      if (s.n_tokens == 0) {
+        s.first_token = t1;
+        metrics_.ttft.observe(t1 - s.submitted);
+      }
+      s.last_token = t1;
+      ++s.n_tokens;
+      s.push(ev.token);
+      metrics_.add("generated_tokens_total");
+    }
+    if (ev.finish != FinishReason::kNone) {
+      metrics_.e2e.observe(t1 - s.submitted);
+      if (s.n_tokens > 1) metrics_.tpot.observe((s.last_token - s.first_token) / (s.n_tokens - 1));
+      metrics_.add(std::string("requests_total{status=\"") + finish_reason_name(ev.finish) +
+                   "\"}");
+      s.finish(ev.finish, ev.finish == FinishReason::kError ? "routing failed" : "");
+      live_.erase(it);
+    }
+  }
+  int prompt_tokens = 0;
+  for (const auto& c : plan.chunks)
+    for (const auto& i : infos)
+      if (i.id == c.id && i.pending() > 1) prompt_tokens += c.n_tokens;
+  metrics_.add("prompt_tokens_total", prompt_tokens);
+  metrics_.add("steps_total");
+  if (!plan.preempted.empty())
+    metrics_.add("preemptions_total", static_cast<int64_t>(plan.preempted.size()));
+  metrics_.batch_tokens.observe(plan.n_tokens);
+  metrics_.batch_seqs.observe(static_cast<double>(plan.chunks.size()));
+  if (model_.moe.is_moe()) metrics_.step_experts.observe(static_cast<double>(experts.size()));
+  {
+    std::lock_guard<std::mutex> lock(metrics_.mu);
+    metrics_.running = static_cast<double>(engine_.live());
+    metrics_.kv_blocks_used = engine_.n_block() - engine_.free_blocks();
+    if (store_) {
+      const ExpertStoreStats st = store_->stats();
+      metrics_.cache_hit_rate = st.hit_rate();
+      metrics_.cache_hits = st.hits;
+      metrics_.cache_misses = st.misses;
+      metrics_.cache_bytes_read = st.bytes_read;
+      metrics_.io_stall_seconds = st.stall_seconds;
+    }
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    steps_.push_back({step_, plan.n_tokens, static_cast<int>(plan.chunks.size()), experts, t1 - t0});
+  }
+  ++step_;
+  return true;
+}
+
+void ServingLoop::start() {
+  stop_ = false;
+  thread_ = std::thread([this] {
+    while (!stop_) {
+      Result<bool> worked = step();
+      if (!worked.ok()) {  // an engine invariant broke: fail the live requests, keep serving
+        for (auto& [id, s] : live_) {
+          engine_.cancel(id);
+          s->finish(FinishReason::kError, worked.status().message());
+        }
+        live_.clear();
+        continue;
+      }
+      if (!*worked) {
+        std::unique_lock<std::mutex> lock(mu_);
+        wake_.wait_for(lock, std::chrono::milliseconds(50),
+                       [&] { return stop_ || !incoming_.empty(); });
+      }
+    }
+  });
+}
+
+void ServingLoop::stop() {
+  stop_ = true;
+  wake_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+}  // namespace rme

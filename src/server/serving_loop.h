@@ -1,0 +1,117 @@
+// server: ServingLoop, the schedule() -> execute -> update() loop that ties the batch engine, a
+// scheduling policy and the expert cache together, and RequestStream, how a client gets tokens.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/status.h"
+#include "engine/batch_engine.h"
+#include "engine/expert_store.h"
+#include "scheduler/schedule.h"
+#include "server/metrics.h"
+
+namespace rme {
+
+// Tokens of one request, produced by the loop thread and consumed by a client thread.
+// Thread-safe. cancel() from the client ends the request at the next step and frees its blocks.
+class RequestStream {
+ public:
+  // Client side: waits up to timeout_s for the next token; false when nothing more will come
+  // (finished() tells why) or on timeout (then finished() is kNone).
+  bool next(int* token, double timeout_s);
+  FinishReason finished() const;
+  std::string error() const;
+  void cancel() { cancelled_ = true; }
+  bool cancelled() const { return cancelled_; }
+
+  // Loop side.
+  void push(int token);
+  void finish(FinishReason reason, std::string error = "");
+
+  double submitted = 0, first_token = 0, last_token = 0;  // seconds (loop clock)
+  int n_tokens = 0;
+
+ private:
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<int> tokens_;
+  FinishReason finish_ = FinishReason::kNone;
+  std::string error_;
+  std::atomic<bool> cancelled_{false};
+};
+
+struct ServingOptions {
+  std::string policy = "fcfs";
+  StepBudget budget;           // max_tokens, max_seqs, max_experts, prefill_chunk, aging_steps
+  int64_t expert_cache_bytes = 0;  // 0 = experts read in place from the mapped file
+  Eviction eviction = Eviction::kBelady;
+  bool direct_io = false;
+  bool prefetch = true;
+  int lookahead_steps = 8;     // steps simulated ahead for belady's next use and for prefetch
+  RoutingOptions routing;
+};
+
+// One step's record (for --trace-out and the benchmark's experts-per-step figure).
+struct StepRecord {
+  int64_t step;
+  int n_tokens, n_seqs;
+  std::vector<int> experts;
+  double seconds;
+};
+
+// Owns the engine, the policy and the expert store; borrows the model and pool. submit() and
+// metrics are thread-safe; step() runs on one thread (start() spawns it). Bad requests fail
+// submit() or finish their stream with kError; the loop keeps serving.
+class ServingLoop {
+ public:
+  static Result<std::unique_ptr<ServingLoop>> create(const Model& model, ThreadPool& pool,
+                                                     const BatchEngineOptions& engine,
+                                                     const ServingOptions& options);
+  ~ServingLoop();
+
+  // Queues a request; validation that needs the engine happens at admission (the stream then
+  // finishes with kError and a message).
+  std::shared_ptr<RequestStream> submit(RequestParams request);
+  // Admits, schedules and executes one step. Returns false when there was nothing to do.
+  Result<bool> step();
+  void start();  // a thread calling step(), sleeping when idle
+  void stop();
+
+  ServingMetrics& metrics() { return metrics_; }
+  ExpertStoreStats cache_stats() const;
+  std::vector<StepRecord> take_steps();  // records since the last call
+  const Model& model() const { return model_; }
+  int64_t max_seq_len() const;
+
+ private:
+  ServingLoop(const Model& model, ThreadPool& pool, const BatchEngineOptions& engine);
+  std::vector<int64_t> lookahead(const StepPlan& plan, const StepBudget& budget,
+                                 std::vector<int>* next_experts) const;
+
+  const Model& model_;
+  BatchEngineOptions engine_options_;
+  BatchEngine engine_;
+  ServingOptions options_;
+  std::unique_ptr<Policy> policy_;
+  std::unique_ptr<ExpertStore> store_;
+  ServingMetrics metrics_;
+  int64_t step_ = 0, arrivals_ = 0;
+
+  std::mutex mu_;  // guards incoming_, steps_
+  std::condition_variable wake_;
+  std::deque<std::pair<RequestParams, std::shared_ptr<RequestStream>>> incoming_;
+  std::vector<StepRecord> steps_;
+  std::map<int64_t, std::shared_ptr<RequestStream>> live_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+}  // namespace rme
