@@ -20,5 +20,8 @@ void add_moefy_command(CLI::App& root, std::function<int()>& run);
 void add_analyze_routing_command(CLI::App& root, std::function<int()>& run);
 void add_init_random_command(CLI::App& root, std::function<int()>& run);
 void add_bench_command(CLI::App& root, std::function<int()>& run);
+void add_serve_command(CLI::App& root, std::function<int()>& run);
+void add_bench_serve_command(CLI::App& root, std::function<int()>& run);
+void add_cache_sim_command(CLI::App& root, std::function<int()>& run);
 
 }  // namespace rme::cli

@@ -24,6 +24,9 @@ int main(int argc, char** argv) {
   rme::cli::add_analyze_routing_command(app, run);
   rme::cli::add_init_random_command(app, run);
   rme::cli::add_bench_command(app, run);
+  rme::cli::add_serve_command(app, run);
+  rme::cli::add_bench_serve_command(app, run);
+  rme::cli::add_cache_sim_command(app, run);
   try {
     app.parse(argc, argv);
   } catch (const CLI::Success& e) {

@@ -56,8 +56,11 @@ Result<std::unique_ptr<ServingLoop>> ServingLoop::create(const Model& model, Thr
   loop->options_ = options;
   RME_ASSIGN_OR_RETURN(loop->policy_, make_policy(options.policy));
   if (model.moe.is_moe()) {
-    RoutingOptions r = options.routing;
-    if (r.mode == Routing::kRouter && !model.router) r.mode = Routing::kRandom;
+    const RoutingOptions& r = options.routing;
+    if (r.mode == Routing::kOracle || r.mode == Routing::kLayerGate)
+      return invalid_argument(
+          "serve: oracle and layer-gate routing need the backbone's activations, so experts "
+          "are not known ahead; use the router, random or expert:N");
     RME_RETURN_IF_ERROR(loop->engine_.set_routing(r));
     if (options.expert_cache_bytes > 0) {
       ExpertStoreOptions so;

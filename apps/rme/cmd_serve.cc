@@ -1,0 +1,129 @@
+// apps/rme: `rme serve` — the OpenAI-compatible server with continuous batching, pre-gated
+// expert-aware scheduling and the budgeted expert cache.
+#include <csignal>
+#include <cstdio>
+#include <fstream>
+
+#include "commands.h"
+#include "common.h"
+#include "core/thread_pool.h"
+#include "kernels/matmul.h"
+#include "server/http_server.h"
+
+namespace rme::cli {
+namespace {
+
+struct ServeArgs {
+  ModelArgs model;
+  RoutingArgs routing;
+  HttpOptions http;
+  std::string policy = "fcfs", eviction = "belady", trace_out;
+  double expert_cache_mb = 0;
+  bool direct_io = false, no_prefetch = false, fast_prefill = false;
+  int block_size = 16, kv_blocks = 0, max_seq_len = 0;
+  StepBudget budget;
+};
+
+HttpServer* g_server = nullptr;
+void on_signal(int) {
+  if (g_server) g_server->stop();
+}
+
+}  // namespace
+
+void add_serve_command(CLI::App& root, std::function<int()>& run) {
+  auto* app = root.add_subcommand("serve", "OpenAI-compatible server (completions, chat, SSE)");
+  auto a = std::make_shared<ServeArgs>();
+  a->model.add(*app);
+  a->routing.add(*app);
+  app->add_option("--host", a->http.host, "address to bind (default 127.0.0.1: localhost only)");
+  app->add_option("--port", a->http.port, "port (default 8080; 0 = any free port)")
+      ->check(CLI::Range(0, 65535));
+  app->add_option("--api-key", a->http.api_key, "require Authorization: Bearer KEY");
+  app->add_option("--model-name", a->http.model_name, "the id /v1/models reports");
+  app->add_option("--max-body-kb", a->http.max_body_bytes, "request body limit in bytes")
+      ->transform([](std::string s) { return std::to_string(std::stoull(s) * 1024); });
+  app->add_option("--max-prompt-tokens", a->http.limits.max_prompt_tokens, "prompt limit")
+      ->check(CLI::Range(1, 1 << 20));
+  app->add_option("--max-tokens-limit", a->http.limits.max_new_tokens, "max_tokens limit")
+      ->check(CLI::Range(1, 1 << 20));
+  app->add_option("--policy", a->policy, "scheduling policy: fcfs | expert")
+      ->check(CLI::IsMember({"fcfs", "expert"}));
+  app->add_option("--max-step-tokens", a->budget.max_tokens, "tokens per step (default 256)")
+      ->check(CLI::Range(1, 8192));
+  app->add_option("--max-step-seqs", a->budget.max_seqs, "sequences per step (default 64)")
+      ->check(CLI::Range(1, 4096));
+  app->add_option("--max-step-experts", a->budget.max_experts,
+                  "distinct routed experts per step (0 = no limit)")
+      ->check(CLI::Range(0, 1024));
+  app->add_option("--prefill-chunk", a->budget.prefill_chunk,
+                  "prompt tokens of one request per step (0 = the step budget)");
+  app->add_option("--aging-steps", a->budget.aging_steps,
+                  "expert policy: serve a request first once it waited this many steps")
+      ->check(CLI::Range(1, 1 << 20));
+  app->add_option("--block-size", a->block_size, "KV block size in tokens")->check(CLI::Range(1, 4096));
+  app->add_option("--kv-blocks", a->kv_blocks, "KV blocks (default: 8 full-length sequences)");
+  app->add_option("--max-seq-len", a->max_seq_len, "prompt + output limit (default: model context)");
+  app->add_option("--expert-cache-mb", a->expert_cache_mb,
+                  "resident expert weights at most (MiB; 0 = all, read in place)");
+  app->add_option("--eviction", a->eviction, "expert cache eviction: lru | lfu | belady")
+      ->check(CLI::IsMember({"lru", "lfu", "belady"}));
+  app->add_flag("--direct-io", a->direct_io, "load experts with O_DIRECT (bypass the page cache)");
+  app->add_flag("--no-prefetch", a->no_prefetch, "do not load the next step's experts ahead");
+  app->add_flag("--fast-prefill", a->fast_prefill,
+                "sgemm prefill: faster, but a request's output may then depend on its batch");
+  app->add_option("--trace-out", a->trace_out, "write the per-step expert trace (CSV) on exit");
+  app->callback([a, &run] {
+    run = [a]() -> int {
+      auto loaded = load(a->model);
+      if (!loaded.ok()) return fail(loaded.status());
+      if (!loaded->tokenizer) return fail(invalid_argument("serve: the model has no tokenizer"));
+      const Model& m = *loaded->model;
+      set_batch_invariant_matmul(!a->fast_prefill);
+      ServingOptions so;
+      so.policy = a->policy;
+      so.budget = a->budget;
+      so.expert_cache_bytes = static_cast<int64_t>(a->expert_cache_mb * (1 << 20));
+      so.eviction = parse_eviction(a->eviction).value();
+      so.direct_io = a->direct_io;
+      so.prefetch = !a->no_prefetch;
+      if (m.moe.is_moe()) {
+        Forward probe(m, 1, ThreadPool::global());
+        std::unique_ptr<Model> dense;
+        if (Status st = a->routing.apply(probe, dense); !st.ok()) return fail(st);
+        so.routing = probe.routing();
+      }
+      BatchEngineOptions eo;
+      eo.block_size = a->block_size;
+      eo.n_block = a->kv_blocks;
+      eo.max_seq_len = a->max_seq_len;
+      auto loop = ServingLoop::create(m, ThreadPool::global(), eo, so);
+      if (!loop.ok()) return fail(loop.status());
+      HttpServer server(**loop, *loaded->tokenizer, a->http);
+      if (Status st = server.bind(); !st.ok()) return fail(st);
+      g_server = &server;
+      std::signal(SIGINT, on_signal);
+      std::signal(SIGTERM, on_signal);
+      std::signal(SIGPIPE, SIG_IGN);
+      (*loop)->start();
+      std::fprintf(stderr, "rme serve: %s on http://%s:%d (policy %s%s)\n", m.source.c_str(),
+                   a->http.host.c_str(), server.port(), a->policy.c_str(),
+                   so.expert_cache_bytes ? ", expert cache" : "");
+      std::fflush(stderr);
+      Status st = server.listen();
+      (*loop)->stop();
+      g_server = nullptr;
+      if (!a->trace_out.empty()) {
+        std::ofstream out(a->trace_out);
+        out << "step,expert,tokens,seqs,seconds\n";
+        for (const auto& s : (*loop)->take_steps())
+          for (int e : s.experts)
+            out << s.step << "," << e << "," << s.n_tokens << "," << s.n_seqs << "," << s.seconds
+                << "\n";
+      }
+      return st.ok() ? 0 : fail(st);
+    };
+  });
+}
+
+}  // namespace rme::cli

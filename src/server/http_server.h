@@ -1,0 +1,51 @@
+// server: HttpServer, the OpenAI-compatible HTTP front end (cpp-httplib) over a ServingLoop.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "core/status.h"
+#include "server/openai.h"
+#include "server/serving_loop.h"
+
+namespace httplib {
+class Server;
+}
+
+namespace rme {
+
+struct HttpOptions {
+  std::string host = "127.0.0.1";  // localhost unless asked otherwise
+  int port = 8080;                 // 0 = any free port (tests)
+  std::string api_key;             // non-empty: require "Authorization: Bearer <key>"
+  size_t max_body_bytes = 1 << 20;
+  int threads = 96;                // connection handlers (each streaming client holds one)
+  std::string model_name = "rme";
+  ApiLimits limits;
+};
+
+// Routes: POST /v1/completions, POST /v1/chat/completions (both with "stream": true over SSE),
+// GET /v1/models, /health, /metrics (Prometheus text). Borrows the loop and tokenizer. Every
+// malformed or out-of-range request gets a 4xx JSON error in OpenAI's shape; a client that goes
+// away mid-stream has its request cancelled (blocks freed). Thread-safe: handlers run on
+// httplib's pool; stop() may be called from any thread.
+class HttpServer {
+ public:
+  HttpServer(ServingLoop& loop, const Tokenizer& tokenizer, HttpOptions options);
+  ~HttpServer();
+  // Binds (port 0 picks one); then listen() serves until stop().
+  Status bind();
+  int port() const { return port_; }
+  Status listen();
+  void stop();
+
+ private:
+  void routes();
+  ServingLoop& loop_;
+  const Tokenizer& tok_;
+  HttpOptions options_;
+  std::unique_ptr<httplib::Server> http_;
+  int port_ = 0;
+};
+
+}  // namespace rme
