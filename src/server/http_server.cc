@@ -2,6 +2,7 @@
 #include "server/http_server.h"
 
 #include <httplib.h>
+#include <sys/socket.h>
 
 #include <atomic>
 #include <chrono>
@@ -46,6 +47,13 @@ void HttpServer::routes() {
   const int threads = options_.threads;
   s.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   s.set_payload_max_length(options_.max_body_bytes);
+  // httplib 0.11 listens with a backlog of 5, so a burst of clients gets connections reset;
+  // remember the socket to widen the backlog after binding.
+  s.set_socket_options([this](socket_t sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+    listen_fd_ = sock;
+  });
   s.set_read_timeout(30, 0);
   s.set_write_timeout(30, 0);
   // Authentication and body limits before any handler.
@@ -195,6 +203,7 @@ Status HttpServer::bind() {
                       std::to_string(options_.port) + " (in use?)");
     port_ = options_.port;
   }
+  if (listen_fd_ >= 0) ::listen(listen_fd_, 1024);  // Linux updates a listening socket's backlog
   return Status::Ok();
 }
 

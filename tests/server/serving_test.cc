@@ -8,6 +8,7 @@
 #include "kernels/matmul.h"
 #include "model/forward.h"
 #include "model/random_model.h"
+#include "moefy/router_init.h"
 #include "server/serving_loop.h"
 #include "util/tiny_model.h"
 
@@ -27,8 +28,10 @@ Fixture& fixture() {
     c.n_ctx = 128;
     const std::string dir = test::temp_dir("serving");
     Model moe = random_moe(c, 4, 0.5, 0.25, DType::kQ8_0, 11, pool);
+    moe.router = random_router(c, 4, default_router_shape(c), 13);
     EXPECT_TRUE(write_gguf_model(moe, nullptr, dir + "/moe.gguf", std::nullopt).ok());
     f->moe = std::move(load_model(dir + "/moe.gguf")->model);
+    EXPECT_TRUE(f->moe->router != nullptr);
     Model dense = random_model(c, DType::kF16, 12, pool);
     EXPECT_TRUE(write_gguf_model(dense, nullptr, dir + "/dense.gguf", std::nullopt).ok());
     f->dense = std::move(load_model(dir + "/dense.gguf")->model);
