@@ -18,7 +18,37 @@ struct InitRandomArgs {
   int threads = 0;
   int experts = 0;
   double active = 0.5, shared = 0.25;
+  std::string router;
 };
+
+int write_timing_model(const std::string& shape, const std::string& router_from,
+                       const std::string& type_name, double active, double shared, uint64_t seed,
+                       const std::string& out) {
+  auto c = named_shape(shape);
+  if (!c.ok()) return fail(c.status());
+  auto from = load_model(router_from);
+  if (!from.ok()) return fail(from.status());
+  const Model& src = *from->model;
+  if (!src.moe.is_moe() || !src.router)
+    return fail(invalid_argument(router_from + ": not a Read-ME MoE with a trained router"));
+  const auto type = dtype_from_name(type_name);
+  if (!type) return fail(invalid_argument("unknown --type " + type_name));
+  // The router reads only token ids: give the backbone the router's vocabulary and keep its
+  // decisions; the backbone's weights are random, so its outputs mean nothing.
+  c->n_vocab = src.config.n_vocab;
+  const double t0 = now_seconds();
+  Model m = random_moe(*c, src.moe.n_expert, active, shared, *type, seed, ThreadPool::global());
+  m.router = src.router;
+  m.moe.top_k = src.moe.top_k;
+  if (Status st = write_gguf_model(m, from->tokenizer.get(), out, std::nullopt); !st.ok())
+    return fail(st);
+  std::printf(
+      "wrote %s: timing model, %s backbone (RANDOM weights) with %d experts driven by the trained "
+      "router of %s, %s, %.2f GB (%.1f s)\n",
+      out.c_str(), shape.c_str(), m.moe.n_expert, router_from.c_str(), type_name.c_str(),
+      m.weight_bytes() / 1e9, now_seconds() - t0);
+  return 0;
+}
 
 void add_init_random_command(CLI::App& root, std::function<int()>& run) {
   auto* app = root.add_subcommand(
@@ -39,11 +69,19 @@ void add_init_random_command(CLI::App& root, std::function<int()>& run) {
       ->check(CLI::Range(0.0, 1.0));
   app->add_option("--shared", a->shared, "MoE: shared expert fraction of the FFN")
       ->check(CLI::Range(0.0, 1.0));
+  app->add_option("--router", a->router,
+                  "a trained Read-ME MoE whose router (and tokenizer, vocabulary, experts) drives "
+                  "the random backbone: a timing model (same as moefy --random-backbone)");
   app->add_option("-t,--threads", a->threads, "worker threads (default: all cores)");
   app->add_option("-o,--out", a->out, "output .gguf")->required();
   app->callback([a, &run] {
     run = [a]() -> int {
       if (a->threads > 0) ThreadPool::set_default_threads(a->threads);
+      if (!a->router.empty()) {
+        if (a->shape.empty()) return fail(invalid_argument("--router needs --shape"));
+        return write_timing_model(a->shape, a->router, a->type, a->active, a->shared, a->seed,
+                                  a->out);
+      }
       LlamaConfig c;
       if (!a->shape.empty()) {
         auto s = named_shape(a->shape);

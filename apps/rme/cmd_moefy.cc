@@ -3,6 +3,7 @@
 #include <cstdio>
 
 #include "commands.h"
+#include "core/thread_pool.h"
 #include "common.h"
 #include "moefy/carve.h"
 #include "moefy/profile.h"
@@ -16,6 +17,8 @@ struct MoefyArgs {
   int cluster = 0, top_k = 1;
   uint64_t seed = 1;
   bool prune = false;
+  std::string random_backbone, router;
+  double active = 0.5, shared = 0.25;
 };
 
 void add_moefy_command(CLI::App& root, std::function<int()>& run) {
@@ -23,7 +26,16 @@ void add_moefy_command(CLI::App& root, std::function<int()>& run) {
       "moefy", "Refactor a dense model into a Read-ME MoE from `rme profile` statistics");
   auto a = std::make_shared<MoefyArgs>();
   a->model.add(*app);
-  app->add_option("--stats", a->stats, "statistics from `rme profile`")->required();
+  app->get_option("model")->required(false);
+  app->add_option("--stats", a->stats, "statistics from `rme profile`");
+  app->add_option("--random-backbone", a->random_backbone,
+                  "instead: a timing model — a random backbone of this shape (tinyllama, "
+                  "llama2-7b, rme-mini) driven by --router's trained router");
+  app->add_option("--router", a->router, "the trained Read-ME MoE whose router to use");
+  app->add_option("--active", a->active, "timing model: active FFN fraction per token")
+      ->check(CLI::Range(0.0, 1.0));
+  app->add_option("--shared", a->shared, "timing model: shared expert fraction of the FFN")
+      ->check(CLI::Range(0.0, 1.0));
   app->add_option("--keep", a->keep, "fraction of FFN channels each domain keeps")
       ->check(CLI::Range(0.0, 1.0));
   app->add_option("--cluster", a->cluster,
@@ -41,6 +53,18 @@ void add_moefy_command(CLI::App& root, std::function<int()>& run) {
       ->required();
   app->callback([a, &run] {
     run = [a]() -> int {
+      if (!a->random_backbone.empty()) {
+        if (a->router.empty() || a->out.empty())
+          return fail(invalid_argument("--random-backbone needs --router FROM_MOE and --out"));
+        if (a->out.size() < 5 || a->out.substr(a->out.size() - 5) != ".gguf")
+          return fail(invalid_argument("--random-backbone writes a .gguf file"));
+        if (a->model.threads > 0) ThreadPool::set_default_threads(a->model.threads);
+        return write_timing_model(a->random_backbone, a->router,
+                                  a->type.empty() ? "q8_0" : a->type, a->active, a->shared,
+                                  a->seed, a->out);
+      }
+      if (a->model.model.empty() || a->stats.empty())
+        return fail(invalid_argument("moefy needs MODEL and --stats (or --random-backbone)"));
       auto loaded = load(a->model);
       if (!loaded.ok()) return fail(loaded.status());
       const Model& dense = *loaded->model;

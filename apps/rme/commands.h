@@ -3,7 +3,9 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <cstdint>
 #include <functional>
+#include <string>
 
 namespace rme::cli {
 
@@ -23,5 +25,11 @@ void add_bench_command(CLI::App& root, std::function<int()>& run);
 void add_serve_command(CLI::App& root, std::function<int()>& run);
 void add_bench_serve_command(CLI::App& root, std::function<int()>& run);
 void add_cache_sim_command(CLI::App& root, std::function<int()>& run);
+
+// A random-weight Read-ME backbone of a named shape driven by the trained router of another MoE
+// (init-random --router, moefy --random-backbone). Returns the exit code.
+int write_timing_model(const std::string& shape, const std::string& router_from,
+                       const std::string& type, double active, double shared, uint64_t seed,
+                       const std::string& out);
 
 }  // namespace rme::cli
