@@ -26,12 +26,12 @@ DOMAINS="stories books wiki qa dialogue math code"
 DENSE=data/models/rme-mini
 step() { echo; echo "==> $*"; }
 
-step "1/5 profile: mean |down_proj input| per domain, layer and channel (data/calibration)"
+step "1/6 profile: mean |down_proj input| per domain, layer and channel (data/calibration)"
 [ -f "$W/stats.safetensors" ] || $RME profile $DENSE --tokens 8192 --out "$W/stats.safetensors" \
   $(for d in $DOMAINS; do echo "--domain $d=data/calibration/$d.txt"; done)
-step "2/5 moefy: each domain keeps its top 50% channels; common ones = shared expert"
+step "2/6 moefy: each domain keeps its top 50% channels; common ones = shared expert"
 [ -f "$W/moe/config.json" ] || $RME moefy $DENSE --stats "$W/stats.safetensors" --out "$W/moe"
-step "3/5 train-router: distill the pre-gating router from the dense model's activations"
+step "3/6 train-router: distill the pre-gating router from the dense model's activations"
 [ -f "$W/corpus/manifest.json" ] || $RME corpus --tokenizer $DENSE --out "$W/corpus" \
   $(for d in $DOMAINS; do echo "--domain $d=data/calibration/$d.txt"; done) > /dev/null
 [ -f "$W/moe-r/config.json" ] || $RME train-router "$W/moe" --corpus "$W/corpus" --out "$W/moe-r" \
@@ -43,7 +43,7 @@ if [ "$FT" -gt 0 ]; then
   MOE=$W/moe-f
 fi
 
-step "4/5 dense vs MoE: bits per byte on held-out text (data/eval; lower is better)"
+step "4/6 dense vs MoE: bits per byte on held-out text (data/eval; lower is better)"
 bpb() {
   $RME perplexity "$@" --ctx 256 --json 2>/dev/null | sed -E 's/.*"bits_per_byte": ([0-9.]+).*/\1/'
 }
@@ -56,11 +56,34 @@ done
 echo "(MoE: shared expert + 1 of 7 routed experts = half the dense FFN per token; oracle: each"
 echo " token's expert chosen from the dense activations; random: uniform experts.)"
 
-step "5/5 generate with the MoE (router picks each token's expert before the backbone runs)"
+step "5/6 generate with the MoE (router picks each token's expert before the backbone runs)"
 $RME generate "$MOE" --prompt "Once upon a time" --new-tokens 120 --temp 0
 echo
 $RME generate "$MOE" --prompt "Question: Tom has 3 apples and buys 5 more. How many apples does he have?" \
   --new-tokens 60 --temp 0
 echo
+
+step "6/6 serve the MoE (OpenAI API, continuous batching, expert-aware scheduling)"
+PORT=${RME_DEMO_PORT:-18088}
+$RME serve "$MOE" --port "$PORT" --policy expert --expert-cache-mb 8 >"$W/serve.log" 2>&1 &
+SERVER=$!
+trap 'kill $SERVER 2>/dev/null || true' EXIT
+for _ in $(seq 100); do curl -sf "localhost:$PORT/health" >/dev/null && break; sleep 0.1; done
+# Four streamed requests at once; curl reports time to first byte and total time per request.
+for p in "Once upon a time" "The little dog" "Question: what is 7 times 6?" "int main() {"; do
+  curl -sN "localhost:$PORT/v1/completions" -o "$W/stream-${#p}.txt" \
+    -w "%{time_starttransfer} %{time_total} $p\n" \
+    -d "{\"prompt\": \"$p\", \"max_tokens\": 40, \"temperature\": 0, \"stream\": true}" &
+done | sort -n | awk '{t=$1; e=$2; $1=$2=""; printf "  first byte %6.0f ms  total %6.0f ms  %s\n", t*1000, e*1000, $0}'
+wait_done() { for j in $(jobs -p); do [ "$j" = "$SERVER" ] || wait "$j"; done; }
+wait_done
+echo "first stream, as received (SSE):"
+head -c 400 "$W/stream-16.txt"
+echo "..."
+curl -s "localhost:$PORT/metrics" | grep -E "^rme_(generated_tokens_total|steps_total|expert_cache_hit_rate|time_to_first_token_seconds_(sum|count)|step_distinct_experts_(sum|count)) " |
+  awk '{printf "  %-45s %s\n", $1, $2}'
+kill $SERVER
+wait $SERVER 2>/dev/null || true
+trap - EXIT
 echo
-echo "MoE checkpoint: $MOE (docs/formats.md); full results: docs/results.md"
+echo "MoE checkpoint: $MOE (docs/formats.md); full results: docs/results.md; serving: docs/serving.md"

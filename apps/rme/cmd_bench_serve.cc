@@ -182,8 +182,11 @@ void add_bench_serve_command(CLI::App& root, std::function<int()>& run) {
         const size_t at = (i * 104729) % (ids.size() - np);
         std::vector<int> prompt(ids.begin() + at, ids.begin() + at + np);
         if (bos >= 0) prompt[0] = bos;
-        bodies[i] = {{"prompt", prompt}, {"max_tokens", no}, {"temperature", 0},
-                     {"ignore_eos", true}, {"stream", true}};
+        bodies[i] = {{"prompt", prompt},
+                     {"max_tokens", no},
+                     {"temperature", 0},
+                     {"ignore_eos", true},
+                     {"stream", true}};
         samples[i] = {(r.t - (*rows)[0].t) * a->time_scale, 0, 0, np, no, false};
       }
       httplib::Client probe(a->url);
@@ -210,16 +213,17 @@ void add_bench_serve_command(CLI::App& root, std::function<int()>& run) {
           req.body = bodies[i].dump();
           req.set_header("Content-Type", "application/json");
           req.content_receiver = [&](const char* data, size_t len, uint64_t, uint64_t) {
-                buf.append(data, len);
-                size_t e;
-                while ((e = buf.find("\n\n")) != std::string::npos) {
-                  const std::string ev = buf.substr(0, e);
-                  buf.erase(0, e + 2);
-                  if (ev == "data: [DONE]") finished = true;
-                  else if (first == 0 && ev.find("\"text\":\"\"") == std::string::npos)
-                    first = now_seconds();
-                }
-                return true;
+            buf.append(data, len);
+            size_t e;
+            while ((e = buf.find("\n\n")) != std::string::npos) {
+              const std::string ev = buf.substr(0, e);
+              buf.erase(0, e + 2);
+              if (ev == "data: [DONE]")
+                finished = true;
+              else if (first == 0 && ev.find("\"text\":\"\"") == std::string::npos)
+                first = now_seconds();
+            }
+            return true;
           };
           httplib::Response res;
           httplib::Error err;
@@ -250,30 +254,34 @@ void add_bench_serve_command(CLI::App& root, std::function<int()>& run) {
         e2e.push_back(s.e2e);
         norm.push_back(s.e2e / s.n_out);
         out_tokens += s.n_out;
-        reqs.push_back({{"arrival", s.arrival}, {"n_prompt", s.n_prompt}, {"n_out", s.n_out},
-                        {"ttft", s.ttft}, {"e2e", s.e2e}});
+        reqs.push_back({{"arrival", s.arrival},
+                        {"n_prompt", s.n_prompt},
+                        {"n_out", s.n_out},
+                        {"ttft", s.ttft},
+                        {"e2e", s.e2e}});
       }
       auto delta = [&](const std::string& k) {
         return (after.count(k) ? after.at(k) : 0) - (before.count(k) ? before.at(k) : 0);
       };
       const double steps = delta("rme_step_distinct_experts_count");
       const double hits = delta("rme_expert_cache_hits"), misses = delta("rme_expert_cache_misses");
-      json j = {{"label", a->label},
-                {"requests", reqs},
-                {"n_requests", n},
-                {"failed", failed},
-                {"makespan_s", makespan},
-                {"throughput_tok_s", out_tokens / makespan},
-                {"ttft_s", summary(ttft)},
-                {"tpot_s", summary(tpot)},
-                {"e2e_s", summary(e2e)},
-                {"normalized_s_per_token", summary(norm)},
-                {"steps", steps},
-                {"distinct_experts_per_step",
-                 steps > 0 ? delta("rme_step_distinct_experts_sum") / steps : 0.0},
-                {"tokens_per_step", steps > 0 ? delta("rme_step_tokens_sum") / steps : 0.0},
-                {"cache_hit_rate", hits + misses > 0 ? json(hits / (hits + misses)) : json(nullptr)},
-                {"io_stall_s", delta("rme_expert_io_stall_seconds")}};
+      json j = {
+          {"label", a->label},
+          {"requests", reqs},
+          {"n_requests", n},
+          {"failed", failed},
+          {"makespan_s", makespan},
+          {"throughput_tok_s", out_tokens / makespan},
+          {"ttft_s", summary(ttft)},
+          {"tpot_s", summary(tpot)},
+          {"e2e_s", summary(e2e)},
+          {"normalized_s_per_token", summary(norm)},
+          {"steps", steps},
+          {"distinct_experts_per_step",
+           steps > 0 ? delta("rme_step_distinct_experts_sum") / steps : 0.0},
+          {"tokens_per_step", steps > 0 ? delta("rme_step_tokens_sum") / steps : 0.0},
+          {"cache_hit_rate", hits + misses > 0 ? json(hits / (hits + misses)) : json(nullptr)},
+          {"io_stall_s", delta("rme_expert_io_stall_seconds")}};
       json brief = j;
       brief.erase("requests");
       std::printf("%s\n", brief.dump(2).c_str());

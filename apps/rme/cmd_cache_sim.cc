@@ -18,7 +18,8 @@ struct CacheSimArgs {
 }  // namespace
 
 void add_cache_sim_command(CLI::App& root, std::function<int()>& run) {
-  auto* app = root.add_subcommand("cache-sim", "Expert cache hit rates on a routing trace, offline");
+  auto* app =
+      root.add_subcommand("cache-sim", "Expert cache hit rates on a routing trace, offline");
   auto a = std::make_shared<CacheSimArgs>();
   app->add_option("--trace", a->trace,
                   "routing.csv (analyze-routing) or a step trace (serve --trace-out)")
@@ -50,8 +51,8 @@ void add_cache_sim_command(CLI::App& root, std::function<int()>& run) {
         policies = {parse_eviction(a->policy).value()};
       }
       std::printf("trace: %zu steps, %lld expert uses, %d experts (lookahead %d steps)\n",
-                  trace->steps.size(), static_cast<long long>(trace->n_accesses()),
-                  trace->n_expert, a->lookahead);
+                  trace->steps.size(), static_cast<long long>(trace->n_accesses()), trace->n_expert,
+                  a->lookahead);
       std::printf("%-9s", "capacity");
       for (Eviction p : policies) std::printf("%9s", eviction_name(p));
       std::printf("%9s\n", "optimal");

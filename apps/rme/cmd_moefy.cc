@@ -3,8 +3,8 @@
 #include <cstdio>
 
 #include "commands.h"
-#include "core/thread_pool.h"
 #include "common.h"
+#include "core/thread_pool.h"
 #include "moefy/carve.h"
 #include "moefy/profile.h"
 
@@ -59,9 +59,8 @@ void add_moefy_command(CLI::App& root, std::function<int()>& run) {
         if (a->out.size() < 5 || a->out.substr(a->out.size() - 5) != ".gguf")
           return fail(invalid_argument("--random-backbone writes a .gguf file"));
         if (a->model.threads > 0) ThreadPool::set_default_threads(a->model.threads);
-        return write_timing_model(a->random_backbone, a->router,
-                                  a->type.empty() ? "q8_0" : a->type, a->active, a->shared,
-                                  a->seed, a->out);
+        return write_timing_model(a->random_backbone, a->router, a->type.empty() ? "q8_0" : a->type,
+                                  a->active, a->shared, a->seed, a->out);
       }
       if (a->model.model.empty() || a->stats.empty())
         return fail(invalid_argument("moefy needs MODEL and --stats (or --random-backbone)"));

@@ -61,9 +61,11 @@ void add_serve_command(CLI::App& root, std::function<int()>& run) {
   app->add_option("--aging-steps", a->budget.aging_steps,
                   "expert policy: serve a request first once it waited this many steps")
       ->check(CLI::Range(1, 1 << 20));
-  app->add_option("--block-size", a->block_size, "KV block size in tokens")->check(CLI::Range(1, 4096));
+  app->add_option("--block-size", a->block_size, "KV block size in tokens")
+      ->check(CLI::Range(1, 4096));
   app->add_option("--kv-blocks", a->kv_blocks, "KV blocks (default: 8 full-length sequences)");
-  app->add_option("--max-seq-len", a->max_seq_len, "prompt + output limit (default: model context)");
+  app->add_option("--max-seq-len", a->max_seq_len,
+                  "prompt + output limit (default: model context)");
   app->add_option("--expert-cache-mb", a->expert_cache_mb,
                   "resident expert weights at most (MiB; 0 = all, read in place)");
   app->add_option("--eviction", a->eviction, "expert cache eviction: lru | lfu | belady")

@@ -163,8 +163,8 @@ Status BatchEngine::execute(const StepPlan& plan, int64_t step,
     const int n = std::min(c.n_tokens, static_cast<int>(s.tokens.size()) - s.n_computed);
     if (n <= 0 || total + n > forward_.max_tokens())
       return internal_error("engine: plan exceeds the step or the request");
-    const int need = blocks_needed(s.n_computed + n, kv_.block_size(),
-                                   static_cast<int>(s.blocks.size()));
+    const int need =
+        blocks_needed(s.n_computed + n, kv_.block_size(), static_cast<int>(s.blocks.size()));
     if (need > free_blocks()) return internal_error("engine: plan needs more KV blocks than free");
     for (int b = 0; b < need; ++b) {
       s.blocks.push_back(free_.back());
@@ -177,7 +177,8 @@ Status BatchEngine::execute(const StepPlan& plan, int64_t step,
     ch.want_logits = s.n_computed + n == static_cast<int>(s.tokens.size());
     if (moe) {
       ch.experts = std::span<const int>(s.experts).subspan(size_t(s.n_computed) * k, size_t(n) * k);
-      ch.weights = std::span<const float>(s.weights).subspan(size_t(s.n_computed) * k, size_t(n) * k);
+      ch.weights =
+          std::span<const float>(s.weights).subspan(size_t(s.n_computed) * k, size_t(n) * k);
     }
     chunks_.push_back(ch);
     run.push_back(&s);

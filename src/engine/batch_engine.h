@@ -18,11 +18,11 @@
 namespace rme {
 
 struct RequestParams {
-  std::vector<int> prompt;      // token ids, BOS included if wanted
-  int max_new = 16;             // tokens to generate at most
-  SamplingParams sampling;      // temperature 0 = greedy
-  bool ignore_eos = false;      // generate exactly max_new tokens (benchmarks)
-  std::vector<int> stop_ids;    // end-of-sequence ids (the tokenizer's EOS set)
+  std::vector<int> prompt;    // token ids, BOS included if wanted
+  int max_new = 16;           // tokens to generate at most
+  SamplingParams sampling;    // temperature 0 = greedy
+  bool ignore_eos = false;    // generate exactly max_new tokens (benchmarks)
+  std::vector<int> stop_ids;  // end-of-sequence ids (the tokenizer's EOS set)
 };
 
 enum class FinishReason { kNone, kStop, kLength, kCancelled, kError };
@@ -37,9 +37,9 @@ struct TokenEvent {
 
 struct BatchEngineOptions {
   int block_size = 16;
-  int n_block = 0;          // KV blocks; 0 = enough for 8 sequences of max_seq_len
+  int n_block = 0;  // KV blocks; 0 = enough for 8 sequences of max_seq_len
   int max_step_tokens = 256;
-  int max_seq_len = 0;      // prompt + output per request; 0 = the model's context
+  int max_seq_len = 0;  // prompt + output per request; 0 = the model's context
 };
 
 // Owns the paged KV cache, each live request's state (tokens, routed experts, block table,

@@ -59,8 +59,7 @@ Result<std::unique_ptr<ExpertStore>> ExpertStore::open(const Model& model,
   const int capacity = static_cast<int>(std::min<int64_t>(E, o.budget_bytes / span));
   if (capacity < 1)
     return invalid_argument("expert cache: a budget of " + std::to_string(o.budget_bytes >> 20) +
-                            " MiB holds no expert (" + std::to_string(span >> 20) +
-                            " MiB each)");
+                            " MiB holds no expert (" + std::to_string(span >> 20) + " MiB each)");
   s->fd_ = ::open(file->path().c_str(), O_RDONLY | O_CLOEXEC | (o.direct_io ? O_DIRECT : 0));
   if (s->fd_ < 0)
     return io_error(file->path() + ": open" + (o.direct_io ? " with O_DIRECT" : "") + ": " +

@@ -19,17 +19,17 @@
 namespace rme {
 
 struct ExpertStoreOptions {
-  int64_t budget_bytes = 0;   // resident expert bytes at most (slots = budget / expert bytes)
+  int64_t budget_bytes = 0;  // resident expert bytes at most (slots = budget / expert bytes)
   Eviction eviction = Eviction::kBelady;
-  bool direct_io = false;     // O_DIRECT: measure the disk, not the page cache
+  bool direct_io = false;  // O_DIRECT: measure the disk, not the page cache
 };
 
 struct ExpertStoreStats {
-  int64_t hits = 0, misses = 0;   // per expert use in a step
-  int64_t prefetched = 0;         // loads started ahead of need
-  int64_t prefetch_hits = 0;      // uses served by a prefetched load
+  int64_t hits = 0, misses = 0;  // per expert use in a step
+  int64_t prefetched = 0;        // loads started ahead of need
+  int64_t prefetch_hits = 0;     // uses served by a prefetched load
   int64_t bytes_read = 0;
-  double stall_seconds = 0;       // time acquire() waited for I/O
+  double stall_seconds = 0;  // time acquire() waited for I/O
   double hit_rate() const { return hits + misses ? double(hits) / (hits + misses) : 0; }
 };
 
@@ -51,8 +51,7 @@ class ExpertStore {
   // and returns the table for Forward::set_expert_table. next_use[e]: the step of e's next known
   // use (kNeverUsed if none; belady's input).
   Result<std::vector<const ExpertWeights*>> acquire(std::span<const int> experts,
-                                                    std::span<const int64_t> next_use,
-                                                    int64_t now);
+                                                    std::span<const int64_t> next_use, int64_t now);
   // Starts loading experts needed soon into slots not pinned by the last acquire.
   void prefetch(std::span<const int> experts, std::span<const int64_t> next_use, int64_t now);
   ExpertStoreStats stats() const;
@@ -67,12 +66,12 @@ class ExpertStore {
   const Model* model_ = nullptr;
   int fd_ = -1;
   int64_t slot_bytes_ = 0;
-  std::vector<uint64_t> offset_;                // expert -> file offset (page aligned)
-  std::vector<std::vector<int64_t>> rel_;       // expert -> per-layer gate/up/down offsets
+  std::vector<uint64_t> offset_;           // expert -> file offset (page aligned)
+  std::vector<std::vector<int64_t>> rel_;  // expert -> per-layer gate/up/down offsets
   std::vector<std::unique_ptr<Slot>> slots_;
   ExpertCacheState cache_{0, 0, Eviction::kLru};
   std::vector<char> pinned_;
-  std::vector<char> prefetched_;                // expert was loaded by prefetch, not yet used
+  std::vector<char> prefetched_;  // expert was loaded by prefetch, not yet used
 
   mutable std::mutex mu_;
   std::condition_variable cv_;

@@ -82,17 +82,17 @@ void matmul(const MatView& w, const float* x, int64_t x_stride, int64_t n_tok, f
       pool.parallel_for(w.n_out, grain, [&](int64_t r0, int64_t r1, int) {
         for (int64_t r = r0; r < r1; ++r)
           for (int64_t t = 0; t < n_tok; ++t)
-            y[t * y_stride + r] = dq(base + r * row_bytes, xs[t].q.data(), xs[t].d.data(),
-                                     xs[t].sum.data(), n_in);
+            y[t * y_stride + r] =
+                dq(base + r * row_bytes, xs[t].q.data(), xs[t].d.data(), xs[t].sum.data(), n_in);
       });
       return;
     }
-    pool.parallel_for(w.n_out, std::max<int64_t>(1, grain / n_tok), [&](int64_t r0, int64_t r1,
-                                                                         int) {
-      for (int64_t r = r0; r < r1; ++r)
-        for (int64_t t = 0; t < n_tok; ++t)
-          y[t * y_stride + r] = dot(base + r * row_bytes, x + t * x_stride, n_in);
-    });
+    pool.parallel_for(w.n_out, std::max<int64_t>(1, grain / n_tok),
+                      [&](int64_t r0, int64_t r1, int) {
+                        for (int64_t r = r0; r < r1; ++r)
+                          for (int64_t t = 0; t < n_tok; ++t)
+                            y[t * y_stride + r] = dot(base + r * row_bytes, x + t * x_stride, n_in);
+                      });
     return;
   }
   if (n_tok >= kBlasMinTokens && fast_blas()) {

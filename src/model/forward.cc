@@ -202,8 +202,8 @@ Status Forward::run_batch(std::span<const SeqChunk> chunks, float* logits) {
   return Status::Ok();
 }
 
-Status Forward::route_tokens(std::span<const int> tokens, int pos, KvCache* router_kv,
-                             int* experts, float* weights) {
+Status Forward::route_tokens(std::span<const int> tokens, int pos, KvCache* router_kv, int* experts,
+                             float* weights) {
   const MoeConfig& moe = model_.moe;
   if (!moe.is_moe()) return invalid_argument("routing: the model is dense (no experts)");
   if (routing_.mode == Routing::kOracle || routing_.mode == Routing::kLayerGate)
@@ -256,8 +256,9 @@ Status Forward::route(const int* tokens, int n_tok, int pos, KvCache* router_kv,
     }
     case Routing::kRandom:
       for (int t = 0; t < n_tok; ++t) {
-        uint64_t h = splitmix(routing_.seed ^ splitmix(static_cast<uint64_t>(pos + t) * 1315423911u +
-                                             static_cast<uint64_t>(tokens[t])));
+        uint64_t h =
+            splitmix(routing_.seed ^ splitmix(static_cast<uint64_t>(pos + t) * 1315423911u +
+                                              static_cast<uint64_t>(tokens[t])));
         for (int e = 0; e < E; ++e)
           route_scores_[t * E + e] = static_cast<float>((h = splitmix(h)) >> 40);
         top_k(&route_scores_[t * E], E, k, &experts[t * k], &weights[t * k], false);
@@ -370,7 +371,8 @@ void Forward::run_tokens(const int* tokens, int n_tok, float* logits) {
       silu_mul(gate_.data(), up_.data(), n_tok * F);
       if (probe_) probe_(il, n_tok, gate_.data(), F);
     }
-    if (moe) expert_ffn(L, il, n_tok);  // before the shared output: xb_ still holds the normed input
+    if (moe)
+      expert_ffn(L, il, n_tok);  // before the shared output: xb_ still holds the normed input
     if (F > 0) {
       matmul(L.w_down, gate_.data(), F, n_tok, xb_.data(), D, pool_);  // [T, D]
       for (int64_t i = 0; i < n_tok * D; ++i) x_[i] += xb_[i];

@@ -91,8 +91,8 @@ class Forward {
   const Model& model() const { return model_; }
 
  private:
-  Status route(const int* tokens, int n_tok, int pos, KvCache* router_kv, int n_ctx,
-               int* experts, float* weights);
+  Status route(const int* tokens, int n_tok, int pos, KvCache* router_kv, int n_ctx, int* experts,
+               float* weights);
   // Runs n_tok tokens: token t at position pos_[t] of sequence views_[view_[t]]; writes logits
   // for the rows listed in logit_rows_.
   void run_tokens(const int* tokens, int n_tok, float* logits);

@@ -50,8 +50,8 @@ class PlanBuilder {
     for (; m < n; ++m) {
       const int e = m < static_cast<int>(s.pending_experts.size()) ? s.pending_experts[m] : -1;
       if (e < 0 || experts_.count(e) || added.count(e)) continue;
-      const bool cap = b_.max_experts > 0 &&
-                       static_cast<int>(experts_.size() + added.size()) >= b_.max_experts;
+      const bool cap =
+          b_.max_experts > 0 && static_cast<int>(experts_.size() + added.size()) >= b_.max_experts;
       if (cap || (stop_at_new_expert && m > 0)) break;
       added.insert(e);
     }
@@ -128,8 +128,7 @@ bool is_decode(const SeqInfo& s) { return s.n_blocks > 0 && s.pending() == 1; }
 class FcfsPolicy : public Policy {
  public:
   std::string name() const override { return "fcfs"; }
-  StepPlan schedule(const std::vector<SeqInfo>& seqs, const StepBudget& b,
-                    int64_t) const override {
+  StepPlan schedule(const std::vector<SeqInfo>& seqs, const StepBudget& b, int64_t) const override {
     PlanBuilder p(seqs, b);
     for (int i : p.order())
       if (is_decode(seqs[i])) p.add(i, 1, false);
@@ -148,9 +147,8 @@ class ExpertPolicy : public Policy {
     std::vector<int> overdue;
     for (int i : p.order())
       if (step - seqs[i].waiting_since >= b.aging_steps) overdue.push_back(i);
-    std::stable_sort(overdue.begin(), overdue.end(), [&](int a, int c) {
-      return seqs[a].waiting_since < seqs[c].waiting_since;
-    });
+    std::stable_sort(overdue.begin(), overdue.end(),
+                     [&](int a, int c) { return seqs[a].waiting_since < seqs[c].waiting_since; });
     for (int i : overdue) p.add(i, p.chunk_limit(i), false);
     // Pending tokens per expert over each request's next run of same-expert tokens.
     std::map<int, int> count;
@@ -161,8 +159,7 @@ class ExpertPolicy : public Policy {
       if (!p.available(i)) continue;
       const auto& pe = seqs[i].pending_experts;
       int run = 1;
-      while (run < p.chunk_limit(i) && run < static_cast<int>(pe.size()) && pe[run] == pe[0])
-        ++run;
+      while (run < p.chunk_limit(i) && run < static_cast<int>(pe.size()) && pe[run] == pe[0]) ++run;
       count[first_expert(i)] += run;
     }
     std::vector<std::pair<int, int>> groups(count.begin(), count.end());  // (expert, tokens)

@@ -14,10 +14,10 @@ namespace rme {
 // What the scheduler sees of one live request. The engine fills it before each schedule().
 struct SeqInfo {
   int64_t id = 0;
-  int64_t arrival = 0;  // arrival order (smaller = earlier); ties broken by id
-  int n_computed = 0;   // tokens whose K/V are cached
-  int n_known = 0;      // prompt + sampled tokens; pending = n_known - n_computed
-  int n_blocks = 0;     // KV blocks held (0 = waiting: not admitted, or preempted)
+  int64_t arrival = 0;        // arrival order (smaller = earlier); ties broken by id
+  int n_computed = 0;         // tokens whose K/V are cached
+  int n_known = 0;            // prompt + sampled tokens; pending = n_known - n_computed
+  int n_blocks = 0;           // KV blocks held (0 = waiting: not admitted, or preempted)
   int64_t waiting_since = 0;  // step at which it last ran (or arrived): the aging clock
   // Routed expert of each pending token (top-1), known before the backbone runs because the
   // router reads only token ids; -1 = unknown / dense model.
@@ -33,7 +33,7 @@ struct StepBudget {
   int prefill_chunk = 0;  // most prompt tokens of one sequence per step; 0 = max_tokens
   int free_blocks = 0;    // KV blocks free before this step
   int block_size = 16;
-  int aging_steps = 16;   // a request waiting this many steps is served before any other policy
+  int aging_steps = 16;  // a request waiting this many steps is served before any other policy
 };
 
 struct ScheduledChunk {

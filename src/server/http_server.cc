@@ -35,7 +35,9 @@ void error(httplib::Response& res, int status, const std::string& message,
 }  // namespace
 
 HttpServer::HttpServer(ServingLoop& loop, const Tokenizer& tokenizer, HttpOptions options)
-    : loop_(loop), tok_(tokenizer), options_(std::move(options)),
+    : loop_(loop),
+      tok_(tokenizer),
+      options_(std::move(options)),
       http_(std::make_unique<httplib::Server>()) {
   routes();
 }
@@ -86,8 +88,8 @@ void HttpServer::routes() {
     res.set_content(loop_.metrics().render(), "text/plain; version=0.0.4");
   });
   s.Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
-    json m = {{"id", options_.model_name}, {"object", "model"}, {"created", 0},
-              {"owned_by", "rme"}};
+    json m = {
+        {"id", options_.model_name}, {"object", "model"}, {"created", 0}, {"owned_by", "rme"}};
     res.set_content(dump({{"object", "list"}, {"data", json::array({m})}}), "application/json");
   });
 
@@ -199,8 +201,8 @@ Status HttpServer::bind() {
     if (port_ < 0) return io_error("serve: cannot bind " + options_.host);
   } else {
     if (!http_->bind_to_port(options_.host, options_.port))
-      return io_error("serve: cannot bind " + options_.host + ":" +
-                      std::to_string(options_.port) + " (in use?)");
+      return io_error("serve: cannot bind " + options_.host + ":" + std::to_string(options_.port) +
+                      " (in use?)");
     port_ = options_.port;
   }
   if (listen_fd_ >= 0) ::listen(listen_fd_, 1024);  // Linux updates a listening socket's backlog

@@ -19,7 +19,7 @@ struct HttpOptions {
   int port = 8080;                 // 0 = any free port (tests)
   std::string api_key;             // non-empty: require "Authorization: Bearer <key>"
   size_t max_body_bytes = 1 << 20;
-  int threads = 96;                // connection handlers (each streaming client holds one)
+  int threads = 96;  // connection handlers (each streaming client holds one)
   std::string model_name = "rme";
   ApiLimits limits;
 };

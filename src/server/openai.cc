@@ -93,10 +93,10 @@ Result<ApiRequest> parse_api_request(const std::string& text, bool chat, const T
                             " tokens, more than the limit of " +
                             std::to_string(limits.max_prompt_tokens));
   r.params.prompt = std::move(ids);
-  const char* max_key = body.contains("max_completion_tokens") ? "max_completion_tokens"
-                                                                : "max_tokens";
-  RME_ASSIGN_OR_RETURN(double max_new, number(body, max_key, limits.default_max_tokens, 1,
-                                              limits.max_new_tokens));
+  const char* max_key =
+      body.contains("max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
+  RME_ASSIGN_OR_RETURN(double max_new,
+                       number(body, max_key, limits.default_max_tokens, 1, limits.max_new_tokens));
   if (max_new != std::floor(max_new)) return type_error(max_key, "an integer");
   r.params.max_new = static_cast<int>(max_new);
   SamplingParams& s = r.params.sampling;
@@ -120,7 +120,8 @@ Result<ApiRequest> parse_api_request(const std::string& text, bool chat, const T
 }
 
 std::string api_error(const std::string& message, const std::string& type) {
-  return json{{"error", {{"message", message}, {"type", type}, {"param", nullptr}, {"code", nullptr}}}}
+  return json{
+      {"error", {{"message", message}, {"type", type}, {"param", nullptr}, {"code", nullptr}}}}
       .dump();
 }
 
@@ -170,7 +171,11 @@ std::string Utf8Stream::push(const std::string& bytes) {
     ++back;
     const unsigned char c = pending_[i];
     if ((c & 0xC0) != 0x80) {  // a lead byte (or ASCII)
-      const int need = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 1;
+      const int need = c < 0x80         ? 1
+                       : (c >> 5) == 6  ? 2
+                       : (c >> 4) == 14 ? 3
+                       : (c >> 3) == 30 ? 4
+                                        : 1;
       if (back < need) end = i;
       break;
     }

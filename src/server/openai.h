@@ -3,10 +3,9 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "core/status.h"
 #include "engine/batch_engine.h"
@@ -43,7 +42,8 @@ Result<ApiRequest> parse_api_request(const std::string& body, bool chat, const T
 std::string chat_prompt(const std::vector<ChatMessage>& messages);
 
 // OpenAI's error shape: {"error": {"message", "type", "param", "code"}}.
-std::string api_error(const std::string& message, const std::string& type = "invalid_request_error");
+std::string api_error(const std::string& message,
+                      const std::string& type = "invalid_request_error");
 
 // Bodies. created: unix seconds.
 nlohmann::json completion_body(const ApiRequest& r, const std::string& id, int64_t created,

@@ -141,8 +141,8 @@ std::vector<int64_t> ServingLoop::lookahead(const StepPlan& plan, const StepBudg
             const int e = s.pending_experts[i];
             if (e < 0) continue;
             next_use[e] = std::min(next_use[e], step_ + h);
-            if (h == 1 && std::find(next_experts->begin(), next_experts->end(), e) ==
-                              next_experts->end())
+            if (h == 1 &&
+                std::find(next_experts->begin(), next_experts->end(), e) == next_experts->end())
               next_experts->push_back(e);
           }
     apply(p, step_ + h);
@@ -218,8 +218,7 @@ Result<bool> ServingLoop::step() {
     if (ev.finish != FinishReason::kNone) {
       metrics_.e2e.observe(t1 - s.submitted);
       if (s.n_tokens > 1) metrics_.tpot.observe((s.last_token - s.first_token) / (s.n_tokens - 1));
-      metrics_.add(std::string("requests_total{status=\"") + finish_reason_name(ev.finish) +
-                   "\"}");
+      metrics_.add(std::string("requests_total{status=\"") + finish_reason_name(ev.finish) + "\"}");
       s.finish(ev.finish, ev.finish == FinishReason::kError ? "routing failed" : "");
       live_.erase(it);
     }
@@ -250,7 +249,8 @@ Result<bool> ServingLoop::step() {
   }
   {
     std::lock_guard<std::mutex> lock(mu_);
-    steps_.push_back({step_, plan.n_tokens, static_cast<int>(plan.chunks.size()), experts, t1 - t0});
+    steps_.push_back(
+        {step_, plan.n_tokens, static_cast<int>(plan.chunks.size()), experts, t1 - t0});
   }
   ++step_;
   return true;

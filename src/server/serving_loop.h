@@ -50,12 +50,12 @@ class RequestStream {
 
 struct ServingOptions {
   std::string policy = "fcfs";
-  StepBudget budget;           // max_tokens, max_seqs, max_experts, prefill_chunk, aging_steps
+  StepBudget budget;               // max_tokens, max_seqs, max_experts, prefill_chunk, aging_steps
   int64_t expert_cache_bytes = 0;  // 0 = experts read in place from the mapped file
   Eviction eviction = Eviction::kBelady;
   bool direct_io = false;
   bool prefetch = true;
-  int lookahead_steps = 8;     // steps simulated ahead for belady's next use and for prefetch
+  int lookahead_steps = 8;  // steps simulated ahead for belady's next use and for prefetch
   RoutingOptions routing;
 };
 

@@ -35,7 +35,7 @@ TEST(ScheduleTest, FcfsTakesDecodesFirstThenChunkedPrefillInArrivalOrder) {
   b.free_blocks = 100;
   b.block_size = 4;
   std::vector<SeqInfo> s = {seq(0, 20, 0, 0, std::vector<int>(20, 1)),  // waiting prompt
-                            seq(1, 9, 8, 2, {2}),                        // decoding
+                            seq(1, 9, 8, 2, {2}),                       // decoding
                             seq(2, 30, 0, 0, std::vector<int>(30, 0))};
   StepPlan p = fcfs->schedule(s, b, 0);
   EXPECT_EQ(p.chunks.front().id, 1);  // the decode comes first
@@ -60,7 +60,8 @@ TEST(ScheduleTest, ExpertPolicyGroupsByTheExpertWithMostPendingTokens) {
   std::vector<SeqInfo> q = {seq(0, 8, 0, 0, {3, 3, 3, 1, 1, 1, 1, 1})};
   b.max_experts = 0;
   EXPECT_EQ(chunks(expert->schedule(q, b, 0)), (std::map<int64_t, int>{{0, 3}}));
-  EXPECT_EQ(chunks(make_policy("fcfs").value()->schedule(q, b, 0)), (std::map<int64_t, int>{{0, 8}}));
+  EXPECT_EQ(chunks(make_policy("fcfs").value()->schedule(q, b, 0)),
+            (std::map<int64_t, int>{{0, 8}}));
 }
 
 TEST(ScheduleTest, OlderRequestsPreemptNewerOnesWhenBlocksRunOut) {

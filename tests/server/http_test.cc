@@ -127,14 +127,14 @@ TEST_F(HttpTest, BadRequestsGetOpenAiStyle4xxErrors) {
 
 TEST_F(HttpTest, CompletionsChatModelsHealthAndMetrics) {
   int st;
-  json c = post("/v1/completions", R"({"prompt":"Once upon a time","max_tokens":5,"temperature":0})",
-                &st);
+  json c = post("/v1/completions",
+                R"({"prompt":"Once upon a time","max_tokens":5,"temperature":0})", &st);
   ASSERT_EQ(st, 200) << c.dump();
   EXPECT_EQ(c["object"], "text_completion");
   EXPECT_EQ(c["usage"]["completion_tokens"], 5);
-  json chat = post("/v1/chat/completions",
-                   R"({"messages":[{"role":"user","content":"Tell me a story."}],"max_tokens":4})",
-                   &st);
+  json chat =
+      post("/v1/chat/completions",
+           R"({"messages":[{"role":"user","content":"Tell me a story."}],"max_tokens":4})", &st);
   ASSERT_EQ(st, 200) << chat.dump();
   EXPECT_EQ(chat["choices"][0]["message"]["role"], "assistant");
   auto models = client().Get("/v1/models");
@@ -155,11 +155,12 @@ TEST_F(HttpTest, SixtyFourConcurrentStreams) {
       httplib::Request req;
       req.method = "POST";
       req.path = "/v1/completions";
-      req.body = json{{"prompt", "Story number " + std::to_string(i) + ":"},
-                      {"max_tokens", 6},
-                      {"ignore_eos", true},
-                      {"stream", true}}
-                     .dump();
+      req.body = json{
+          {"prompt", "Story number " + std::to_string(i) + ":"},
+          {"max_tokens", 6},
+          {"ignore_eos", true},
+          {"stream",
+           true}}.dump();
       req.set_header("Content-Type", "application/json");
       std::string body;
       req.content_receiver = [&](const char* d, size_t n, uint64_t, uint64_t) {
