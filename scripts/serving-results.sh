@@ -30,13 +30,24 @@ serve_bench() {  # label, requests, time-scale, serve flags...
   wait $pid || true
 }
 
-# 1. Scheduling: three loads (time scale 1 = the trace's own arrival rate at these lengths).
+# 1. Scheduling: three loads (time scale 1 = the trace's own arrival rate at these lengths), the
+#    same 16-token step budget for both policies; then the same with the default 256-token budget
+#    at the highest load (large prefill chunks make every decode wait).
 for ts in 1 0.5 0.25; do
-  serve_bench "fcfs-$ts" "$N" "$ts" --policy fcfs
-  serve_bench "expert-$ts" "$N" "$ts" --policy expert --max-step-experts 2
+  serve_bench "fcfs-$ts" "$N" "$ts" --policy fcfs --max-step-tokens 16
+  serve_bench "expert-$ts" "$N" "$ts" --policy expert --max-step-tokens 16 --max-step-experts 2
   $RME bench-serve --compare "$OUT/fcfs-$ts.json" "$OUT/expert-$ts.json" \
     --out "docs/img/serving-cdf-$ts.png"
 done
+serve_bench "fcfs-0.25-b256" "$N" 0.25 --policy fcfs
+serve_bench "expert-0.25-b256" "$N" 0.25 --policy expert --max-step-experts 2
+
+# 1b. Both policies under an expert cache of 3 of 7 experts (disk reads, page cache bypassed).
+MB50=$((7 * 22 * 3 * 1408 * 2048 * 34 / 32 / 1048576 / 2 + 8))
+serve_bench "fcfs-cache50" "$N" 0.5 --policy fcfs --max-step-tokens 16 --expert-cache-mb $MB50 \
+  --direct-io
+serve_bench "expert-cache50" "$N" 0.5 --policy expert --max-step-tokens 16 \
+  --expert-cache-mb $MB50 --direct-io
 
 # 2. Expert cache, offline: hit rates at every capacity on rme-mini's real routing trace, 8
 #    sequences decoded together, belady seeing 4 steps ahead.
@@ -49,8 +60,9 @@ cp "$OUT/cache-sim.png" docs/img/serving-cache-sim.png 2>/dev/null || true
 EXPERT_MB=$((7 * 22 * 3 * 1408 * 2048 * 34 / 32 / 1048576))
 for pct in 25 50 75 100; do
   mb=$((EXPERT_MB * pct / 100 + 8))
-  serve_bench "cache-$pct" 16 1 --policy expert --expert-cache-mb "$mb" --direct-io
-  serve_bench "cache-$pct-noprefetch" 16 1 --policy expert --expert-cache-mb "$mb" --direct-io \
-    --no-prefetch
+  serve_bench "cache-$pct" 16 1 --policy fcfs --max-step-tokens 16 --expert-cache-mb "$mb" \
+    --direct-io
+  serve_bench "cache-$pct-noprefetch" 16 1 --policy fcfs --max-step-tokens 16 \
+    --expert-cache-mb "$mb" --direct-io --no-prefetch
 done
 echo "serving results in $OUT"

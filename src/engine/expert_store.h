@@ -55,6 +55,7 @@ class ExpertStore {
   // Starts loading experts needed soon into slots not pinned by the last acquire.
   void prefetch(std::span<const int> experts, std::span<const int64_t> next_use, int64_t now);
   ExpertStoreStats stats() const;
+  std::vector<int> resident() const;  // experts in a slot (loaded or loading)
 
  private:
   ExpertStore() = default;

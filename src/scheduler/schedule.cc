@@ -33,14 +33,14 @@ class PlanBuilder {
     const int cap = b_.prefill_chunk > 0 ? b_.prefill_chunk : b_.max_tokens;
     return std::min(seqs_[i].pending(), std::max(1, cap));
   }
+  bool has_expert(int e) const { return e < 0 || experts_.count(e) > 0; }
   bool full() const {
     return plan_.n_tokens >= b_.max_tokens || static_cast<int>(plan_.chunks.size()) >= b_.max_seqs;
   }
 
-  // Adds up to n tokens of request i. With stop_at_new_expert, the chunk ends before the first
-  // token whose expert is not yet in the step (its first token may bring one new expert).
-  // Returns the tokens added (0 when nothing fits).
-  int add(int i, int n, bool stop_at_new_expert) {
+  // Adds up to n tokens of request i; under max_experts the chunk ends before a token that would
+  // bring one expert too many. Returns the tokens added (0 when nothing fits).
+  int add(int i, int n) {
     if (!available(i) || full()) return 0;
     const SeqInfo& s = seqs_[i];
     n = std::min({n, s.pending(), b_.max_tokens - plan_.n_tokens});
@@ -52,7 +52,7 @@ class PlanBuilder {
       if (e < 0 || experts_.count(e) || added.count(e)) continue;
       const bool cap =
           b_.max_experts > 0 && static_cast<int>(experts_.size() + added.size()) >= b_.max_experts;
-      if (cap || (stop_at_new_expert && m > 0)) break;
+      if (cap) break;
       added.insert(e);
     }
     n = m;
@@ -131,8 +131,8 @@ class FcfsPolicy : public Policy {
   StepPlan schedule(const std::vector<SeqInfo>& seqs, const StepBudget& b, int64_t) const override {
     PlanBuilder p(seqs, b);
     for (int i : p.order())
-      if (is_decode(seqs[i])) p.add(i, 1, false);
-    for (int i : p.order()) p.add(i, p.chunk_limit(i), false);
+      if (is_decode(seqs[i])) p.add(i, 1);
+    for (int i : p.order()) p.add(i, p.chunk_limit(i));
     return p.finish();
   }
 };
@@ -147,31 +147,38 @@ class ExpertPolicy : public Policy {
     std::vector<int> overdue;
     for (int i : p.order())
       if (step - seqs[i].waiting_since >= b.aging_steps) overdue.push_back(i);
-    std::stable_sort(overdue.begin(), overdue.end(),
-                     [&](int a, int c) { return seqs[a].waiting_since < seqs[c].waiting_since; });
-    for (int i : overdue) p.add(i, p.chunk_limit(i), false);
-    // Pending tokens per expert over each request's next run of same-expert tokens.
-    std::map<int, int> count;
+    std::stable_sort(overdue.begin(), overdue.end(), [&](int a, int c) {
+      return seqs[a].waiting_since < seqs[c].waiting_since;
+    });
+    for (int i : overdue) p.add(i, p.chunk_limit(i));
     auto first_expert = [&](int i) {
       return seqs[i].pending_experts.empty() ? -1 : seqs[i].pending_experts[0];
     };
-    for (int i : p.order()) {
-      if (!p.available(i)) continue;
-      const auto& pe = seqs[i].pending_experts;
-      int run = 1;
-      while (run < p.chunk_limit(i) && run < static_cast<int>(pe.size()) && pe[run] == pe[0]) ++run;
-      count[first_expert(i)] += run;
-    }
+    // Decodes, grouped: the expert with most waiting decode tokens first.
+    std::map<int, int> count;
+    for (int i : p.order())
+      if (p.available(i) && is_decode(seqs[i])) ++count[first_expert(i)];
+    auto resident = [&](int e) {
+      return e < 0 || std::find(b.resident_experts.begin(), b.resident_experts.end(), e) !=
+                          b.resident_experts.end();
+    };
     std::vector<std::pair<int, int>> groups(count.begin(), count.end());  // (expert, tokens)
-    std::stable_sort(groups.begin(), groups.end(),
-                     [](const auto& a, const auto& c) { return a.second > c.second; });
-    for (const auto& [e, n] : groups) {
-      if (p.full()) break;
-      for (bool decode : {true, false})
-        for (int i : p.order())
-          if (p.available(i) && first_expert(i) == e && is_decode(seqs[i]) == decode)
-            p.add(i, p.chunk_limit(i), true);
-    }
+    std::stable_sort(groups.begin(), groups.end(), [&](const auto& a, const auto& c) {
+      if (resident(a.first) != resident(c.first)) return resident(a.first);
+      return a.second > c.second;
+    });
+    for (const auto& [e, n] : groups)
+      for (int i : p.order())
+        if (p.available(i) && is_decode(seqs[i]) && first_expert(i) == e) p.add(i, 1);
+    // Prefill: prompts whose next tokens use an expert the step already reads come first, then
+    // those on a cache-resident expert; the expert cap (inside add) ends a chunk before a token
+    // that would exceed it.
+    for (int pass = 0; pass < 3; ++pass)
+      for (int i : p.order()) {
+        const int e = first_expert(i);
+        const int rank = p.has_expert(e) ? 0 : resident(e) ? 1 : 2;
+        if (p.available(i) && rank == pass) p.add(i, p.chunk_limit(i));
+      }
     return p.finish();
   }
 };

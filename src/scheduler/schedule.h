@@ -34,6 +34,9 @@ struct StepBudget {
   int free_blocks = 0;    // KV blocks free before this step
   int block_size = 16;
   int aging_steps = 16;  // a request waiting this many steps is served before any other policy
+  // Experts whose weights are resident in a budgeted expert cache (empty: no cache, or all
+  // resident). The expert policy prefers them: a resident expert costs no load.
+  std::vector<int> resident_experts;
 };
 
 struct ScheduledChunk {
@@ -62,8 +65,10 @@ class Policy {
 // "fcfs": running decodes first (arrival order), then chunked prefill in arrival order, under the
 // token, sequence and block budgets; when a decode needs a block and none is free, the
 // latest-arrived running request is preempted. "expert" (Read-ME): overdue requests first (as
-// fcfs), then pending tokens grouped by their routed expert, the expert with most pending tokens
-// first; a prefill chunk stops where its tokens' expert changes.
+// fcfs), then decode tokens grouped by their routed expert — experts resident in the expert cache
+// first, then the expert with most waiting decodes — then prefill chunks, those whose next tokens
+// use an expert already in the step (then a resident one) first;
+// under max_experts a chunk ends before a token that would bring one expert too many.
 // Aging bound: a request that has waited aging_steps steps is served before any expert group,
 // longest-waiting first, and every step serves at least the longest-waiting one. So (given KV
 // blocks) a request runs within aging_steps + N - 1 steps of its previous run, N = live requests;

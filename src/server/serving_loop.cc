@@ -187,6 +187,7 @@ Result<bool> ServingLoop::step() {
   StepBudget budget = options_.budget;
   budget.free_blocks = engine_.free_blocks();
   budget.block_size = engine_.block_size();
+  if (store_) budget.resident_experts = store_->resident();
   const std::vector<SeqInfo> infos = engine_.seq_infos();
   const StepPlan plan = policy_->schedule(infos, budget, step_);
   const std::vector<int> experts = engine_.plan_experts(plan);

@@ -56,12 +56,40 @@ TEST(ScheduleTest, ExpertPolicyGroupsByTheExpertWithMostPendingTokens) {
   StepPlan p = expert->schedule(s, b, 0);
   EXPECT_EQ(chunks(p), (std::map<int64_t, int>{{0, 1}, {2, 1}, {4, 1}}));
   EXPECT_EQ(p.n_experts, 1);
-  // A prompt's chunk stops where its tokens change expert; fcfs would cross the boundary.
+  // Under the cap a prompt's chunk stops where its tokens would bring a second expert.
   std::vector<SeqInfo> q = {seq(0, 8, 0, 0, {3, 3, 3, 1, 1, 1, 1, 1})};
-  b.max_experts = 0;
   EXPECT_EQ(chunks(expert->schedule(q, b, 0)), (std::map<int64_t, int>{{0, 3}}));
-  EXPECT_EQ(chunks(make_policy("fcfs").value()->schedule(q, b, 0)),
-            (std::map<int64_t, int>{{0, 8}}));
+  b.max_experts = 0;
+  EXPECT_EQ(chunks(expert->schedule(q, b, 0)), (std::map<int64_t, int>{{0, 8}}));
+}
+
+TEST(ScheduleTest, ExpertPolicyPrefersPromptsOnExpertsTheStepAlreadyReads) {
+  auto expert = make_policy("expert").value();
+  StepBudget b;
+  b.max_tokens = 6;
+  b.free_blocks = 100;
+  // A decode on expert 2; two prompts, the older on expert 0, the newer on expert 2.
+  std::vector<SeqInfo> s = {seq(0, 10, 0, 0, std::vector<int>(10, 0)), seq(1, 9, 8, 1, {2}),
+                            seq(2, 10, 0, 0, std::vector<int>(10, 2))};
+  StepPlan p = expert->schedule(s, b, 0);
+  EXPECT_EQ(chunks(p), (std::map<int64_t, int>{{1, 1}, {2, 5}}));
+  EXPECT_EQ(p.n_experts, 1);
+  // fcfs takes the older prompt and reads two experts.
+  StepPlan f = make_policy("fcfs").value()->schedule(s, b, 0);
+  EXPECT_EQ(chunks(f), (std::map<int64_t, int>{{0, 5}, {1, 1}}));
+  EXPECT_EQ(f.n_experts, 2);
+}
+
+TEST(ScheduleTest, ExpertPolicyPrefersExpertsResidentInTheCache) {
+  auto expert = make_policy("expert").value();
+  StepBudget b;
+  b.max_experts = 1;
+  b.free_blocks = 100;
+  // Expert 0 has more waiting decodes, but expert 3 is already in the cache.
+  std::vector<SeqInfo> s = {seq(0, 5, 4, 1, {0}), seq(1, 5, 4, 1, {0}), seq(2, 5, 4, 1, {3})};
+  EXPECT_EQ(chunks(expert->schedule(s, b, 0)), (std::map<int64_t, int>{{0, 1}, {1, 1}}));
+  b.resident_experts = {3};
+  EXPECT_EQ(chunks(expert->schedule(s, b, 0)), (std::map<int64_t, int>{{2, 1}}));
 }
 
 TEST(ScheduleTest, OlderRequestsPreemptNewerOnesWhenBlocksRunOut) {
