@@ -67,12 +67,8 @@ void matmul(const MatView& w, const float* x, int64_t x_stride, int64_t n_tok, f
       });
       return;
     }
-    const auto dot4 = kern.dot4[static_cast<int>(w.dtype)];
     pool.parallel_for(w.n_out, grain, [&](int64_t r0, int64_t r1, int) {
-      int64_t r = r0;
-      if (dot4)
-        for (; r + 4 <= r1; r += 4) dot4(base + r * row_bytes, row_bytes, x, n_in, y + r);
-      for (; r < r1; ++r) y[r] = dot(base + r * row_bytes, x, n_in);
+      for (int64_t r = r0; r < r1; ++r) y[r] = dot(base + r * row_bytes, x, n_in);
     });
     return;
   }

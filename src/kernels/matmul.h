@@ -16,9 +16,6 @@ struct RowKernels {
   float (*dot[5])(const void* w, const float* x, int64_t k);
   // W row of dtype t -> out[k] f32
   void (*to_f32[5])(const void* w, float* out, int64_t k);
-  // out[4] = dot of 4 consecutive rows (row_bytes apart) with x — four weight streams in flight
-  // at once for decode. Bit-identical to four dot calls. Null where an ISA has none.
-  void (*dot4[5])(const void* w, size_t row_bytes, const float* x, int64_t k, float* out);
 };
 
 const RowKernels& row_kernels_ref();

@@ -115,27 +115,6 @@ TEST(MatmulTest, BatchedAndSingleTokenMatchNaiveOnEveryIsa) {
   set_int8_activations(was);
 }
 
-// The four-row decode kernel must equal four single-row dots bit for bit (batch invariance and
-// the decode path rely on it), on odd lengths too.
-TEST(MatmulTest, Dot4EqualsFourDotsBitForBit) {
-  for (Isa isa : supported_isas()) {
-    const RowKernels& k = row_kernels(isa);
-    for (DType t : {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0, DType::kQ4_0}) {
-      const auto dot4 = k.dot4[static_cast<int>(t)];
-      if (!dot4) continue;
-      for (int64_t n : sizes_for(t)) {
-        Data d = make(t, 4, n, 3);
-        const size_t rb = dtype_row_bytes(t, n);
-        float out[4];
-        dot4(d.packed.data(), rb, d.x.data(), n, out);
-        for (int r = 0; r < 4; ++r)
-          EXPECT_EQ(out[r], k.dot[static_cast<int>(t)](d.packed.data() + r * rb, d.x.data(), n))
-              << isa_name(isa) << " " << dtype_name(t) << " n " << n << " row " << r;
-      }
-    }
-  }
-}
-
 // In batch-invariant mode a token's outputs are bit-identical to running it alone, for every
 // dtype, with and without integer activations, whatever the batch size (4 and 9 would take the
 // sgemm path otherwise).
