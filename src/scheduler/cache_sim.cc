@@ -100,29 +100,39 @@ Result<ExpertTrace> parse_expert_trace(const std::string& csv, int batch, int n_
 CacheSimResult simulate_cache(const ExpertTrace& trace, int capacity, Eviction policy,
                               int lookahead) {
   const int E = trace.n_expert;
-  ExpertCacheState cache(E, capacity, policy);
-  CacheSimResult r{eviction_name(policy), capacity, 0, 0};
-  std::vector<int64_t> next_use(E);
-  std::vector<char> pinned(E);
-  const int64_t n = static_cast<int64_t>(trace.steps.size());
-  for (int64_t s = 0; s < n; ++s) {
-    if (policy == Eviction::kBelady) {  // the next use of each expert within the lookahead
-      std::fill(next_use.begin(), next_use.end(), kNeverUsed);
-      for (int64_t f = std::min(n - 1, s + lookahead); f > s; --f)
-        for (int e : trace.steps[f]) next_use[e] = f;
-    }
-    std::fill(pinned.begin(), pinned.end(), 0);
+  // The uses in order, each with its step: a step loads its experts one after another, and an
+  // expert it has already used may make room for the next one (demand paging, like MIN).
+  std::vector<int> flat;
+  std::vector<int64_t> step_of, step_end;  // step_end[s] = index one past step s's last use
+  for (size_t s = 0; s < trace.steps.size(); ++s) {
     for (int e : trace.steps[s]) {
-      ++r.accesses;
-      if (cache.resident(e)) {
-        ++r.hits;
-        cache.touch(e, s);
-      } else {
-        int evicted;
-        if (cache.insert(e, s, next_use, pinned, &evicted) < 0) continue;  // all pinned: stream
-      }
-      pinned[e] = 1;
+      flat.push_back(e);
+      step_of.push_back(static_cast<int64_t>(s));
     }
+    step_end.push_back(static_cast<int64_t>(flat.size()));
+  }
+  ExpertCacheState cache(E, capacity, policy);
+  CacheSimResult r{eviction_name(policy), capacity, 0, static_cast<int64_t>(flat.size())};
+  std::vector<int64_t> next_use(E);
+  std::vector<char> pinned(E, 0);
+  const int64_t n = static_cast<int64_t>(flat.size());
+  const int64_t n_steps = static_cast<int64_t>(step_end.size());
+  for (int64_t i = 0; i < n; ++i) {
+    const int e = flat[i];
+    if (cache.resident(e)) {
+      ++r.hits;
+      cache.touch(e, i);
+      continue;
+    }
+    if (policy == Eviction::kBelady) {  // known: the rest of this step and `lookahead` more
+      std::fill(next_use.begin(), next_use.end(), kNeverUsed);
+      const int64_t last = step_end[std::min(n_steps - 1, step_of[i] + lookahead)];
+      for (int64_t j = last - 1; j > i; --j) next_use[flat[j]] = j;
+    }
+    pinned[e] = 1;  // only the expert being loaded
+    int evicted;
+    cache.insert(e, i, next_use, pinned, &evicted);
+    pinned[e] = 0;
   }
   return r;
 }

@@ -29,8 +29,10 @@ struct CacheSimResult {
   double hit_rate() const { return accesses ? double(hits) / accesses : 0; }
 };
 
-// Replays the trace at one capacity (in experts). A step's experts are pinned while it loads
-// them. belady knows the next `lookahead` steps (what a scheduler has queued); optimal knows all.
+// Replays the trace at one capacity (in experts): a step's experts are used one after another
+// (demand paging; an expert the step has used may be evicted for the next). belady knows the
+// rest of the step and the next `lookahead` steps (what a scheduler has queued); optimal (MIN)
+// knows everything, so belady with an unbounded lookahead equals it.
 CacheSimResult simulate_cache(const ExpertTrace& trace, int capacity, Eviction policy,
                               int lookahead);
 CacheSimResult simulate_optimal(const ExpertTrace& trace, int capacity);

@@ -1,6 +1,7 @@
 // tests/scheduler: expert cache eviction rules, the offline optimum and trace replay.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <random>
 
 #include "scheduler/cache_policy.h"
@@ -44,6 +45,27 @@ TEST(CacheTest, BeladyWithFullLookaheadIsOptimalAndNeverWorseThanLru) {
       EXPECT_GE(misses(Eviction::kLru, s, cap), opt);
       EXPECT_GE(misses(Eviction::kLfu, s, cap), opt);
     }
+  }
+}
+
+TEST(CacheTest, MultiExpertStepsBeladyMatchesTheOptimumAndBeatsLru) {
+  std::mt19937 rng(11);
+  ExpertTrace t;
+  t.n_expert = 8;
+  int hot = 0;
+  for (int s = 0; s < 400; ++s) {
+    std::vector<int> step = {hot = rng() % 4 == 0 ? static_cast<int>(rng() % 8) : hot};
+    if (rng() % 2) step.push_back(static_cast<int>(rng() % 8));
+    std::sort(step.begin(), step.end());
+    step.erase(std::unique(step.begin(), step.end()), step.end());
+    t.steps.push_back(step);
+  }
+  for (int cap = 1; cap <= 8; ++cap) {
+    const CacheSimResult opt = simulate_optimal(t, cap);
+    EXPECT_EQ(simulate_cache(t, cap, Eviction::kBelady, 1 << 20).hits, opt.hits) << cap;
+    const int64_t lru = simulate_cache(t, cap, Eviction::kLru, 0).hits;
+    EXPECT_GE(simulate_cache(t, cap, Eviction::kBelady, 4).hits, lru) << cap;
+    EXPECT_GE(opt.hits, lru);
   }
 }
 
