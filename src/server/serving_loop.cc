@@ -63,14 +63,17 @@ Result<std::unique_ptr<ServingLoop>> ServingLoop::create(const Model& model, Thr
           "are not known ahead; use the router, random or expert:N");
     RME_RETURN_IF_ERROR(loop->engine_.set_routing(r));
     if (options.expert_cache_bytes > 0) {
+      const int k = r.top_k > 0 ? r.top_k : model.moe.top_k;
+      if (k != 1)
+        return invalid_argument(
+            "expert cache: supports top-1 routing (the scheduler bounds a step's experts by each "
+            "token's first choice)");
       ExpertStoreOptions so;
       so.budget_bytes = options.expert_cache_bytes;
       so.eviction = options.eviction;
       so.direct_io = options.direct_io;
       RME_ASSIGN_OR_RETURN(loop->store_, ExpertStore::open(model, so));
       const int cap = loop->store_->capacity();
-      if (cap < r.top_k && cap < model.moe.top_k)
-        return invalid_argument("expert cache: holds fewer experts than top-k");
       StepBudget& b = loop->options_.budget;
       b.max_experts = b.max_experts > 0 ? std::min(b.max_experts, cap) : cap;
     }
