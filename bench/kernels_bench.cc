@@ -80,9 +80,9 @@ void BM_DotQ8(benchmark::State& state) {
   std::vector<float> x(n_in, 0.25f), y(n_out);
   Q8Activations xq;
   xq.quantize(x.data(), n_in);
-  const bool was = set_int8_activations(true);
+  const Int8Mode was = set_int8_mode(Int8Mode::kOn);
   const DotQ8Fn dq = dot_q8_best(t);
-  set_int8_activations(was);
+  set_int8_mode(was);
   if (int8 && dq == nullptr) {
     state.SkipWithError("no VNNI kernel on this CPU");
     return;

@@ -69,24 +69,25 @@ DotQ8Fn dot_q8_ref(DType t) {
 }
 
 namespace {
-std::atomic<bool>& int8_enabled() {
-  // Off by default: measured no faster than the f32-activation kernels yet (docs/performance.md)
-  // and less exact. RME_INT8=1 turns it on.
-  static std::atomic<bool> on{[] {
+std::atomic<Int8Mode>& int8_mode() {
+  static std::atomic<Int8Mode> mode{[] {
     const char* env = std::getenv("RME_INT8");
-    return env != nullptr && std::strcmp(env, "1") == 0;
+    if (env != nullptr && std::strcmp(env, "1") == 0) return Int8Mode::kOn;
+    if (env != nullptr && std::strcmp(env, "0") == 0) return Int8Mode::kOff;
+    return Int8Mode::kDefault;
   }()};
-  return on;
+  return mode;
 }
 }  // namespace
 
-bool set_int8_activations(bool on) { return int8_enabled().exchange(on); }
+Int8Mode set_int8_mode(Int8Mode mode) { return int8_mode().exchange(mode); }
 
 DotQ8Fn dot_q8_best(DType t) {
   static const bool vnni =
       __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vl");
-  if (!vnni || active_isa() != Isa::kAvx512 || !int8_enabled().load(std::memory_order_relaxed))
-    return nullptr;
+  if (!vnni || active_isa() != Isa::kAvx512) return nullptr;
+  const Int8Mode mode = int8_mode().load(std::memory_order_relaxed);
+  if (mode == Int8Mode::kOff || (mode == Int8Mode::kDefault && t != DType::kQ4_0)) return nullptr;
   return dot_q8_vnni(t);
 }
 

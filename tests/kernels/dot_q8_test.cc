@@ -32,7 +32,7 @@ TEST(DotQ8Test, QuantizeActivations) {
 }
 
 TEST(DotQ8Test, KernelsMatchReference) {
-  const bool was = set_int8_activations(true);
+  const Int8Mode was = set_int8_mode(Int8Mode::kOn);
   std::mt19937 rng(3);
   std::normal_distribution<float> nd(0, 1);
   for (DType t : {DType::kQ8_0, DType::kQ4_0}) {
@@ -62,7 +62,7 @@ TEST(DotQ8Test, KernelsMatchReference) {
   }
   EXPECT_EQ(dot_q8_ref(DType::kF16), nullptr);
   EXPECT_EQ(dot_q8_best(DType::kF32), nullptr);
-  set_int8_activations(was);
+  set_int8_mode(was);
 }
 
 }  // namespace

@@ -76,7 +76,7 @@ INSTANTIATE_TEST_SUITE_P(AllIsasAllTypes, RowKernelTest,
 
 TEST(MatmulTest, BatchedAndSingleTokenMatchNaiveOnEveryIsa) {
   ThreadPool pool(3);
-  const bool was = set_int8_activations(true);  // exercise the integer path where the CPU has it
+  const Int8Mode was = set_int8_mode(Int8Mode::kOn);  // exercise the integer path where the CPU has it
   for (Isa isa : supported_isas()) {
     ASSERT_TRUE(set_active_isa(isa));
     for (DType t : {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0, DType::kQ4_0}) {
@@ -112,7 +112,7 @@ TEST(MatmulTest, BatchedAndSingleTokenMatchNaiveOnEveryIsa) {
     }
   }
   set_active_isa(supported_isas().back());
-  set_int8_activations(was);
+  set_int8_mode(was);
 }
 
 // In batch-invariant mode a token's outputs are bit-identical to running it alone, for every
@@ -122,7 +122,7 @@ TEST(MatmulTest, BatchInvariantModeMatchesSingleTokenBitForBit) {
   ThreadPool pool(2);
   set_batch_invariant_matmul(true);
   for (bool int8 : {false, true}) {
-    const bool was = set_int8_activations(int8);
+    const Int8Mode was = set_int8_mode(int8 ? Int8Mode::kOn : Int8Mode::kOff);
     for (DType t : {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0, DType::kQ4_0}) {
       const int64_t n_out = 70, n_in = 128;
       Data d = make(t, n_out, n_in, 9);
@@ -138,7 +138,7 @@ TEST(MatmulTest, BatchInvariantModeMatchesSingleTokenBitForBit) {
         }
       }
     }
-    set_int8_activations(was);
+    set_int8_mode(was);
   }
   set_batch_invariant_matmul(false);
 }

@@ -81,15 +81,15 @@ TEST_P(OracleTest, LogitsMatchAtEveryPosition) {
   EXPECT_LE(max_abs_diff(got, want), kTol) << c.name;
   // One token at a time (decode path) must agree too.
   // Token by token with f32 activations: the same math as the oracle.
-  const bool int8 = set_int8_activations(false);
+  const Int8Mode int8 = set_int8_mode(Int8Mode::kOff);
   const std::vector<float> got1 = engine_logits(path, ids, 1);
-  set_int8_activations(int8);
+  set_int8_mode(int8);
   EXPECT_LE(max_abs_diff(got1, want), kTol) << c.name << " (token by token)";
   // With 8-bit activations (quantized weights on VNNI CPUs) decode is an approximation: within
   // 2% of the largest logit.
-  set_int8_activations(true);
+  set_int8_mode(Int8Mode::kOn);
   const std::vector<float> got8 = engine_logits(path, ids, 1);
-  set_int8_activations(int8);
+  set_int8_mode(int8);
   float scale = 1;
   for (float v : want) scale = std::max(scale, std::fabs(v));
   EXPECT_LE(max_abs_diff(got8, want), 0.02f * scale) << c.name << " (int8 activations)";
