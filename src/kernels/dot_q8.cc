@@ -12,7 +12,8 @@
 
 namespace rme {
 
-DotQ8Fn dot_q8_vnni(DType weights);  // dot_q8_vnni.cc
+DotQ8Fn dot_q8_vnni(DType weights);    // dot_q8_vnni.cc
+GemmQ8Fn gemm_q8_vnni(DType weights);  // dot_q8_vnni.cc
 
 void Q8Activations::quantize(const float* x, int64_t k) {
   const int64_t nb = k / kQBlock;
@@ -89,6 +90,14 @@ DotQ8Fn dot_q8_best(DType t) {
   const Int8Mode mode = int8_mode().load(std::memory_order_relaxed);
   if (mode == Int8Mode::kOff || (mode == Int8Mode::kDefault && t != DType::kQ4_0)) return nullptr;
   return dot_q8_vnni(t);
+}
+
+GemmQ8Fn gemm_q8_best(DType t) {
+  static const bool vnni =
+      __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vl");
+  if (!vnni || active_isa() != Isa::kAvx512) return nullptr;
+  if (int8_mode().load(std::memory_order_relaxed) == Int8Mode::kOff) return nullptr;
+  return gemm_q8_vnni(t);
 }
 
 }  // namespace rme

@@ -24,14 +24,25 @@ using DotQ8Fn = float (*)(const void* w, const int8_t* q, const float* d, const 
 
 // The scalar reference (exact integer block sums, scaled in f32).
 DotQ8Fn dot_q8_ref(DType weights);
-// Which quantized weights decode with int8 activations: kDefault = Q4_0 only (measured 1.4x
-// faster decode there; for Q8_0 the f32-activation kernel is as fast and exact), kOn = Q4_0 and
-// Q8_0, kOff = none. RME_INT8=1 / RME_INT8=0 choose kOn / kOff at startup.
+// Where quantized weights meet int8 activations. kDefault: prefill of Q4_0 and Q8_0 (integer
+// matrix product, 1.5-1.7x the sgemm path) and decode of Q4_0 (1.4x); Q8_0 decode keeps f32
+// activations (as fast, and exact). kOn: also Q8_0 decode. kOff: nowhere (the oracle's math).
+// RME_INT8=1 / RME_INT8=0 choose kOn / kOff at startup.
 enum class Int8Mode { kOff, kOn, kDefault };
 Int8Mode set_int8_mode(Int8Mode mode);  // returns the previous mode
 
 // The fastest kernel this CPU, the active ISA and the mode allow for `weights`, or nullptr when
 // decode should keep f32 activations.
 DotQ8Fn dot_q8_best(DType weights);
+
+// Prefill as an integer matrix product: y[t * y_stride + r] = row r of w (n_rows rows of
+// row_bytes, Q4_0 or Q8_0) . token t (xs[t], quantized) for every r and t < n_tok.
+// Single-threaded (callers split rows). Agrees with dot_q8_ref to float rounding.
+using GemmQ8Fn = void (*)(const uint8_t* w, size_t row_bytes, int64_t n_rows,
+                          const Q8Activations* xs, int64_t n_tok, int64_t k, float* y,
+                          int64_t y_stride);
+// The AVX-512 VNNI kernel for `weights` when this CPU has it, the active ISA is AVX-512 and the
+// mode is not kOff.
+GemmQ8Fn gemm_q8_best(DType weights);
 
 }  // namespace rme

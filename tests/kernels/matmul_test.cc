@@ -91,15 +91,17 @@ TEST(MatmulTest, BatchedAndSingleTokenMatchNaiveOnEveryIsa) {
         std::vector<float> y(n_tok * n_out);
         matmul(MatView{t, n_out, n_in, d.packed.data()}, x.data(), n_in, n_tok, y.data(), n_out,
                pool);
-        // Decode of quantized weights may quantize the activations too (integer kernels); then
-        // the reference is the scalar integer dot product on the same quantized activations.
-        const DotQ8Fn int8 = n_tok == 1 ? dot_q8_best(t) : nullptr;
-        Q8Activations xq;
-        if (int8) xq.quantize(x.data(), n_in);
+        // Decode (and, with the VNNI matrix kernel, prefill of 4+ tokens) of quantized weights
+        // may quantize the activations too (integer kernels); then the reference is the scalar
+        // integer dot product on the same quantized activations.
+        const bool integer = n_tok == 1 || (n_tok >= 4 && gemm_q8_best(t) != nullptr);
+        const DotQ8Fn int8 = integer ? dot_q8_best(t) : nullptr;
         for (int64_t tk = 0; tk < n_tok; ++tk)
           for (int64_t r = 0; r < n_out; ++r) {
             double s = 0;
             if (int8) {
+              Q8Activations xq;
+              xq.quantize(x.data() + tk * n_in, n_in);
               s = dot_q8_ref(t)(d.packed.data() + r * dtype_row_bytes(t, n_in), xq.q.data(),
                                 xq.d.data(), xq.sum.data(), n_in);
             } else {
