@@ -20,7 +20,7 @@ struct ServeArgs {
   std::string policy = "fcfs", eviction = "belady", trace_out;
   double expert_cache_mb = 0;
   bool direct_io = false, no_prefetch = false, fast_prefill = false;
-  int block_size = 16, kv_blocks = 0, max_seq_len = 0;
+  int block_size = 16, kv_blocks = 0, max_seq_len = 0, max_body_kb = 1024;
   StepBudget budget;
 };
 
@@ -41,8 +41,8 @@ void add_serve_command(CLI::App& root, std::function<int()>& run) {
       ->check(CLI::Range(0, 65535));
   app->add_option("--api-key", a->http.api_key, "require Authorization: Bearer KEY");
   app->add_option("--model-name", a->http.model_name, "the id /v1/models reports");
-  app->add_option("--max-body-kb", a->http.max_body_bytes, "request body limit in bytes")
-      ->transform([](std::string s) { return std::to_string(std::stoull(s) * 1024); });
+  app->add_option("--max-body-kb", a->max_body_kb, "request body limit in KiB (default 1024)")
+      ->check(CLI::Range(1, 1 << 20));
   app->add_option("--max-prompt-tokens", a->http.limits.max_prompt_tokens, "prompt limit")
       ->check(CLI::Range(1, 1 << 20));
   app->add_option("--max-tokens-limit", a->http.limits.max_new_tokens, "max_tokens limit")
@@ -82,6 +82,7 @@ void add_serve_command(CLI::App& root, std::function<int()>& run) {
       if (!loaded->tokenizer) return fail(invalid_argument("serve: the model has no tokenizer"));
       const Model& m = *loaded->model;
       set_batch_invariant_matmul(!a->fast_prefill);
+      a->http.max_body_bytes = static_cast<size_t>(a->max_body_kb) * 1024;
       ServingOptions so;
       so.policy = a->policy;
       so.budget = a->budget;

@@ -13,8 +13,8 @@ namespace rme {
 namespace {
 
 // cblas_sgemm's signature with the CBLAS enums as ints (RowMajor 101, NoTrans 111, Trans 112).
-using SgemmFn = void (*)(int, int, int, int, int, int, float, const float*, int, const float*,
-                         int, float, float*, int);
+using SgemmFn = void (*)(int, int, int, int, int, int, float, const float*, int, const float*, int,
+                         float, float*, int);
 
 SgemmFn load_sgemm() {
   const char* env = std::getenv("RME_BLAS");
@@ -34,7 +34,7 @@ SgemmFn load_sgemm() {
   auto set = reinterpret_cast<SetThreads>(dlsym(lib, "openblas_set_num_threads"));
   auto sgemm = reinterpret_cast<SgemmFn>(dlsym(lib, "cblas_sgemm"));
   if (set == nullptr || sgemm == nullptr) return nullptr;  // reference BLAS: slower than rme
-  set(1);  // rme's pool provides the parallelism
+  set(1);                                                  // rme's pool provides the parallelism
   return sgemm;
 }
 

@@ -92,14 +92,13 @@ float dot_q4_vnni(const void* w, const int8_t* q, const float* d, const float* s
   __m128 off0 = _mm_setzero_ps();
   int64_t ib = 0;
   for (; ib + 4 <= nb; ib += 4) {
-    const __m128 dw = _mm_cvtph_ps(_mm_set_epi16(0, 0, 0, 0, static_cast<short>(b[ib + 3].d),
-                                                 static_cast<short>(b[ib + 2].d),
-                                                 static_cast<short>(b[ib + 1].d),
-                                                 static_cast<short>(b[ib].d)));
+    const __m128 dw = _mm_cvtph_ps(
+        _mm_set_epi16(0, 0, 0, 0, static_cast<short>(b[ib + 3].d), static_cast<short>(b[ib + 2].d),
+                      static_cast<short>(b[ib + 1].d), static_cast<short>(b[ib].d)));
     const __m128 s4 = _mm_mul_ps(dw, _mm_loadu_ps(d + ib));  // 4 blocks' d_w * d_x
     off0 = _mm_add_ps(off0, _mm_mul_ps(s4, _mm_loadu_ps(sum + ib)));
-    const __m512i w01 = _mm512_inserti64x4(_mm512_castsi256_si512(q4_unpack(b[ib].q)),
-                                           q4_unpack(b[ib + 1].q), 1);
+    const __m512i w01 =
+        _mm512_inserti64x4(_mm512_castsi256_si512(q4_unpack(b[ib].q)), q4_unpack(b[ib + 1].q), 1);
     const __m512i w23 = _mm512_inserti64x4(_mm512_castsi256_si512(q4_unpack(b[ib + 2].q)),
                                            q4_unpack(b[ib + 3].q), 1);
     const __m512i dp01 =
@@ -108,10 +107,10 @@ float dot_q4_vnni(const void* w, const int8_t* q, const float* d, const float* s
                                              _mm512_loadu_si512(q + (ib + 2) * kQBlock));
     // Lanes 0-7 take block ib's scale, 8-15 block ib+1's (and likewise for 2, 3).
     const __m512 sv = _mm512_castps128_ps512(s4);
-    const __m512 sc01 = _mm512_permutexvar_ps(
-        _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0), sv);
-    const __m512 sc23 = _mm512_permutexvar_ps(
-        _mm512_set_epi32(3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2), sv);
+    const __m512 sc01 =
+        _mm512_permutexvar_ps(_mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0), sv);
+    const __m512 sc23 =
+        _mm512_permutexvar_ps(_mm512_set_epi32(3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2), sv);
     acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp01), sc01, acc0);
     acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp23), sc23, acc1);
   }
@@ -205,8 +204,8 @@ void gemm_vnni(const uint8_t* w, size_t row_bytes, int64_t n_rows, const Q8Activ
           const __m512 ws = pair_scale(dw[r * nb + ib], dw[r * nb + ib + 1]);
           _Pragma("GCC unroll 4") for (int c = 0; c < 4; ++c) {
             const __m512i dp = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wv, xv[c]);
-            acc[r][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp), _mm512_mul_ps(ws, xsc[c]),
-                                        acc[r][c]);
+            acc[r][c] =
+                _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp), _mm512_mul_ps(ws, xsc[c]), acc[r][c]);
           }
         }
       }
@@ -216,8 +215,8 @@ void gemm_vnni(const uint8_t* w, size_t row_bytes, int64_t n_rows, const Q8Activ
           float v = _mm512_reduce_add_ps(acc[r][c]) -
                     kOffset * dot_scales(&dw[r * nb], &cx[(t0 + c) * nb], ne);
           if (nb > ne)  // the odd last block, exactly
-            v += exact(rows[r] + ne * (row_bytes / nb), x.q.data() + ne * kQBlock,
-                       x.d.data() + ne, x.sum.data() + ne, kQBlock);
+            v += exact(rows[r] + ne * (row_bytes / nb), x.q.data() + ne * kQBlock, x.d.data() + ne,
+                       x.sum.data() + ne, kQBlock);
           y[(t0 + c) * y_stride + r0 + r] = v;
         }
     }

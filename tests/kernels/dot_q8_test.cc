@@ -87,8 +87,8 @@ TEST(DotQ8Test, GemmMatchesTheReferencePerRowAndToken) {
       gemm(w.data(), rb, n_rows, xs.data(), n_tok, k, y.data(), n_rows);
       for (int64_t i = 0; i < n_tok; ++i)
         for (int64_t r = 0; r < n_rows; ++r) {
-          const float want = dot_q8_ref(t)(w.data() + r * rb, xs[i].q.data(), xs[i].d.data(),
-                                           xs[i].sum.data(), k);
+          const float want =
+              dot_q8_ref(t)(w.data() + r * rb, xs[i].q.data(), xs[i].d.data(), xs[i].sum.data(), k);
           EXPECT_NEAR(y[i * n_rows + r], want, 1e-4f * (1 + std::fabs(want)))
               << dtype_name(t) << " k " << k << " row " << r << " token " << i;
         }

@@ -76,7 +76,8 @@ INSTANTIATE_TEST_SUITE_P(AllIsasAllTypes, RowKernelTest,
 
 TEST(MatmulTest, BatchedAndSingleTokenMatchNaiveOnEveryIsa) {
   ThreadPool pool(3);
-  const Int8Mode was = set_int8_mode(Int8Mode::kOn);  // exercise the integer path where the CPU has it
+  const Int8Mode was =
+      set_int8_mode(Int8Mode::kOn);  // exercise the integer path where the CPU has it
   for (Isa isa : supported_isas()) {
     ASSERT_TRUE(set_active_isa(isa));
     for (DType t : {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0, DType::kQ4_0}) {
