@@ -90,11 +90,13 @@ void add_serve_command(CLI::App& root, std::function<int()>& run) {
       so.eviction = parse_eviction(a->eviction).value();
       so.direct_io = a->direct_io;
       so.prefetch = !a->no_prefetch;
+      std::unique_ptr<Model> dense;
       if (m.moe.is_moe()) {
-        Forward probe(m, 1, ThreadPool::global());
-        std::unique_ptr<Model> dense;
-        if (Status st = a->routing.apply(probe, dense); !st.ok()) return fail(st);
-        so.routing = probe.routing();
+        auto routing = a->routing.options(m, dense);
+        if (!routing.ok()) return fail(routing.status());
+        so.routing = *routing;
+      } else if (a->routing.mode != "router") {
+        return fail(invalid_argument("--routing " + a->routing.mode + ": the model is dense"));
       }
       BatchEngineOptions eo;
       eo.block_size = a->block_size;

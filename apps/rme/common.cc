@@ -77,12 +77,8 @@ void RoutingArgs::add(CLI::App& app) {
   app.add_option("--route-seed", seed, "seed of --routing random")->group("MoE");
 }
 
-Status RoutingArgs::apply(Forward& fwd, std::unique_ptr<Model>& dense_model) const {
-  const Model& m = fwd.model();
-  if (!m.moe.is_moe()) {
-    if (mode != "router") return invalid_argument("--routing " + mode + ": the model is dense");
-    return Status::Ok();
-  }
+Result<RoutingOptions> RoutingArgs::options(const Model& m,
+                                            std::unique_ptr<Model>& dense_model) const {
   RoutingOptions o;
   o.top_k = top_k;
   o.seed = seed;
@@ -110,6 +106,16 @@ Status RoutingArgs::apply(Forward& fwd, std::unique_ptr<Model>& dense_model) con
     return invalid_argument("--routing " + mode +
                             ": expected router, oracle, random, layer-gate or expert:N");
   }
+  return o;
+}
+
+Status RoutingArgs::apply(Forward& fwd, std::unique_ptr<Model>& dense_model) const {
+  const Model& m = fwd.model();
+  if (!m.moe.is_moe()) {
+    if (mode != "router") return invalid_argument("--routing " + mode + ": the model is dense");
+    return Status::Ok();
+  }
+  RME_ASSIGN_OR_RETURN(RoutingOptions o, options(m, dense_model));
   return fwd.set_routing(o);
 }
 

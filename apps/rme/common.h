@@ -25,7 +25,9 @@ struct RoutingArgs {
   int top_k = 0;
   uint64_t seed = 1;
   void add(CLI::App& app);
-  // Sets fwd's routing when its model is an MoE; loads the dense parent into `dense` for oracle.
+  // The options these flags name for MoE m; loads the dense parent into `dense` for oracle.
+  Result<RoutingOptions> options(const Model& m, std::unique_ptr<Model>& dense) const;
+  // Sets fwd's routing when its model is an MoE (via options()).
   Status apply(Forward& fwd, std::unique_ptr<Model>& dense) const;
 };
 

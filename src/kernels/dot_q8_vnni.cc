@@ -23,53 +23,45 @@ inline __m256i q4_unpack(const uint8_t* p) {  // 16 bytes -> 32 nibbles (low hal
                           _mm_and_si128(bytes, mask));
 }
 
-template <bool kQ4>
-inline __m256i weights(const void* w, int64_t ib, const float* d, float& scale) {
-  if constexpr (kQ4) {
-    const auto& b = static_cast<const Q4_0Block*>(w)[ib];
-    scale = f16_to_f32(b.d) * d[ib];
-    return q4_unpack(b.q);
-  } else {
-    const auto& b = static_cast<const Q8_0Block*>(w)[ib];
-    scale = f16_to_f32(b.d) * d[ib];
-    return _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.q)),
-                            _mm256_set1_epi8(static_cast<char>(0x80)));
-  }
+// One Q8_0 block's weights made unsigned (sign bit flipped: w + 128) and its combined scale.
+inline __m256i q8_weights(const void* w, int64_t ib, const float* d, float& scale) {
+  const auto& b = static_cast<const Q8_0Block*>(w)[ib];
+  scale = f16_to_f32(b.d) * d[ib];
+  return _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.q)),
+                          _mm256_set1_epi8(static_cast<char>(0x80)));
 }
 
-// Two blocks: sum over lanes of (w_u - offset) * x, as 16 int32 lanes (8 per block). The offset
-// (8 for Q4_0 nibbles, 128 for sign-flipped Q8_0) is removed with a second vpdpbusd, in integers.
-template <bool kQ4>
-inline __m512 pair(const void* w, const int8_t* q, const float* d, int64_t ib) {
+// Two Q8_0 blocks: sum over lanes of (w_u - 128) * x, as 16 int32 lanes (8 per block); the offset
+// is removed with a second vpdpbusd, in integers.
+inline __m512 q8_pair(const void* w, const int8_t* q, const float* d, int64_t ib) {
   float s0, s1;
-  const __m256i w0 = weights<kQ4>(w, ib, d, s0), w1 = weights<kQ4>(w, ib + 1, d, s1);
+  const __m256i w0 = q8_weights(w, ib, d, s0), w1 = q8_weights(w, ib + 1, d, s1);
   const __m512i wv = _mm512_inserti64x4(_mm512_castsi256_si512(w0), w1, 1);
   const __m512i xv = _mm512_loadu_si512(q + ib * kQBlock);
-  const __m512i off = _mm512_set1_epi8(static_cast<char>(kQ4 ? 8 : 0x80));
+  const __m512i off = _mm512_set1_epi8(static_cast<char>(0x80));
   const __m512i dp = _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), wv, xv),
                                       _mm512_dpbusd_epi32(_mm512_setzero_si512(), off, xv));
   return _mm512_mul_ps(_mm512_cvtepi32_ps(dp), pair_scale(s0, s1));
 }
 
-template <bool kQ4>
-float dot_vnni(const void* w, const int8_t* q, const float* d, const float*, int64_t k) {
+float dot_q8_0_vnni(const void* w, const int8_t* q, const float* d, const float*, int64_t k) {
   const int64_t nb = k / kQBlock;
   __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0;
   int64_t ib = 0;
   for (; ib + 4 <= nb; ib += 4) {
-    acc0 = _mm512_add_ps(acc0, pair<kQ4>(w, q, d, ib));
-    acc1 = _mm512_add_ps(acc1, pair<kQ4>(w, q, d, ib + 2));
+    acc0 = _mm512_add_ps(acc0, q8_pair(w, q, d, ib));
+    acc1 = _mm512_add_ps(acc1, q8_pair(w, q, d, ib + 2));
   }
   if (ib + 2 <= nb) {
-    acc0 = _mm512_add_ps(acc0, pair<kQ4>(w, q, d, ib));
+    acc0 = _mm512_add_ps(acc0, q8_pair(w, q, d, ib));
     ib += 2;
   }
   float tail = 0;
   if (ib < nb) {
     float s0;
-    const __m256i w0 = weights<kQ4>(w, ib, d, s0);
+    const __m256i w0 = q8_weights(w, ib, d, s0);
     const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + ib * kQBlock));
-    const __m256i off = _mm256_set1_epi8(static_cast<char>(kQ4 ? 8 : 0x80));
+    const __m256i off = _mm256_set1_epi8(static_cast<char>(0x80));
     const __m256i dp = _mm256_sub_epi32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), w0, xv),
                                         _mm256_dpbusd_epi32(_mm256_setzero_si256(), off, xv));
     __m128i s = _mm_add_epi32(_mm256_castsi256_si128(dp), _mm256_extracti128_si256(dp, 1));
@@ -172,7 +164,7 @@ void gemm_vnni(const uint8_t* w, size_t row_bytes, int64_t n_rows, const Q8Activ
   constexpr float kOffset = kQ4 ? 8.0f : 128.0f;
   const int64_t nb = k / kQBlock, np = nb / 2, ne = 2 * np;  // blocks done in pairs
   const DotQ8Fn exact = dot_q8_ref(kQ4 ? DType::kQ4_0 : DType::kQ8_0);
-  const DotQ8Fn gemv = kQ4 ? dot_q4_vnni : dot_vnni<false>;
+  const DotQ8Fn gemv = kQ4 ? dot_q4_vnni : dot_q8_0_vnni;
   thread_local std::vector<float> cx, dw;  // token: d * sum per block; row group: d_w per block
   if (static_cast<int64_t>(cx.size()) < n_tok * nb) cx.resize(n_tok * nb);
   if (static_cast<int64_t>(dw.size()) < 4 * nb) dw.resize(4 * nb);
@@ -238,7 +230,7 @@ GemmQ8Fn gemm_q8_vnni(DType t) {
 }
 
 DotQ8Fn dot_q8_vnni(DType t) {
-  return t == DType::kQ8_0 ? dot_vnni<false> : t == DType::kQ4_0 ? dot_q4_vnni : nullptr;
+  return t == DType::kQ8_0 ? dot_q8_0_vnni : t == DType::kQ4_0 ? dot_q4_vnni : nullptr;
 }
 
 }  // namespace rme

@@ -95,7 +95,6 @@ void HttpServer::routes() {
 
   auto complete = [this](bool chat) {
     return [this, chat](const httplib::Request& req, httplib::Response& res) {
-      if (req.body.size() > options_.max_body_bytes) return error(res, 413, "body too large");
       auto parsed = parse_api_request(req.body, chat, tok_, options_.limits);
       if (!parsed.ok()) {
         loop_.metrics().add("requests_total{status=\"invalid\"}");

@@ -1,5 +1,5 @@
-// tests/scheduler: the fcfs and expert policies on hand-built request sets and a simulated
-// serving loop with a fake clock (no model).
+// tests/scheduler: the fcfs and expert policies on hand-built request sets, and a simulated
+// serving loop whose clock is the step counter (no model, no wall time).
 #include "scheduler/schedule.h"
 
 #include <gtest/gtest.h>
@@ -123,8 +123,9 @@ TEST(ScheduleTest, PartialPrefillsThatFillTheCacheAreBrokenUp) {
   EXPECT_EQ(chunks(p).at(0), 8);
 }
 
-// A serving loop with a fake clock: decodes produce a new token (random expert) each time they
-// run. Every request must run within the stated aging bound, and budgets always hold.
+// A simulated serving loop, time counted in steps: decodes produce a new token (random expert)
+// each time they run. Every request must run within the stated aging bound, and budgets always
+// hold.
 int worst_wait(int max_experts, int aging_steps, int n_seq, int max_seqs) {
   auto expert = make_policy("expert").value();
   StepBudget b;
