@@ -39,6 +39,8 @@ HttpServer::HttpServer(ServingLoop& loop, const Tokenizer& tokenizer, HttpOption
       tok_(tokenizer),
       options_(std::move(options)),
       http_(std::make_unique<httplib::Server>()) {
+  for (int id = 0; id < tok_.n_vocab(); ++id)
+    if (tok_.is_eos(id)) stop_ids_.push_back(id);
   routes();
 }
 
@@ -102,6 +104,7 @@ void HttpServer::routes() {
       }
       auto r = std::make_shared<ApiRequest>(std::move(*parsed));
       if (r->model.empty()) r->model = options_.model_name;
+      r->params.stop_ids = stop_ids_;
       const int n_prompt = static_cast<int>(r->params.prompt.size());
       if (n_prompt + r->params.max_new > loop_.max_seq_len())
         return error(res, 400,

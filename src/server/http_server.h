@@ -3,6 +3,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "core/status.h"
 #include "server/openai.h"
@@ -47,6 +48,7 @@ class HttpServer {
   std::unique_ptr<httplib::Server> http_;
   int port_ = 0;
   int listen_fd_ = -1;
+  std::vector<int> stop_ids_;  // the tokenizer's end-of-sequence ids, found once
 };
 
 }  // namespace rme

@@ -114,8 +114,6 @@ Result<ApiRequest> parse_api_request(const std::string& text, bool chat, const T
     if (!body["ignore_eos"].is_boolean()) return type_error("ignore_eos", "a boolean");
     r.params.ignore_eos = body["ignore_eos"].get<bool>();
   }
-  for (int id = 0; id < tok.n_vocab(); ++id)
-    if (tok.is_eos(id)) r.params.stop_ids.push_back(id);
   return r;
 }
 

@@ -28,7 +28,7 @@ struct ApiRequest {
   bool chat = false;
   bool stream = false;
   std::string model;
-  RequestParams params;  // prompt tokens, max_new, sampling, ignore_eos, stop ids
+  RequestParams params;  // prompt tokens, max_new, sampling, ignore_eos (stop ids: the caller's)
 };
 
 // Parses and validates a body (invalid JSON, wrong types, out-of-range values, too long prompts:
