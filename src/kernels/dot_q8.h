@@ -25,9 +25,9 @@ using DotQ8Fn = float (*)(const void* w, const int8_t* q, const float* d, const 
 // The scalar reference (exact integer block sums, scaled in f32).
 DotQ8Fn dot_q8_ref(DType weights);
 // Where quantized weights meet int8 activations. kDefault: prefill of Q4_0 and Q8_0 (integer
-// matrix product, 1.5-1.7x the sgemm path) and decode of Q4_0 (1.4x); Q8_0 decode keeps f32
-// activations (as fast, and exact). kOn: also Q8_0 decode. kOff: nowhere (the oracle's math).
-// RME_INT8=1 / RME_INT8=0 choose kOn / kOff at startup.
+// matrix product on repacked 16-row panels, 2.5-3x the sgemm path) and decode of Q4_0 (1.4x);
+// Q8_0 decode keeps f32 activations (as fast, and exact). kOn: also Q8_0 decode. kOff: nowhere (the
+// oracle's math). RME_INT8=1 / RME_INT8=0 choose kOn / kOff at startup.
 enum class Int8Mode { kOff, kOn, kDefault };
 Int8Mode set_int8_mode(Int8Mode mode);  // returns the previous mode
 
@@ -37,7 +37,8 @@ DotQ8Fn dot_q8_best(DType weights);
 
 // Prefill as an integer matrix product: y[t * y_stride + r] = row r of w (n_rows rows of
 // row_bytes, Q4_0 or Q8_0) . token t (xs[t], quantized) for every r and t < n_tok.
-// Single-threaded (callers split rows). Agrees with dot_q8_ref to float rounding.
+// Single-threaded (callers split rows; whole 32-row units run fastest, since rows are repacked in
+// 16-row panels and tiles take two). Agrees with dot_q8_ref to float rounding.
 using GemmQ8Fn = void (*)(const uint8_t* w, size_t row_bytes, int64_t n_rows,
                           const Q8Activations* xs, int64_t n_tok, int64_t k, float* y,
                           int64_t y_stride);

@@ -3,8 +3,6 @@
 // the offset is removed with the activation block sums.
 #include <immintrin.h>
 
-#include <vector>
-
 #include "kernels/dot_q8.h"
 #include "tensor/half.h"
 
@@ -119,114 +117,6 @@ float dot_q4_vnni(const void* w, const int8_t* q, const float* d, const float* s
   const __m128 o = _mm_hadd_ps(off0, off0);
   const float offset = 8.0f * _mm_cvtss_f32(_mm_hadd_ps(o, o));
   return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) - offset + tail;
-}
-
-// Two blocks of row weights as 64 unsigned bytes (Q4_0: nibbles 0..15; Q8_0: sign-flipped).
-template <bool kQ4>
-inline __m512i pair_weights(const uint8_t* row, int64_t ib) {
-  if constexpr (kQ4) {
-    const auto* b = reinterpret_cast<const Q4_0Block*>(row);
-    return _mm512_inserti64x4(_mm512_castsi256_si512(q4_unpack(b[ib].q)), q4_unpack(b[ib + 1].q),
-                              1);
-  } else {
-    const auto* b = reinterpret_cast<const Q8_0Block*>(row);
-    const __m512i v = _mm512_inserti64x4(
-        _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[ib].q))),
-        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[ib + 1].q)), 1);
-    return _mm512_xor_si512(v, _mm512_set1_epi8(static_cast<char>(0x80)));
-  }
-}
-
-template <bool kQ4>
-inline float block_scale(const uint8_t* row, int64_t ib) {  // F16C, not the portable helper
-  if constexpr (kQ4) return _cvtsh_ss(reinterpret_cast<const Q4_0Block*>(row)[ib].d);
-  return _cvtsh_ss(reinterpret_cast<const Q8_0Block*>(row)[ib].d);
-}
-
-inline float dot_scales(const float* a, const float* b, int64_t n) {
-  __m512 acc = _mm512_setzero_ps();
-  int64_t i = 0;
-  for (; i + 16 <= n; i += 16)
-    acc = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), acc);
-  float s = _mm512_reduce_add_ps(acc);
-  for (; i < n; ++i) s += a[i] * b[i];
-  return s;
-}
-
-// 4 rows x 4 tokens per tile: per pair of blocks, each weight pair is unpacked once for 4 tokens
-// and each token's 64 bytes loaded once for 4 rows; one vpdpbusd, one convert, one multiply and
-// one FMA per (row, token). Scales are converted once per row / token; the unsigned-weight offset
-// comes off at the end through the token block sums. An odd last block and rows/tokens outside
-// full tiles use the exact forms.
-template <bool kQ4>
-void gemm_vnni(const uint8_t* w, size_t row_bytes, int64_t n_rows, const Q8Activations* xs,
-               int64_t n_tok, int64_t k, float* y, int64_t y_stride) {
-  constexpr float kOffset = kQ4 ? 8.0f : 128.0f;
-  const int64_t nb = k / kQBlock, np = nb / 2, ne = 2 * np;  // blocks done in pairs
-  const DotQ8Fn exact = dot_q8_ref(kQ4 ? DType::kQ4_0 : DType::kQ8_0);
-  const DotQ8Fn gemv = kQ4 ? dot_q4_vnni : dot_q8_0_vnni;
-  thread_local std::vector<float> cx, dw;  // token: d * sum per block; row group: d_w per block
-  if (static_cast<int64_t>(cx.size()) < n_tok * nb) cx.resize(n_tok * nb);
-  if (static_cast<int64_t>(dw.size()) < 4 * nb) dw.resize(4 * nb);
-  for (int64_t t = 0; t < n_tok; ++t)
-    for (int64_t ib = 0; ib < nb; ++ib) cx[t * nb + ib] = xs[t].d[ib] * xs[t].sum[ib];
-  int64_t r0 = 0;
-  for (; r0 + 4 <= n_rows; r0 += 4) {
-    const uint8_t* rows[4];
-    for (int r = 0; r < 4; ++r) {
-      rows[r] = w + (r0 + r) * row_bytes;
-      for (int64_t ib = 0; ib < nb; ++ib) dw[r * nb + ib] = block_scale<kQ4>(rows[r], ib);
-    }
-    int64_t t0 = 0;
-    for (; t0 + 4 <= n_tok; t0 += 4) {
-      __m512 acc[4][4];
-      _Pragma("GCC unroll 4") for (int r = 0; r < 4; ++r)
-          _Pragma("GCC unroll 4") for (int c = 0; c < 4; ++c) acc[r][c] = _mm512_setzero_ps();
-      for (int64_t p = 0; p < np; ++p) {
-        const int64_t ib = 2 * p;
-        __m512i xv[4];
-        __m512 xsc[4];
-        _Pragma("GCC unroll 4") for (int c = 0; c < 4; ++c) {
-          const Q8Activations& x = xs[t0 + c];
-          xv[c] = _mm512_loadu_si512(x.q.data() + ib * kQBlock);
-          xsc[c] = pair_scale(x.d[ib], x.d[ib + 1]);
-        }
-        _Pragma("GCC unroll 4") for (int r = 0; r < 4; ++r) {
-          const __m512i wv = pair_weights<kQ4>(rows[r], ib);
-          const __m512 ws = pair_scale(dw[r * nb + ib], dw[r * nb + ib + 1]);
-          _Pragma("GCC unroll 4") for (int c = 0; c < 4; ++c) {
-            const __m512i dp = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wv, xv[c]);
-            acc[r][c] =
-                _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp), _mm512_mul_ps(ws, xsc[c]), acc[r][c]);
-          }
-        }
-      }
-      for (int r = 0; r < 4; ++r)
-        for (int c = 0; c < 4; ++c) {
-          const Q8Activations& x = xs[t0 + c];
-          float v = _mm512_reduce_add_ps(acc[r][c]) -
-                    kOffset * dot_scales(&dw[r * nb], &cx[(t0 + c) * nb], ne);
-          if (nb > ne)  // the odd last block, exactly
-            v += exact(rows[r] + ne * (row_bytes / nb), x.q.data() + ne * kQBlock, x.d.data() + ne,
-                       x.sum.data() + ne, kQBlock);
-          y[(t0 + c) * y_stride + r0 + r] = v;
-        }
-    }
-    for (; t0 < n_tok; ++t0)
-      for (int r = 0; r < 4; ++r) {
-        const Q8Activations& x = xs[t0];
-        y[t0 * y_stride + r0 + r] = gemv(rows[r], x.q.data(), x.d.data(), x.sum.data(), k);
-      }
-  }
-  for (; r0 < n_rows; ++r0)
-    for (int64_t t = 0; t < n_tok; ++t) {
-      const Q8Activations& x = xs[t];
-      y[t * y_stride + r0] = gemv(w + r0 * row_bytes, x.q.data(), x.d.data(), x.sum.data(), k);
-    }
-}
-
-GemmQ8Fn gemm_q8_vnni(DType t) {
-  return t == DType::kQ8_0 ? gemm_vnni<false> : t == DType::kQ4_0 ? gemm_vnni<true> : nullptr;
 }
 
 DotQ8Fn dot_q8_vnni(DType t) {

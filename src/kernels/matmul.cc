@@ -97,13 +97,13 @@ void matmul(const MatView& w, const float* x, int64_t x_stride, int64_t n_tok, f
   }
   const GemmQ8Fn gemm = gemm_q8_best(w.dtype);
   if (n_tok >= kBlasMinTokens && gemm != nullptr) {
-    // Integer matrix product: tokens quantized once, 4x4 (row, token) tiles with vpdpbusd.
+    // Integer matrix product: tokens quantized once, rows in 32-row units (two 16-row panels).
     thread_local std::vector<Q8Activations> xq;
     if (static_cast<int64_t>(xq.size()) < n_tok) xq.resize(n_tok);
     for (int64_t t = 0; t < n_tok; ++t) xq[t].quantize(x + t * x_stride, n_in);
     const Q8Activations* xs = xq.data();
-    pool.parallel_for((w.n_out + 3) / 4, 4, [&](int64_t b0, int64_t b1, int) {
-      const int64_t r0 = b0 * 4, r1 = std::min(w.n_out, b1 * 4);
+    pool.parallel_for((w.n_out + 31) / 32, 1, [&](int64_t b0, int64_t b1, int) {
+      const int64_t r0 = b0 * 32, r1 = std::min(w.n_out, b1 * 32);
       gemm(base + r0 * row_bytes, row_bytes, r1 - r0, xs, n_tok, n_in, y + r0, y_stride);
     });
     return;

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cmath>
 #include <random>
 
@@ -66,13 +67,14 @@ TEST(DotQ8Test, KernelsMatchReference) {
 }
 
 // The integer matrix product agrees with the scalar reference for every (row, token), on shapes
-// with partial tiles and an odd number of blocks.
+// with partial tiles (rows beyond whole 16-row panels, a lone panel, token counts that are not a
+// multiple of the tile) and an odd number of blocks.
 TEST(DotQ8Test, GemmMatchesTheReferencePerRowAndToken) {
   for (DType t : {DType::kQ4_0, DType::kQ8_0}) {
     const GemmQ8Fn gemm = gemm_q8_best(t);
     if (gemm == nullptr) GTEST_SKIP() << "no AVX-512 VNNI";
-    for (int64_t k : {32, 96, 256}) {
-      const int64_t n_rows = 7, n_tok = 6;
+    for (auto [k, n_rows, n_tok] : std::vector<std::array<int64_t, 3>>{
+             {32, 7, 6}, {96, 37, 9}, {256, 70, 6}, {160, 16, 1}, {64, 48, 11}}) {
       std::mt19937 rng(5);
       std::normal_distribution<float> nd(0, 1);
       std::vector<float> wf(n_rows * k), xf(n_tok * k);
@@ -90,7 +92,8 @@ TEST(DotQ8Test, GemmMatchesTheReferencePerRowAndToken) {
           const float want =
               dot_q8_ref(t)(w.data() + r * rb, xs[i].q.data(), xs[i].d.data(), xs[i].sum.data(), k);
           EXPECT_NEAR(y[i * n_rows + r], want, 1e-4f * (1 + std::fabs(want)))
-              << dtype_name(t) << " k " << k << " row " << r << " token " << i;
+              << dtype_name(t) << " k " << k << " rows " << n_rows << " row " << r << " token "
+              << i;
         }
     }
   }
