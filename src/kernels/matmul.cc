@@ -8,6 +8,7 @@
 #include "core/check.h"
 #include "kernels/blas.h"
 #include "kernels/dot_q8.h"
+#include "kernels/gemm_f32.h"
 
 namespace rme {
 
@@ -105,6 +106,15 @@ void matmul(const MatView& w, const float* x, int64_t x_stride, int64_t n_tok, f
     pool.parallel_for((w.n_out + 31) / 32, 1, [&](int64_t b0, int64_t b1, int) {
       const int64_t r0 = b0 * 32, r1 = std::min(w.n_out, b1 * 32);
       gemm(base + r0 * row_bytes, row_bytes, r1 - r0, xs, n_tok, n_in, y + r0, y_stride);
+    });
+    return;
+  }
+  if (n_tok >= kBlasMinTokens && active_isa() == Isa::kAvx512) {
+    // Float matrix product on rme's own AVX-512 panels, rows in 32-row units.
+    pool.parallel_for((w.n_out + 31) / 32, 1, [&](int64_t b0, int64_t b1, int) {
+      const int64_t r0 = b0 * 32, r1 = std::min(w.n_out, b1 * 32);
+      gemm_f32_avx512(to_f32, dotf, base + r0 * row_bytes, row_bytes, r1 - r0, n_in, x, x_stride,
+                      n_tok, y + r0, y_stride);
     });
     return;
   }

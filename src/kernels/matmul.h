@@ -32,15 +32,17 @@ struct MatView {
 };
 
 // y[T, n_out] = x[T, n_in] · W[n_out, n_in]ᵀ. x, y row-major f32 with the given row strides
-// (in floats). Splits output rows across the pool. For T > 1 each weight row is decoded once
-// and reused for every token, so prefill reads the weights once.
+// (in floats). Splits output rows across the pool. For T >= 4 tokens this is a matrix product
+// that reads each weight row once: on AVX-512, Q4_0/Q8_0 as an integer product on repacked panels
+// (gemm_q8_best) and float types as an f32 product on repacked panels (gemm_f32.h); on AVX2,
+// OpenBLAS sgemm on decoded panels when loaded, else decoded rows dotted per token.
 void matmul(const MatView& w, const float* x, int64_t x_stride, int64_t n_tok, float* y,
             int64_t y_stride, ThreadPool& pool);
 
 // Batch-invariant mode: each token's row of y is computed exactly as a one-token call would
 // compute it (same kernel, same accumulation order), so a request's logits do not depend on which
-// other tokens share the step. Costs prefill speed (no sgemm: weight rows are re-dotted per token
-// while hot in cache). Process-wide; the serving engine turns it on.
+// other tokens share the step. Costs prefill speed (no matrix product: weight rows are re-dotted
+// per token while hot in cache). Process-wide; the serving engine turns it on.
 void set_batch_invariant_matmul(bool on);
 bool batch_invariant_matmul();
 

@@ -4,10 +4,12 @@
 
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cmath>
 #include <random>
 
 #include "kernels/dot_q8.h"
+#include "kernels/gemm_f32.h"
 #include "tensor/quant.h"
 
 namespace rme {
@@ -116,6 +118,39 @@ TEST(MatmulTest, BatchedAndSingleTokenMatchNaiveOnEveryIsa) {
   }
   set_active_isa(supported_isas().back());
   set_int8_mode(was);
+}
+
+// The float panel GEMM against a double-precision reference per (row, token): rows in whole
+// 32-row units, a lone 16-row group and a remainder below 16; columns with and without a partial
+// 16-column transpose block; token counts around the 12-token tile; strided x and y.
+TEST(MatmulTest, FloatPanelGemmMatchesReference) {
+  if (!set_active_isa(Isa::kAvx512)) GTEST_SKIP() << "no AVX-512";
+  const RowKernels& kern = row_kernels(Isa::kAvx512);
+  for (DType t : {DType::kF32, DType::kF16, DType::kBF16})
+    for (auto [n_rows, k, n_tok] : std::vector<std::array<int64_t, 3>>{
+             {16, 16, 1}, {37, 45, 5}, {48, 64, 12}, {70, 100, 13}, {96, 33, 25}}) {
+      Data d = make(t, n_rows, k, 11);
+      const size_t rb = dtype_row_bytes(t, k);
+      std::vector<float> deq(n_rows * k);
+      for (int64_t r = 0; r < n_rows; ++r)
+        dequantize_row(t, d.packed.data() + r * rb, &deq[r * k], k);
+      const int64_t xs = k + 3, ys = n_rows + 5;
+      std::vector<float> x(n_tok * xs), y(n_tok * ys, -7.0f);
+      for (size_t i = 0; i < x.size(); ++i) x[i] = std::sin(0.29f * i);
+      gemm_f32_avx512(kern.to_f32[static_cast<int>(t)], kern.dot[static_cast<int>(DType::kF32)],
+                      d.packed.data(), rb, n_rows, k, x.data(), xs, n_tok, y.data(), ys);
+      for (int64_t tk = 0; tk < n_tok; ++tk) {
+        for (int64_t r = 0; r < n_rows; ++r) {
+          double want = 0;
+          for (int64_t i = 0; i < k; ++i) want += double(deq[r * k + i]) * x[tk * xs + i];
+          ASSERT_NEAR(y[tk * ys + r], want, 1e-4 * (1 + std::fabs(want)))
+              << dtype_name(t) << " rows " << n_rows << " k " << k << " tokens " << n_tok << " row "
+              << r << " token " << tk;
+        }
+        for (int64_t r = n_rows; r < ys; ++r) ASSERT_EQ(y[tk * ys + r], -7.0f);  // padding kept
+      }
+    }
+  set_active_isa(supported_isas().back());
 }
 
 // In batch-invariant mode a token's outputs are bit-identical to running it alone, for every
