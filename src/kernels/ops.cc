@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "kernels/cpu.h"
 #include "kernels/matmul.h"
 
 namespace rme {
@@ -64,6 +65,17 @@ void attention_head(const float* q, const float* k, const float* v, int64_t stri
 void attention_head_paged(const float* q, const float* k, const float* v, const int* blocks,
                           int64_t block_size, int64_t block_stride, int64_t stride, int64_t n_kv,
                           int64_t head_dim, float* scratch, float* out) {
+  if (active_isa() == Isa::kAvx512 &&
+      attention_head_paged_avx512(q, k, v, blocks, block_size, block_stride, stride, n_kv, head_dim,
+                                  scratch, out))
+    return;
+  attention_head_paged_ref(q, k, v, blocks, block_size, block_stride, stride, n_kv, head_dim,
+                           scratch, out);
+}
+
+void attention_head_paged_ref(const float* q, const float* k, const float* v, const int* blocks,
+                              int64_t block_size, int64_t block_stride, int64_t stride,
+                              int64_t n_kv, int64_t head_dim, float* scratch, float* out) {
   const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
   for (int64_t b = 0, t = 0; t < n_kv; ++b) {
     const float* kb = k + blocks[b] * block_stride;

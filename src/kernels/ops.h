@@ -34,9 +34,21 @@ void attention_head(const float* q, const float* k, const float* v, int64_t stri
 // The same over a paged cache: position t lives in block blocks[t / block_size], row
 // t % block_size, at k + blocks[..] * block_stride + row * stride (likewise v). Positions are
 // visited in the same order as attention_head, so the result is bit-identical to it for the same
-// rows however they are paged.
+// rows however they are paged. With AVX-512 active and head_dim a multiple of 16 up to 128 it
+// runs attention_head_paged_avx512 (agrees with the reference to float rounding), else the
+// reference.
 void attention_head_paged(const float* q, const float* k, const float* v, const int* blocks,
                           int64_t block_size, int64_t block_stride, int64_t stride, int64_t n_kv,
                           int64_t head_dim, float* scratch, float* out);
+
+// The scalar reference of attention_head_paged.
+void attention_head_paged_ref(const float* q, const float* k, const float* v, const int* blocks,
+                              int64_t block_size, int64_t block_stride, int64_t stride,
+                              int64_t n_kv, int64_t head_dim, float* scratch, float* out);
+// The AVX-512 kernel; returns false (doing nothing) for a head_dim it does not handle or n_kv 0.
+// The caller checks the CPU.
+bool attention_head_paged_avx512(const float* q, const float* k, const float* v, const int* blocks,
+                                 int64_t block_size, int64_t block_stride, int64_t stride,
+                                 int64_t n_kv, int64_t head_dim, float* scratch, float* out);
 
 }  // namespace rme

@@ -3,8 +3,12 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <random>
 #include <vector>
+
+#include "kernels/cpu.h"
 
 namespace rme {
 namespace {
@@ -79,24 +83,56 @@ TEST(OpsTest, AttentionHeadIsSoftmaxWeightedValues) {
 }
 
 TEST(OpsTest, PagedAttentionEqualsContiguousBitForBit) {
-  // 11 positions in blocks of 4, scattered over a pool of 5 blocks in a shuffled order.
-  const int dh = 8, n = 11, bs = 4, stride = dh;
-  const std::vector<int> blocks = {3, 0, 4};
-  std::vector<float> q(dh), k(n * stride), v(n * stride), pk(5 * bs * stride), pv(pk.size());
-  for (int i = 0; i < dh; ++i) q[i] = std::sin(i * 1.3f);
-  for (int t = 0; t < n; ++t)
-    for (int i = 0; i < dh; ++i) {
-      k[t * stride + i] = std::sin(t * 0.7f + i);
-      v[t * stride + i] = std::cos(t * 0.3f - i);
-      const int at = (blocks[t / bs] * bs + t % bs) * stride + i;
-      pk[at] = k[t * stride + i];
-      pv[at] = v[t * stride + i];
-    }
-  std::vector<float> scratch(n), a(dh), b(dh);
-  attention_head(q.data(), k.data(), v.data(), stride, n, dh, scratch.data(), a.data());
-  attention_head_paged(q.data(), pk.data(), pv.data(), blocks.data(), bs, bs * stride, stride, n,
-                       dh, scratch.data(), b.data());
-  for (int i = 0; i < dh; ++i) EXPECT_EQ(a[i], b[i]) << i;
+  // 11 positions in blocks of 4, scattered over a pool of 5 blocks in a shuffled order; head
+  // sizes for the scalar kernel (8) and, where the CPU has it, the AVX-512 one (64).
+  for (int dh : {8, 64}) {
+    const int n = 11, bs = 4, stride = dh;
+    const std::vector<int> blocks = {3, 0, 4};
+    std::vector<float> q(dh), k(n * stride), v(n * stride), pk(5 * bs * stride), pv(pk.size());
+    for (int i = 0; i < dh; ++i) q[i] = std::sin(i * 1.3f);
+    for (int t = 0; t < n; ++t)
+      for (int i = 0; i < dh; ++i) {
+        k[t * stride + i] = std::sin(t * 0.7f + i);
+        v[t * stride + i] = std::cos(t * 0.3f - i);
+        const int at = (blocks[t / bs] * bs + t % bs) * stride + i;
+        pk[at] = k[t * stride + i];
+        pv[at] = v[t * stride + i];
+      }
+    std::vector<float> scratch(n), a(dh), b(dh);
+    attention_head(q.data(), k.data(), v.data(), stride, n, dh, scratch.data(), a.data());
+    attention_head_paged(q.data(), pk.data(), pv.data(), blocks.data(), bs, bs * stride, stride, n,
+                         dh, scratch.data(), b.data());
+    for (int i = 0; i < dh; ++i) EXPECT_EQ(a[i], b[i]) << dh << " " << i;
+  }
+}
+
+// The AVX-512 kernel against the scalar reference: every head size it takes, context lengths
+// around its 16-wide softmax, paged in blocks of 16, with scores from flat to very peaked.
+TEST(OpsTest, Avx512AttentionMatchesReference) {
+  const std::vector<Isa> isas = supported_isas();
+  if (std::find(isas.begin(), isas.end(), Isa::kAvx512) == isas.end()) GTEST_SKIP() << "no AVX-512";
+  std::mt19937 rng(3);
+  std::normal_distribution<float> nd(0, 1);
+  for (int dh = 16; dh <= 128; dh += 16)
+    for (int n : {1, 15, 16, 17, 100, 300})
+      for (float qscale : {0.1f, 1.0f, 8.0f}) {
+        const int bs = 16, nb = (n + bs - 1) / bs, stride = dh + 3;
+        std::vector<int> blocks(nb);
+        for (int b = 0; b < nb; ++b) blocks[b] = nb - 1 - b;  // reversed pool order
+        std::vector<float> q(dh), k(nb * bs * stride), v(k.size()), s1(n), s2(n), a(dh), b(dh);
+        for (auto& x : q) x = qscale * nd(rng);
+        for (auto& x : k) x = nd(rng);
+        for (auto& x : v) x = nd(rng);
+        attention_head_paged_ref(q.data(), k.data(), v.data(), blocks.data(), bs, bs * stride,
+                                 stride, n, dh, s1.data(), a.data());
+        ASSERT_TRUE(attention_head_paged_avx512(q.data(), k.data(), v.data(), blocks.data(), bs,
+                                                bs * stride, stride, n, dh, s2.data(), b.data()));
+        for (int i = 0; i < dh; ++i)
+          ASSERT_NEAR(a[i], b[i], 2e-5f * (1 + std::fabs(a[i])))
+              << "dh " << dh << " n " << n << " q scale " << qscale << " i " << i;
+      }
+  float x = 0;
+  EXPECT_FALSE(attention_head_paged_avx512(&x, &x, &x, nullptr, 1, 0, 8, 1, 8, &x, &x));
 }
 
 }  // namespace
