@@ -14,8 +14,23 @@ namespace rme {
 
 DotQ8Fn dot_q8_vnni(DType weights);    // dot_q8_vnni.cc
 GemmQ8Fn gemm_q8_vnni(DType weights);  // dot_q8_vnni.cc
+void quantize_q8_avx512(const float* x, int64_t k, int8_t* q, float* d, float* sum);
 
 void Q8Activations::quantize(const float* x, int64_t k) {
+  static const bool avx512 =
+      __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
+  if (avx512 && active_isa() == Isa::kAvx512) {
+    const int64_t nb = k / kQBlock;
+    q.resize(static_cast<size_t>(k));
+    d.resize(static_cast<size_t>(nb));
+    sum.resize(static_cast<size_t>(nb));
+    quantize_q8_avx512(x, k, q.data(), d.data(), sum.data());
+    return;
+  }
+  quantize_ref(x, k);
+}
+
+void Q8Activations::quantize_ref(const float* x, int64_t k) {
   const int64_t nb = k / kQBlock;
   q.resize(static_cast<size_t>(k));
   d.resize(static_cast<size_t>(nb));

@@ -16,7 +16,8 @@ namespace rme {
 struct Q8Activations {
   std::vector<int8_t> q;
   std::vector<float> d, sum;
-  void quantize(const float* x, int64_t k);  // k a multiple of 32
+  void quantize(const float* x, int64_t k);      // k a multiple of 32; AVX-512 when active
+  void quantize_ref(const float* x, int64_t k);  // the scalar reference; quantize equals it exactly
 };
 
 using DotQ8Fn = float (*)(const void* w, const int8_t* q, const float* d, const float* sum,

@@ -119,6 +119,26 @@ float dot_q4_vnni(const void* w, const int8_t* q, const float* d, const float* s
   return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) - offset + tail;
 }
 
+// Activation quantization with the scalar reference's exact arithmetic (max |x|, 127 / amax,
+// x * inv rounded to nearest-even by cvtps2dq as lrintf does under the default rounding mode),
+// so results are bit-identical to it; 32 floats per block in two vectors.
+void quantize_q8_avx512(const float* x, int64_t k, int8_t* q, float* d, float* sum) {
+  const __m512 sign = _mm512_set1_ps(-0.0f);
+  for (int64_t b = 0; b < k / kQBlock; ++b) {
+    const __m512 x0 = _mm512_loadu_ps(x + b * kQBlock), x1 = _mm512_loadu_ps(x + b * kQBlock + 16);
+    const float amax =
+        _mm512_reduce_max_ps(_mm512_max_ps(_mm512_andnot_ps(sign, x0), _mm512_andnot_ps(sign, x1)));
+    const float inv = amax > 0 ? 127.0f / amax : 0.0f;
+    const __m512 vi = _mm512_set1_ps(inv);
+    const __m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(x0, vi));
+    const __m512i q1 = _mm512_cvtps_epi32(_mm512_mul_ps(x1, vi));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(q + b * kQBlock), _mm512_cvtepi32_epi8(q0));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(q + b * kQBlock + 16), _mm512_cvtepi32_epi8(q1));
+    d[b] = amax / 127.0f;
+    sum[b] = static_cast<float>(_mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1)));
+  }
+}
+
 DotQ8Fn dot_q8_vnni(DType t) {
   return t == DType::kQ8_0 ? dot_q8_0_vnni : t == DType::kQ4_0 ? dot_q4_vnni : nullptr;
 }

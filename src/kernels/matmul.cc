@@ -33,6 +33,18 @@ constexpr int64_t kPanelRows = 64;
 // set_active_isa() in tests.
 const RowKernels& active_kernels() { return row_kernels(active_isa()); }
 std::atomic<bool> g_batch_invariant{false};
+// Every token's activations quantized (split across the pool: done serially it was ~25% of
+// Q4_0 prefill). Valid until the calling thread's next call.
+const Q8Activations* quantize_tokens(const float* x, int64_t x_stride, int64_t n_tok, int64_t n_in,
+                                     ThreadPool& pool) {
+  thread_local std::vector<Q8Activations> xq;
+  if (static_cast<int64_t>(xq.size()) < n_tok) xq.resize(n_tok);
+  Q8Activations* xs = xq.data();
+  pool.parallel_for(n_tok, std::max<int64_t>(1, 8192 / n_in), [&](int64_t t0, int64_t t1, int) {
+    for (int64_t t = t0; t < t1; ++t) xs[t].quantize(x + t * x_stride, n_in);
+  });
+  return xs;
+}
 }  // namespace
 
 void set_batch_invariant_matmul(bool on) { g_batch_invariant.store(on, std::memory_order_relaxed); }
@@ -76,10 +88,7 @@ void matmul(const MatView& w, const float* x, int64_t x_stride, int64_t n_tok, f
   if (batch_invariant_matmul()) {
     // Every token through the one-token kernel; a weight row stays in L1 across the tokens.
     if (const DotQ8Fn dq = dot_q8_best(w.dtype)) {
-      thread_local std::vector<Q8Activations> xq;
-      if (static_cast<int64_t>(xq.size()) < n_tok) xq.resize(n_tok);
-      for (int64_t t = 0; t < n_tok; ++t) xq[t].quantize(x + t * x_stride, n_in);
-      const Q8Activations* xs = xq.data();
+      const Q8Activations* xs = quantize_tokens(x, x_stride, n_tok, n_in, pool);
       pool.parallel_for(w.n_out, grain, [&](int64_t r0, int64_t r1, int) {
         for (int64_t r = r0; r < r1; ++r)
           for (int64_t t = 0; t < n_tok; ++t)
@@ -99,10 +108,7 @@ void matmul(const MatView& w, const float* x, int64_t x_stride, int64_t n_tok, f
   const GemmQ8Fn gemm = gemm_q8_best(w.dtype);
   if (n_tok >= kBlasMinTokens && gemm != nullptr) {
     // Integer matrix product: tokens quantized once, rows in 32-row units (two 16-row panels).
-    thread_local std::vector<Q8Activations> xq;
-    if (static_cast<int64_t>(xq.size()) < n_tok) xq.resize(n_tok);
-    for (int64_t t = 0; t < n_tok; ++t) xq[t].quantize(x + t * x_stride, n_in);
-    const Q8Activations* xs = xq.data();
+    const Q8Activations* xs = quantize_tokens(x, x_stride, n_tok, n_in, pool);
     pool.parallel_for((w.n_out + 31) / 32, 1, [&](int64_t b0, int64_t b1, int) {
       const int64_t r0 = b0 * 32, r1 = std::min(w.n_out, b1 * 32);
       gemm(base + r0 * row_bytes, row_bytes, r1 - r0, xs, n_tok, n_in, y + r0, y_stride);

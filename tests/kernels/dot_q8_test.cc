@@ -32,6 +32,26 @@ TEST(DotQ8Test, QuantizeActivations) {
   EXPECT_EQ(a.q[0], 0);
 }
 
+// The vector quantizer is bit-identical to the scalar reference: ties at .5 (round to even),
+// values at the block maximum, negative maxima, all-zero and denormal blocks.
+TEST(DotQ8Test, QuantizeEqualsReferenceExactly) {
+  std::mt19937 rng(7);
+  std::normal_distribution<float> nd(0, 3);
+  const int64_t k = 32 * 9;
+  std::vector<float> x(k);
+  for (auto& v : x) v = nd(rng);
+  for (int i = 0; i < 32; ++i) x[i] = (i - 16) * 0.5f;  // 127/8 multiples: many .5 ties
+  for (int i = 32; i < 64; ++i) x[i] = 0.0f;
+  for (int i = 64; i < 96; ++i) x[i] = 1e-40f * (i - 70);
+  x[100] = -50.0f;
+  Q8Activations a, b;
+  a.quantize(x.data(), k);
+  b.quantize_ref(x.data(), k);
+  EXPECT_EQ(a.q, b.q);
+  EXPECT_EQ(a.d, b.d);
+  EXPECT_EQ(a.sum, b.sum);
+}
+
 TEST(DotQ8Test, KernelsMatchReference) {
   const Int8Mode was = set_int8_mode(Int8Mode::kOn);
   std::mt19937 rng(3);
