@@ -8,8 +8,10 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cstring>
 
 #include "kernels/gemm_f32.h"
+#include "kernels/prefetch.h"
 #include "kernels/scratch.h"
 
 namespace rme {
@@ -17,10 +19,10 @@ namespace {
 
 constexpr int kGroup = 16;  // rows per panel group = f32 lanes
 
-// dst[c * 16 + r] = src[r * ld + c] for a 16 x 16 block.
-inline void transpose16(const float* src, int64_t ld, float* dst) {
+// dst[c * 16 + r] = src[r][c] for a 16 x 16 block.
+inline void transpose16(const float* const* src, float* dst) {
   __m512 r[16], t[16];
-  _Pragma("GCC unroll 16") for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(src + i * ld);
+  _Pragma("GCC unroll 16") for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(src[i]);
   _Pragma("GCC unroll 8") for (int i = 0; i < 8; ++i) {
     t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
     t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
@@ -49,15 +51,22 @@ void pack_group(RowToF32Fn to_f32, const uint8_t* w, size_t row_bytes, int64_t k
                 float* panel) {
   for (int i = 0; i < kGroup; ++i) to_f32(w + i * row_bytes, rows + i * k, k);
   int64_t c = 0;
-  for (; c + 16 <= k; c += 16) transpose16(rows + c, k, panel + c * kGroup);
+  for (; c + 16 <= k; c += 16) {
+    const float* src[16];
+    for (int i = 0; i < 16; ++i) src[i] = rows + i * k + c;
+    transpose16(src, panel + c * kGroup);
+  }
   for (; c < k; ++c)
     for (int i = 0; i < kGroup; ++i) panel[c * kGroup + i] = rows[i * k + c];
 }
 
 // kG groups (16 kG rows) x kN tokens; xp is the tile's tokens transposed, xp[i * kStride + c],
 // so every broadcast comes from one stream at a constant offset. y[c * y_stride + 16 g + lane].
+// Streams the next row pair's weights toward L2 while the tile computes: one line of `pf` per 4
+// columns (pf_lines counts down), so the next pack finds them there instead of waiting on DRAM.
 template <int kG, int kN, int kStride>
-void tile(const float* const* panels, const float* xp, int64_t k, float* y, int64_t y_stride) {
+void tile(const float* const* panels, const float* xp, int64_t k, float* y, int64_t y_stride,
+          Prefetch& pf) {
   __m512 acc[kG][kN];
   _Pragma("GCC unroll 4") for (int g = 0; g < kG; ++g)
       _Pragma("GCC unroll 16") for (int c = 0; c < kN; ++c) acc[g][c] = _mm512_setzero_ps();
@@ -65,6 +74,7 @@ void tile(const float* const* panels, const float* xp, int64_t k, float* y, int6
   const float* p1 = panels[kG > 1 ? 1 : 0];
   const float* p2 = panels[kG > 2 ? 2 : 0];
   for (int64_t i = 0; i < k; ++i) {
+    if ((i & 3) == 0) pf.next();
     __m512 wv[kG];
     wv[0] = _mm512_load_ps(p0 + i * kGroup);
     if constexpr (kG > 1) wv[1] = _mm512_load_ps(p1 + i * kGroup);
@@ -90,32 +100,54 @@ static_assert(kTileGroups <= 3);
 
 template <int kG, int kN>
 void tile_upto(int n, const float* const* panels, const float* xp, int64_t k, float* y,
-               int64_t y_stride) {
+               int64_t y_stride, Prefetch& pf) {
   if constexpr (kN > 1)
-    if (n < kN) return tile_upto<kG, kN - 1>(n, panels, xp, k, y, y_stride);
-  tile<kG, kN, kTileTokens>(panels, xp, k, y, y_stride);
+    if (n < kN) return tile_upto<kG, kN - 1>(n, panels, xp, k, y, y_stride, pf);
+  tile<kG, kN, kTileTokens>(panels, xp, k, y, y_stride, pf);
 }
 
 }  // namespace
 
+int64_t gemm_f32_packed_floats(int64_t n_tok, int64_t k) {
+  return (n_tok + kTileTokens - 1) / kTileTokens * kTileTokens * k;
+}
+
+int64_t gemm_f32_tile_tokens() { return kTileTokens; }
+
+void gemm_f32_pack_tokens(const float* x, int64_t x_stride, int64_t t0, int64_t t1, int64_t k,
+                          float* xp) {
+  // xp[tile][i][c] = x[tile * kTileTokens + c][i]; 16 x 16 transposes (rows past the tile repeat
+  // its first token and are dropped), so the writes are whole lines, not 48-byte strides.
+  alignas(64) float tmp[16 * 16];
+  for (int64_t tile0 = t0; tile0 < t1; tile0 += kTileTokens) {
+    const int n = static_cast<int>(std::min<int64_t>(kTileTokens, t1 - tile0));
+    float* dst = xp + tile0 * k;  // tile0 is a multiple of kTileTokens
+    const float* src[16];
+    int64_t i = 0;
+    for (; i + 16 <= k; i += 16) {
+      for (int c = 0; c < 16; ++c) src[c] = x + (tile0 + (c < n ? c : 0)) * x_stride + i;
+      transpose16(src, tmp);
+      for (int j = 0; j < 16; ++j)
+        std::memcpy(dst + (i + j) * kTileTokens, tmp + j * 16, sizeof(float) * kTileTokens);
+    }
+    for (; i < k; ++i)
+      for (int c = 0; c < kTileTokens; ++c)
+        dst[i * kTileTokens + c] = x[(tile0 + (c < n ? c : 0)) * x_stride + i];
+  }
+}
+
 void gemm_f32_avx512(RowToF32Fn to_f32, RowDotF32Fn dot, const uint8_t* w, size_t row_bytes,
-                     int64_t n_rows, int64_t k, const float* x, int64_t x_stride, int64_t n_tok,
-                     float* y, int64_t y_stride) {
+                     int64_t n_rows, int64_t k, const float* x, int64_t x_stride, const float* xp,
+                     int64_t n_tok, float* y, int64_t y_stride) {
   constexpr int kG = kTileGroups;
-  thread_local ScratchBuffer rows_buf, panel_buf, x_buf;
+  thread_local ScratchBuffer rows_buf, panel_buf;
   float* const rows = rows_buf.get<float>(kGroup * k);
   float* const panel = panel_buf.get<float>(kG * kGroup * k);
-  // Tokens transposed per tile of kTileTokens: xp[tile][i][c].
-  const int64_t n_tiles = (n_tok + kTileTokens - 1) / kTileTokens;
-  float* const xp = x_buf.get<float>(n_tiles * k * kTileTokens);
-  for (int64_t t = 0; t < n_tok; ++t) {
-    float* dst = xp + (t / kTileTokens) * k * kTileTokens + t % kTileTokens;
-    const float* src = x + t * x_stride;
-    for (int64_t i = 0; i < k; ++i) dst[i * kTileTokens] = src[i];
-  }
   int64_t r0 = 0;
   for (; r0 + kGroup <= n_rows;) {
     const int groups = r0 + kG * kGroup <= n_rows ? kG : 1;
+    const int64_t next0 = r0 + groups * kGroup, next1 = std::min(n_rows, next0 + kG * kGroup);
+    Prefetch pf(w + next0 * row_bytes, next1 > next0 ? (next1 - next0) * row_bytes : 0);
     const float* panels[kG];
     for (int g = 0; g < groups; ++g) {
       pack_group(to_f32, w + (r0 + g * kGroup) * row_bytes, row_bytes, k, rows,
@@ -127,9 +159,9 @@ void gemm_f32_avx512(RowToF32Fn to_f32, RowDotF32Fn dot, const uint8_t* w, size_
       const float* xt = xp + (t0 / kTileTokens) * k * kTileTokens;
       float* yt = y + t0 * y_stride + r0;
       if (groups == kG)
-        tile_upto<kG, kTileTokens>(n, panels, xt, k, yt, y_stride);
+        tile_upto<kG, kTileTokens>(n, panels, xt, k, yt, y_stride, pf);
       else
-        tile_upto<1, kTileTokens>(n, panels, xt, k, yt, y_stride);
+        tile_upto<1, kTileTokens>(n, panels, xt, k, yt, y_stride, pf);
     }
     r0 += groups * kGroup;
   }

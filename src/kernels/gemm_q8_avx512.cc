@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "kernels/dot_q8.h"
+#include "kernels/prefetch.h"
 #include "kernels/scratch.h"
 
 namespace rme {
@@ -65,15 +66,17 @@ struct TokenRef {
   const int32_t* start;
 };
 
-// kG groups (16 kG rows) x kN tokens. Per column quad: kG panel loads, kN 4-byte broadcasts,
+// kG groups (16 kG rows) x kN tokens. pf streams the next row pair's weights toward L2, one line
+// per block (see prefetch.h). Per column quad: kG panel loads, kN 4-byte broadcasts,
 // kG*kN vpdpbusd; per block: one convert and one FMA (rows' scales x token scale) per pair.
 template <int kG, int kN>
 void tile(const uint8_t* const* panels, const float* const* scales, const TokenRef* tok, int64_t nb,
-          float* y, int64_t y_stride) {
+          float* y, int64_t y_stride, Prefetch& pf) {
   __m512 acc[kG][kN];
   _Pragma("GCC unroll 4") for (int g = 0; g < kG; ++g)
       _Pragma("GCC unroll 8") for (int c = 0; c < kN; ++c) acc[g][c] = _mm512_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
+    pf.next();
     __m512i isum[kG][kN];
     _Pragma("GCC unroll 8") for (int c = 0; c < kN; ++c) {
       const __m512i s = _mm512_set1_epi32(tok[c].start[b]);
@@ -112,10 +115,10 @@ constexpr int kTileGroups = 2;
 // A tile of n <= kN tokens (the last one of a row panel may be partial).
 template <int kG, int kN>
 void tile_upto(int n, const uint8_t* const* panels, const float* const* scales, const TokenRef* tok,
-               int64_t nb, float* y, int64_t y_stride) {
+               int64_t nb, float* y, int64_t y_stride, Prefetch& pf) {
   if constexpr (kN > 1)
-    if (n < kN) return tile_upto<kG, kN - 1>(n, panels, scales, tok, nb, y, y_stride);
-  tile<kG, kN>(panels, scales, tok, nb, y, y_stride);
+    if (n < kN) return tile_upto<kG, kN - 1>(n, panels, scales, tok, nb, y, y_stride, pf);
+  tile<kG, kN>(panels, scales, tok, nb, y, y_stride, pf);
 }
 
 template <bool kQ4>
@@ -139,6 +142,8 @@ void gemm_panel(const uint8_t* w, size_t row_bytes, int64_t n_rows, const Q8Acti
   int64_t r0 = 0;
   for (; r0 + kGroup <= n_rows;) {
     const int groups = r0 + kG * kGroup <= n_rows ? kG : 1;
+    const int64_t next0 = r0 + groups * kGroup, next1 = std::min(n_rows, next0 + kG * kGroup);
+    Prefetch pf(w + next0 * row_bytes, next1 > next0 ? (next1 - next0) * row_bytes : 0);
     const uint8_t* panels[kG];
     const float* scales[kG];
     for (int g = 0; g < groups; ++g) {
@@ -152,9 +157,9 @@ void gemm_panel(const uint8_t* w, size_t row_bytes, int64_t n_rows, const Q8Acti
       const int n = static_cast<int>(std::min<int64_t>(kTileTokens, n_tok - t0));
       float* yt = y + t0 * y_stride + r0;
       if (groups == kG)
-        tile_upto<kG, kTileTokens>(n, panels, scales, toks.data() + t0, nb, yt, y_stride);
+        tile_upto<kG, kTileTokens>(n, panels, scales, toks.data() + t0, nb, yt, y_stride, pf);
       else
-        tile_upto<1, kTileTokens>(n, panels, scales, toks.data() + t0, nb, yt, y_stride);
+        tile_upto<1, kTileTokens>(n, panels, scales, toks.data() + t0, nb, yt, y_stride, pf);
     }
     r0 += groups * kGroup;
   }

@@ -9,6 +9,7 @@
 #include "kernels/blas.h"
 #include "kernels/dot_q8.h"
 #include "kernels/gemm_f32.h"
+#include "kernels/scratch.h"
 
 namespace rme {
 
@@ -117,10 +118,16 @@ void matmul(const MatView& w, const float* x, int64_t x_stride, int64_t n_tok, f
   }
   if (n_tok >= kBlasMinTokens && active_isa() == Isa::kAvx512) {
     // Float matrix product on rme's own AVX-512 panels, rows in 32-row units.
+    thread_local ScratchBuffer xp_buf;
+    float* xp = xp_buf.get<float>(gemm_f32_packed_floats(n_tok, n_in));
+    const int64_t tile = gemm_f32_tile_tokens();
+    pool.parallel_for((n_tok + tile - 1) / tile, 1, [&](int64_t b0, int64_t b1, int) {
+      gemm_f32_pack_tokens(x, x_stride, b0 * tile, std::min(n_tok, b1 * tile), n_in, xp);
+    });
     pool.parallel_for((w.n_out + 31) / 32, 1, [&](int64_t b0, int64_t b1, int) {
       const int64_t r0 = b0 * 32, r1 = std::min(w.n_out, b1 * 32);
       gemm_f32_avx512(to_f32, dotf, base + r0 * row_bytes, row_bytes, r1 - r0, n_in, x, x_stride,
-                      n_tok, y + r0, y_stride);
+                      xp, n_tok, y + r0, y_stride);
     });
     return;
   }

@@ -137,8 +137,10 @@ TEST(MatmulTest, FloatPanelGemmMatchesReference) {
       const int64_t xs = k + 3, ys = n_rows + 5;
       std::vector<float> x(n_tok * xs), y(n_tok * ys, -7.0f);
       for (size_t i = 0; i < x.size(); ++i) x[i] = std::sin(0.29f * i);
+      std::vector<float> xp(gemm_f32_packed_floats(n_tok, k));
+      gemm_f32_pack_tokens(x.data(), xs, 0, n_tok, k, xp.data());
       gemm_f32_avx512(kern.to_f32[static_cast<int>(t)], kern.dot[static_cast<int>(DType::kF32)],
-                      d.packed.data(), rb, n_rows, k, x.data(), xs, n_tok, y.data(), ys);
+                      d.packed.data(), rb, n_rows, k, x.data(), xs, xp.data(), n_tok, y.data(), ys);
       for (int64_t tk = 0; tk < n_tok; ++tk) {
         for (int64_t r = 0; r < n_rows; ++r) {
           double want = 0;
