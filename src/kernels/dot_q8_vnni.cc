@@ -14,13 +14,6 @@ inline __m512 pair_scale(float a, float b) {
   return _mm512_insertf32x8(_mm512_set1_ps(a), _mm256_set1_ps(b), 1);
 }
 
-inline __m256i q4_unpack(const uint8_t* p) {  // 16 bytes -> 32 nibbles (low half first)
-  const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-  const __m128i mask = _mm_set1_epi8(0x0f);
-  return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(bytes, 4), mask),
-                          _mm_and_si128(bytes, mask));
-}
-
 // One Q8_0 block's weights made unsigned (sign bit flipped: w + 128) and its combined scale.
 inline __m256i q8_weights(const void* w, int64_t ib, const float* d, float& scale) {
   const auto& b = static_cast<const Q8_0Block*>(w)[ib];
@@ -72,41 +65,67 @@ float dot_q8_0_vnni(const void* w, const int8_t* q, const float* d, const float*
 
 }  // namespace
 
-// Q4_0 with the nibble offset taken out through the activation block sums: per pair of blocks one
-// vpdpbusd on the raw nibbles (0..15) and one FMA with the two blocks' scales; the offset term
-// 8 * sum_b(s_b * sum_q_b) is accumulated alongside in a vector of per-pair scales.
+// Q4_0 with the nibble offset taken out through the activation block sums. Four blocks per
+// vector: their 16-byte nibble arrays fill one zmm (one 128-bit lane per block), so one AND and
+// one shift+AND give all low and all high nibbles; the activations are regrouped to match (two
+// qword permutes), two vpdpbusd leave each block's partial sums in its own lane, and one FMA
+// applies the four scales. The offset term 8 * sum_b(s_b * sum_q_b) accumulates alongside.
+namespace {
+inline __m128 q4_scales(const Q4_0Block* b, const float* d) {  // 4 blocks' d_w * d_x
+  const __m128i h =
+      _mm_set_epi16(0, 0, 0, 0, static_cast<short>(b[3].d), static_cast<short>(b[2].d),
+                    static_cast<short>(b[1].d), static_cast<short>(b[0].d));
+  return _mm_mul_ps(_mm_cvtph_ps(h), _mm_loadu_ps(d));
+}
+
+// Sum over 4 blocks of (nibbles . q) as 16 int32 lanes, lane group L = block L.
+inline __m512i q4_quad(const Q4_0Block* b, const int8_t* q) {
+  __m512i raw = _mm512_castsi128_si512(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b[0].q)));
+  raw = _mm512_inserti32x4(raw, _mm_loadu_si128(reinterpret_cast<const __m128i*>(b[1].q)), 1);
+  raw = _mm512_inserti32x4(raw, _mm_loadu_si128(reinterpret_cast<const __m128i*>(b[2].q)), 2);
+  raw = _mm512_inserti32x4(raw, _mm_loadu_si128(reinterpret_cast<const __m128i*>(b[3].q)), 3);
+  const __m512i mask = _mm512_set1_epi8(0x0f);
+  const __m512i lo = _mm512_and_si512(raw, mask);
+  const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(raw, 4), mask);
+  const __m512i xa = _mm512_loadu_si512(q), xb = _mm512_loadu_si512(q + 64);
+  // Block L's first 16 activations are qwords 4L, 4L+1 of (xa, xb); its last 16, 4L+2, 4L+3.
+  const __m512i xlo = _mm512_permutex2var_epi64(xa, _mm512_set_epi64(13, 12, 9, 8, 5, 4, 1, 0), xb);
+  const __m512i xhi =
+      _mm512_permutex2var_epi64(xa, _mm512_set_epi64(15, 14, 11, 10, 7, 6, 3, 2), xb);
+  return _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, xlo), hi, xhi);
+}
+
+inline __m512 lane_scales(__m128 s4) {  // s4[L] broadcast over 128-bit lane L
+  return _mm512_permutexvar_ps(_mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0),
+                               _mm512_castps128_ps512(s4));
+}
+}  // namespace
+
 float dot_q4_vnni(const void* w, const int8_t* q, const float* d, const float* sum, int64_t k) {
   const auto* b = static_cast<const Q4_0Block*>(w);
   const int64_t nb = k / kQBlock;
   __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0;
-  __m128 off0 = _mm_setzero_ps();
+  __m128 off = _mm_setzero_ps();
   int64_t ib = 0;
-  for (; ib + 4 <= nb; ib += 4) {
-    const __m128 dw = _mm_cvtph_ps(
-        _mm_set_epi16(0, 0, 0, 0, static_cast<short>(b[ib + 3].d), static_cast<short>(b[ib + 2].d),
-                      static_cast<short>(b[ib + 1].d), static_cast<short>(b[ib].d)));
-    const __m128 s4 = _mm_mul_ps(dw, _mm_loadu_ps(d + ib));  // 4 blocks' d_w * d_x
-    off0 = _mm_add_ps(off0, _mm_mul_ps(s4, _mm_loadu_ps(sum + ib)));
-    const __m512i w01 =
-        _mm512_inserti64x4(_mm512_castsi256_si512(q4_unpack(b[ib].q)), q4_unpack(b[ib + 1].q), 1);
-    const __m512i w23 = _mm512_inserti64x4(_mm512_castsi256_si512(q4_unpack(b[ib + 2].q)),
-                                           q4_unpack(b[ib + 3].q), 1);
-    const __m512i dp01 =
-        _mm512_dpbusd_epi32(_mm512_setzero_si512(), w01, _mm512_loadu_si512(q + ib * kQBlock));
-    const __m512i dp23 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w23,
-                                             _mm512_loadu_si512(q + (ib + 2) * kQBlock));
-    // Lanes 0-7 take block ib's scale, 8-15 block ib+1's (and likewise for 2, 3).
-    const __m512 sv = _mm512_castps128_ps512(s4);
-    const __m512 sc01 =
-        _mm512_permutexvar_ps(_mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0), sv);
-    const __m512 sc23 =
-        _mm512_permutexvar_ps(_mm512_set_epi32(3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2), sv);
-    acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp01), sc01, acc0);
-    acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp23), sc23, acc1);
+  for (; ib + 8 <= nb; ib += 8) {
+    const __m128 s0 = q4_scales(b + ib, d + ib), s1 = q4_scales(b + ib + 4, d + ib + 4);
+    off = _mm_fmadd_ps(s0, _mm_loadu_ps(sum + ib), off);
+    off = _mm_fmadd_ps(s1, _mm_loadu_ps(sum + ib + 4), off);
+    acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(q4_quad(b + ib, q + ib * kQBlock)), lane_scales(s0),
+                           acc0);
+    acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(q4_quad(b + ib + 4, q + (ib + 4) * kQBlock)),
+                           lane_scales(s1), acc1);
+  }
+  if (ib + 4 <= nb) {
+    const __m128 s0 = q4_scales(b + ib, d + ib);
+    off = _mm_fmadd_ps(s0, _mm_loadu_ps(sum + ib), off);
+    acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(q4_quad(b + ib, q + ib * kQBlock)), lane_scales(s0),
+                           acc0);
+    ib += 4;
   }
   float tail = 0;
   for (; ib < nb; ++ib) {  // at most 3 blocks: the exact scalar-equivalent form
-    const float s = f16_to_f32(b[ib].d) * d[ib];
+    const float s = _cvtsh_ss(b[ib].d) * d[ib];
     int acc = 0;
     for (int i = 0; i < kQBlock / 2; ++i) {
       acc += ((b[ib].q[i] & 0x0f) - 8) * q[ib * kQBlock + i];
@@ -114,7 +133,7 @@ float dot_q4_vnni(const void* w, const int8_t* q, const float* d, const float* s
     }
     tail += s * static_cast<float>(acc);
   }
-  const __m128 o = _mm_hadd_ps(off0, off0);
+  const __m128 o = _mm_hadd_ps(off, off);
   const float offset = 8.0f * _mm_cvtss_f32(_mm_hadd_ps(o, o));
   return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) - offset + tail;
 }

@@ -57,7 +57,8 @@ TEST(DotQ8Test, KernelsMatchReference) {
   std::mt19937 rng(3);
   std::normal_distribution<float> nd(0, 1);
   for (DType t : {DType::kQ8_0, DType::kQ4_0}) {
-    for (int64_t k : {32, 64, 96, 2048, 2080}) {  // odd block counts exercise the tail
+    // Block counts 1-3, 7, 12 (8 + 4), 14 (8 + 4 + 2), 64, 65: every unrolled path and tail.
+    for (int64_t k : {32, 64, 96, 224, 384, 448, 2048, 2080}) {
       std::vector<float> wf(k), x(k);
       for (auto& v : wf) v = nd(rng);
       for (auto& v : x) v = nd(rng);
