@@ -4,12 +4,30 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
-#include <functional>
 #include <mutex>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 namespace rme {
+
+// A non-owning reference to a callable fn(begin, end, thread_index): unlike std::function it
+// never allocates (a lambda's captures would otherwise go to the heap on every parallel_for,
+// dozens of times per decoded token). Valid only while the referenced callable lives.
+class ChunkFn {
+ public:
+  template <typename F>
+  requires(!std::is_same_v<std::decay_t<F>, ChunkFn>)
+      ChunkFn(const F& f)  // NOLINT(google-explicit-constructor): lambdas convert implicitly
+      : obj_(&f), call_([](const void* o, int64_t b, int64_t e, int t) {
+          (*static_cast<const F*>(o))(b, e, t);
+        }) {}
+  void operator()(int64_t b, int64_t e, int t) const { call_(obj_, b, e, t); }
+
+ private:
+  const void* obj_;
+  void (*call_)(const void*, int64_t, int64_t, int);
+};
 
 // Owns n_threads-1 worker threads (the calling thread is worker 0). parallel_for is meant to be
 // called from one thread at a time (the engine's step loop); concurrent calls are serialized.
@@ -26,7 +44,7 @@ class ThreadPool {
 
   // Calls fn(begin, end, thread_index) on disjoint chunks covering [0, n). `grain` is the
   // smallest chunk worth sending to a thread.
-  void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t, int)>& fn);
+  void parallel_for(int64_t n, int64_t grain, ChunkFn fn);
 
   // Process-wide pool sized by set_default_threads (or hardware concurrency).
   static ThreadPool& global();
@@ -46,7 +64,7 @@ class ThreadPool {
   bool stop_ = false;
 
   // Current job (valid while a generation is running).
-  const std::function<void(int64_t, int64_t, int)>* job_ = nullptr;
+  const ChunkFn* job_ = nullptr;
   int64_t n_ = 0;
   int64_t chunk_ = 1;
   std::atomic<int64_t> next_{0};

@@ -4,6 +4,7 @@
 #include <sys/wait.h>
 
 #include <array>
+#include <cmath>
 #include <cstdio>
 
 #include "core/file.h"
@@ -87,11 +88,12 @@ TEST(CliTest, ConvertRoundTripKeepsLogits) {
   // safetensors -> GGUF -> safetensors: bit-identical.
   EXPECT_EQ(read_npy_f32(dir + "/b.npy", nullptr).value(),
             read_npy_f32(dir + "/c.npy", nullptr).value());
-  // llama2.c (interleaved RoPE) vs HF (rotate_half, permuted rows): same math, other sum order.
+  // llama2.c (interleaved RoPE) vs HF (rotate_half, permuted rows): same math, other sum order
+  // (float rounding relative to the logits' size, which reaches ~10).
   auto a = read_npy_f32(dir + "/a.npy", nullptr).value(),
        b = read_npy_f32(dir + "/b.npy", nullptr).value();
   ASSERT_EQ(a.size(), b.size());
-  for (size_t i = 0; i < a.size(); ++i) ASSERT_NEAR(a[i], b[i], 1e-5);
+  for (size_t i = 0; i < a.size(); ++i) ASSERT_NEAR(a[i], b[i], 1e-5 * (1 + std::fabs(a[i])));
   // The tokenizer survives too: the converted model tells the same story.
   CmdResult g1 = rme("generate " + kModel + " --prompt \"Once upon a time\" --temp 0 --tokens 40");
   CmdResult g2 =

@@ -148,7 +148,9 @@ TEST_F(BatchInvariance, DenseModelsBatchToo) {
 
 // The mechanism behind the test above, at the Forward level: a token's logits are bit-identical
 // whether it runs alone or in a batch with other sequences (paged), in batch-invariant mode; with
-// the mode off, sgemm and the decode kernels round differently (so the test above can fail).
+// the mode off, a one-token step (the decode dot kernels) and a batched step (the matrix-product
+// kernels) round differently, so the test above can fail. (The matrix-product kernels give a token
+// the same result in any batch of 4+ tokens; the one-token case is what the mode is for.)
 TEST(BatchForwardTest, LogitsOfABatchedTokenEqualItsSoloLogitsOnlyInInvariantMode) {
   Fixture& f = fixture();
   ThreadPool pool(2);
@@ -161,7 +163,14 @@ TEST(BatchForwardTest, LogitsOfABatchedTokenEqualItsSoloLogitsOnlyInInvariantMod
     const auto& a = f.requests[2].prompt;  // 17 tokens
     const auto& b = f.requests[1].prompt;  // 40 tokens
     std::vector<float> out(2 * V);
-    SeqChunk ca{a, 0, kv.view(a_blocks), true, {}, {}};
+    EXPECT_TRUE(
+        fwd.run_batch(
+               std::vector<SeqChunk>{
+                   {std::span<const int>(a).first(16), 0, kv.view(a_blocks), false, {}, {}}},
+               out.data())
+            .ok());
+    // a's last token: alone a one-token step, batched an 8-token one.
+    SeqChunk ca{std::span<const int>(a).subspan(16), 16, kv.view(a_blocks), true, {}, {}};
     SeqChunk cb{std::span<const int>(b).first(7), 0, kv.view(b_blocks), true, {}, {}};
     if (batched) {
       const SeqChunk both[] = {ca, cb};
