@@ -72,8 +72,9 @@ void add_serve_command(CLI::App& root, std::function<int()>& run) {
       ->check(CLI::IsMember({"lru", "lfu", "belady"}));
   app->add_flag("--direct-io", a->direct_io, "load experts with O_DIRECT (bypass the page cache)");
   app->add_flag("--no-prefetch", a->no_prefetch, "do not load the next step's experts ahead");
-  app->add_flag("--fast-prefill", a->fast_prefill,
-                "sgemm prefill: faster, but a request's output may then depend on its batch");
+  app->add_flag(
+      "--fast-prefill", a->fast_prefill,
+      "matrix-product prefill: faster, but a request's output may then depend on its batch");
   app->add_option("--trace-out", a->trace_out, "write the per-step expert trace (CSV) on exit");
   app->callback([a, &run] {
     run = [a]() -> int {

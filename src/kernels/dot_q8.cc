@@ -88,9 +88,8 @@ namespace {
 std::atomic<Int8Mode>& int8_mode() {
   static std::atomic<Int8Mode> mode{[] {
     const char* env = std::getenv("RME_INT8");
-    if (env != nullptr && std::strcmp(env, "1") == 0) return Int8Mode::kOn;
     if (env != nullptr && std::strcmp(env, "0") == 0) return Int8Mode::kOff;
-    return Int8Mode::kDefault;
+    return Int8Mode::kOn;
   }()};
   return mode;
 }
@@ -103,7 +102,7 @@ DotQ8Fn dot_q8_best(DType t) {
       __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vl");
   if (!vnni || active_isa() != Isa::kAvx512) return nullptr;
   const Int8Mode mode = int8_mode().load(std::memory_order_relaxed);
-  if (mode == Int8Mode::kOff || (mode == Int8Mode::kDefault && t != DType::kQ4_0)) return nullptr;
+  if (mode == Int8Mode::kOff) return nullptr;
   return dot_q8_vnni(t);
 }
 

@@ -4,63 +4,58 @@
 #include <immintrin.h>
 
 #include "kernels/dot_q8.h"
-#include "tensor/half.h"
 
 namespace rme {
 namespace {
 
-// Two blocks' scales in lanes 0-7 and 8-15.
-inline __m512 pair_scale(float a, float b) {
-  return _mm512_insertf32x8(_mm512_set1_ps(a), _mm256_set1_ps(b), 1);
+// 4 blocks' d_w * d_x (F16C for the weight scales).
+template <typename Block>
+inline __m128 scales4(const Block* b, const float* d) {
+  const __m128i h =
+      _mm_set_epi16(0, 0, 0, 0, static_cast<short>(b[3].d), static_cast<short>(b[2].d),
+                    static_cast<short>(b[1].d), static_cast<short>(b[0].d));
+  return _mm_mul_ps(_mm_cvtph_ps(h), _mm_loadu_ps(d));
 }
 
-// One Q8_0 block's weights made unsigned (sign bit flipped: w + 128) and its combined scale.
-inline __m256i q8_weights(const void* w, int64_t ib, const float* d, float& scale) {
-  const auto& b = static_cast<const Q8_0Block*>(w)[ib];
-  scale = f16_to_f32(b.d) * d[ib];
-  return _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.q)),
-                          _mm256_set1_epi8(static_cast<char>(0x80)));
+// Two Q8_0 blocks' weights made unsigned (sign bit flipped: w + 128), block 0 in the low half.
+inline __m512i q8_pair_unsigned(const Q8_0Block* b) {
+  const __m512i v = _mm512_inserti64x4(
+      _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[0].q))),
+      _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[1].q)), 1);
+  return _mm512_xor_si512(v, _mm512_set1_epi8(static_cast<char>(0x80)));
 }
 
-// Two Q8_0 blocks: sum over lanes of (w_u - 128) * x, as 16 int32 lanes (8 per block); the offset
-// is removed with a second vpdpbusd, in integers.
-inline __m512 q8_pair(const void* w, const int8_t* q, const float* d, int64_t ib) {
-  float s0, s1;
-  const __m256i w0 = q8_weights(w, ib, d, s0), w1 = q8_weights(w, ib + 1, d, s1);
-  const __m512i wv = _mm512_inserti64x4(_mm512_castsi256_si512(w0), w1, 1);
-  const __m512i xv = _mm512_loadu_si512(q + ib * kQBlock);
-  const __m512i off = _mm512_set1_epi8(static_cast<char>(0x80));
-  const __m512i dp = _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), wv, xv),
-                                      _mm512_dpbusd_epi32(_mm512_setzero_si512(), off, xv));
-  return _mm512_mul_ps(_mm512_cvtepi32_ps(dp), pair_scale(s0, s1));
-}
-
-float dot_q8_0_vnni(const void* w, const int8_t* q, const float* d, const float*, int64_t k) {
+// Q8_0: per pair of blocks one vpdpbusd on the unsigned weights and one FMA with the pair's
+// scales (lanes 0-7 block 0, 8-15 block 1); the +128 offset comes off once at the end through the
+// activation block sums, 128 * sum_b(s_b * sum_q_b), accumulated alongside.
+float dot_q8_0_vnni(const void* w, const int8_t* q, const float* d, const float* sum, int64_t k) {
+  const auto* b = static_cast<const Q8_0Block*>(w);
   const int64_t nb = k / kQBlock;
+  const __m512i lo_idx = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+  const __m512i hi_idx = _mm512_set_epi32(3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2);
   __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0;
+  __m128 off = _mm_setzero_ps();
   int64_t ib = 0;
   for (; ib + 4 <= nb; ib += 4) {
-    acc0 = _mm512_add_ps(acc0, q8_pair(w, q, d, ib));
-    acc1 = _mm512_add_ps(acc1, q8_pair(w, q, d, ib + 2));
-  }
-  if (ib + 2 <= nb) {
-    acc0 = _mm512_add_ps(acc0, q8_pair(w, q, d, ib));
-    ib += 2;
+    const __m128 s4 = scales4(b + ib, d + ib);
+    off = _mm_fmadd_ps(s4, _mm_loadu_ps(sum + ib), off);
+    const __m512i dp01 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q8_pair_unsigned(b + ib),
+                                             _mm512_loadu_si512(q + ib * kQBlock));
+    const __m512i dp23 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q8_pair_unsigned(b + ib + 2),
+                                             _mm512_loadu_si512(q + (ib + 2) * kQBlock));
+    const __m512 sv = _mm512_castps128_ps512(s4);
+    acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp01), _mm512_permutexvar_ps(lo_idx, sv), acc0);
+    acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp23), _mm512_permutexvar_ps(hi_idx, sv), acc1);
   }
   float tail = 0;
-  if (ib < nb) {
-    float s0;
-    const __m256i w0 = q8_weights(w, ib, d, s0);
-    const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + ib * kQBlock));
-    const __m256i off = _mm256_set1_epi8(static_cast<char>(0x80));
-    const __m256i dp = _mm256_sub_epi32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), w0, xv),
-                                        _mm256_dpbusd_epi32(_mm256_setzero_si256(), off, xv));
-    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(dp), _mm256_extracti128_si256(dp, 1));
-    s = _mm_hadd_epi32(s, s);
-    s = _mm_hadd_epi32(s, s);
-    tail = s0 * static_cast<float>(_mm_cvtsi128_si32(s));
+  for (; ib < nb; ++ib) {  // at most 3 blocks: the exact scalar-equivalent form
+    int acc = 0;
+    for (int i = 0; i < kQBlock; ++i) acc += b[ib].q[i] * q[ib * kQBlock + i];
+    tail += _cvtsh_ss(b[ib].d) * d[ib] * static_cast<float>(acc);
   }
-  return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) + tail;
+  const __m128 o = _mm_hadd_ps(off, off);
+  const float offset = 128.0f * _mm_cvtss_f32(_mm_hadd_ps(o, o));
+  return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) - offset + tail;
 }
 
 }  // namespace
@@ -71,7 +66,7 @@ float dot_q8_0_vnni(const void* w, const int8_t* q, const float* d, const float*
 // qword permutes), two vpdpbusd leave each block's partial sums in its own lane, and one FMA
 // applies the four scales. The offset term 8 * sum_b(s_b * sum_q_b) accumulates alongside.
 namespace {
-inline __m128 q4_scales(const Q4_0Block* b, const float* d) {  // 4 blocks' d_w * d_x
+inline __m128 scales4(const Q4_0Block* b, const float* d) {  // 4 blocks' d_w * d_x
   const __m128i h =
       _mm_set_epi16(0, 0, 0, 0, static_cast<short>(b[3].d), static_cast<short>(b[2].d),
                     static_cast<short>(b[1].d), static_cast<short>(b[0].d));
@@ -108,7 +103,7 @@ float dot_q4_vnni(const void* w, const int8_t* q, const float* d, const float* s
   __m128 off = _mm_setzero_ps();
   int64_t ib = 0;
   for (; ib + 8 <= nb; ib += 8) {
-    const __m128 s0 = q4_scales(b + ib, d + ib), s1 = q4_scales(b + ib + 4, d + ib + 4);
+    const __m128 s0 = scales4(b + ib, d + ib), s1 = scales4(b + ib + 4, d + ib + 4);
     off = _mm_fmadd_ps(s0, _mm_loadu_ps(sum + ib), off);
     off = _mm_fmadd_ps(s1, _mm_loadu_ps(sum + ib + 4), off);
     acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(q4_quad(b + ib, q + ib * kQBlock)), lane_scales(s0),
@@ -117,7 +112,7 @@ float dot_q4_vnni(const void* w, const int8_t* q, const float* d, const float* s
                            lane_scales(s1), acc1);
   }
   if (ib + 4 <= nb) {
-    const __m128 s0 = q4_scales(b + ib, d + ib);
+    const __m128 s0 = scales4(b + ib, d + ib);
     off = _mm_fmadd_ps(s0, _mm_loadu_ps(sum + ib), off);
     acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(q4_quad(b + ib, q + ib * kQBlock)), lane_scales(s0),
                            acc0);
