@@ -147,7 +147,8 @@ void gemm_f32_avx512(RowToF32Fn to_f32, RowDotF32Fn dot, const uint8_t* w, size_
   for (; r0 + kGroup <= n_rows;) {
     const int groups = r0 + kG * kGroup <= n_rows ? kG : 1;
     const int64_t next0 = r0 + groups * kGroup, next1 = std::min(n_rows, next0 + kG * kGroup);
-    Prefetch pf(w + next0 * row_bytes, next1 > next0 ? (next1 - next0) * row_bytes : 0);
+    Prefetch pf(w + next0 * row_bytes, next1 > next0 ? (next1 - next0) * row_bytes : 0,
+                (n_tok + kTileTokens - 1) / kTileTokens * ((k + 3) / 4));
     const float* panels[kG];
     for (int g = 0; g < groups; ++g) {
       pack_group(to_f32, w + (r0 + g * kGroup) * row_bytes, row_bytes, k, rows,

@@ -1,30 +1,39 @@
-// kernels: a software prefetch cursor that walks a byte range one cache line per call.
+// kernels: a software prefetch cursor that spreads a byte range's cache lines over the last calls
+// of a known number of calls.
 #pragma once
 
 #include <xmmintrin.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 
 namespace rme {
 
-// Non-owning; one per thread. Matrix kernels call next() at a steady rate inside compute loops so
-// the weights they will pack next arrive in L2 while the current tile runs (their packing read
-// DRAM at a fraction of its bandwidth: one core's loads stall per line otherwise).
+// Matrix kernels call next() at a steady rate inside a tile loop whose call count they know, so
+// the weights they will pack next reach L2 while the current row pair computes (packing otherwise
+// waits on DRAM line by line). The lines go out during the last calls only — at most two calls
+// per line — because the tiles stream their tokens through L2 and would evict lines fetched
+// early. Non-owning; one per thread.
 class Prefetch {
  public:
-  Prefetch(const void* begin, size_t bytes)
-      : p_(static_cast<const char*>(begin)), end_(p_ + bytes) {}
+  Prefetch(const void* begin, size_t bytes, int64_t n_calls)
+      : p_(static_cast<const char*>(begin)),
+        lines_(static_cast<int64_t>((bytes + 63) / 64)),
+        window_(std::max<int64_t>(1, std::min(n_calls, 2 * lines_))),
+        start_(n_calls - window_) {}
+
   void next() {
-    if (p_ < end_) {
-      _mm_prefetch(p_, _MM_HINT_T1);
-      p_ += 64;
-    }
+    const int64_t c = call_++ - start_;
+    if (c < 0 || issued_ >= lines_) return;
+    const int64_t target = std::min(lines_, (lines_ * (c + 1) + window_ - 1) / window_);
+    for (; issued_ < target; ++issued_) _mm_prefetch(p_ + issued_ * 64, _MM_HINT_T1);
   }
 
  private:
   const char* p_;
-  const char* end_;
+  int64_t lines_, window_, start_;
+  int64_t call_ = 0, issued_ = 0;
 };
 
 }  // namespace rme
