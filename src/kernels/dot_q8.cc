@@ -12,8 +12,9 @@
 
 namespace rme {
 
-DotQ8Fn dot_q8_vnni(DType weights);    // dot_q8_vnni.cc
-GemmQ8Fn gemm_q8_vnni(DType weights);  // dot_q8_vnni.cc
+DotQ8Fn dot_q8_vnni(DType weights);                   // dot_q8_vnni.cc
+GemmQ8Fn gemm_q8_vnni(DType weights);                 // gemm_q8_avx512.cc
+std::vector<DotQ8Fn> dot_q8_vnni_all(DType weights);  // dot_q8_vnni.cc
 void quantize_q8_avx512(const float* x, int64_t k, int8_t* q, float* d, float* sum);
 
 void Q8Activations::quantize(const float* x, int64_t k) {
@@ -96,6 +97,12 @@ std::atomic<Int8Mode>& int8_mode() {
 }  // namespace
 
 Int8Mode set_int8_mode(Int8Mode mode) { return int8_mode().exchange(mode); }
+
+std::vector<DotQ8Fn> dot_q8_all(DType t) {
+  static const bool vnni =
+      __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vl");
+  return vnni ? dot_q8_vnni_all(t) : std::vector<DotQ8Fn>{};
+}
 
 DotQ8Fn dot_q8_best(DType t) {
   static const bool vnni =

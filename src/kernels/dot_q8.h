@@ -33,6 +33,10 @@ DotQ8Fn dot_q8_ref(DType weights);
 enum class Int8Mode { kOff, kOn };
 Int8Mode set_int8_mode(Int8Mode mode);  // returns the previous mode
 
+// Every integer kernel for `weights` this CPU can run, whatever the mode and active ISA (tests
+// compare each with the reference; empty without AVX-512 VNNI).
+std::vector<DotQ8Fn> dot_q8_all(DType weights);
+
 // The fastest kernel this CPU, the active ISA and the mode allow for `weights`, or nullptr when
 // decode should keep f32 activations.
 DotQ8Fn dot_q8_best(DType weights);

@@ -3,6 +3,8 @@
 // the offset is removed with the activation block sums.
 #include <immintrin.h>
 
+#include <vector>
+
 #include "kernels/dot_q8.h"
 
 namespace rme {
@@ -153,8 +155,21 @@ void quantize_q8_avx512(const float* x, int64_t k, int8_t* q, float* d, float* s
   }
 }
 
+float dot_q4_vbmi(const void* w, const int8_t* q, const float* d, const float* sum,
+                  int64_t k);  // dot_q4_vbmi.cc
+
 DotQ8Fn dot_q8_vnni(DType t) {
-  return t == DType::kQ8_0 ? dot_q8_0_vnni : t == DType::kQ4_0 ? dot_q4_vnni : nullptr;
+  static const bool vbmi = __builtin_cpu_supports("avx512vbmi");
+  if (t == DType::kQ4_0) return vbmi ? dot_q4_vbmi : dot_q4_vnni;
+  return t == DType::kQ8_0 ? dot_q8_0_vnni : nullptr;
+}
+
+std::vector<DotQ8Fn> dot_q8_vnni_all(DType t) {
+  std::vector<DotQ8Fn> all;
+  if (t == DType::kQ8_0) all.push_back(dot_q8_0_vnni);
+  if (t == DType::kQ4_0) all.push_back(dot_q4_vnni);
+  if (t == DType::kQ4_0 && __builtin_cpu_supports("avx512vbmi")) all.push_back(dot_q4_vbmi);
+  return all;
 }
 
 }  // namespace rme

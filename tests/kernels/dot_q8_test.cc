@@ -74,11 +74,16 @@ TEST(DotQ8Test, KernelsMatchReference) {
         exact += double{deq[i]} * x[i], norm += std::fabs(deq[i] * x[i]);
       // 8-bit activations: error well under 1% of the sum of |terms|.
       EXPECT_NEAR(ref, exact, 0.01 * norm) << dtype_name(t) << " k=" << k;
-      if (DotQ8Fn best = dot_q8_best(t)) {
-        const float got = best(w.data(), a.q.data(), a.d.data(), a.sum.data(), k);
-        EXPECT_NEAR(got, ref, 1e-4 * (1 + std::fabs(ref))) << dtype_name(t) << " k=" << k;
-      } else {
-        GTEST_LOG_(INFO) << "no VNNI kernel on this CPU/ISA; reference only";
+      // Every variant this CPU runs (Q4_0: VNNI and, with VBMI, the byte-permute one).
+      const std::vector<DotQ8Fn> all = dot_q8_all(t);
+      if (all.empty()) GTEST_LOG_(INFO) << "no VNNI kernel on this CPU; reference only";
+      for (size_t v = 0; v < all.size(); ++v) {
+        const float got = all[v](w.data(), a.q.data(), a.d.data(), a.sum.data(), k);
+        EXPECT_NEAR(got, ref, 1e-4 * (1 + std::fabs(ref)))
+            << dtype_name(t) << " k=" << k << " variant " << v;
+      }
+      if (!all.empty() && dot_q8_best(t) != nullptr) {
+        EXPECT_EQ(dot_q8_best(t), all.back()) << "the newest variant is the one used";
       }
     }
   }
