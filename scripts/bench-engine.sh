@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Engine speed on random-weight models of real shapes (no large model can be downloaded here):
 # writes build/bench/*.gguf once, runs `rme bench --json` on each, and prints a Markdown table
-# (docs/performance.md). 2 threads by default (RME_THREADS). About 15 minutes on 2 cores.
+# (docs/performance.md). 2 threads by default (RME_THREADS). About 20 minutes on 2 cores; add
+# llama2-7b:f16 to RME_MODELS for the 13.5 GB F16 row (needs that much free disk and page cache).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x build/bin/rme ] || scripts/build.sh
@@ -12,7 +13,7 @@ REPS=${RME_REPS:-3}
 mkdir -p "$W"
 # SHAPE[+moeN]:TYPE; +moe8 = a Read-ME MoE of that shape (8 experts + shared, half the FFN
 # active per token, random router), for the MoE speed target.
-MODELS=${RME_MODELS:-"tinyllama:f16 tinyllama:q8_0 tinyllama:q4_0 llama2-7b:q4_0 tinyllama+moe8:q8_0"}
+MODELS=${RME_MODELS:-"tinyllama:f16 tinyllama:q8_0 tinyllama:q4_0 llama2-7b:q4_0 llama2-7b:q8_0 tinyllama+moe8:q8_0"}
 for m in $MODELS; do
   shape=${m%%:*}
   type=${m##*:}
