@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "kernels/dot_q8.h"
+#include "kernels/q4_dot_avx512.h"
 
 namespace rme {
 namespace {
@@ -62,77 +63,20 @@ float dot_q8_0_vnni(const void* w, const int8_t* q, const float* d, const float*
 
 }  // namespace
 
-// Q4_0 with the nibble offset taken out through the activation block sums. Four blocks per
-// vector: their 16-byte nibble arrays fill one zmm (one 128-bit lane per block), so one AND and
-// one shift+AND give all low and all high nibbles; the activations are regrouped to match (two
-// qword permutes), two vpdpbusd leave each block's partial sums in its own lane, and one FMA
-// applies the four scales. The offset term 8 * sum_b(s_b * sum_q_b) accumulates alongside.
-namespace {
-inline __m128 scales4(const Q4_0Block* b, const float* d) {  // 4 blocks' d_w * d_x
-  const __m128i h =
-      _mm_set_epi16(0, 0, 0, 0, static_cast<short>(b[3].d), static_cast<short>(b[2].d),
-                    static_cast<short>(b[1].d), static_cast<short>(b[0].d));
-  return _mm_mul_ps(_mm_cvtph_ps(h), _mm_loadu_ps(d));
-}
-
-// Sum over 4 blocks of (nibbles . q) as 16 int32 lanes, lane group L = block L.
-inline __m512i q4_quad(const Q4_0Block* b, const int8_t* q) {
-  __m512i raw = _mm512_castsi128_si512(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b[0].q)));
-  raw = _mm512_inserti32x4(raw, _mm_loadu_si128(reinterpret_cast<const __m128i*>(b[1].q)), 1);
-  raw = _mm512_inserti32x4(raw, _mm_loadu_si128(reinterpret_cast<const __m128i*>(b[2].q)), 2);
-  raw = _mm512_inserti32x4(raw, _mm_loadu_si128(reinterpret_cast<const __m128i*>(b[3].q)), 3);
-  const __m512i mask = _mm512_set1_epi8(0x0f);
-  const __m512i lo = _mm512_and_si512(raw, mask);
-  const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(raw, 4), mask);
-  const __m512i xa = _mm512_loadu_si512(q), xb = _mm512_loadu_si512(q + 64);
-  // Block L's first 16 activations are qwords 4L, 4L+1 of (xa, xb); its last 16, 4L+2, 4L+3.
-  const __m512i xlo = _mm512_permutex2var_epi64(xa, _mm512_set_epi64(13, 12, 9, 8, 5, 4, 1, 0), xb);
-  const __m512i xhi =
-      _mm512_permutex2var_epi64(xa, _mm512_set_epi64(15, 14, 11, 10, 7, 6, 3, 2), xb);
-  return _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, xlo), hi, xhi);
-}
-
-inline __m512 lane_scales(__m128 s4) {  // s4[L] broadcast over 128-bit lane L
-  return _mm512_permutexvar_ps(_mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0),
-                               _mm512_castps128_ps512(s4));
-}
-}  // namespace
-
+// Q4_0: four blocks' 16-byte nibble arrays gathered into one vector with three inserts, their
+// scales with F16C; the loop itself is q4_dot (q4_dot_avx512.h).
 float dot_q4_vnni(const void* w, const int8_t* q, const float* d, const float* sum, int64_t k) {
   const auto* b = static_cast<const Q4_0Block*>(w);
-  const int64_t nb = k / kQBlock;
-  __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0;
-  __m128 off = _mm_setzero_ps();
-  int64_t ib = 0;
-  for (; ib + 8 <= nb; ib += 8) {
-    const __m128 s0 = scales4(b + ib, d + ib), s1 = scales4(b + ib + 4, d + ib + 4);
-    off = _mm_fmadd_ps(s0, _mm_loadu_ps(sum + ib), off);
-    off = _mm_fmadd_ps(s1, _mm_loadu_ps(sum + ib + 4), off);
-    acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(q4_quad(b + ib, q + ib * kQBlock)), lane_scales(s0),
-                           acc0);
-    acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(q4_quad(b + ib + 4, q + (ib + 4) * kQBlock)),
-                           lane_scales(s1), acc1);
-  }
-  if (ib + 4 <= nb) {
-    const __m128 s0 = scales4(b + ib, d + ib);
-    off = _mm_fmadd_ps(s0, _mm_loadu_ps(sum + ib), off);
-    acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(q4_quad(b + ib, q + ib * kQBlock)), lane_scales(s0),
-                           acc0);
-    ib += 4;
-  }
-  float tail = 0;
-  for (; ib < nb; ++ib) {  // at most 3 blocks: the exact scalar-equivalent form
-    const float s = _cvtsh_ss(b[ib].d) * d[ib];
-    int acc = 0;
-    for (int i = 0; i < kQBlock / 2; ++i) {
-      acc += ((b[ib].q[i] & 0x0f) - 8) * q[ib * kQBlock + i];
-      acc += ((b[ib].q[i] >> 4) - 8) * q[ib * kQBlock + i + kQBlock / 2];
-    }
-    tail += s * static_cast<float>(acc);
-  }
-  const __m128 o = _mm_hadd_ps(off, off);
-  const float offset = 8.0f * _mm_cvtss_f32(_mm_hadd_ps(o, o));
-  return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) - offset + tail;
+  return q4_dot(b, q, d, sum, k / kQBlock, [&](int64_t ib) {
+    const auto nibbles = [&](int l) {
+      return _mm_loadu_si128(reinterpret_cast<const __m128i*>(b[ib + l].q));
+    };
+    __m512i raw = _mm512_castsi128_si512(nibbles(0));
+    raw = _mm512_inserti32x4(raw, nibbles(1), 1);
+    raw = _mm512_inserti32x4(raw, nibbles(2), 2);
+    raw = _mm512_inserti32x4(raw, nibbles(3), 3);
+    return Q4Quad{q4_nibble_dot(raw, q + ib * kQBlock), scales4(b + ib, d + ib)};
+  });
 }
 
 // Activation quantization with the scalar reference's exact arithmetic (max |x|, 127 / amax,
