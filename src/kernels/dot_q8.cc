@@ -17,25 +17,31 @@ GemmQ8Fn gemm_q8_vnni(DType weights);                 // gemm_q8_avx512.cc
 std::vector<DotQ8Fn> dot_q8_vnni_all(DType weights);  // dot_q8_vnni.cc
 void quantize_q8_avx512(const float* x, int64_t k, int8_t* q, float* d, float* sum);
 
+namespace {
+bool cpu_has_vnni() {
+  static const bool vnni =
+      __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vl");
+  return vnni;
+}
+}  // namespace
+
+void Q8Activations::resize(int64_t k) {
+  q.resize(static_cast<size_t>(k));
+  d.resize(static_cast<size_t>(k / kQBlock));
+  sum.resize(static_cast<size_t>(k / kQBlock));
+}
+
 void Q8Activations::quantize(const float* x, int64_t k) {
   static const bool avx512 =
       __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
-  if (avx512 && active_isa() == Isa::kAvx512) {
-    const int64_t nb = k / kQBlock;
-    q.resize(static_cast<size_t>(k));
-    d.resize(static_cast<size_t>(nb));
-    sum.resize(static_cast<size_t>(nb));
-    quantize_q8_avx512(x, k, q.data(), d.data(), sum.data());
-    return;
-  }
-  quantize_ref(x, k);
+  if (!avx512 || active_isa() != Isa::kAvx512) return quantize_ref(x, k);
+  resize(k);
+  quantize_q8_avx512(x, k, q.data(), d.data(), sum.data());
 }
 
 void Q8Activations::quantize_ref(const float* x, int64_t k) {
   const int64_t nb = k / kQBlock;
-  q.resize(static_cast<size_t>(k));
-  d.resize(static_cast<size_t>(nb));
-  sum.resize(static_cast<size_t>(nb));
+  resize(k);
   for (int64_t b = 0; b < nb; ++b) {
     const float* xb = x + b * kQBlock;
     float amax = 0;
@@ -98,27 +104,20 @@ std::atomic<Int8Mode>& int8_mode() {
 
 Int8Mode set_int8_mode(Int8Mode mode) { return int8_mode().exchange(mode); }
 
+namespace {
+// The integer kernels run when the CPU has VNNI, the active ISA is AVX-512 and the mode is on.
+bool int8_kernels_usable() {
+  return cpu_has_vnni() && active_isa() == Isa::kAvx512 &&
+         int8_mode().load(std::memory_order_relaxed) == Int8Mode::kOn;
+}
+}  // namespace
+
 std::vector<DotQ8Fn> dot_q8_all(DType t) {
-  static const bool vnni =
-      __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vl");
-  return vnni ? dot_q8_vnni_all(t) : std::vector<DotQ8Fn>{};
+  return cpu_has_vnni() ? dot_q8_vnni_all(t) : std::vector<DotQ8Fn>{};
 }
 
-DotQ8Fn dot_q8_best(DType t) {
-  static const bool vnni =
-      __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vl");
-  if (!vnni || active_isa() != Isa::kAvx512) return nullptr;
-  const Int8Mode mode = int8_mode().load(std::memory_order_relaxed);
-  if (mode == Int8Mode::kOff) return nullptr;
-  return dot_q8_vnni(t);
-}
+DotQ8Fn dot_q8_best(DType t) { return int8_kernels_usable() ? dot_q8_vnni(t) : nullptr; }
 
-GemmQ8Fn gemm_q8_best(DType t) {
-  static const bool vnni =
-      __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vl");
-  if (!vnni || active_isa() != Isa::kAvx512) return nullptr;
-  if (int8_mode().load(std::memory_order_relaxed) == Int8Mode::kOff) return nullptr;
-  return gemm_q8_vnni(t);
-}
+GemmQ8Fn gemm_q8_best(DType t) { return int8_kernels_usable() ? gemm_q8_vnni(t) : nullptr; }
 
 }  // namespace rme

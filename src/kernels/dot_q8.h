@@ -18,6 +18,7 @@ struct Q8Activations {
   std::vector<float> d, sum;
   void quantize(const float* x, int64_t k);      // k a multiple of 32; AVX-512 when active
   void quantize_ref(const float* x, int64_t k);  // the scalar reference; quantize equals it exactly
+  void resize(int64_t k);                        // buffers for k values (k / 32 blocks)
 };
 
 using DotQ8Fn = float (*)(const void* w, const int8_t* q, const float* d, const float* sum,

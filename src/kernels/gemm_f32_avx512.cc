@@ -146,9 +146,9 @@ void gemm_f32_avx512(RowToF32Fn to_f32, RowDotF32Fn dot, const uint8_t* w, size_
   int64_t r0 = 0;
   for (; r0 + kGroup <= n_rows;) {
     const int groups = r0 + kG * kGroup <= n_rows ? kG : 1;
-    const int64_t next0 = r0 + groups * kGroup, next1 = std::min(n_rows, next0 + kG * kGroup);
-    Prefetch pf(w + next0 * row_bytes, next1 > next0 ? (next1 - next0) * row_bytes : 0,
-                (n_tok + kTileTokens - 1) / kTileTokens * ((k + 3) / 4));
+    const int64_t next = r0 + groups * kGroup;  // the next row pair
+    Prefetch pf = Prefetch::rows(w, row_bytes, next, std::min(n_rows, next + kG * kGroup),
+                                 (n_tok + kTileTokens - 1) / kTileTokens * ((k + 3) / 4));
     const float* panels[kG];
     for (int g = 0; g < groups; ++g) {
       pack_group(to_f32, w + (r0 + g * kGroup) * row_bytes, row_bytes, k, rows,

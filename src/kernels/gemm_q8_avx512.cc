@@ -142,9 +142,9 @@ void gemm_panel(const uint8_t* w, size_t row_bytes, int64_t n_rows, const Q8Acti
   int64_t r0 = 0;
   for (; r0 + kGroup <= n_rows;) {
     const int groups = r0 + kG * kGroup <= n_rows ? kG : 1;
-    const int64_t next0 = r0 + groups * kGroup, next1 = std::min(n_rows, next0 + kG * kGroup);
-    Prefetch pf(w + next0 * row_bytes, next1 > next0 ? (next1 - next0) * row_bytes : 0,
-                (n_tok + kTileTokens - 1) / kTileTokens * nb);
+    const int64_t next = r0 + groups * kGroup;  // the next row pair
+    Prefetch pf = Prefetch::rows(w, row_bytes, next, std::min(n_rows, next + kG * kGroup),
+                                 (n_tok + kTileTokens - 1) / kTileTokens * nb);
     const uint8_t* panels[kG];
     const float* scales[kG];
     for (int g = 0; g < groups; ++g) {

@@ -46,6 +46,13 @@ const Q8Activations* quantize_tokens(const float* x, int64_t x_stride, int64_t n
   });
   return xs;
 }
+// fn(r0, r1) over [0, n_out) split across the pool in whole 32-row units: the panel kernels
+// repack 16-row groups and tile two at a time.
+template <typename Fn>
+void for_row_pairs(ThreadPool& pool, int64_t n_out, const Fn& fn) {
+  pool.parallel_for((n_out + 31) / 32, 1,
+                    [&](int64_t b0, int64_t b1, int) { fn(b0 * 32, std::min(n_out, b1 * 32)); });
+}
 }  // namespace
 
 void set_batch_invariant_matmul(bool on) { g_batch_invariant.store(on, std::memory_order_relaxed); }
@@ -110,8 +117,7 @@ void matmul(const MatView& w, const float* x, int64_t x_stride, int64_t n_tok, f
   if (n_tok >= kBlasMinTokens && gemm != nullptr) {
     // Integer matrix product: tokens quantized once, rows in 32-row units (two 16-row panels).
     const Q8Activations* xs = quantize_tokens(x, x_stride, n_tok, n_in, pool);
-    pool.parallel_for((w.n_out + 31) / 32, 1, [&](int64_t b0, int64_t b1, int) {
-      const int64_t r0 = b0 * 32, r1 = std::min(w.n_out, b1 * 32);
+    for_row_pairs(pool, w.n_out, [&](int64_t r0, int64_t r1) {
       gemm(base + r0 * row_bytes, row_bytes, r1 - r0, xs, n_tok, n_in, y + r0, y_stride);
     });
     return;
@@ -124,8 +130,7 @@ void matmul(const MatView& w, const float* x, int64_t x_stride, int64_t n_tok, f
     pool.parallel_for((n_tok + tile - 1) / tile, 1, [&](int64_t b0, int64_t b1, int) {
       gemm_f32_pack_tokens(x, x_stride, b0 * tile, std::min(n_tok, b1 * tile), n_in, xp);
     });
-    pool.parallel_for((w.n_out + 31) / 32, 1, [&](int64_t b0, int64_t b1, int) {
-      const int64_t r0 = b0 * 32, r1 = std::min(w.n_out, b1 * 32);
+    for_row_pairs(pool, w.n_out, [&](int64_t r0, int64_t r1) {
       gemm_f32_avx512(to_f32, dotf, base + r0 * row_bytes, row_bytes, r1 - r0, n_in, x, x_stride,
                       xp, n_tok, y + r0, y_stride);
     });

@@ -23,6 +23,12 @@ class Prefetch {
         window_(std::max<int64_t>(1, std::min(n_calls, 2 * lines_))),
         start_(n_calls - window_) {}
 
+  // Rows [begin, end) of a matrix of rows `row_bytes` apart; an empty range prefetches nothing.
+  static Prefetch rows(const uint8_t* w, size_t row_bytes, int64_t begin, int64_t end,
+                       int64_t n_calls) {
+    return Prefetch(w + begin * row_bytes, end > begin ? (end - begin) * row_bytes : 0, n_calls);
+  }
+
   void next() {
     const int64_t c = call_++ - start_;
     if (c < 0 || issued_ >= lines_) return;
