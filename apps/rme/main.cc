@@ -35,5 +35,11 @@ int main(int argc, char** argv) {
     app.exit(e);
     return 2;
   }
-  return run ? run() : 2;
+  // Commands return errors as Status; an exception reaching here is a bug, reported, not aborted.
+  try {
+    return run ? run() : 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "rme: error: internal: %s\n", e.what());
+    return 1;
+  }
 }

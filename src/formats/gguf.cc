@@ -235,7 +235,10 @@ int64_t GgufValue::as_int() const {
   if (std::holds_alternative<uint64_t>(scalar))
     return static_cast<int64_t>(std::get<uint64_t>(scalar));
   if (std::holds_alternative<int64_t>(scalar)) return std::get<int64_t>(scalar);
-  if (std::holds_alternative<double>(scalar)) return static_cast<int64_t>(std::get<double>(scalar));
+  if (std::holds_alternative<double>(scalar)) {
+    const double d = std::get<double>(scalar);  // NaN and out-of-range doubles: no UB cast
+    return d >= -9.2e18 && d <= 9.2e18 ? static_cast<int64_t>(d) : 0;
+  }
   if (std::holds_alternative<bool>(scalar)) return std::get<bool>(scalar);
   return 0;
 }

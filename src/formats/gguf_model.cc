@@ -130,6 +130,12 @@ Result<LoadedModel> load_gguf_model(const std::string& path) {
   RME_RETURN_IF_ERROR(get_int(*g, p + "attention.head_count_kv", c.n_head_kv, false));
   c.head_dim = c.n_head > 0 ? c.n_embd / c.n_head : 0;
   RME_RETURN_IF_ERROR(get_int(*g, p + "attention.key_length", c.head_dim, false));
+  int n_rot = c.head_dim;
+  RME_RETURN_IF_ERROR(get_int(*g, p + "rope.dimension_count", n_rot, false));
+  if (n_rot != c.head_dim)
+    return unsupported(path + ": metadata '" + p + "rope.dimension_count' is " +
+                       std::to_string(n_rot) + " but the head size is " +
+                       std::to_string(c.head_dim) + " (rme rotates whole heads)");
   RME_RETURN_IF_ERROR(get_float(*g, p + "attention.layer_norm_rms_epsilon", c.rms_eps));
   RME_RETURN_IF_ERROR(get_float(*g, p + "rope.freq_base", c.rope_theta));
   if (get_string(*g, p + "rope.scaling.type") == "linear") {
@@ -243,7 +249,7 @@ Status write_gguf_model(const Model& model, const Tokenizer* tokenizer, const st
   }
 
   std::vector<std::shared_ptr<Buffer>> keep;
-  if (model.moe.is_moe() || !c.n_ff_layer.empty()) w.set_string("rme.moe", moe_layout_json(model));
+  if (model.moe.is_moe() || !c.n_ff_layer.empty()) w.set_string("rme.moe", moe_layout_json(model, path));
   model.for_each_weight([&](const WeightId& id, const MatView& v) {
     const bool norm = is_norm(id);
     if (v.data == nullptr) return;  // a zero-width shared expert

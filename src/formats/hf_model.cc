@@ -5,6 +5,7 @@
 #include <set>
 
 #include "core/file.h"
+#include "core/json.h"
 #include "core/log.h"
 #include "formats/bind.h"
 #include "formats/convert_rows.h"
@@ -21,29 +22,26 @@ using json = nlohmann::json;
 
 Result<json> read_json(const std::string& path) {
   RME_ASSIGN_OR_RETURN(std::string text, read_file(path));
-  json j = json::parse(text, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) return corrupt(path + ": not a JSON object");
+  RME_ASSIGN_OR_RETURN(json j, parse_json(text, path));
+  if (!j.is_object()) return corrupt(path + ": not a JSON object");
   return j;
 }
 
 Status parse_config(const json& j, const std::string& path, LlamaConfig& c) {
+  const JsonFields f(j, path);
+  constexpr int64_t kMaxDim = 1 << 30;
   auto get_int = [&](const char* key, int& out, bool required) -> Status {
-    if (!j.contains(key) || j[key].is_null()) {
-      return required ? not_found(path + ": '" + key + "' is missing") : Status::Ok();
-    }
-    if (!j[key].is_number_integer() || j[key].get<int64_t>() < 0 ||
-        j[key].get<int64_t>() > (1 << 30))
-      return corrupt(path + ": '" + key + "' is not an integer in [0, 2^30]");
-    out = j[key].get<int>();
+    if (!required && !f.has(key)) return Status::Ok();
+    RME_ASSIGN_OR_RETURN(int64_t v, f.required_integer(key, 0, kMaxDim));
+    out = static_cast<int>(v);
     return Status::Ok();
   };
-  auto get_float = [&](const char* key, float& out) -> Status {
-    if (!j.contains(key) || j[key].is_null()) return Status::Ok();
-    if (!j[key].is_number()) return corrupt(path + ": '" + key + "' is not a number");
-    out = j[key].get<float>();
+  auto get_float = [&](const json& obj, const char* key, float& out) -> Status {
+    RME_ASSIGN_OR_RETURN(double v, JsonFields(obj, path).number(key, out, -1e30, 1e30));
+    out = static_cast<float>(v);
     return Status::Ok();
   };
-  std::string type = j.value("model_type", "llama");
+  RME_ASSIGN_OR_RETURN(std::string type, f.string("model_type", "llama"));
   if (type != "llama" && type != "mistral")
     return unsupported(path + ": model_type '" + type + "' (rme runs llama-architecture models)");
   RME_RETURN_IF_ERROR(get_int("vocab_size", c.n_vocab, true));
@@ -57,27 +55,36 @@ Status parse_config(const json& j, const std::string& path, LlamaConfig& c) {
   RME_RETURN_IF_ERROR(get_int("max_position_embeddings", c.n_ctx, false));
   c.head_dim = c.n_head > 0 ? c.n_embd / c.n_head : 0;
   RME_RETURN_IF_ERROR(get_int("head_dim", c.head_dim, false));
-  RME_RETURN_IF_ERROR(get_float("rms_norm_eps", c.rms_eps));
-  RME_RETURN_IF_ERROR(get_float("rope_theta", c.rope_theta));
+  RME_RETURN_IF_ERROR(get_float(j, "rms_norm_eps", c.rms_eps));
+  RME_RETURN_IF_ERROR(get_float(j, "rope_theta", c.rope_theta));
   c.rope_style = RopeStyle::kHalf;
-  if (j.contains("rope_scaling") && j["rope_scaling"].is_object()) {
+  if (f.has("rope_scaling")) {
     const json& s = j["rope_scaling"];
-    std::string t = s.value("rope_type", s.value("type", ""));
+    if (!s.is_object()) return f.error("rope_scaling", "an object");
+    const JsonFields sf(s, path + ": rope_scaling");
+    RME_ASSIGN_OR_RETURN(std::string t, sf.string("type", ""));
+    RME_ASSIGN_OR_RETURN(t, sf.string("rope_type", t));
+    RopeScaling& rs = c.rope_scaling;
     if (t == "llama3") {
-      c.rope_scaling.type = RopeScaling::Type::kLlama3;
-      c.rope_scaling.factor = s.value("factor", 8.0f);
-      c.rope_scaling.low_freq_factor = s.value("low_freq_factor", 1.0f);
-      c.rope_scaling.high_freq_factor = s.value("high_freq_factor", 4.0f);
-      c.rope_scaling.original_max_position = s.value("original_max_position_embeddings", 8192);
+      rs.type = RopeScaling::Type::kLlama3;
+      rs.factor = 8.0f;
+      rs.low_freq_factor = 1.0f;
+      rs.high_freq_factor = 4.0f;
+      RME_RETURN_IF_ERROR(get_float(s, "factor", rs.factor));
+      RME_RETURN_IF_ERROR(get_float(s, "low_freq_factor", rs.low_freq_factor));
+      RME_RETURN_IF_ERROR(get_float(s, "high_freq_factor", rs.high_freq_factor));
+      RME_ASSIGN_OR_RETURN(int64_t orig,
+                           sf.integer("original_max_position_embeddings", 8192, 1, kMaxDim));
+      rs.original_max_position = static_cast<int>(orig);
     } else if (t == "linear") {
-      c.rope_scaling.type = RopeScaling::Type::kLinear;
-      c.rope_scaling.factor = s.value("factor", 1.0f);
+      rs.type = RopeScaling::Type::kLinear;
+      rs.factor = 1.0f;
+      RME_RETURN_IF_ERROR(get_float(s, "factor", rs.factor));
     } else if (!t.empty() && t != "default") {
       return unsupported(path + ": rope_scaling type '" + t + "' (rme supports linear, llama3)");
     }
   }
-  if (j.contains("rme_rope_freq_factors") && j["rme_rope_freq_factors"].is_array())
-    c.rope_freq_factors = j["rme_rope_freq_factors"].get<std::vector<float>>();
+  RME_ASSIGN_OR_RETURN(c.rope_freq_factors, f.float_array("rme_rope_freq_factors", -1e30, 1e30));
   return c.validate().with_context(path);
 }
 
@@ -87,11 +94,7 @@ Result<LoadedModel> load_hf_model(const std::string& dir) {
   auto m = std::make_unique<Model>();
   const std::string cfg_path = dir + "/config.json";
   RME_ASSIGN_OR_RETURN(json cfg, read_json(cfg_path));
-  try {
-    RME_RETURN_IF_ERROR(parse_config(cfg, cfg_path, m->config));
-  } catch (const std::exception& e) {
-    return corrupt(cfg_path + ": " + e.what());
-  }
+  RME_RETURN_IF_ERROR(parse_config(cfg, cfg_path, m->config));
   m->format = "safetensors";
   if (cfg.contains("rme_moe"))
     RME_RETURN_IF_ERROR(apply_moe_layout(cfg["rme_moe"].dump(), cfg_path, *m));
@@ -120,7 +123,8 @@ Result<LoadedModel> load_hf_model(const std::string& dir) {
     for (const auto& [name, t] : sf->tensors()) where[name] = "model.safetensors";
     shards["model.safetensors"] = std::move(sf);
   }
-  const bool tie = cfg.value("tie_word_embeddings", false);
+  RME_ASSIGN_OR_RETURN(const bool tie,
+                       JsonFields(cfg, cfg_path).boolean("tie_word_embeddings", false));
   auto lookup = [&](const std::string& name) -> const Tensor* {
     if (tie && name == "lm_head.weight") return nullptr;
     auto it = where.find(name);
@@ -219,7 +223,7 @@ Status write_hf_model(const Model& model, const Tokenizer* tokenizer, const std:
   }
   if (!c.rope_freq_factors.empty()) j["rme_rope_freq_factors"] = c.rope_freq_factors;
   if (model.moe.is_moe() || !c.n_ff_layer.empty())
-    j["rme_moe"] = json::parse(moe_layout_json(model));
+    j["rme_moe"] = json::parse(moe_layout_json(model, dir + "/config.json"));
   if (tokenizer) {
     j["bos_token_id"] = tokenizer->special().bos;
     j["eos_token_id"] = tokenizer->special().eos;

@@ -100,7 +100,9 @@ Result<LoadedModel> load_llama2c_model(const std::string& path, const std::strin
   }
   if (!shared) o_cls = take(V * D);
   const uint64_t need = data_off + static_cast<uint64_t>(off) * 4;
-  if (size < need)
+  // llama2.c exports hold exactly the header and the weights, so any other size means the header's
+  // dimensions do not describe the data (reading on would give garbage weights, not an error).
+  if (size != need)
     return corrupt(path + ": file is " + std::to_string(size) +
                    " bytes, the header (dim=" + std::to_string(D) + " hidden=" + std::to_string(F) +
                    " layers=" + std::to_string(L) + " vocab=" + std::to_string(V) + ") needs " +

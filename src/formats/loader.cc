@@ -18,7 +18,9 @@ Result<ModelFormat> detect_format(const std::string& path) {
   return ModelFormat::kLlama2c;
 }
 
-Result<LoadedModel> load_model(const std::string& path, const LoadOptions& options) {
+namespace {
+
+Result<LoadedModel> load_model_unguarded(const std::string& path, const LoadOptions& options) {
   RME_ASSIGN_OR_RETURN(ModelFormat f, detect_format(path));
   switch (f) {
     case ModelFormat::kGguf:
@@ -36,6 +38,20 @@ Result<LoadedModel> load_model(const std::string& path, const LoadOptions& optio
     }
   }
   return unsupported(path + ": unknown format");
+}
+
+}  // namespace
+
+Result<LoadedModel> load_model(const std::string& path, const LoadOptions& options) {
+  // The readers check types and ranges themselves; this is the net under them, so that no input
+  // file can end the process with an uncaught exception (std::terminate) instead of an error.
+  try {
+    return load_model_unguarded(path, options);
+  } catch (const std::bad_alloc&) {
+    return resource_exhausted(path + ": out of memory while loading");
+  } catch (const std::exception& e) {
+    return corrupt(path + ": " + e.what());
+  }
 }
 
 }  // namespace rme

@@ -11,10 +11,14 @@
 
 namespace rme {
 
-// The layout (MoeConfig) and the router's architecture, as a JSON object's text.
-std::string moe_layout_json(const Model& model);
+// The layout (MoeConfig) and the router's architecture, as a JSON object's text. The dense
+// parent's path is stored relative to the folder that holds out_path (the file being written), so
+// a checkpoint and its parent can move together and be used from any working directory.
+std::string moe_layout_json(const Model& model, const std::string& out_path);
 // Sets model.moe, config.n_ff_layer (shared widths) and, when the layout names one, an empty
-// router Model with its config. Errors name `path`.
+// router Model with its config. A relative parent path is resolved against the folder holding
+// `path` (older checkpoints stored it relative to the working directory: kept if only that
+// exists). Errors name `path`.
 Status apply_moe_layout(const std::string& json_text, const std::string& path, Model& model);
 // Binds experts, layer gates and router weights (after bind_weights of the backbone).
 Status bind_moe(Model& model, const TensorLookup& lookup, NameScheme scheme,

@@ -5,6 +5,8 @@
 #include <cstring>
 #include <nlohmann/json.hpp>
 
+#include "core/json.h"
+
 namespace rme {
 namespace {
 
@@ -49,8 +51,8 @@ Result<std::unique_ptr<SafetensorsFile>> SafetensorsFile::open(const std::string
     return corrupt(path + ": header length " + std::to_string(n) + " exceeds " +
                    (n > kMaxHeader ? "the 100 MB limit" : "the file size " + std::to_string(size)));
   const char* hp = reinterpret_cast<const char*>(st->file_->data() + 8);
-  json h = json::parse(hp, hp + n, nullptr, /*allow_exceptions=*/false);
-  if (h.is_discarded() || !h.is_object())
+  RME_ASSIGN_OR_RETURN(json h, parse_json(std::string_view(hp, n), path + ": header"));
+  if (!h.is_object())
     return corrupt(path + ": header is not a JSON object (or not valid UTF-8)");
   const uint8_t* data = st->file_->data() + 8 + n;
   const uint64_t data_size = size - 8 - n;

@@ -5,6 +5,8 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "core/json.h"
+
 #include "tokenizer/utf8.h"
 
 namespace rme {
@@ -41,8 +43,10 @@ Result<std::vector<std::string>> read_documents(const std::string& path) {
   std::string line;
   for (int ln = 1; std::getline(in, line); ++ln) {
     if (line.empty()) continue;
-    json j = json::parse(line, nullptr, false);
-    if (j.is_discarded() || !j.is_object())
+    auto parsed = parse_json(line, path + ": line " + std::to_string(ln));
+    if (!parsed.ok()) return parsed.status();
+    const json& j = *parsed;
+    if (!j.is_object())
       return corrupt(path + ": line " + std::to_string(ln) + " is not a JSON object");
     if (j.contains("question") && j["question"].is_string() && j.contains("answer") &&
         j["answer"].is_string()) {
@@ -112,8 +116,8 @@ Status write_manifest(const std::string& dir, const CorpusManifest& m) {
 Result<CorpusManifest> read_manifest(const std::string& dir) {
   const std::string path = dir + "/manifest.json";
   RME_ASSIGN_OR_RETURN(std::string text, read_file(path));
-  json j = json::parse(text, nullptr, false);
-  if (j.is_discarded() || !j.is_object() || j.value("format", "") != "rme-corpus-1")
+  RME_ASSIGN_OR_RETURN(json j, parse_json(text, path));
+  if (!j.is_object() || !j.contains("format") || j["format"] != "rme-corpus-1")
     return corrupt(path + ": not an rme corpus manifest (format rme-corpus-1)");
   try {
     CorpusManifest m;

@@ -38,8 +38,18 @@ Status LlamaConfig::validate() const {
   if (!rope_freq_factors.empty() && static_cast<int>(rope_freq_factors.size()) != head_dim / 2)
     return bad("rope_freq_factors has " + std::to_string(rope_freq_factors.size()) +
                " entries, head_dim/2 is " + std::to_string(head_dim / 2));
-  if (rope_scaling.type != RopeScaling::Type::kNone && !(rope_scaling.factor > 0))
-    return bad("rope_scaling.factor must be positive");
+  for (float f : rope_freq_factors)
+    if (!(f > 0) || !std::isfinite(f))
+      return bad("rope_freq_factors must be positive and finite (a zero factor divides by zero)");
+  const RopeScaling& s = rope_scaling;
+  if (s.type != RopeScaling::Type::kNone && (!(s.factor > 0) || !std::isfinite(s.factor)))
+    return bad("rope_scaling.factor must be positive and finite");
+  if (s.type == RopeScaling::Type::kLlama3 &&
+      (!(s.low_freq_factor > 0) || !(s.high_freq_factor > s.low_freq_factor) ||
+       !std::isfinite(s.high_freq_factor) || s.original_max_position <= 0))
+    return bad("llama3 rope_scaling needs 0 < low_freq_factor < high_freq_factor and a positive "
+               "original_max_position_embeddings");
+  if (!std::isfinite(rope_theta)) return bad("rope_theta must be finite");
   return Status::Ok();
 }
 

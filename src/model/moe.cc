@@ -8,6 +8,8 @@ namespace rme {
 Status MoeConfig::validate(int n_layer) const {
   auto bad = [](const std::string& m) { return invalid_argument("moe config: " + m); };
   if (n_expert < 0 || n_expert > 1024) return bad("n_expert outside 0..1024");
+  if (n_expert > 0 && (parent_n_ff < 1 || parent_n_ff > (1 << 20)))
+    return bad("parent_n_ff " + std::to_string(parent_n_ff) + " outside 1..1048576");
   if (n_expert > 0 && (top_k < 1 || top_k > n_expert))
     return bad("top_k " + std::to_string(top_k) + " outside 1.." + std::to_string(n_expert));
   if (static_cast<int>(expert_channels.size()) != n_expert)

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <nlohmann/json.hpp>
 
+#include "core/json.h"
 #include "formats/safetensors.h"
 #include "tensor/half.h"
 
@@ -76,7 +77,7 @@ Result<ProfileStats> read_profile(const std::string& path) {
     return corrupt(path + ": not an `rme profile` file (metadata 'rme_profile' is missing)");
   ProfileStats s;
   try {
-    json m = json::parse(it->second);
+    RME_ASSIGN_OR_RETURN(json m, parse_json(it->second, path + ": rme_profile"));
     s.domains = m.at("domains").get<std::vector<std::string>>();
     s.tokens = m.at("tokens").get<std::vector<int64_t>>();
     s.seq_domain = m.at("seq_domain").get<std::vector<int>>();

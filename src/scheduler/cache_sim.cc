@@ -16,7 +16,8 @@ int64_t ExpertTrace::n_accesses() const {
 
 namespace {
 
-std::vector<std::string> split(const std::string& line) {
+std::vector<std::string> split(std::string line) {
+  if (!line.empty() && line.back() == '\r') line.pop_back();  // CSV written on Windows (CRLF)
   std::vector<std::string> out;
   std::stringstream ss(line);
   std::string cell;

@@ -3,6 +3,8 @@
 
 #include <cmath>
 
+#include "core/json.h"
+
 namespace rme {
 
 using nlohmann::json;
@@ -53,8 +55,8 @@ std::string chat_prompt(const std::vector<ChatMessage>& messages) {
 
 Result<ApiRequest> parse_api_request(const std::string& text, bool chat, const Tokenizer& tok,
                                      const ApiLimits& limits) {
-  json body = json::parse(text, nullptr, false);
-  if (body.is_discarded()) return invalid_argument("the body is not valid JSON");
+  RME_ASSIGN_OR_RETURN(json body,
+                       parse_json(text, "the body", StatusCode::kInvalidArgument));
   if (!body.is_object()) return invalid_argument("the body must be a JSON object");
   ApiRequest r;
   r.chat = chat;

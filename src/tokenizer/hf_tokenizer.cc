@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/file.h"
+#include "core/json.h"
 #include "tokenizer/utf8.h"
 
 namespace rme {
@@ -16,9 +17,7 @@ const char* kMarker = "\xE2\x96\x81";
 
 Result<json> parse_json_file(const std::string& path) {
   RME_ASSIGN_OR_RETURN(std::string text, read_file(path));
-  json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) return corrupt(path + ": not valid JSON (or not valid UTF-8)");
-  return j;
+  return parse_json(text, path);
 }
 
 // True if any object nested in j has "type": type.
@@ -276,31 +275,30 @@ Status apply_hf_special_tokens(const std::string& dir, const Tokenizer& tok,
         *slot = id;  // -2 (null) clears it below
         if (id == -2) *slot = -1;
       }
-      if (cfg.contains("add_bos_token") && cfg["add_bos_token"].is_boolean())
-        special.add_bos = cfg["add_bos_token"].get<bool>();
+      RME_ASSIGN_OR_RETURN(special.add_bos,
+                           JsonFields(cfg, cfg_path).boolean("add_bos_token", special.add_bos));
     }
     const std::string gen_path = dir + "/generation_config.json";
     if (file_exists(gen_path)) {
       RME_ASSIGN_OR_RETURN(json gen, parse_json_file(gen_path));
       if (!gen.is_object()) return corrupt(gen_path + ": top level is not an object");
-      auto valid = [&](const json& v) {
-        return v.is_number_integer() && v.get<int64_t>() >= 0 && v.get<int64_t>() < tok.n_vocab();
-      };
-      if (gen.contains("bos_token_id") && valid(gen["bos_token_id"]))
-        special.bos = gen["bos_token_id"].get<int>();
-      if (gen.contains("eos_token_id")) {
-        const json& e = gen["eos_token_id"];
-        if (valid(e)) {
-          special.eos = e.get<int>();
-        } else if (e.is_array()) {
-          special.extra_eos.clear();
-          for (size_t i = 0; i < e.size(); ++i) {
-            if (!valid(e[i])) return corrupt(gen_path + ": eos_token_id entry out of range");
-            if (i == 0)
-              special.eos = e[i].get<int>();
-            else
-              special.extra_eos.push_back(e[i].get<int>());
-          }
+      const JsonFields f(gen, gen_path);
+      const int64_t last = tok.n_vocab() - 1;
+      if (f.has("bos_token_id")) {
+        RME_ASSIGN_OR_RETURN(int64_t bos, f.required_integer("bos_token_id", 0, last));
+        special.bos = static_cast<int>(bos);
+      }
+      if (f.has("eos_token_id")) {  // one id or a list (the first is the EOS, the rest stop too)
+        std::vector<int> ids;
+        if (gen["eos_token_id"].is_array()) {
+          RME_ASSIGN_OR_RETURN(ids, f.int_array("eos_token_id", 0, last));
+        } else {
+          RME_ASSIGN_OR_RETURN(int64_t eos, f.required_integer("eos_token_id", 0, last));
+          ids.push_back(static_cast<int>(eos));
+        }
+        if (!ids.empty()) {
+          special.eos = ids[0];
+          special.extra_eos.assign(ids.begin() + 1, ids.end());
         }
       }
     }

@@ -155,10 +155,8 @@ Status finetune_moe(const FinetuneOptions& o) {
       global = static_cast<int>(pos[2].item<int64_t>());
       a.read("log", lg);
       a.read("val", vl);
-      for (int64_t r = 0; r < lg.size(0); ++r)
-        log.rows.emplace_back(lg[r].data_ptr<double>(), lg[r].data_ptr<double>() + lg.size(1));
-      for (int64_t r = 0; r < vl.size(0); ++r)
-        val.rows.emplace_back(vl[r].data_ptr<double>(), vl[r].data_ptr<double>() + vl.size(1));
+      log.rows = tensor_to_rows(lg);
+      val.rows = tensor_to_rows(vl);
       if (phase_i < static_cast<int>(phases.size())) {
         make_opt(phases[phase_i]);
         a.read("optimizer", ao);
@@ -198,13 +196,6 @@ Status finetune_moe(const FinetuneOptions& o) {
     row.push_back(n ? sum / n : NAN);
     val.rows.push_back(row);
   };
-  auto to_tensor = [](const std::vector<std::vector<double>>& rows, size_t cols) {
-    auto t = torch::zeros({static_cast<int64_t>(rows.size()), static_cast<int64_t>(cols)},
-                          torch::kFloat64);
-    for (size_t r = 0; r < rows.size(); ++r)
-      for (size_t c = 0; c < cols; ++c) t[r][c] = rows[r][c];
-    return t;
-  };
   auto save = [&]() -> Status {
     torch::serialize::OutputArchive a, ab, ae, ar, ao;
     backbone->save(ab);
@@ -218,8 +209,8 @@ Status finetune_moe(const FinetuneOptions& o) {
       a.write("optimizer", ao);
     }
     a.write("position", torch::tensor({int64_t{phase_i}, int64_t{phase_step}, int64_t{global}}));
-    a.write("log", to_tensor(log.rows, log.columns.size()));
-    a.write("val", to_tensor(val.rows, val.columns.size()));
+    a.write("log", rows_to_tensor(log.rows, log.columns.size()));
+    a.write("val", rows_to_tensor(val.rows, val.columns.size()));
     a.write("fingerprint", c10::IValue(fingerprint));
     RME_RETURN_IF_ERROR(save_archive_atomic(a, ckpt));
     RME_RETURN_IF_ERROR(write_csv(tdir + "/finetune_log.csv", log));

@@ -72,9 +72,13 @@ Status train_router(const RouterTrainOptions& o) {
       torch::serialize::InputArchive a;
       RME_RETURN_IF_ERROR(open_checkpoint(ckpt, fingerprint, a));
       router->load(a);
-      torch::Tensor g, st;
+      torch::Tensor g, st, lg, vl;
       a.read("gates", g);
       a.read("step", st);
+      if (a.try_read("log", lg) && a.try_read("val", vl)) {  // older checkpoints lack them
+        log.rows = tensor_to_rows(lg);
+        val.rows = tensor_to_rows(vl);
+      }
       torch::NoGradGuard ng;
       gates.copy_(g);
       torch::serialize::InputArchive oa;
@@ -140,6 +144,8 @@ Status train_router(const RouterTrainOptions& o) {
     router->save(a);
     a.write("gates", gates.detach());
     a.write("step", torch::tensor(static_cast<int64_t>(step)));
+    a.write("log", rows_to_tensor(log.rows, log.columns.size()));
+    a.write("val", rows_to_tensor(val.rows, val.columns.size()));
     a.write("fingerprint", c10::IValue(fingerprint));
     torch::serialize::OutputArchive oa;
     opt.save(oa);
@@ -192,6 +198,8 @@ Status train_router(const RouterTrainOptions& o) {
     }
   }
   std::fprintf(stderr, "\n");
+  // The last checkpoint evaluated this step already: print it again, do not add a second row.
+  if (!val.rows.empty() && val.rows.back()[0] == o.steps) val.rows.pop_back();
   evaluate(o.steps, true);
   RME_RETURN_IF_ERROR(save(o.steps));
   RME_ASSIGN_OR_RETURN(DType type, out_dtype(o.export_dtype, moe));

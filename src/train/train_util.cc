@@ -94,6 +94,25 @@ void configure_threads(int n) {
   }
 }
 
+torch::Tensor rows_to_tensor(const std::vector<std::vector<double>>& rows, size_t cols) {
+  auto t = torch::full({static_cast<int64_t>(rows.size()), static_cast<int64_t>(cols)}, NAN,
+                       torch::kFloat64);
+  auto a = t.accessor<double, 2>();
+  for (size_t r = 0; r < rows.size(); ++r)
+    for (size_t c = 0; c < cols && c < rows[r].size(); ++c) a[r][c] = rows[r][c];
+  return t;
+}
+
+std::vector<std::vector<double>> tensor_to_rows(const torch::Tensor& t) {
+  if (t.dim() != 2) return {};
+  const torch::Tensor d = t.to(torch::kFloat64).contiguous();
+  std::vector<std::vector<double>> rows(d.size(0), std::vector<double>(d.size(1)));
+  auto a = d.accessor<double, 2>();
+  for (int64_t r = 0; r < d.size(0); ++r)
+    for (int64_t k = 0; k < d.size(1); ++k) rows[r][k] = a[r][k];
+  return rows;
+}
+
 Status save_archive_atomic(torch::serialize::OutputArchive& a, const std::string& path) {
   const std::string tmp = path + ".tmp";
   try {

@@ -39,6 +39,11 @@ torch::Tensor valid_windows(const TokenShard& s, int seq_len, int64_t max_tokens
 // torch intra-op threads 1, OpenBLAS threads n (measured faster than torch's pool on top).
 void configure_threads(int n);
 
+// Log tables kept in checkpoints, so a resumed run writes the whole history to its CSVs:
+// [rows, cols] float64 and back (rows shorter than cols are padded with NaN).
+torch::Tensor rows_to_tensor(const std::vector<std::vector<double>>& rows, size_t cols);
+std::vector<std::vector<double>> tensor_to_rows(const torch::Tensor& t);
+
 // Saves to path + ".tmp", fsyncs, renames over path, fsyncs the directory.
 Status save_archive_atomic(torch::serialize::OutputArchive& a, const std::string& path);
 

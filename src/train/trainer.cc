@@ -46,20 +46,6 @@ struct History {
   std::vector<std::vector<double>> val;    // step, tokens, loss per domain..., mean
 };
 
-torch::Tensor to_tensor(const std::vector<std::vector<double>>& rows, int64_t cols) {
-  auto t = torch::zeros({static_cast<int64_t>(rows.size()), cols}, torch::kFloat64);
-  for (size_t r = 0; r < rows.size(); ++r)
-    for (int64_t k = 0; k < cols; ++k) t[r][k] = rows[r][k];
-  return t;
-}
-std::vector<std::vector<double>> from_tensor(const torch::Tensor& t) {
-  std::vector<std::vector<double>> rows(t.size(0), std::vector<double>(t.size(1)));
-  auto a = t.accessor<double, 2>();
-  for (int64_t r = 0; r < t.size(0); ++r)
-    for (int64_t k = 0; k < t.size(1); ++k) rows[r][k] = a[r][k];
-  return rows;
-}
-
 Status save_checkpoint(const std::string& path, LlamaTorch& model, torch::optim::AdamW& opt,
                        int step, const History& h, const TrainConfig& c, size_t n_val_cols) {
   torch::serialize::OutputArchive a;
@@ -68,8 +54,8 @@ Status save_checkpoint(const std::string& path, LlamaTorch& model, torch::optim:
   opt.save(oa);
   a.write("optimizer", oa);
   a.write("step", torch::tensor(static_cast<int64_t>(step)));
-  a.write("history_train", to_tensor(h.train, 4));
-  a.write("history_val", to_tensor(h.val, static_cast<int64_t>(n_val_cols)));
+  a.write("history_train", rows_to_tensor(h.train, 4));
+  a.write("history_val", rows_to_tensor(h.val, n_val_cols));
   a.write("config", c10::IValue(c.source_json));
   return save_archive_atomic(a, path);
 }
@@ -91,8 +77,8 @@ Result<int> load_checkpoint(const std::string& path, LlamaTorch& model, torch::o
     a.read("step", step);
     a.read("history_train", ht);
     a.read("history_val", hv);
-    h.train = from_tensor(ht);
-    h.val = from_tensor(hv);
+    h.train = tensor_to_rows(ht);
+    h.val = tensor_to_rows(hv);
     return static_cast<int>(step.item<int64_t>());
   } catch (const std::exception& e) {
     return corrupt(path + ": cannot read checkpoint: " + e.what());
