@@ -17,7 +17,7 @@ struct ServeArgs {
   ModelArgs model;
   RoutingArgs routing;
   HttpOptions http;
-  std::string policy = "fcfs", eviction = "belady", trace_out;
+  std::string policy = "fcfs", eviction = "belady", trace_out, load_mode = "copy";
   double expert_cache_mb = 0;
   bool direct_io = false, no_prefetch = false, fast_prefill = false;
   int block_size = 16, kv_blocks = 0, max_seq_len = 0, max_body_kb = 1024;
@@ -75,6 +75,11 @@ void add_serve_command(CLI::App& root, std::function<int()>& run) {
   app->add_flag(
       "--fast-prefill", a->fast_prefill,
       "matrix-product prefill: faster, but a request's output may then depend on its batch");
+  app->add_option("--load", a->load_mode,
+                  "copy (default): weights copied into memory, so replacing or truncating the "
+                  "checkpoint cannot crash the server; mmap: served from the mapped file (less "
+                  "memory, but the file must not change while serving)")
+      ->check(CLI::IsMember({"copy", "mmap"}));
   app->add_option("--trace-out", a->trace_out, "write the per-step expert trace (CSV) on exit");
   app->callback([a, &run] {
     run = [a]() -> int {
@@ -105,6 +110,8 @@ void add_serve_command(CLI::App& root, std::function<int()>& run) {
       eo.max_seq_len = a->max_seq_len;
       auto loop = ServingLoop::create(m, ThreadPool::global(), eo, so);
       if (!loop.ok()) return fail(loop.status());
+      if (a->load_mode == "copy")  // experts under a cache budget stay on disk (read, checked)
+        if (Status st = detach_model_files(m, so.expert_cache_bytes > 0); !st.ok()) return fail(st);
       HttpServer server(**loop, *loaded->tokenizer, a->http);
       if (Status st = server.bind(); !st.ok()) return fail(st);
       g_server = &server;

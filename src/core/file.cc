@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -38,6 +39,62 @@ Result<std::shared_ptr<MappedFile>> MappedFile::open(const std::string& path) {
   }
   ::close(fd);
   return file;
+}
+
+Status MappedFile::detach(std::vector<std::pair<uint64_t, uint64_t>> holes) {
+  if (detached_ || size_ == 0) return Status::Ok();
+  const int fd = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return io_error(path_ + ": cannot reopen: " + std::strerror(errno));
+  struct stat st {};
+  if (fstat(fd, &st) != 0 || static_cast<size_t>(st.st_size) != size_) {
+    ::close(fd);
+    return io_error(path_ + ": changed size since it was opened (" + std::to_string(size_) +
+                    " -> " + std::to_string(st.st_size) + " bytes)");
+  }
+  void* p = mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) {
+    ::close(fd);
+    return resource_exhausted(path_ + ": cannot allocate " + std::to_string(size_ >> 20) +
+                              " MiB to copy it: " + std::strerror(errno));
+  }
+  auto* dst = static_cast<uint8_t*>(p);
+  const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+  std::sort(holes.begin(), holes.end());
+  Status status;
+  auto copy = [&](uint64_t from, uint64_t to) {  // [from, to) through the descriptor
+    while (status.ok() && from < to) {
+      const ssize_t n = ::pread(fd, dst + from, to - from, static_cast<off_t>(from));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        status = io_error(path_ + ": reading it to copy failed at byte " + std::to_string(from) +
+                          (n < 0 ? std::string(": ") + std::strerror(errno) : " (file shrank)"));
+        return;
+      }
+      from += static_cast<uint64_t>(n);
+    }
+  };
+  uint64_t at = 0;
+  for (const auto& [off, len] : holes) {
+    const uint64_t lo = std::max(at, (off + page - 1) / page * page);
+    const uint64_t hi = std::min<uint64_t>(size_, (off + len) / page * page);
+    if (lo >= hi) continue;  // no whole page inside
+    copy(at, lo);
+    at = hi;
+  }
+  copy(at, size_);
+  ::close(fd);
+  if (status.ok() && mprotect(p, size_, PROT_READ) != 0)
+    status = io_error(path_ + ": mprotect: " + std::strerror(errno));
+  if (status.ok() &&
+      mremap(p, size_, size_, MREMAP_MAYMOVE | MREMAP_FIXED, const_cast<uint8_t*>(data_)) ==
+          MAP_FAILED)
+    status = io_error(path_ + ": mremap: " + std::strerror(errno));
+  if (!status.ok()) {
+    munmap(p, size_);
+    return status;
+  }
+  detached_ = true;
+  return Status::Ok();
 }
 
 MappedFile::~MappedFile() {

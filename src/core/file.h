@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 #include <string_view>
 
 #include "core/status.h"
@@ -24,11 +26,22 @@ class MappedFile {
   size_t size() const { return size_; }
   const std::string& path() const { return path_; }
 
+  // Swaps the file mapping for private anonymous memory holding the same bytes at the same
+  // addresses (read again through a new descriptor), except the whole pages inside `holes`
+  // ([offset, offset + bytes) ranges nothing reads through this mapping, e.g. experts an
+  // ExpertStore serves), which stay untouched zero pages. Afterwards changes to the file cannot
+  // reach the process: a truncated mapped file would otherwise kill it with SIGBUS on the next
+  // touch. Costs memory for what is copied. Fails (the mapping unchanged) if the file's size
+  // changed since open() or a read fails. Not thread-safe: call before anyone reads the data.
+  Status detach(std::vector<std::pair<uint64_t, uint64_t>> holes = {});
+  bool detached() const { return detached_; }
+
  private:
   MappedFile() = default;
   std::string path_;
   const uint8_t* data_ = nullptr;
   size_t size_ = 0;
+  bool detached_ = false;
 };
 
 Result<std::string> read_file(const std::string& path);

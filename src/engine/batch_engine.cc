@@ -31,7 +31,7 @@ struct BatchEngine::Seq {
   std::vector<int> experts;  // [tokens, k] routed experts, known for every token
   std::vector<float> weights;
   std::vector<int> blocks;
-  int n_computed = 0, n_prompt = 0, max_new = 0;
+  int n_computed = 0, n_prompt = 0, max_new = 0, logprobs = -1;
   bool ignore_eos = false;
   std::vector<int> stop_ids;
   std::unique_ptr<KvCache> router_kv;
@@ -71,6 +71,11 @@ Result<int64_t> BatchEngine::add(const RequestParams& r, int64_t arrival, int64_
                             std::to_string(max_seq_len_));
   if (blocks_needed(static_cast<int>(total), kv_.block_size(), 0) > kv_.n_block())
     return invalid_argument("request: longer than the whole KV cache");
+  if (r.logprobs > 20) return invalid_argument("request: at most 20 top log-probabilities");
+  for (const auto& [id, bias] : r.sampling.logit_bias)
+    if (id >= model_.config.n_vocab)
+      return invalid_argument("request: logit_bias token id " + std::to_string(id) +
+                              " outside [0, " + std::to_string(model_.config.n_vocab) + ")");
   for (int t : r.prompt)
     if (t < 0 || t >= model_.config.n_vocab)
       return invalid_argument("request: token id " + std::to_string(t) + " outside [0, " +
@@ -84,6 +89,7 @@ Result<int64_t> BatchEngine::add(const RequestParams& r, int64_t arrival, int64_
   s->max_new = r.max_new;
   s->ignore_eos = r.ignore_eos;
   s->stop_ids = r.stop_ids;
+  s->logprobs = r.logprobs;
   s->sampler = std::make_unique<Sampler>(r.sampling);
   if (model_.moe.is_moe()) {
     const int k = forward_.route_k();
@@ -201,7 +207,8 @@ Status BatchEngine::execute(const StepPlan& plan, int64_t step,
     s.waiting_since = step;
     if (!chunks_[i].want_logits) continue;
     float* lg = logits_.data() + row++ * V;
-    const int tok = s.sampler->sample(lg, model_.config.n_vocab, s.tokens);
+    const int n_vocab = model_.config.n_vocab;
+    const int tok = s.sampler->sample(lg, n_vocab, s.tokens, static_cast<size_t>(s.n_prompt));
     const int n_new = static_cast<int>(s.tokens.size()) - s.n_prompt + 1;
     FinishReason fin = FinishReason::kNone;
     if (!s.ignore_eos && std::count(s.stop_ids.begin(), s.stop_ids.end(), tok)) {
@@ -210,11 +217,13 @@ Status BatchEngine::execute(const StepPlan& plan, int64_t step,
       fin = FinishReason::kLength;
     }
     if (fin == FinishReason::kStop) {  // the stop token is not part of the output
-      events->push_back({s.id, -1, fin});
+      events->push_back({s.id, -1, fin, 0.0f, {}});
       cancel(s.id);
       continue;
     }
-    events->push_back({s.id, tok, fin});
+    events->push_back({s.id, tok, fin, 0.0f, {}});
+    if (s.logprobs >= 0)
+      events->back().logprob = token_logprob(lg, n_vocab, tok, s.logprobs, &events->back().top);
     if (fin != FinishReason::kNone) {
       cancel(s.id);
       continue;

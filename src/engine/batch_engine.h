@@ -23,6 +23,7 @@ struct RequestParams {
   SamplingParams sampling;    // temperature 0 = greedy
   bool ignore_eos = false;    // generate exactly max_new tokens (benchmarks)
   std::vector<int> stop_ids;  // end-of-sequence ids (the tokenizer's EOS set)
+  int logprobs = -1;  // >= 0: report each sampled token's log-probability and this many top ones
 };
 
 enum class FinishReason { kNone, kStop, kLength, kCancelled, kError };
@@ -33,6 +34,10 @@ struct TokenEvent {
   int64_t id;
   int token;  // -1 when the request ended without a new token (e.g. an error)
   FinishReason finish = FinishReason::kNone;
+  // With RequestParams::logprobs >= 0: log p(token) over the biased, penalized logits (before
+  // temperature and truncation), and the most likely tokens with theirs.
+  float logprob = 0.0f;
+  std::vector<std::pair<int, float>> top;
 };
 
 struct BatchEngineOptions {

@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "core/hash.h"
 #include "core/timer.h"
 #include "formats/moe_meta.h"
 
@@ -38,6 +39,8 @@ Result<std::unique_ptr<ExpertStore>> ExpertStore::open(const Model& model,
   const MappedFile* file = nullptr;
   int64_t span = 0;
   s->offset_.resize(E);
+  s->need_.assign(E, 0);
+  s->hash_.assign(E, 0);
   s->rel_.resize(E);
   for (int e = 0; e < E; ++e) {
     const ExpertRange& r = ranges[e];
@@ -47,7 +50,8 @@ Result<std::unique_ptr<ExpertStore>> ExpertStore::open(const Model& model,
     file = r.file;
     const uint64_t start = r.offset / kAlign * kAlign;
     s->offset_[e] = start;
-    span = std::max(span, align_up(static_cast<int64_t>(r.offset + r.bytes - start)));
+    s->need_[e] = static_cast<int64_t>(r.offset + r.bytes - start);
+    span = std::max(span, align_up(s->need_[e]));
     for (const LayerWeights& L : model.weights.layers)
       for (const MatView* v : {&L.experts[e].gate, &L.experts[e].up, &L.experts[e].down})
         s->rel_[e].push_back(v->data ? static_cast<const uint8_t*>(v->data) - file->data() -
@@ -64,6 +68,15 @@ Result<std::unique_ptr<ExpertStore>> ExpertStore::open(const Model& model,
   if (s->fd_ < 0)
     return io_error(file->path() + ": open" + (o.direct_io ? " with O_DIRECT" : "") + ": " +
                     std::strerror(errno));
+  // The reference hashes, read through the descriptor (not the mapping: no SIGBUS if the file
+  // changes meanwhile). One pass over the experts' bytes at startup.
+  {
+    std::unique_ptr<uint8_t, decltype(&std::free)> buf(
+        static_cast<uint8_t*>(std::aligned_alloc(kAlign, span)), &std::free);
+    if (buf == nullptr) return resource_exhausted("expert cache: out of memory");
+    for (int e = 0; e < E; ++e)
+      if (s->need_[e] > 0) RME_RETURN_IF_ERROR(s->read_expert(e, buf.get(), /*check=*/false));
+  }
   s->cache_ = ExpertCacheState(E, capacity, o.eviction);
   s->pinned_.assign(E, 0);
   s->prefetched_.assign(E, 0);
@@ -87,6 +100,39 @@ ExpertStore::~ExpertStore() {
   if (fd_ >= 0) ::close(fd_);
 }
 
+Status ExpertStore::read_expert(int expert, uint8_t* dst, bool check) {
+  // An O_DIRECT descriptor needs aligned lengths: whole pages are read into the slot-sized,
+  // page-aligned dst (the file may end sooner); the hash covers only need_ bytes.
+  const int64_t need = need_[expert];
+  int64_t done = 0;
+  const std::string what = model_->source + ": expert " + std::to_string(expert);
+  while (done < need) {
+    const int64_t want = align_up(need) - done;
+    const ssize_t n = ::pread(fd_, dst + done, static_cast<size_t>(want),
+                              static_cast<off_t>(offset_[expert] + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return io_error(what + ": read failed: " + std::strerror(errno));
+    if (n == 0) break;
+    done += n;
+  }
+  if (check) {
+    std::lock_guard<std::mutex> lock(mu_);
+    stats_.bytes_read += done;
+  }
+  if (done < need)
+    return io_error(what + ": short read (" + std::to_string(done) + " of " +
+                    std::to_string(need) +
+                    " bytes): the checkpoint is shorter than when it was opened (truncated or "
+                    "being replaced)");
+  const uint64_t h = hash_bytes(dst, static_cast<size_t>(need));
+  if (!check) {
+    hash_[expert] = h;
+  } else if (h != hash_[expert]) {
+    return corrupt(what + ": its bytes changed on disk since the checkpoint was opened");
+  }
+  return Status::Ok();
+}
+
 void ExpertStore::io_loop() {
   for (;;) {
     int slot_index;
@@ -100,25 +146,11 @@ void ExpertStore::io_loop() {
       expert = slots_[slot_index]->expert;
     }
     Slot& slot = *slots_[slot_index];
-    Status st;
-    int64_t done = 0;
-    while (done < slot_bytes_) {
-      const ssize_t n = ::pread(fd_, slot.data + done, slot_bytes_ - done,
-                                static_cast<off_t>(offset_[expert] + done));
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) {
-        st = io_error(model_->source + ": reading expert " + std::to_string(expert) + ": " +
-                      std::strerror(errno));
-        break;
-      }
-      if (n == 0) break;  // end of file: the tail of the last range is padding
-      done += n;
-    }
+    const Status st = read_expert(expert, slot.data, /*check=*/true);
     {
       std::lock_guard<std::mutex> lock(mu_);
       slot.status = st;
       slot.ready = true;
-      stats_.bytes_read += done;
     }
     cv_.notify_all();
   }
@@ -184,11 +216,19 @@ Result<std::vector<const ExpertWeights*>> ExpertStore::acquire(std::span<const i
     }
     prefetched_[e] = 0;
   }
+  Status failed;
   for (int e : experts) {
     const int slot = cache_.slot_of(e);
-    RME_RETURN_IF_ERROR(wait_ready(slot));
+    Status st = wait_ready(slot);
+    if (!st.ok()) {  // drop it so a later step reads the file again
+      cache_.remove(e);
+      slots_[slot]->expert = -1;
+      if (failed.ok()) failed = st;
+      continue;
+    }
     table[e] = slots_[slot]->weights.data();
   }
+  if (!failed.ok()) return failed;
   return table;
 }
 

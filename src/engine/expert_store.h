@@ -37,7 +37,10 @@ struct ExpertStoreStats {
 // ExpertCacheState (scheduler/), so the policy is the same one `rme cache-sim` replays. acquire()
 // and prefetch() are called from one serving thread; stats() from any. Fails (Status) when the
 // model's experts are not in one file, the budget holds fewer experts than a step needs, or a
-// read fails.
+// read fails. open() hashes every expert's bytes; each load checks its length and hash, so a
+// checkpoint truncated or rewritten under a running server fails the steps that need a changed
+// expert (never computes with wrong weights), and the failed expert is dropped from the cache,
+// so service resumes once the file is whole again.
 class ExpertStore {
  public:
   static Result<std::unique_ptr<ExpertStore>> open(const Model& model,
@@ -63,11 +66,15 @@ class ExpertStore {
   void io_loop();
   void start_load(int expert, int slot);
   Status wait_ready(int slot);
+  // Reads expert's bytes into dst (slot-sized); check=false records the hash, true verifies it.
+  Status read_expert(int expert, uint8_t* dst, bool check);
 
   const Model* model_ = nullptr;
   int fd_ = -1;
   int64_t slot_bytes_ = 0;
   std::vector<uint64_t> offset_;           // expert -> file offset (page aligned)
+  std::vector<int64_t> need_;              // expert -> bytes from offset_ that hold weights
+  std::vector<uint64_t> hash_;             // expert -> hash_bytes of those bytes at open()
   std::vector<std::vector<int64_t>> rel_;  // expert -> per-layer gate/up/down offsets
   std::vector<std::unique_ptr<Slot>> slots_;
   ExpertCacheState cache_{0, 0, Eviction::kLru};

@@ -4,6 +4,7 @@
 
 #include "core/file.h"
 #include "formats/model_io.h"
+#include "formats/moe_meta.h"
 #include "tokenizer/llama2c_vocab.h"
 
 namespace rme {
@@ -41,6 +42,20 @@ Result<LoadedModel> load_model_unguarded(const std::string& path, const LoadOpti
 }
 
 }  // namespace
+
+Status detach_model_files(const Model& model, bool skip_experts) {
+  std::vector<ExpertRange> ranges;
+  if (skip_experts && model.moe.is_moe()) {
+    RME_ASSIGN_OR_RETURN(ranges, expert_ranges(model));
+  }
+  for (const auto& f : model.files) {
+    std::vector<std::pair<uint64_t, uint64_t>> holes;
+    for (const ExpertRange& r : ranges)
+      if (r.file == f.get() && r.bytes > 0) holes.emplace_back(r.offset, r.bytes);
+    RME_RETURN_IF_ERROR(f->detach(std::move(holes)));
+  }
+  return Status::Ok();
+}
 
 Result<LoadedModel> load_model(const std::string& path, const LoadOptions& options) {
   // The readers check types and ranges themselves; this is the net under them, so that no input

@@ -26,6 +26,11 @@ enum class ModelFormat { kGguf, kHf, kLlama2c };
 Result<ModelFormat> detect_format(const std::string& path);
 
 Result<LoadedModel> load_model(const std::string& path, const LoadOptions& options = {});
+
+// Copies the model's weights out of its mapped files into private memory (MappedFile::detach),
+// so a checkpoint replaced or truncated in place cannot crash a long-running process. With
+// skip_experts, routed experts' byte ranges are not copied (an ExpertStore reads them).
+Status detach_model_files(const Model& model, bool skip_experts);
 Result<LoadedModel> load_gguf_model(const std::string& path);
 Result<LoadedModel> load_hf_model(const std::string& dir);
 Result<LoadedModel> load_llama2c_model(const std::string& path, const std::string& tokenizer_path);

@@ -39,6 +39,12 @@ void ExpertCacheState::touch(int e, int64_t now) {
   ++uses_[e];
 }
 
+void ExpertCacheState::remove(int e) {
+  if (!resident(e)) return;
+  slot_expert_[expert_slot_[e]] = -1;
+  expert_slot_[e] = -1;
+}
+
 int ExpertCacheState::victim(std::span<const int64_t> next_use,
                              std::span<const char> pinned) const {
   for (int s = 0; s < capacity(); ++s)

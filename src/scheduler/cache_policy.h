@@ -36,6 +36,8 @@ class ExpertCacheState {
   // slot, or -1 when every slot is pinned. *evicted gets the expert pushed out, or -1.
   int insert(int e, int64_t now, std::span<const int64_t> next_use, std::span<const char> pinned,
              int* evicted);
+  // Frees e's slot (a load that failed must be retried, not served); no-op if not resident.
+  void remove(int e);
   // Who insert() would evict now: -1 if a slot is free, -2 if every slot is pinned.
   int victim(std::span<const int64_t> next_use, std::span<const char> pinned) const;
 

@@ -7,6 +7,8 @@
 #include <atomic>
 #include <chrono>
 
+#include "server/http_front.h"
+
 namespace rme {
 
 using nlohmann::json;
@@ -32,13 +34,31 @@ void error(httplib::Response& res, int status, const std::string& message,
   res.set_content(api_error(message, type), "application/json");
 }
 
+// A request that failed while generating: the client's fault (400) only for bad input found at
+// admission; anything else (I/O, a changed checkpoint, an engine error) is the server's (500).
+int http_status(const Status& st) {
+  return st.code() == StatusCode::kInvalidArgument ? 400
+         : st.code() == StatusCode::kResourceExhausted ? 503
+                                                        : 500;
+}
+const char* error_type(int status) {
+  return status == 400 ? "invalid_request_error" : "server_error";
+}
+
+void append(TextPiece& to, TextPiece from) {
+  to.text += from.text;
+  for (auto& t : from.tokens) to.tokens.push_back(std::move(t));
+}
+
 }  // namespace
 
 HttpServer::HttpServer(ServingLoop& loop, const Tokenizer& tokenizer, HttpOptions options)
     : loop_(loop),
       tok_(tokenizer),
       options_(std::move(options)),
-      http_(std::make_unique<httplib::Server>()) {
+      http_(std::make_unique<GuardedHttpServer>(FrontOptions{
+          options_.threads, options_.request_timeout_s, 5.0, options_.max_connections,
+          options_.max_body_bytes})) {
   for (int id = 0; id < tok_.n_vocab(); ++id)
     if (tok_.is_eos(id)) stop_ids_.push_back(id);
   routes();
@@ -48,8 +68,6 @@ HttpServer::~HttpServer() { stop(); }
 
 void HttpServer::routes() {
   httplib::Server& s = *http_;
-  const int threads = options_.threads;
-  s.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   s.set_payload_max_length(options_.max_body_bytes);
   // httplib 0.11 listens with a backlog of 5, so a burst of clients gets connections reset;
   // remember the socket to widen the backlog after binding.
@@ -95,106 +113,130 @@ void HttpServer::routes() {
     res.set_content(dump({{"object", "list"}, {"data", json::array({m})}}), "application/json");
   });
 
-  auto complete = [this](bool chat) {
-    return [this, chat](const httplib::Request& req, httplib::Response& res) {
-      auto parsed = parse_api_request(req.body, chat, tok_, options_.limits);
-      if (!parsed.ok()) {
-        loop_.metrics().add("requests_total{status=\"invalid\"}");
-        return error(res, 400, parsed.status().message());
+  s.Post("/v1/completions", [this](const httplib::Request& req, httplib::Response& res) {
+    complete(req, res, false);
+  });
+  s.Post("/v1/chat/completions", [this](const httplib::Request& req, httplib::Response& res) {
+    complete(req, res, true);
+  });
+}
+
+void HttpServer::complete(const httplib::Request& req, httplib::Response& res, bool chat) {
+  auto parsed = parse_api_request(req.body, chat, tok_, options_.limits);
+  if (!parsed.ok()) {
+    loop_.metrics().add("requests_total{status=\"invalid\"}");
+    return error(res, 400, parsed.status().message());
+  }
+  auto r = std::make_shared<ApiRequest>(std::move(*parsed));
+  if (r->model.empty()) r->model = options_.model_name;
+  r->params.stop_ids = stop_ids_;
+  const int n_prompt = static_cast<int>(r->params.prompt.size());
+  if (n_prompt + r->params.max_new > loop_.max_seq_len())
+    return error(res, 400,
+                 "prompt (" + std::to_string(n_prompt) + " tokens) + max_tokens (" +
+                     std::to_string(r->params.max_new) + ") exceeds the context of " +
+                     std::to_string(loop_.max_seq_len()));
+  auto stream = loop_.submit(r->params);
+  const std::string id = next_id(chat ? "chatcmpl-" : "cmpl-");
+  const int64_t created = unix_now();
+  const size_t echo_len = r->echo_text.size();
+  if (!r->stream) {
+    CompletionText out(tok_, r->params.prompt.back(), r->stop);
+    TextPiece all;
+    StreamToken t;
+    for (;;) {
+      if (stream->next(&t, 0.1)) {
+        append(all, out.push(std::move(t)));
+        if (out.stopped()) break;
+      } else if (stream->finished() != FinishReason::kNone) {
+        break;
       }
-      auto r = std::make_shared<ApiRequest>(std::move(*parsed));
-      if (r->model.empty()) r->model = options_.model_name;
-      r->params.stop_ids = stop_ids_;
-      const int n_prompt = static_cast<int>(r->params.prompt.size());
-      if (n_prompt + r->params.max_new > loop_.max_seq_len())
-        return error(res, 400,
-                     "prompt (" + std::to_string(n_prompt) + " tokens) + max_tokens (" +
-                         std::to_string(r->params.max_new) + ") exceeds the context of " +
-                         std::to_string(loop_.max_seq_len()));
-      auto stream = loop_.submit(r->params);
-      const std::string id = next_id(chat ? "chatcmpl-" : "cmpl-");
-      const int64_t created = unix_now();
-      if (!r->stream) {
-        std::string text;
-        int prev = r->params.prompt.back(), tok, n = 0;
-        for (;;) {
-          if (stream->next(&tok, 1.0)) {
-            text += tok_.decode_token(prev, tok);
-            prev = tok;
-            ++n;
-          } else if (stream->finished() != FinishReason::kNone) {
-            break;  // (httplib 0.11 cannot see a non-streaming client leave; max_tokens bounds it)
-          }
-        }
-        if (stream->finished() == FinishReason::kError) return error(res, 400, stream->error());
-        res.set_content(dump(completion_body(*r, id, created, text,
-                                             finish_reason_name(stream->finished()), n_prompt, n)),
-                        "application/json");
+      if (!GuardedHttpServer::client_connected()) {  // nobody will read the answer
+        stream->cancel();
         return;
       }
-      // Server-sent events; a failed write means the client left: cancel and free its blocks.
-      struct State {
-        int prev;
-        Utf8Stream utf8;
-        bool sent_role = false, done = false;
-      };
-      auto st = std::make_shared<State>(State{r->params.prompt.back(), {}, false, false});
-      res.set_header("Cache-Control", "no-cache");
-      res.set_chunked_content_provider(
-          "text/event-stream",
-          [this, r, stream, st, id, created](size_t, httplib::DataSink& sink) {
-            auto send = [&](const json& j) {
-              const std::string ev = "data: " + dump(j) + "\n\n";
-              return sink.write(ev.data(), ev.size());
-            };
-            if (r->chat && !st->sent_role) {
-              json first = chunk_body(*r, id, created, "", nullptr);
-              first["choices"][0]["delta"] = {{"role", "assistant"}, {"content", ""}};
-              st->sent_role = true;
-              if (!send(first)) return stream->cancel(), false;
-            }
-            int tok;
-            std::string text;
-            while (stream->next(&tok, 0.0)) {  // everything already produced, in one event
-              text += st->utf8.push(tok_.decode_token(st->prev, tok));
-              st->prev = tok;
-            }
-            if (text.empty() && stream->finished() == FinishReason::kNone) {
-              if (stream->next(&tok, 0.25)) {
-                text += st->utf8.push(tok_.decode_token(st->prev, tok));
-                st->prev = tok;
-              } else if (!sink.is_writable()) {
-                stream->cancel();
-                return false;
-              }
-            }
-            if (!text.empty() && !send(chunk_body(*r, id, created, text, nullptr))) {
-              stream->cancel();
-              return false;
-            }
-            const FinishReason fin = stream->finished();
-            if (fin != FinishReason::kNone && !stream->next(&tok, 0.0)) {
-              const std::string tail = st->utf8.flush();
-              if (!tail.empty()) send(chunk_body(*r, id, created, tail, nullptr));
-              if (fin == FinishReason::kError) {
-                const std::string ev = "data: " + api_error(stream->error()) + "\n\n";
-                sink.write(ev.data(), ev.size());
-              } else {
-                send(chunk_body(*r, id, created, "", finish_reason_name(fin)));
-              }
-              sink.write("data: [DONE]\n\n", 14);
-              sink.done();
-              st->done = true;
-            }
-            return true;
-          },
-          [stream](bool) {
-            if (stream->finished() == FinishReason::kNone) stream->cancel();
-          });
-    };
+    }
+    if (out.stopped()) stream->cancel();  // the stop string ended it; free the blocks now
+    const FinishReason fin = stream->finished();
+    if (!out.stopped() && fin == FinishReason::kError) {
+      const int status = http_status(stream->error());
+      return error(res, status, stream->error().message(), error_type(status));
+    }
+    append(all, out.finish());
+    const char* finish = out.stopped() ? "stop" : finish_reason_name(fin);
+    res.set_content(dump(completion_body(*r, id, created, r->echo_text + all.text, finish, n_prompt,
+                                         out.n_tokens(),
+                                         logprobs_json(*r, tok_, all.tokens, echo_len))),
+                    "application/json");
+    return;
+  }
+  // Server-sent events; a failed write means the client left: cancel and free its blocks.
+  struct State {
+    explicit State(CompletionText t) : out(std::move(t)) {}
+    CompletionText out;
+    bool started = false;
   };
-  s.Post("/v1/completions", complete(false));
-  s.Post("/v1/chat/completions", complete(true));
+  auto st = std::make_shared<State>(CompletionText(tok_, r->params.prompt.back(), r->stop));
+  res.set_header("Cache-Control", "no-cache");
+  res.set_chunked_content_provider(
+      "text/event-stream",
+      [this, r, stream, st, id, created, echo_len, n_prompt](size_t, httplib::DataSink& sink) {
+        auto send = [&](const json& j) {
+          const std::string ev = "data: " + dump(j) + "\n\n";
+          return sink.write(ev.data(), ev.size());
+        };
+        auto chunk = [&](const TextPiece& p) {
+          return chunk_body(*r, id, created, p.text, nullptr,
+                            logprobs_json(*r, tok_, p.tokens, echo_len));
+        };
+        if (!st->started) {
+          st->started = true;
+          json first = chunk_body(*r, id, created, r->echo_text, nullptr);
+          if (r->chat) first["choices"][0]["delta"] = {{"role", "assistant"}, {"content", ""}};
+          if ((r->chat || r->echo) && !send(first)) return stream->cancel(), false;
+        }
+        // finished() before draining: a token pushed before the finish is then never missed.
+        FinishReason fin = stream->finished();
+        TextPiece piece;
+        StreamToken t;
+        while (!st->out.stopped() && stream->next(&t, 0.0)) append(piece, st->out.push(std::move(t)));
+        if (piece.empty() && !st->out.stopped() && fin == FinishReason::kNone) {
+          if (stream->next(&t, 0.25)) {
+            append(piece, st->out.push(std::move(t)));
+          } else if (!sink.is_writable()) {
+            stream->cancel();
+            return false;
+          }
+        }
+        if (st->out.stopped()) stream->cancel();
+        if (!piece.empty() && !send(chunk(piece))) {
+          stream->cancel();
+          return false;
+        }
+        if (!st->out.stopped() && fin == FinishReason::kNone) return true;
+        if (!st->out.stopped()) {
+          TextPiece tail = st->out.finish();
+          if (!tail.empty()) send(chunk(tail));
+        }
+        if (!st->out.stopped() && fin == FinishReason::kError) {
+          const std::string ev = "data: " + api_error(stream->error().message(), "server_error") + "\n\n";
+          sink.write(ev.data(), ev.size());
+        } else {
+          send(chunk_body(*r, id, created, "", st->out.stopped() ? "stop" : finish_reason_name(fin)));
+        }
+        if (r->include_usage) {
+          json u = chunk_body(*r, id, created, "", nullptr);
+          u["choices"] = json::array();
+          u["usage"] = usage_json(n_prompt, st->out.n_tokens());
+          send(u);
+        }
+        sink.write("data: [DONE]\n\n", 14);
+        sink.done();
+        return true;
+      },
+      [stream](bool) {
+        if (stream->finished() == FinishReason::kNone) stream->cancel();
+      });
 }
 
 Status HttpServer::bind() {
@@ -217,7 +259,9 @@ Status HttpServer::listen() {
 }
 
 void HttpServer::stop() {
-  if (http_) http_->stop();
+  if (!http_) return;
+  http_->stop();
+  http_->shutdown_front();
 }
 
 }  // namespace rme

@@ -10,26 +10,33 @@
 #include "server/serving_loop.h"
 
 namespace httplib {
-class Server;
-}
+struct Request;
+struct Response;
+}  // namespace httplib
 
 namespace rme {
+
+class GuardedHttpServer;
 
 struct HttpOptions {
   std::string host = "127.0.0.1";  // localhost unless asked otherwise
   int port = 8080;                 // 0 = any free port (tests)
   std::string api_key;             // non-empty: require "Authorization: Bearer <key>"
   size_t max_body_bytes = 1 << 20;
-  int threads = 96;  // connection handlers (each streaming client holds one)
+  int threads = 96;                // request handlers (each streaming client holds one)
+  double request_timeout_s = 10;   // a client must send its whole request within this
+  int max_connections = 1024;      // connections still sending their request, at most
   std::string model_name = "rme";
   ApiLimits limits;
 };
 
 // Routes: POST /v1/completions, POST /v1/chat/completions (both with "stream": true over SSE),
 // GET /v1/models, /health, /metrics (Prometheus text). Borrows the loop and tokenizer. Every
-// malformed or out-of-range request gets a 4xx JSON error in OpenAI's shape; a client that goes
-// away mid-stream has its request cancelled (blocks freed). Thread-safe: handlers run on
-// httplib's pool; stop() may be called from any thread.
+// malformed, unsupported or out-of-range request gets a 4xx JSON error in OpenAI's shape; a
+// failure while generating (e.g. the checkpoint changed on disk) a 500 for that request only. A
+// request is read whole by an event-driven front before a handler runs (GuardedHttpServer), so
+// slow clients cannot starve the others; a client that goes away, streaming or not, has its
+// request cancelled (blocks freed). Thread-safe: stop() may be called from any thread.
 class HttpServer {
  public:
   HttpServer(ServingLoop& loop, const Tokenizer& tokenizer, HttpOptions options);
@@ -42,10 +49,11 @@ class HttpServer {
 
  private:
   void routes();
+  void complete(const httplib::Request& req, httplib::Response& res, bool chat);
   ServingLoop& loop_;
   const Tokenizer& tok_;
   HttpOptions options_;
-  std::unique_ptr<httplib::Server> http_;
+  std::unique_ptr<GuardedHttpServer> http_;
   int port_ = 0;
   int listen_fd_ = -1;
   std::vector<int> stop_ids_;  // the tokenizer's end-of-sequence ids, found once

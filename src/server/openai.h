@@ -1,5 +1,6 @@
-// server: the OpenAI-compatible request and response shapes — parsing with limits, the default
-// chat template, and the JSON rendering of completions, chunks and errors.
+// server: the OpenAI-compatible request and response shapes — parsing with limits (every field
+// either honoured or refused with a message naming it), the default chat template, and the JSON
+// rendering of completions, chunks, log-probabilities and errors.
 #pragma once
 
 #include <cstdint>
@@ -9,6 +10,7 @@
 
 #include "core/status.h"
 #include "engine/batch_engine.h"
+#include "server/completion_text.h"
 #include "tokenizer/tokenizer.h"
 
 namespace rme {
@@ -19,6 +21,9 @@ struct ApiLimits {
   int default_max_tokens = 16;
 };
 
+inline constexpr int kMaxStops = 4;         // OpenAI's limit on "stop"
+inline constexpr int kMaxTopLogprobs = 20;  // chat's top_logprobs limit (completions: 5 there)
+
 struct ChatMessage {
   std::string role, content;
 };
@@ -27,13 +32,20 @@ struct ChatMessage {
 struct ApiRequest {
   bool chat = false;
   bool stream = false;
+  bool include_usage = false;  // stream_options.include_usage: a last chunk with usage
   std::string model;
-  RequestParams params;  // prompt tokens, max_new, sampling, ignore_eos (stop ids: the caller's)
+  RequestParams params;  // prompt tokens, max_new, sampling, logprobs (stop ids: the caller's)
+  std::vector<std::string> stop;  // stop strings, excluded from the text
+  bool logprobs = false;          // report log-probabilities (params.logprobs = top count)
+  bool echo = false;              // completions: the prompt text precedes the completion
+  std::string echo_text;          // the prompt as text, when echo
 };
 
-// Parses and validates a body (invalid JSON, wrong types, out-of-range values, too long prompts:
-// invalid_argument with a message naming the field). Prompts: a string, an array of token ids,
-// or a one-element array of either; chat: messages [{role, content}] rendered by chat_prompt().
+// Parses and validates a body (invalid JSON, wrong types, out-of-range values, too long prompts,
+// unsupported fields: invalid_argument with a message naming the field). Prompts: a string, an
+// array of token ids, or a one-element array of either; chat: messages [{role, content}] with
+// string content or text parts, rendered by chat_prompt(). Without "seed", temperature > 0
+// draws from a fresh seed per request.
 Result<ApiRequest> parse_api_request(const std::string& body, bool chat, const Tokenizer& tok,
                                      const ApiLimits& limits);
 
@@ -45,21 +57,20 @@ std::string chat_prompt(const std::vector<ChatMessage>& messages);
 std::string api_error(const std::string& message,
                       const std::string& type = "invalid_request_error");
 
-// Bodies. created: unix seconds.
+// The "logprobs" value of a choice for tokens (null when the request did not ask): completions
+// {tokens, token_logprobs, top_logprobs, text_offset}; chat {content: [{token, logprob, bytes,
+// top_logprobs}]}. offset_base: where the completion starts in the choice's text (echo).
+nlohmann::json logprobs_json(const ApiRequest& r, const Tokenizer& tok,
+                             const std::vector<TextToken>& tokens, size_t offset_base);
+
+// Bodies. created: unix seconds; finish_reason null while streaming.
 nlohmann::json completion_body(const ApiRequest& r, const std::string& id, int64_t created,
                                const std::string& text, const char* finish_reason,
-                               int prompt_tokens, int completion_tokens);
+                               int prompt_tokens, int completion_tokens,
+                               nlohmann::json logprobs = nullptr);
 nlohmann::json chunk_body(const ApiRequest& r, const std::string& id, int64_t created,
-                          const std::string& text, const char* finish_reason);
-
-// Holds back a trailing incomplete UTF-8 sequence so streamed pieces are always valid UTF-8.
-class Utf8Stream {
- public:
-  std::string push(const std::string& bytes);  // the complete prefix, buffered remainder kept
-  std::string flush();                         // whatever is left (invalid bytes replaced)
-
- private:
-  std::string pending_;
-};
+                          const std::string& text, const char* finish_reason,
+                          nlohmann::json logprobs = nullptr);
+nlohmann::json usage_json(int prompt_tokens, int completion_tokens);
 
 }  // namespace rme

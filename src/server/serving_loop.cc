@@ -7,12 +7,12 @@
 
 namespace rme {
 
-bool RequestStream::next(int* token, double timeout_s) {
+bool RequestStream::next(StreamToken* token, double timeout_s) {
   std::unique_lock<std::mutex> lock(mu_);
   cv_.wait_for(lock, std::chrono::duration<double>(timeout_s),
                [&] { return !tokens_.empty() || finish_ != FinishReason::kNone; });
   if (tokens_.empty()) return false;
-  *token = tokens_.front();
+  *token = std::move(tokens_.front());
   tokens_.pop_front();
   return true;
 }
@@ -22,20 +22,20 @@ FinishReason RequestStream::finished() const {
   return finish_;
 }
 
-std::string RequestStream::error() const {
+Status RequestStream::error() const {
   std::lock_guard<std::mutex> lock(mu_);
   return error_;
 }
 
-void RequestStream::push(int token) {
+void RequestStream::push(StreamToken token) {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    tokens_.push_back(token);
+    tokens_.push_back(std::move(token));
   }
   cv_.notify_all();
 }
 
-void RequestStream::finish(FinishReason reason, std::string error) {
+void RequestStream::finish(FinishReason reason, Status error) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     finish_ = reason;
@@ -153,6 +153,15 @@ std::vector<int64_t> ServingLoop::lookahead(const StepPlan& plan, const StepBudg
   return next_use;
 }
 
+void ServingLoop::fail_request(int64_t id, const Status& status) {
+  engine_.cancel(id);
+  auto it = live_.find(id);
+  if (it == live_.end()) return;
+  metrics_.add("requests_total{status=\"error\"}");
+  it->second->finish(FinishReason::kError, status);
+  live_.erase(it);
+}
+
 Result<bool> ServingLoop::step() {
   // Admission and cancellation.
   std::deque<std::pair<RequestParams, std::shared_ptr<RequestStream>>> incoming;
@@ -164,7 +173,7 @@ Result<bool> ServingLoop::step() {
     auto id = engine_.add(req, arrivals_++, step_);
     if (!id.ok()) {
       metrics_.add("requests_total{status=\"rejected\"}");
-      stream->finish(FinishReason::kError, id.status().message());
+      stream->finish(FinishReason::kError, id.status());
       continue;
     }
     live_[*id] = stream;
@@ -199,13 +208,19 @@ Result<bool> ServingLoop::step() {
     std::vector<int> next_experts;
     std::vector<int64_t> next_use = lookahead(plan, budget, &next_experts);
     for (int e : experts) next_use[e] = step_;
-    RME_ASSIGN_OR_RETURN(table, store_->acquire(experts, next_use, step_));
+    auto acquired = store_->acquire(experts, next_use, step_);
+    if (!acquired.ok()) {  // e.g. the checkpoint changed on disk: fail this step's requests only
+      for (const auto& c : plan.chunks) fail_request(c.id, acquired.status());
+      ++step_;
+      return true;
+    }
+    table = std::move(acquired).value();
     if (options_.prefetch) store_->prefetch(next_experts, next_use, step_);
   }
   std::vector<TokenEvent> events;
   RME_RETURN_IF_ERROR(engine_.execute(plan, step_, std::move(table), &events));
   const double t1 = now_seconds();
-  for (const TokenEvent& ev : events) {
+  for (TokenEvent& ev : events) {
     auto it = live_.find(ev.id);
     if (it == live_.end()) continue;
     RequestStream& s = *it->second;
@@ -216,14 +231,16 @@ Result<bool> ServingLoop::step() {
       }
       s.last_token = t1;
       ++s.n_tokens;
-      s.push(ev.token);
+      s.push({ev.token, ev.logprob, std::move(ev.top)});
       metrics_.add("generated_tokens_total");
     }
     if (ev.finish != FinishReason::kNone) {
       metrics_.e2e.observe(t1 - s.submitted);
       if (s.n_tokens > 1) metrics_.tpot.observe((s.last_token - s.first_token) / (s.n_tokens - 1));
       metrics_.add(std::string("requests_total{status=\"") + finish_reason_name(ev.finish) + "\"}");
-      s.finish(ev.finish, ev.finish == FinishReason::kError ? "routing failed" : "");
+      s.finish(ev.finish, ev.finish == FinishReason::kError
+                              ? internal_error("routing the sampled token failed")
+                              : Status::Ok());
       live_.erase(it);
     }
   }
@@ -268,7 +285,7 @@ void ServingLoop::start() {
       if (!worked.ok()) {  // an engine invariant broke: fail the live requests, keep serving
         for (auto& [id, s] : live_) {
           engine_.cancel(id);
-          s->finish(FinishReason::kError, worked.status().message());
+          s->finish(FinishReason::kError, worked.status());
         }
         live_.clear();
         continue;

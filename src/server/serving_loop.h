@@ -20,21 +20,28 @@
 
 namespace rme {
 
+// One generated token as a client receives it (logprob/top filled when the request asked).
+struct StreamToken {
+  int id = -1;
+  float logprob = 0.0f;
+  std::vector<std::pair<int, float>> top;
+};
+
 // Tokens of one request, produced by the loop thread and consumed by a client thread.
 // Thread-safe. cancel() from the client ends the request at the next step and frees its blocks.
 class RequestStream {
  public:
   // Client side: waits up to timeout_s for the next token; false when nothing more will come
   // (finished() tells why) or on timeout (then finished() is kNone).
-  bool next(int* token, double timeout_s);
+  bool next(StreamToken* token, double timeout_s);
   FinishReason finished() const;
-  std::string error() const;
+  Status error() const;  // why, when finished() is kError
   void cancel() { cancelled_ = true; }
   bool cancelled() const { return cancelled_; }
 
   // Loop side.
-  void push(int token);
-  void finish(FinishReason reason, std::string error = "");
+  void push(StreamToken token);
+  void finish(FinishReason reason, Status error = Status::Ok());
 
   double submitted = 0, first_token = 0, last_token = 0;  // seconds (loop clock)
   int n_tokens = 0;
@@ -42,9 +49,9 @@ class RequestStream {
  private:
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<int> tokens_;
+  std::deque<StreamToken> tokens_;
   FinishReason finish_ = FinishReason::kNone;
-  std::string error_;
+  Status error_;
   std::atomic<bool> cancelled_{false};
 };
 
@@ -95,6 +102,7 @@ class ServingLoop {
   ServingLoop(const Model& model, ThreadPool& pool, const BatchEngineOptions& engine);
   std::vector<int64_t> lookahead(const StepPlan& plan, const StepBudget& budget,
                                  std::vector<int>* next_experts) const;
+  void fail_request(int64_t id, const Status& status);
 
   const Model& model_;
   BatchEngineOptions engine_options_;

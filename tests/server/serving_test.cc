@@ -79,9 +79,9 @@ RunResult run(const Model& m, const std::vector<RequestParams>& reqs, const std:
     }
     for (auto& s : streams) {
       std::vector<int> toks;
-      int t;
-      while (s->next(&t, 0)) toks.push_back(t);
-      EXPECT_EQ(s->finished(), FinishReason::kLength) << s->error();
+      StreamToken t;
+      while (s->next(&t, 0)) toks.push_back(t.id);
+      EXPECT_EQ(s->finished(), FinishReason::kLength) << s->error().message();
       out.tokens.push_back(toks);
     }
   };
@@ -200,7 +200,7 @@ TEST(ServingTest, BadRequestsFinishWithAnErrorAndTheLoopKeepsServing) {
   }
   for (auto* s : {&a, &b, &c}) {
     EXPECT_EQ((*s)->finished(), FinishReason::kError);
-    EXPECT_FALSE((*s)->error().empty());
+    EXPECT_FALSE((*s)->error().message().empty());
   }
   EXPECT_EQ(ok->finished(), FinishReason::kLength);
   EXPECT_EQ(ok->n_tokens, 12);

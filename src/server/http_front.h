@@ -1,0 +1,57 @@
+// server: GuardedHttpServer, cpp-httplib's server behind an event-driven front: one epoll thread
+// reads every request completely (headers and body, within a deadline and a connection limit)
+// before a worker thread sees it, so slow or idle clients cannot occupy the workers.
+#pragma once
+
+#include <httplib.h>
+
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+
+namespace rme {
+
+struct FrontOptions {
+  int workers = 96;                  // handler threads (each streaming client holds one)
+  double request_timeout_s = 10;     // to send a whole request, headers and body
+  double keep_alive_idle_s = 5;      // between requests on a kept-alive connection
+  int max_connections = 1024;        // waiting in the front (more: closed with 503)
+  size_t max_request_bytes = 1 << 20;  // headers + body buffered; larger ones go on unread
+};
+
+// Thread-safe like httplib::Server: handlers run on the workers; stop() from any thread.
+// A request whose connection goes away is seen by handlers through client_connected().
+class GuardedHttpServer : public httplib::Server {
+ public:
+  explicit GuardedHttpServer(FrontOptions options);
+  ~GuardedHttpServer() override;
+  // Ends the front and the workers after httplib's listen loop has returned.
+  void shutdown_front();
+
+  // From a handler: false once the client has closed or reset its connection (a non-streaming
+  // request can then be cancelled). True outside handlers.
+  static bool client_connected();
+
+ private:
+  struct Conn;
+  bool process_and_close_socket(socket_t sock) override;  // called inline by the listen loop
+  void add(socket_t sock, std::string buffered, double idle_s);
+  void front_loop();
+  void serve(std::unique_ptr<Conn> conn);
+  void drop(socket_t sock, const char* response);
+
+  FrontOptions options_;
+  int epoll_fd_ = -1;
+  int wake_fd_ = -1;  // eventfd: wakes the front for new connections and shutdown
+  std::mutex mu_;     // guards incoming_, conns_ (front thread and listener/workers)
+  std::vector<std::unique_ptr<Conn>> incoming_;
+  std::unordered_map<int, std::unique_ptr<Conn>> conns_;  // owned by the front thread
+  bool stopping_ = false;
+  std::thread front_;
+  std::unique_ptr<httplib::ThreadPool> workers_;
+};
+
+}  // namespace rme
