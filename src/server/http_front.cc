@@ -278,11 +278,10 @@ void GuardedHttpServer::front_loop() {
         closed = r == 0 || (errno != EAGAIN && errno != EWOULDBLOCK);
         break;
       }
-      if (closed) {
-        drop(fd, nullptr);
-        continue;
-      }
+      // A client may send its request and close at once: a whole request still goes to a handler
+      // (which sees the client gone and cancels); anything else is dropped.
       check(fd);
+      if (closed && conns_.count(fd)) drop(fd, nullptr);
     }
     std::vector<std::unique_ptr<Conn>> fresh;
     bool stopping;

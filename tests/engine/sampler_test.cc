@@ -116,5 +116,39 @@ TEST(SamplerTest, ValidateRejectsNonsense) {
   EXPECT_FALSE(p.validate().ok());
 }
 
+// OpenAI's penalties count generated tokens only (history after n_prompt): logits
+// {1, 3, 2.5, -1, 0, 2.9}, greedy.
+TEST(SamplerTest, PresenceFrequencyAndLogitBias) {
+  SamplingParams p;
+  p.temperature = 0;
+  auto pick = [&](std::vector<int> history, size_t n_prompt) {
+    Sampler s(p);
+    auto l = logits();
+    return s.sample(l.data(), 6, history, n_prompt);
+  };
+  p.presence_penalty = 0.2f;  // 3 - 0.2 = 2.8 < 2.9: token 5 wins
+  EXPECT_EQ(pick({1}, 0), 5);
+  EXPECT_EQ(pick({1}, 1), 1);  // the 1 is in the prompt: no penalty
+  p.presence_penalty = 0;
+  p.frequency_penalty = 0.06f;  // once: 2.94 still wins; twice: 2.88 loses to 2.9
+  EXPECT_EQ(pick({1}, 0), 1);
+  EXPECT_EQ(pick({1, 1}, 0), 5);
+  p.frequency_penalty = 0;
+  p.logit_bias = {{3, 5.0f}};  // -1 + 5 = 4
+  EXPECT_EQ(pick({}, 0), 3);
+  // Log-probabilities: log-softmax of the logits, top alternatives most likely first.
+  auto l = logits();
+  std::vector<std::pair<int, float>> top;
+  double z = 0;
+  for (float x : l) z += std::exp(x);
+  EXPECT_NEAR(token_logprob(l.data(), 6, 2, 2, &top), 2.5 - std::log(z), 1e-5);
+  ASSERT_EQ(top.size(), 2u);
+  EXPECT_EQ(top[0].first, 1);
+  EXPECT_EQ(top[1].first, 5);
+  EXPECT_NEAR(top[0].second, 3.0 - std::log(z), 1e-5);
+  p.presence_penalty = 3;
+  EXPECT_FALSE(p.validate().ok());
+}
+
 }  // namespace
 }  // namespace rme
