@@ -85,9 +85,8 @@ Status MappedFile::detach(std::vector<std::pair<uint64_t, uint64_t>> holes) {
   ::close(fd);
   if (status.ok() && mprotect(p, size_, PROT_READ) != 0)
     status = io_error(path_ + ": mprotect: " + std::strerror(errno));
-  if (status.ok() &&
-      mremap(p, size_, size_, MREMAP_MAYMOVE | MREMAP_FIXED, const_cast<uint8_t*>(data_)) ==
-          MAP_FAILED)
+  if (status.ok() && mremap(p, size_, size_, MREMAP_MAYMOVE | MREMAP_FIXED,
+                            const_cast<uint8_t*>(data_)) == MAP_FAILED)
     status = io_error(path_ + ": mremap: " + std::strerror(errno));
   if (!status.ok()) {
     munmap(p, size_);

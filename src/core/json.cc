@@ -62,9 +62,11 @@ Result<int64_t> JsonFields::integer(const char* key, int64_t def, int64_t lo, in
 }
 
 Result<int64_t> JsonFields::required_integer(const char* key, int64_t lo, int64_t hi) const {
-  const std::string range = "an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]";
-  if (!has(key)) return Status(code_ == StatusCode::kCorrupt ? StatusCode::kNotFound : code_,
-                               what_ + ": '" + key + "' is missing");
+  const std::string range =
+      "an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]";
+  if (!has(key))
+    return Status(code_ == StatusCode::kCorrupt ? StatusCode::kNotFound : code_,
+                  what_ + ": '" + key + "' is missing");
   const json& v = j_[key];
   int64_t x = 0;
   if (v.is_number_integer()) {

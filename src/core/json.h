@@ -30,8 +30,7 @@ Result<nlohmann::json> parse_json(std::string_view text, const std::string& what
 // value gives an error of `code` naming "what: 'key'". Never throws.
 class JsonFields {
  public:
-  JsonFields(const nlohmann::json& object, std::string what,
-             StatusCode code = StatusCode::kCorrupt)
+  JsonFields(const nlohmann::json& object, std::string what, StatusCode code = StatusCode::kCorrupt)
       : j_(object), what_(std::move(what)), code_(code) {}
 
   bool has(const char* key) const;  // present and not null

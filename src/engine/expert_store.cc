@@ -120,8 +120,7 @@ Status ExpertStore::read_expert(int expert, uint8_t* dst, bool check) {
     stats_.bytes_read += done;
   }
   if (done < need)
-    return io_error(what + ": short read (" + std::to_string(done) + " of " +
-                    std::to_string(need) +
+    return io_error(what + ": short read (" + std::to_string(done) + " of " + std::to_string(need) +
                     " bytes): the checkpoint is shorter than when it was opened (truncated or "
                     "being replaced)");
   const uint64_t h = hash_bytes(dst, static_cast<size_t>(need));

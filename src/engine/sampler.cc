@@ -123,7 +123,9 @@ float token_logprob(const float* logits, int n_vocab, int token, int n,
   n = std::min(n, n_vocab);
   if (n > 0) {
     // Selection of the n best (n <= 20): one pass, insertion into a short sorted list.
-    auto better = [&](int a, int b) { return logits[a] != logits[b] ? logits[a] > logits[b] : a < b; };
+    auto better = [&](int a, int b) {
+      return logits[a] != logits[b] ? logits[a] > logits[b] : a < b;
+    };
     std::vector<int> best;
     best.reserve(n + 1);
     for (int i = 0; i < n_vocab; ++i) {

@@ -1,5 +1,6 @@
 // engine: Sampler, the token sampling chain (logit bias, repetition / presence / frequency
-// penalties, greedy or top-k -> temperature -> top-p -> min-p -> seeded draw), and log-probabilities.
+// penalties, greedy or top-k -> temperature -> top-p -> min-p -> seeded draw), and
+// log-probabilities.
 #pragma once
 
 #include <cstdint>

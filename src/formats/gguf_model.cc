@@ -249,7 +249,8 @@ Status write_gguf_model(const Model& model, const Tokenizer* tokenizer, const st
   }
 
   std::vector<std::shared_ptr<Buffer>> keep;
-  if (model.moe.is_moe() || !c.n_ff_layer.empty()) w.set_string("rme.moe", moe_layout_json(model, path));
+  if (model.moe.is_moe() || !c.n_ff_layer.empty())
+    w.set_string("rme.moe", moe_layout_json(model, path));
   model.for_each_weight([&](const WeightId& id, const MatView& v) {
     const bool norm = is_norm(id);
     if (v.data == nullptr) return;  // a zero-width shared expert

@@ -52,8 +52,7 @@ Result<std::unique_ptr<SafetensorsFile>> SafetensorsFile::open(const std::string
                    (n > kMaxHeader ? "the 100 MB limit" : "the file size " + std::to_string(size)));
   const char* hp = reinterpret_cast<const char*>(st->file_->data() + 8);
   RME_ASSIGN_OR_RETURN(json h, parse_json(std::string_view(hp, n), path + ": header"));
-  if (!h.is_object())
-    return corrupt(path + ": header is not a JSON object (or not valid UTF-8)");
+  if (!h.is_object()) return corrupt(path + ": header is not a JSON object (or not valid UTF-8)");
   const uint8_t* data = st->file_->data() + 8 + n;
   const uint64_t data_size = size - 8 - n;
   for (const auto& [name, info] : h.items()) {

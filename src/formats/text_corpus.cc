@@ -6,7 +6,6 @@
 #include <sstream>
 
 #include "core/json.h"
-
 #include "tokenizer/utf8.h"
 
 namespace rme {

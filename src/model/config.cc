@@ -47,8 +47,9 @@ Status LlamaConfig::validate() const {
   if (s.type == RopeScaling::Type::kLlama3 &&
       (!(s.low_freq_factor > 0) || !(s.high_freq_factor > s.low_freq_factor) ||
        !std::isfinite(s.high_freq_factor) || s.original_max_position <= 0))
-    return bad("llama3 rope_scaling needs 0 < low_freq_factor < high_freq_factor and a positive "
-               "original_max_position_embeddings");
+    return bad(
+        "llama3 rope_scaling needs 0 < low_freq_factor < high_freq_factor and a positive "
+        "original_max_position_embeddings");
   if (!std::isfinite(rope_theta)) return bad("rope_theta must be finite");
   return Status::Ok();
 }

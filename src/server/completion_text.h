@@ -16,9 +16,9 @@ namespace rme {
 // A released token: its bytes, where they start in the completion text, and its logprobs.
 struct TextToken {
   int id = -1;
-  int prev = -1;       // the token before (how alternatives to this one are spelled)
-  std::string bytes;   // may be part of a UTF-8 character (byte tokens)
-  size_t offset = 0;   // byte offset of `bytes` in the completion text
+  int prev = -1;      // the token before (how alternatives to this one are spelled)
+  std::string bytes;  // may be part of a UTF-8 character (byte tokens)
+  size_t offset = 0;  // byte offset of `bytes` in the completion text
   float logprob = 0.0f;
   std::vector<std::pair<int, float>> top;
 };

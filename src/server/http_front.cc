@@ -40,7 +40,9 @@ class InlineQueue : public httplib::TaskQueue {
 class BufferedSocketStream : public httplib::Stream {
  public:
   BufferedSocketStream(int fd, std::string buffered, time_t read_s, time_t write_s)
-      : fd_(fd), buf_(std::move(buffered)), read_ms_(static_cast<int>(read_s * 1000)),
+      : fd_(fd),
+        buf_(std::move(buffered)),
+        read_ms_(static_cast<int>(read_s * 1000)),
         write_ms_(static_cast<int>(write_s * 1000)) {}
 
   bool is_readable() const override { return at_ < buf_.size() || wait(POLLIN, read_ms_); }
@@ -124,15 +126,15 @@ enum class Completeness { kWaiting, kComplete, kHandOver };
 Completeness request_state(std::string& buf, size_t max_bytes, bool* wants_continue) {
   *wants_continue = false;
   const size_t he = buf.find("\r\n\r\n");
-  if (he == std::string::npos) return buf.size() > 65536 ? Completeness::kHandOver
-                                                         : Completeness::kWaiting;
+  if (he == std::string::npos)
+    return buf.size() > 65536 ? Completeness::kHandOver : Completeness::kWaiting;
   std::string head = buf.substr(0, he + 2);
-  std::transform(head.begin(), head.end(), head.begin(), [](unsigned char c) {
-    return static_cast<char>(std::tolower(c));
-  });
+  std::transform(head.begin(), head.end(), head.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
   const size_t body_at = he + 4, have = buf.size() - body_at;
   if (head.find("\r\ntransfer-encoding:") != std::string::npos) {
-    if (buf.find("\r\n0\r\n\r\n", he) != std::string::npos || buf.compare(body_at, 5, "0\r\n\r\n") == 0)
+    if (buf.find("\r\n0\r\n\r\n", he) != std::string::npos ||
+        buf.compare(body_at, 5, "0\r\n\r\n") == 0)
       return Completeness::kComplete;
     return buf.size() > max_bytes ? Completeness::kHandOver : Completeness::kWaiting;
   }
@@ -170,7 +172,8 @@ GuardedHttpServer::GuardedHttpServer(FrontOptions options) : options_(options) {
   ev.events = EPOLLIN;
   ev.data.fd = wake_fd_;
   epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, wake_fd_, &ev);
-  workers_ = std::make_unique<httplib::ThreadPool>(static_cast<size_t>(std::max(1, options_.workers)));
+  workers_ =
+      std::make_unique<httplib::ThreadPool>(static_cast<size_t>(std::max(1, options_.workers)));
   front_ = std::thread([this] { front_loop(); });
 }
 

@@ -15,10 +15,10 @@
 namespace rme {
 
 struct FrontOptions {
-  int workers = 96;                  // handler threads (each streaming client holds one)
-  double request_timeout_s = 10;     // to send a whole request, headers and body
-  double keep_alive_idle_s = 5;      // between requests on a kept-alive connection
-  int max_connections = 1024;        // waiting in the front (more: closed with 503)
+  int workers = 96;                    // handler threads (each streaming client holds one)
+  double request_timeout_s = 10;       // to send a whole request, headers and body
+  double keep_alive_idle_s = 5;        // between requests on a kept-alive connection
+  int max_connections = 1024;          // waiting in the front (more: closed with 503)
   size_t max_request_bytes = 1 << 20;  // headers + body buffered; larger ones go on unread
 };
 

@@ -37,9 +37,9 @@ void error(httplib::Response& res, int status, const std::string& message,
 // A request that failed while generating: the client's fault (400) only for bad input found at
 // admission; anything else (I/O, a changed checkpoint, an engine error) is the server's (500).
 int http_status(const Status& st) {
-  return st.code() == StatusCode::kInvalidArgument ? 400
+  return st.code() == StatusCode::kInvalidArgument     ? 400
          : st.code() == StatusCode::kResourceExhausted ? 503
-                                                        : 500;
+                                                       : 500;
 }
 const char* error_type(int status) {
   return status == 400 ? "invalid_request_error" : "server_error";
@@ -56,9 +56,9 @@ HttpServer::HttpServer(ServingLoop& loop, const Tokenizer& tokenizer, HttpOption
     : loop_(loop),
       tok_(tokenizer),
       options_(std::move(options)),
-      http_(std::make_unique<GuardedHttpServer>(FrontOptions{
-          options_.threads, options_.request_timeout_s, 5.0, options_.max_connections,
-          options_.max_body_bytes})) {
+      http_(std::make_unique<GuardedHttpServer>(
+          FrontOptions{options_.threads, options_.request_timeout_s, 5.0, options_.max_connections,
+                       options_.max_body_bytes})) {
   for (int id = 0; id < tok_.n_vocab(); ++id)
     if (tok_.is_eos(id)) stop_ids_.push_back(id);
   routes();
@@ -116,9 +116,8 @@ void HttpServer::routes() {
   s.Post("/v1/completions", [this](const httplib::Request& req, httplib::Response& res) {
     complete(req, res, false);
   });
-  s.Post("/v1/chat/completions", [this](const httplib::Request& req, httplib::Response& res) {
-    complete(req, res, true);
-  });
+  s.Post("/v1/chat/completions",
+         [this](const httplib::Request& req, httplib::Response& res) { complete(req, res, true); });
 }
 
 void HttpServer::complete(const httplib::Request& req, httplib::Response& res, bool chat) {
@@ -164,10 +163,10 @@ void HttpServer::complete(const httplib::Request& req, httplib::Response& res, b
     }
     append(all, out.finish());
     const char* finish = out.stopped() ? "stop" : finish_reason_name(fin);
-    res.set_content(dump(completion_body(*r, id, created, r->echo_text + all.text, finish, n_prompt,
-                                         out.n_tokens(),
-                                         logprobs_json(*r, tok_, all.tokens, echo_len))),
-                    "application/json");
+    res.set_content(
+        dump(completion_body(*r, id, created, r->echo_text + all.text, finish, n_prompt,
+                             out.n_tokens(), logprobs_json(*r, tok_, all.tokens, echo_len))),
+        "application/json");
     return;
   }
   // Server-sent events; a failed write means the client left: cancel and free its blocks.
@@ -199,7 +198,8 @@ void HttpServer::complete(const httplib::Request& req, httplib::Response& res, b
         FinishReason fin = stream->finished();
         TextPiece piece;
         StreamToken t;
-        while (!st->out.stopped() && stream->next(&t, 0.0)) append(piece, st->out.push(std::move(t)));
+        while (!st->out.stopped() && stream->next(&t, 0.0))
+          append(piece, st->out.push(std::move(t)));
         if (piece.empty() && !st->out.stopped() && fin == FinishReason::kNone) {
           if (stream->next(&t, 0.25)) {
             append(piece, st->out.push(std::move(t)));
@@ -219,10 +219,12 @@ void HttpServer::complete(const httplib::Request& req, httplib::Response& res, b
           if (!tail.empty()) send(chunk(tail));
         }
         if (!st->out.stopped() && fin == FinishReason::kError) {
-          const std::string ev = "data: " + api_error(stream->error().message(), "server_error") + "\n\n";
+          const std::string ev =
+              "data: " + api_error(stream->error().message(), "server_error") + "\n\n";
           sink.write(ev.data(), ev.size());
         } else {
-          send(chunk_body(*r, id, created, "", st->out.stopped() ? "stop" : finish_reason_name(fin)));
+          send(chunk_body(*r, id, created, "",
+                          st->out.stopped() ? "stop" : finish_reason_name(fin)));
         }
         if (r->include_usage) {
           json u = chunk_body(*r, id, created, "", nullptr);

@@ -22,11 +22,24 @@ Status type_error(const std::string& field, const char* want) {
 // Fields each endpoint honours (OpenAI's, plus the common extensions top_k, min_p,
 // repetition_penalty, ignore_eos). Anything else is refused, so no setting is silently dropped.
 const std::set<std::string>& known_fields(bool chat) {
-  static const std::set<std::string> kCommon = {
-      "model",       "max_tokens", "temperature",       "top_p",          "n",
-      "stream",      "stream_options", "stop",          "presence_penalty", "frequency_penalty",
-      "logit_bias",  "logprobs",   "user",              "seed",           "top_k",
-      "min_p",       "repetition_penalty", "ignore_eos"};
+  static const std::set<std::string> kCommon = {"model",
+                                                "max_tokens",
+                                                "temperature",
+                                                "top_p",
+                                                "n",
+                                                "stream",
+                                                "stream_options",
+                                                "stop",
+                                                "presence_penalty",
+                                                "frequency_penalty",
+                                                "logit_bias",
+                                                "logprobs",
+                                                "user",
+                                                "seed",
+                                                "top_k",
+                                                "min_p",
+                                                "repetition_penalty",
+                                                "ignore_eos"};
   static const std::set<std::string> kChat = [] {
     std::set<std::string> s = kCommon;
     s.insert({"messages", "max_completion_tokens", "top_logprobs", "response_format", "tools",
@@ -137,9 +150,9 @@ Status sampling_fields(const json& body, const JsonFields& f, SamplingParams& s)
     s.seed = static_cast<uint64_t>(seed);
   } else {  // OpenAI samples differently each time unless a seed is given
     static std::atomic<uint64_t> counter{0};
-    s.seed = splitmix(static_cast<uint64_t>(
-                          std::chrono::steady_clock::now().time_since_epoch().count()) ^
-                      splitmix(counter++));
+    s.seed = splitmix(
+        static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()) ^
+        splitmix(counter++));
   }
   if (f.has("logit_bias")) {
     const json& b = body["logit_bias"];
@@ -163,7 +176,8 @@ Status sampling_fields(const json& body, const JsonFields& f, SamplingParams& s)
 Status refused_fields(const json& body, const JsonFields& f, bool chat) {
   RME_ASSIGN_OR_RETURN(int64_t n, f.integer("n", 1, 1, 1 << 20));
   if (n != 1) return invalid_argument("'n' must be 1 (one choice per request: send n requests)");
-  for (const char* k : {"tools", "tool_choice", "functions", "function_call", "parallel_tool_calls"})
+  for (const char* k :
+       {"tools", "tool_choice", "functions", "function_call", "parallel_tool_calls"})
     if (f.has(k)) return invalid_argument(std::string("'") + k + "': tool calls are not supported");
   if (chat && f.has("response_format")) {
     const json& rf = body["response_format"];
@@ -203,12 +217,15 @@ Result<ApiRequest> parse_api_request(const std::string& text, bool chat, const T
   RME_RETURN_IF_ERROR(refused_fields(body, f, chat));
   if (f.has("stream_options")) {
     const json& so = body["stream_options"];
-    if (!r.stream) return invalid_argument("'stream_options' is only allowed with \"stream\": true");
+    if (!r.stream)
+      return invalid_argument("'stream_options' is only allowed with \"stream\": true");
     if (!so.is_object()) return type_error("stream_options", "an object");
     for (const auto& [k, v] : so.items())
-      if (k != "include_usage") return invalid_argument("'stream_options." + k + "' is not supported");
-    RME_ASSIGN_OR_RETURN(r.include_usage, JsonFields(so, "'stream_options'", StatusCode::kInvalidArgument)
-                                              .boolean("include_usage", false));
+      if (k != "include_usage")
+        return invalid_argument("'stream_options." + k + "' is not supported");
+    RME_ASSIGN_OR_RETURN(r.include_usage,
+                         JsonFields(so, "'stream_options'", StatusCode::kInvalidArgument)
+                             .boolean("include_usage", false));
   }
   std::vector<int> ids;
   if (chat) {
@@ -241,7 +258,8 @@ Result<ApiRequest> parse_api_request(const std::string& text, bool chat, const T
     r.params.logprobs = static_cast<int>(top);
     RME_ASSIGN_OR_RETURN(r.echo, f.boolean("echo", false));
     if (r.echo && r.logprobs)
-      return invalid_argument("'echo' with 'logprobs' is not supported (no prompt log-probabilities)");
+      return invalid_argument(
+          "'echo' with 'logprobs' is not supported (no prompt log-probabilities)");
     if (r.echo) r.echo_text = tok.decode(ids);
   }
   r.params.prompt = std::move(ids);
@@ -270,8 +288,10 @@ json logprobs_json(const ApiRequest& r, const Tokenizer& tok, const std::vector<
         const std::string s = tok.decode_token(t.prev, id);
         top.push_back({{"token", s}, {"logprob", lp}, {"bytes", bytes(s)}});
       }
-      content.push_back(
-          {{"token", t.bytes}, {"logprob", t.logprob}, {"bytes", bytes(t.bytes)}, {"top_logprobs", top}});
+      content.push_back({{"token", t.bytes},
+                         {"logprob", t.logprob},
+                         {"bytes", bytes(t.bytes)},
+                         {"top_logprobs", top}});
     }
     return {{"content", content}};
   }

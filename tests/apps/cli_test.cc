@@ -6,6 +6,9 @@
 #include <array>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
 
 #include "core/file.h"
 #include "formats/npy.h"
@@ -63,6 +66,43 @@ TEST(CliTest, BadInputExitsOneWithAMessage) {
     CmdResult r = rme(args);
     EXPECT_EQ(r.code, 1) << args << "\n" << r.err;
     EXPECT_NE(r.err.find("rme: error: "), std::string::npos) << args;
+  }
+}
+
+// Wrong-typed or impossible values in a Hugging Face directory's JSON files: exit 1 with the
+// file and field named (they used to end in `terminate called ... type_error`, exit 134).
+TEST(CliTest, WrongTypedConfigValuesAreErrorsNotAborts) {
+  const std::string mini = std::string(RME_SOURCE_DIR) + "/data/models/rme-mini";
+  const std::string cfg = read_file(mini + "/config.json").value();
+  struct Case {
+    std::string file, content, needle;
+  };
+  auto with = [&](const std::string& key, const std::string& value) {
+    nlohmann::json c = nlohmann::json::parse(cfg);
+    c[key] = nlohmann::json::parse(value);
+    return c.dump();
+  };
+  const std::vector<Case> cases = {
+      {"config.json", with("tie_word_embeddings", "\"yes\""), "'tie_word_embeddings'"},
+      {"config.json", with("rope_scaling", "\"linear\""), "'rope_scaling'"},
+      {"config.json", with("rope_theta", "\"1e4\""), "'rope_theta'"},
+      {"config.json", with("rme_rope_freq_factors", "[0, 0, 0, 0]"), "rope_freq_factors"},
+      {"config.json", with("rme_moe", "{\"n_expert\": \"2\"}"), "'n_expert'"},
+      {"generation_config.json", "{\"eos_token_id\": 99999999}", "'eos_token_id'"},
+      {"generation_config.json", "{\"bos_token_id\": \"1\"}", "'bos_token_id'"},
+      {"tokenizer_config.json", "{\"add_bos_token\": 1}", "'add_bos_token'"},
+  };
+  for (const Case& c : cases) {
+    const std::string dir = test::temp_dir("cli_cfg");
+    for (const char* f : {"config.json", "model.safetensors", "tokenizer.json"})
+      std::filesystem::copy_file(mini + "/" + f, dir + "/" + f);
+    std::ofstream(dir + "/" + c.file, std::ios::trunc) << c.content;
+    for (const std::string cmd : {"info ", "generate --new-tokens 2 --prompt Hi "}) {
+      CmdResult r = rme(cmd + dir);
+      EXPECT_EQ(r.code, 1) << c.file << " " << c.content.substr(0, 60) << "\n" << r.err;
+      EXPECT_NE(r.err.find("rme: error: "), std::string::npos) << r.err;
+      EXPECT_NE(r.err.find(c.needle), std::string::npos) << r.err;
+    }
   }
 }
 

@@ -33,7 +33,7 @@ TEST(MappedFileTest, DetachedMappingSurvivesTruncation) {
   ASSERT_EQ(::truncate(path.c_str(), 0), 0);
   const char* d = reinterpret_cast<const char*>(f->data());
   EXPECT_EQ(std::string(d, 4096), bytes.substr(0, 4096));  // partial hole pages are copied
-  EXPECT_EQ(d[4096], 0);                                    // the whole page never was
+  EXPECT_EQ(d[4096], 0);                                   // the whole page never was
   EXPECT_EQ(d[2 * 4096 - 1], 0);
   EXPECT_EQ(std::string(d + 2 * 4096, 4096 + 100), bytes.substr(2 * 4096));
   // A file whose size changed since open() is refused, the mapping unchanged.
@@ -93,7 +93,8 @@ TEST_F(FaultTest, ChangedCheckpointFailsRequestsUntilWholeAgain) {
   EXPECT_NE(e1.find("short read"), std::string::npos) << e1;  // an error, not garbage or SIGBUS
 
   std::string flipped = good_;  // same size, every byte of the second half changed
-  for (size_t i = good_.size() / 2; i < good_.size(); ++i) flipped[i] = static_cast<char>(~flipped[i]);
+  for (size_t i = good_.size() / 2; i < good_.size(); ++i)
+    flipped[i] = static_cast<char>(~flipped[i]);
   dump(path_, flipped);
   auto [t2, e2] = run(*loop);
   EXPECT_NE(e2.find("changed on disk"), std::string::npos) << e2;

@@ -58,9 +58,9 @@ TEST_F(HttpTest, StopStringsEndTheCompletionBeforeThemStreamingOrNot) {
   EXPECT_EQ(completion_text(j), want);
   EXPECT_EQ(j["choices"][0]["finish_reason"], "stop");
   EXPECT_LT(j["usage"]["completion_tokens"].get<int>(), 24);
-  auto res = client().Post("/v1/completions", base + R"(,"stream":true,"stop":)" +
-                                                  json(stop).dump() + "}",
-                           "application/json");
+  auto res =
+      client().Post("/v1/completions", base + R"(,"stream":true,"stop":)" + json(stop).dump() + "}",
+                    "application/json");
   ASSERT_TRUE(res && res->status == 200);
   EXPECT_EQ(stream_text(res->body), std::make_pair(want, std::string("stop")));
   EXPECT_NE(res->body.find("data: [DONE]"), std::string::npos);
@@ -107,7 +107,8 @@ TEST_F(HttpTest, SeedsReproduceAndLogitBiasForcesTokens) {
   auto sample = [&](const std::string& extra) {
     return completion_text(post("/v1/completions",
                                 R"({"prompt":"Once upon a time","max_tokens":16,"temperature":1.0,
-                                    "ignore_eos":true)" + extra + "}",
+                                    "ignore_eos":true)" +
+                                    extra + "}",
                                 &st));
   };
   const std::string a = sample(R"(,"seed":42)");
@@ -117,10 +118,11 @@ TEST_F(HttpTest, SeedsReproduceAndLogitBiasForcesTokens) {
   EXPECT_TRUE(differs);
   // +100 on one token: every sampled token is that one.
   const int forced = model_->tokenizer->encode(" cat", false).back();
-  json j = post("/v1/completions",
-                R"({"prompt":"Once","max_tokens":5,"ignore_eos":true,"logprobs":0,"logit_bias":{")" +
-                    std::to_string(forced) + R"(":100}})",
-                &st);
+  json j =
+      post("/v1/completions",
+           R"({"prompt":"Once","max_tokens":5,"ignore_eos":true,"logprobs":0,"logit_bias":{")" +
+               std::to_string(forced) + R"(":100}})",
+           &st);
   ASSERT_EQ(st, 200) << j.dump();
   EXPECT_EQ(j["choices"][0]["logprobs"]["tokens"].size(), 5u);
   std::string one = model_->tokenizer->decode_token(forced, forced);
@@ -195,9 +197,10 @@ TEST_F(HttpTest, ANonStreamingClientThatLeavesCancelsItsRequest) {
     const int fd = connect_raw(server_->port());
     ASSERT_GE(fd, 0);
     const std::string body = R"({"prompt":"Once upon a time","max_tokens":32,"ignore_eos":true})";
-    const std::string req = "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: "
-                            "application/json\r\nContent-Length: " +
-                            std::to_string(body.size()) + "\r\n\r\n" + body;
+    const std::string req =
+        "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: "
+        "application/json\r\nContent-Length: " +
+        std::to_string(body.size()) + "\r\n\r\n" + body;
     (void)!::send(fd, req.data(), req.size(), MSG_NOSIGNAL);
     ::close(fd);
   }

@@ -13,7 +13,6 @@
 namespace rme {
 namespace {
 
-
 TEST_F(HttpTest, BadRequestsGetOpenAiStyle4xxErrors) {
   const std::pair<const char*, const char*> cases[] = {
       {"/v1/completions", "{not json"},

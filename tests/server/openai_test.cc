@@ -151,11 +151,13 @@ TEST_F(ParseTest, RefusesWhatItDoesNotDo) {
   EXPECT_NE(why(R"({"prompt": "hi", "stream_options": {"include_usage": true}})")
                 .find("'stream_options'"),
             std::string::npos);
-  EXPECT_NE(why(R"({"messages": [{"role": "user", "content": "x"}], "tools": []})", true)
-                .find("'tools'"),
-            std::string::npos);
+  EXPECT_NE(
+      why(R"({"messages": [{"role": "user", "content": "x"}], "tools": []})", true).find("'tools'"),
+      std::string::npos);
   EXPECT_NE(why(R"({"messages": [{"role": "user", "content": "x"}],
-      "response_format": {"type": "json_object"}})", true).find("'response_format'"),
+      "response_format": {"type": "json_object"}})",
+                true)
+                .find("'response_format'"),
             std::string::npos);
   EXPECT_NE(why(R"({"messages": [{"role": "user", "content": "x", "name": "n"}]})", true)
                 .find("'messages[].name'"),
@@ -167,7 +169,8 @@ TEST_F(ParseTest, RefusesWhatItDoesNotDo) {
 }
 
 TEST_F(ParseTest, DeepNestingIsAnErrorNotACrash) {
-  const std::string deep = "{\"prompt\": " + std::string(100000, '[') + std::string(100000, ']') + "}";
+  const std::string deep =
+      "{\"prompt\": " + std::string(100000, '[') + std::string(100000, ']') + "}";
   EXPECT_NE(why(deep).find("nested"), std::string::npos);
   EXPECT_EQ(json_nesting_depth(R"({"a": "[[[[", "b": [1, {"c": "\"]"}]})"), 3);
 }
