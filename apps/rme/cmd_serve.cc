@@ -43,6 +43,15 @@ void add_serve_command(CLI::App& root, std::function<int()>& run) {
   app->add_option("--model-name", a->http.model_name, "the id /v1/models reports");
   app->add_option("--max-body-kb", a->max_body_kb, "request body limit in KiB (default 1024)")
       ->check(CLI::Range(1, 1 << 20));
+  app->add_option("--request-timeout", a->http.request_timeout_s,
+                  "seconds a client has to send a whole request (default 10; then 408)")
+      ->check(CLI::Range(0.1, 3600.0));
+  app->add_option("--max-connections", a->http.max_connections,
+                  "connections still sending a request, at most (default 1024; more get 503)")
+      ->check(CLI::Range(1, 1 << 20));
+  app->add_option("--threads-http", a->http.threads,
+                  "request handler threads (default 96; each streaming client holds one)")
+      ->check(CLI::Range(1, 4096));
   app->add_option("--max-prompt-tokens", a->http.limits.max_prompt_tokens, "prompt limit")
       ->check(CLI::Range(1, 1 << 20));
   app->add_option("--max-tokens-limit", a->http.limits.max_new_tokens, "max_tokens limit")

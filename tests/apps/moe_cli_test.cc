@@ -64,6 +64,11 @@ TEST_F(MoePipelineTest, MoefyReportsLayoutAndAllChannelsEqualsDense) {
   ASSERT_EQ(oracle.code, 0) << oracle.err;
   EXPECT_GT(std::stod(field(oracle.out, "perplexity")), std::stod(field(dense.out, "perplexity")));
   EXPECT_LT(std::stod(field(oracle.out, "perplexity")), std::stod(field(random.out, "perplexity")));
+  // The parent is recorded relative to the checkpoint, so oracle routing above found it from the
+  // test's working directory (which is neither the checkpoint's nor where moefy ran).
+  const std::string cfg = read_file(dir_ + "/moe/config.json").value();
+  const std::string parent = field(cfg, "parent");
+  EXPECT_EQ(parent.rfind("\"../", 0), 0u) << parent;
 }
 
 TEST_F(MoePipelineTest, TrainedRouterGeneratesAndIsAnalyzed) {

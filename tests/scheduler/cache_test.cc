@@ -99,6 +99,10 @@ TEST(CacheTest, ParsesStepAndRoutingTraces) {
   EXPECT_FALSE(parse_expert_trace("a,b\n1,2\n", 1, 0).ok());
   EXPECT_FALSE(parse_expert_trace("step,expert\n0,x\n", 1, 0).ok());
   EXPECT_FALSE(parse_expert_trace("step,expert\n0,9\n", 1, 4).ok());
+  // Windows line endings read the same.
+  auto crlf = parse_expert_trace("step,expert\r\n0,3\r\n0,1\r\n1,3\r\n", 1, 0);
+  ASSERT_TRUE(crlf.ok()) << crlf.status().message();
+  EXPECT_EQ(crlf->steps, steps->steps);
 }
 
 }  // namespace
