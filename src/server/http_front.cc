@@ -131,6 +131,13 @@ Completeness request_state(std::string& buf, size_t max_bytes, bool* wants_conti
   std::string head = buf.substr(0, he + 2);
   std::transform(head.begin(), head.end(), head.begin(),
                  [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  // Every rme route reads JSON whatever the declared type; `curl -d` declares a form, which
+  // cpp-httplib caps at 8 KB (413 for a long prompt). Declare JSON instead (once: then recount).
+  static const std::string kForm = "\r\ncontent-type: application/x-www-form-urlencoded";
+  if (const size_t ct = head.find(kForm); ct != std::string::npos) {
+    buf.replace(ct + kForm.size() - 33, 33, "application/json");
+    return request_state(buf, max_bytes, wants_continue);
+  }
   const size_t body_at = he + 4, have = buf.size() - body_at;
   if (head.find("\r\ntransfer-encoding:") != std::string::npos) {
     if (buf.find("\r\n0\r\n\r\n", he) != std::string::npos ||
