@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
+#include <set>
+
 #include "core/file.h"
 #include "util/run_rme.h"
 #include "util/tiny_model.h"
@@ -69,6 +71,26 @@ TEST_F(MoePipelineTest, MoefyReportsLayoutAndAllChannelsEqualsDense) {
   const std::string cfg = read_file(dir_ + "/moe/config.json").value();
   const std::string parent = field(cfg, "parent");
   EXPECT_EQ(parent.rfind("\"../", 0), 0u) << parent;
+}
+
+// Re-running a finished train-router resumes from its last checkpoint: the CSV logs keep every
+// step (they used to restart empty) and the last evaluation is not written twice.
+TEST_F(MoePipelineTest, ResumedRouterTrainingKeepsItsLogs) {
+  const std::string tdir = dir_ + "/moe-r/train/";
+  const std::string log_before = read_file(tdir + "router_log.csv").value();
+  CmdResult r = rme("train-router " + dir_ + "/moe --corpus " + dir_ + "/corpus --out " + dir_ +
+                    "/moe-r --steps 3 --batch 2 --seq-len 32 --eval-tokens 64");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("resuming"), std::string::npos) << r.err;
+  EXPECT_EQ(read_file(tdir + "router_log.csv").value(), log_before);
+  const std::string val = read_file(tdir + "router_val.csv").value();
+  std::vector<std::string> steps;
+  for (size_t at = val.find('\n'); at != std::string::npos && at + 1 < val.size();
+       at = val.find('\n', at + 1))
+    steps.push_back(val.substr(at + 1, val.find(',', at + 1) - at - 1));
+  ASSERT_FALSE(steps.empty());
+  EXPECT_EQ(steps.back(), "3");
+  EXPECT_EQ(std::set<std::string>(steps.begin(), steps.end()).size(), steps.size()) << val;
 }
 
 TEST_F(MoePipelineTest, TrainedRouterGeneratesAndIsAnalyzed) {
