@@ -64,7 +64,10 @@ HttpServer::HttpServer(ServingLoop& loop, const Tokenizer& tokenizer, HttpOption
   routes();
 }
 
-HttpServer::~HttpServer() { stop(); }
+HttpServer::~HttpServer() {
+  stop();
+  if (http_) http_->shutdown_front();
+}
 
 void HttpServer::routes() {
   httplib::Server& s = *http_;
@@ -256,14 +259,14 @@ Status HttpServer::bind() {
 }
 
 Status HttpServer::listen() {
-  if (!http_->listen_after_bind()) return io_error("serve: listening failed");
+  const bool ok = http_->listen_after_bind();
+  http_->shutdown_front();  // joins the front and waits for running handlers
+  if (!ok) return io_error("serve: listening failed");
   return Status::Ok();
 }
 
 void HttpServer::stop() {
-  if (!http_) return;
-  http_->stop();
-  http_->shutdown_front();
+  if (http_) http_->stop();  // only signals: safe from a signal handler; listen() then returns
 }
 
 }  // namespace rme
