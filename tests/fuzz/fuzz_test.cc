@@ -9,6 +9,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <random>
 
 #include "core/file.h"
@@ -70,6 +71,84 @@ std::string mutate_bytes(std::string s, size_t hot, std::mt19937_64& rng) {
       default:
         s.erase(at, rng() % 16);
     }
+  }
+  return s;
+}
+
+// Where a GGUF file's fields are, so mutations can aim at them: each metadata value's type id
+// and value, array element types and lengths, each tensor's rank, dims, type and offset.
+struct GgufField {
+  size_t at, width;
+};
+std::vector<GgufField> gguf_fields(const std::string& s) {
+  std::vector<GgufField> out;
+  size_t p = 8;
+  auto u32 = [&](size_t at) {
+    uint32_t v = 0;
+    if (at + 4 <= s.size()) std::memcpy(&v, &s[at], 4);
+    return v;
+  };
+  auto u64 = [&](size_t at) {
+    uint64_t v = 0;
+    if (at + 8 <= s.size()) std::memcpy(&v, &s[at], 8);
+    return v;
+  };
+  const uint64_t n_tensors = u64(p), n_kv = u64(p + 8);
+  out.push_back({p, 8});
+  out.push_back({p + 8, 8});
+  p += 16;
+  static const size_t kSize[] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
+  // Skips one value of type t at p; false if malformed.
+  std::function<bool(uint32_t, bool)> skip = [&](uint32_t t, bool record) -> bool {
+    if (t > 12 || p > s.size()) return false;
+    if (t == 8) {
+      if (record) out.push_back({p, 8});
+      p += 8 + u64(p);
+    } else if (t == 9) {
+      const uint32_t et = u32(p);
+      const uint64_t n = u64(p + 4);
+      if (record) out.push_back({p, 4}), out.push_back({p + 4, 8});
+      p += 12;
+      for (uint64_t i = 0; i < n && p <= s.size(); ++i)
+        if (!skip(et, record && i < 2)) return false;
+    } else {
+      if (record) out.push_back({p, kSize[t]});
+      p += kSize[t];
+    }
+    return p <= s.size();
+  };
+  for (uint64_t i = 0; i < n_kv && p < s.size(); ++i) {
+    p += 8 + u64(p);  // key
+    out.push_back({p, 4});
+    const uint32_t t = u32(p);
+    p += 4;
+    if (!skip(t, true)) return out;
+  }
+  for (uint64_t i = 0; i < n_tensors && p < s.size(); ++i) {
+    p += 8 + u64(p);  // name
+    const uint32_t rank = u32(p);
+    out.push_back({p, 4});
+    p += 4;
+    for (uint32_t d = 0; d < rank && d < 8; ++d, p += 8) out.push_back({p, 8});
+    out.push_back({p, 4});      // type
+    out.push_back({p + 4, 8});  // offset
+    p += 12;
+  }
+  return out;
+}
+
+// Sets a few of the fields to interesting values.
+std::string mutate_gguf(std::string s, const std::vector<GgufField>& fields, std::mt19937_64& rng) {
+  for (int n = 1 + static_cast<int>(rng() % 3); n > 0 && !fields.empty(); --n) {
+    const GgufField& f = fields[rng() % fields.size()];
+    if (f.at + f.width > s.size()) continue;
+    uint64_t v = interesting(rng);
+    if (rng() % 3 == 0) {  // nudge the current value instead
+      uint64_t cur = 0;
+      std::memcpy(&cur, &s[f.at], f.width);
+      v = cur + (rng() % 2 ? 1 : -1) * static_cast<uint64_t>(1 + rng() % 4);
+    }
+    std::memcpy(&s[f.at], &v, f.width);
   }
   return s;
 }
@@ -179,8 +258,11 @@ TEST_F(FuzzTest, GgufFiles) {
     std::mt19937_64 rng(static_cast<uint64_t>(t) + 1);
     const auto t0 = std::chrono::steady_clock::now();
     int i = 0, loaded = 0;
+    const std::vector<GgufField> fields = gguf_fields(good);
+    ASSERT_GT(fields.size(), 50u);  // the walk understood the file
     for (; i < 1500 * scale() && !over(t0, 4); ++i) {
-      dump(dir_ + "/m.gguf", mutate_bytes(good, 2048, rng));
+      dump(dir_ + "/m.gguf",
+           i % 2 ? mutate_gguf(good, fields, rng) : mutate_bytes(good, 2048, rng));
       loaded += load_and_touch(dir_ + "/m.gguf");
     }
     report(std::string(dtype_name(t)).c_str(), loaded, i);
