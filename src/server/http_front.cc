@@ -191,15 +191,16 @@ GuardedHttpServer::~GuardedHttpServer() {
 }
 
 void GuardedHttpServer::shutdown_front() {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (stopping_) return;
-    stopping_ = true;
-  }
-  const uint64_t one = 1;
-  (void)!::write(wake_fd_, &one, sizeof one);
-  if (front_.joinable()) front_.join();
-  if (workers_) workers_->shutdown();  // waits for running handlers
+  std::call_once(shutdown_once_, [this] {  // a concurrent caller waits for the first to finish
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stopping_ = true;
+    }
+    const uint64_t one = 1;
+    (void)!::write(wake_fd_, &one, sizeof one);
+    if (front_.joinable()) front_.join();
+    if (workers_) workers_->shutdown();  // waits for running handlers
+  });
 }
 
 bool GuardedHttpServer::client_connected() {

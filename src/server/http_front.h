@@ -50,6 +50,7 @@ class GuardedHttpServer : public httplib::Server {
   std::vector<std::unique_ptr<Conn>> incoming_;
   std::unordered_map<int, std::unique_ptr<Conn>> conns_;  // owned by the front thread
   bool stopping_ = false;
+  std::once_flag shutdown_once_;
   std::thread front_;
   std::unique_ptr<httplib::ThreadPool> workers_;
 };
