@@ -167,8 +167,10 @@ int find_token(const Tokenizer& tok, const json& spec) {
     text = spec.get<std::string>();
   } else if (spec.is_object() && spec.contains("content") && spec["content"].is_string()) {
     text = spec["content"].get<std::string>();
+  } else if (spec.is_null()) {
+    return -2;
   } else {
-    return -2;  // absent or null
+    return -3;  // neither a string nor {"content": string}
   }
   for (int i = 0; i < tok.n_vocab(); ++i)
     if (tok.token_text(i) == text) return i;
@@ -272,6 +274,9 @@ Status apply_hf_special_tokens(const std::string& dir, const Tokenizer& tok,
         int id = find_token(tok, cfg[key]);
         if (id == -1)
           return corrupt(cfg_path + ": " + key + " names a token not in the vocabulary");
+        if (id == -3)
+          return corrupt(cfg_path + ": '" + key +
+                         "' must be a string, {\"content\": string} or null");
         *slot = id;  // -2 (null) clears it below
         if (id == -2) *slot = -1;
       }

@@ -91,6 +91,7 @@ TEST(CliTest, WrongTypedConfigValuesAreErrorsNotAborts) {
       {"generation_config.json", "{\"eos_token_id\": 99999999}", "'eos_token_id'"},
       {"generation_config.json", "{\"bos_token_id\": \"1\"}", "'bos_token_id'"},
       {"tokenizer_config.json", "{\"add_bos_token\": 1}", "'add_bos_token'"},
+      {"tokenizer_config.json", "{\"bos_token\": 5}", "'bos_token'"},
   };
   for (const Case& c : cases) {
     const std::string dir = test::temp_dir("cli_cfg");
