@@ -158,7 +158,7 @@ void HttpServer::complete(const httplib::Request& req, httplib::Response& res, b
         return;
       }
     }
-    if (out.stopped()) stream->cancel();  // the stop string ended it; free the blocks now
+    if (out.stopped()) stream->cancel(FinishReason::kStop);  // free the blocks now
     const FinishReason fin = stream->finished();
     if (!out.stopped() && fin == FinishReason::kError) {
       const int status = http_status(stream->error());
@@ -211,7 +211,7 @@ void HttpServer::complete(const httplib::Request& req, httplib::Response& res, b
             return false;
           }
         }
-        if (st->out.stopped()) stream->cancel();
+        if (st->out.stopped()) stream->cancel(FinishReason::kStop);
         if (!piece.empty() && !send(chunk(piece))) {
           stream->cancel();
           return false;
@@ -240,7 +240,7 @@ void HttpServer::complete(const httplib::Request& req, httplib::Response& res, b
         return true;
       },
       [stream](bool) {
-        if (stream->finished() == FinishReason::kNone) stream->cancel();
+        if (!stream->cancelled() && stream->finished() == FinishReason::kNone) stream->cancel();
       });
 }
 

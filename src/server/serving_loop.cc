@@ -181,8 +181,9 @@ Result<bool> ServingLoop::step() {
   for (auto it = live_.begin(); it != live_.end();) {
     if (it->second->cancelled()) {
       engine_.cancel(it->first);
-      it->second->finish(FinishReason::kCancelled);
-      metrics_.add("requests_total{status=\"cancelled\"}");
+      const FinishReason why = it->second->cancel_reason();
+      it->second->finish(why);
+      metrics_.add(std::string("requests_total{status=\"") + finish_reason_name(why) + "\"}");
       it = live_.erase(it);
     } else {
       ++it;

@@ -36,8 +36,14 @@ class RequestStream {
   bool next(StreamToken* token, double timeout_s);
   FinishReason finished() const;
   Status error() const;  // why, when finished() is kError
-  void cancel() { cancelled_ = true; }
+  // Ends the request at the next step: kCancelled (the client left) or kStop (a stop string,
+  // found by the client side, ended it); the loop finishes the stream with that reason.
+  void cancel(FinishReason why = FinishReason::kCancelled) {
+    cancel_reason_ = static_cast<int>(why);
+    cancelled_ = true;
+  }
   bool cancelled() const { return cancelled_; }
+  FinishReason cancel_reason() const { return static_cast<FinishReason>(cancel_reason_.load()); }
 
   // Loop side.
   void push(StreamToken token);
@@ -53,6 +59,7 @@ class RequestStream {
   FinishReason finish_ = FinishReason::kNone;
   Status error_;
   std::atomic<bool> cancelled_{false};
+  std::atomic<int> cancel_reason_{static_cast<int>(FinishReason::kCancelled)};
 };
 
 struct ServingOptions {

@@ -64,6 +64,9 @@ TEST_F(HttpTest, StopStringsEndTheCompletionBeforeThemStreamingOrNot) {
   ASSERT_TRUE(res && res->status == 200);
   EXPECT_EQ(stream_text(res->body), std::make_pair(want, std::string("stop")));
   EXPECT_NE(res->body.find("data: [DONE]"), std::string::npos);
+  for (int i = 0; i < 50 && metric("rme_requests_total{status=\"stop\"}") < 2; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  EXPECT_GE(metric("rme_requests_total{status=\"stop\"}"), 2);  // counted as stopped, not cancelled
 }
 
 TEST_F(HttpTest, LogprobsMatchTheTextAndTheGreedyChoice) {
