@@ -16,6 +16,8 @@ DotQ8Fn dot_q8_vnni(DType weights);                   // dot_q8_vnni.cc
 GemmQ8Fn gemm_q8_vnni(DType weights);                 // gemm_q8_avx512.cc
 std::vector<DotQ8Fn> dot_q8_vnni_all(DType weights);  // dot_q8_vnni.cc
 void quantize_q8_avx512(const float* x, int64_t k, int8_t* q, float* d, float* sum);
+DotQ8Fn dot_q8_avx2(DType weights);  // dot_q8_avx2.cc
+void quantize_q8_avx2(const float* x, int64_t k, int8_t* q, float* d, float* sum);
 
 namespace {
 bool cpu_has_vnni() {
@@ -34,9 +36,14 @@ void Q8Activations::resize(int64_t k) {
 void Q8Activations::quantize(const float* x, int64_t k) {
   static const bool avx512 =
       __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
-  if (!avx512 || active_isa() != Isa::kAvx512) return quantize_ref(x, k);
+  const Isa isa = active_isa();
+  if (isa == Isa::kScalar) return quantize_ref(x, k);
   resize(k);
-  quantize_q8_avx512(x, k, q.data(), d.data(), sum.data());
+  if (avx512 && isa == Isa::kAvx512) {
+    quantize_q8_avx512(x, k, q.data(), d.data(), sum.data());
+  } else {  // the AVX2 ISA (or AVX-512 without BW) implies AVX2 + FMA + F16C
+    quantize_q8_avx2(x, k, q.data(), d.data(), sum.data());
+  }
 }
 
 void Q8Activations::quantize_ref(const float* x, int64_t k) {
@@ -105,18 +112,30 @@ std::atomic<Int8Mode>& int8_mode() {
 Int8Mode set_int8_mode(Int8Mode mode) { return int8_mode().exchange(mode); }
 
 namespace {
-// The integer kernels run when the CPU has VNNI, the active ISA is AVX-512 and the mode is on.
-bool int8_kernels_usable() {
-  return cpu_has_vnni() && active_isa() == Isa::kAvx512 &&
-         int8_mode().load(std::memory_order_relaxed) == Int8Mode::kOn;
+bool int8_on() { return int8_mode().load(std::memory_order_relaxed) == Int8Mode::kOn; }
+// The VNNI kernels run when the CPU has VNNI, the active ISA is AVX-512 and the mode is on.
+bool int8_kernels_usable() { return cpu_has_vnni() && active_isa() == Isa::kAvx512 && int8_on(); }
+bool cpu_has_avx2() {
+  const std::vector<Isa> s = supported_isas();
+  return std::find(s.begin(), s.end(), Isa::kAvx2) != s.end();
 }
 }  // namespace
 
 std::vector<DotQ8Fn> dot_q8_all(DType t) {
-  return cpu_has_vnni() ? dot_q8_vnni_all(t) : std::vector<DotQ8Fn>{};
+  std::vector<DotQ8Fn> all;
+  if (cpu_has_avx2() && dot_q8_avx2(t)) all.push_back(dot_q8_avx2(t));
+  if (cpu_has_vnni())
+    for (DotQ8Fn f : dot_q8_vnni_all(t)) all.push_back(f);
+  return all;
 }
 
-DotQ8Fn dot_q8_best(DType t) { return int8_kernels_usable() ? dot_q8_vnni(t) : nullptr; }
+DotQ8Fn dot_q8_best(DType t) {
+  if (int8_kernels_usable()) return dot_q8_vnni(t);
+  // AVX2 (vpmaddubsw): decode of Q4_0/Q8_0 with int8 activations when AVX2 is the active ISA.
+  // AVX-512 CPUs without VNNI keep their f32 AVX-512 decode (not measured against this).
+  if (active_isa() == Isa::kAvx2 && int8_on()) return dot_q8_avx2(t);
+  return nullptr;
+}
 
 GemmQ8Fn gemm_q8_best(DType t) { return int8_kernels_usable() ? gemm_q8_vnni(t) : nullptr; }
 

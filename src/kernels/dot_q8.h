@@ -1,6 +1,6 @@
 // kernels: integer dot products of Q8_0 / Q4_0 weight rows with activations quantized on the fly
-// to 8 bits per 32-element block — decode's hot loop for quantized models (AVX-512 VNNI), with a
-// scalar reference it is tested against.
+// to 8 bits per 32-element block — decode's hot loop for quantized models (AVX-512 VNNI, AVX2),
+// with a scalar reference they are tested against.
 #pragma once
 
 #include <cstdint>
@@ -35,11 +35,11 @@ enum class Int8Mode { kOff, kOn };
 Int8Mode set_int8_mode(Int8Mode mode);  // returns the previous mode
 
 // Every integer kernel for `weights` this CPU can run, whatever the mode and active ISA (tests
-// compare each with the reference; empty without AVX-512 VNNI).
+// compare each with the reference): the AVX2 one, then the VNNI ones; empty without AVX2.
 std::vector<DotQ8Fn> dot_q8_all(DType weights);
 
-// The fastest kernel this CPU, the active ISA and the mode allow for `weights`, or nullptr when
-// decode should keep f32 activations.
+// The fastest kernel this CPU, the active ISA and the mode allow for `weights` (VNNI when AVX-512
+// is active, AVX2 when AVX2 is), or nullptr when decode should keep f32 activations.
 DotQ8Fn dot_q8_best(DType weights);
 
 // Prefill as an integer matrix product: y[t * y_stride + r] = row r of w (n_rows rows of
