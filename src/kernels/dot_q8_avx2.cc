@@ -13,6 +13,12 @@
 namespace rme {
 namespace {
 
+// How far ahead of the current block the weights are prefetched (bytes). Rows are streamed one
+// after another, so this reaches into the next row; the hardware prefetcher alone leaves a single
+// stream per core short of bandwidth: tinyllama Q4_0 tg 15.6-15.9 -> 19.0-20.4 tok/s with 2048
+// (2-core EPYC, same run; 4096 measured the same).
+constexpr int kPrefetchAhead = 2048;
+
 inline float hsum(__m256 v) {
   const __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
   const __m128 h = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -61,6 +67,8 @@ inline float dot_blocks(const Block* b, const int8_t* q, const float* d, int64_t
   __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
   int64_t ib = 0;
   for (; ib + 4 <= nb; ib += 4) {
+    for (size_t o = 0; o < 4 * sizeof(Block); o += 64)  // the lines of four blocks, ahead
+      _mm_prefetch(reinterpret_cast<const char*>(b + ib) + kPrefetchAhead + o, _MM_HINT_T0);
     const __m256 s = _mm256_castps128_ps256(scales4(b + ib, d + ib));
     acc0 = _mm256_fmadd_ps(block_dot8(b[ib], q + ib * kQBlock), lane(s, 0), acc0);
     acc1 = _mm256_fmadd_ps(block_dot8(b[ib + 1], q + (ib + 1) * kQBlock), lane(s, 1), acc1);
