@@ -43,6 +43,24 @@ __attribute__((target("avx512f"))) uint64_t sum_avx512(const uint64_t* p, const 
   return t;
 }
 
+// AVX2 (256-bit loads): the generic loop read 15.1 GB/s on a 2-core EPYC where AVX2 Q4_0 decode
+// itself streams more.
+__attribute__((target("avx2"))) uint64_t sum_avx2(const uint64_t* p, const uint64_t* end) {
+  __m256i a = _mm256_setzero_si256(), b = a, c = a, d = a;
+  for (; p + 16 <= end; p += 16) {
+    a = _mm256_add_epi64(a, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+    b = _mm256_add_epi64(b, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 4)));
+    c = _mm256_add_epi64(c, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 8)));
+    d = _mm256_add_epi64(d, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 12)));
+  }
+  alignas(32) uint64_t lanes[4];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(lanes),
+                     _mm256_add_epi64(_mm256_add_epi64(a, b), _mm256_add_epi64(c, d)));
+  uint64_t t = lanes[0] + lanes[1] + lanes[2] + lanes[3];
+  for (; p < end; ++p) t += *p;
+  return t;
+}
+
 }  // namespace
 
 double measure_read_bandwidth(size_t bytes, int reps, ThreadPool& pool) {
@@ -51,14 +69,16 @@ double measure_read_bandwidth(size_t bytes, int reps, ThreadPool& pool) {
   for (size_t i = 0; i < n; ++i) buf[i] = i * 0x9e3779b97f4a7c15ull;
   std::atomic<uint64_t> sink{0};
   std::vector<double> gbs;
-  const bool avx512 = active_isa() == Isa::kAvx512;
+  const Isa isa = active_isa();
   for (int r = 0; r < std::max(1, reps); ++r) {
     const double t0 = now_seconds();
     pool.parallel_for(static_cast<int64_t>(n / 4096), 1, [&](int64_t b, int64_t e, int) {
       // The sum is published so the compiler cannot drop the loop.
       const uint64_t* p = buf.data() + b * 4096;
       const uint64_t* end = buf.data() + e * 4096;
-      const uint64_t t = avx512 ? sum_avx512(p, end) : sum_generic(p, end);
+      const uint64_t t = isa == Isa::kAvx512 ? sum_avx512(p, end)
+                         : isa == Isa::kAvx2 ? sum_avx2(p, end)
+                                             : sum_generic(p, end);
       sink.fetch_add(t, std::memory_order_relaxed);
     });
     gbs.push_back(static_cast<double>(n / 4096 * 4096 * sizeof(uint64_t)) / (now_seconds() - t0) /
