@@ -2,6 +2,7 @@
 #include "core/json.h"
 
 #include <cmath>
+#include <optional>
 
 namespace rme {
 
@@ -100,50 +101,71 @@ Result<std::string> JsonFields::string(const char* key, const std::string& def) 
   return j_[key].get<std::string>();
 }
 
-Result<std::vector<int>> JsonFields::int_array(const char* key, int64_t lo, int64_t hi) const {
-  std::vector<int> out;
-  if (!has(key)) return out;
-  const json& a = j_[key];
-  const std::string want =
-      "an array of integers in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]";
-  if (!a.is_array()) return error(key, want);
+namespace {
+
+// Each element of array a through conv (nullopt: rejected); fail() is the error for a wrong shape.
+template <typename T, typename Conv, typename Fail>
+Result<std::vector<T>> elements(const json& a, Conv conv, Fail fail) {
+  if (!a.is_array()) return fail();
+  std::vector<T> out;
   out.reserve(a.size());
   for (const json& v : a) {
-    if (!v.is_number_integer()) return error(key, want);
-    if (v.is_number_unsigned() ? v.get<uint64_t>() > static_cast<uint64_t>(hi)
-                               : (v.get<int64_t>() < lo || v.get<int64_t>() > hi))
-      return error(key, want);
-    out.push_back(static_cast<int>(v.get<int64_t>()));
+    std::optional<T> x = conv(v);
+    if (!x) return fail();
+    out.push_back(*x);
   }
   return out;
+}
+
+}  // namespace
+
+Result<std::vector<int>> JsonFields::int_array(const char* key, int64_t lo, int64_t hi) const {
+  if (!has(key)) return std::vector<int>{};
+  return int_array_value(j_[key], key, lo, hi);
+}
+
+Result<std::vector<int>> JsonFields::int_array_value(const json& a, const char* key, int64_t lo,
+                                                     int64_t hi) const {
+  return elements<int>(
+      a,
+      [&](const json& v) -> std::optional<int> {
+        if (!v.is_number_integer()) return std::nullopt;
+        if (v.is_number_unsigned() ? v.get<uint64_t>() > static_cast<uint64_t>(hi)
+                                   : (v.get<int64_t>() < lo || v.get<int64_t>() > hi))
+          return std::nullopt;
+        return static_cast<int>(v.get<int64_t>());
+      },
+      [&] {
+        return error(key, "an array of integers in [" + std::to_string(lo) + ", " +
+                              std::to_string(hi) + "]");
+      });
 }
 
 Result<std::vector<float>> JsonFields::float_array(const char* key, double lo, double hi) const {
-  std::vector<float> out;
-  if (!has(key)) return out;
-  const json& a = j_[key];
-  const std::string want =
-      "an array of numbers in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]";
-  if (!a.is_array()) return error(key, want);
-  for (const json& v : a) {
-    if (!v.is_number()) return error(key, want);
-    const double d = v.get<double>();
-    if (!std::isfinite(d) || d < lo || d > hi) return error(key, want);
-    out.push_back(static_cast<float>(d));
-  }
-  return out;
+  if (!has(key)) return std::vector<float>{};
+  return elements<float>(
+      j_[key],
+      [&](const json& v) -> std::optional<float> {
+        if (!v.is_number()) return std::nullopt;
+        const double d = v.get<double>();
+        if (!std::isfinite(d) || d < lo || d > hi) return std::nullopt;
+        return static_cast<float>(d);
+      },
+      [&] {
+        return error(
+            key, "an array of numbers in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+      });
 }
 
 Result<std::vector<std::string>> JsonFields::string_array(const char* key) const {
-  std::vector<std::string> out;
-  if (!has(key)) return out;
-  const json& a = j_[key];
-  if (!a.is_array()) return error(key, "an array of strings");
-  for (const json& v : a) {
-    if (!v.is_string()) return error(key, "an array of strings");
-    out.push_back(v.get<std::string>());
-  }
-  return out;
+  if (!has(key)) return std::vector<std::string>{};
+  return elements<std::string>(
+      j_[key],
+      [](const json& v) -> std::optional<std::string> {
+        if (!v.is_string()) return std::nullopt;
+        return v.get<std::string>();
+      },
+      [&] { return error(key, "an array of strings"); });
 }
 
 }  // namespace rme

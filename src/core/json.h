@@ -44,6 +44,9 @@ class JsonFields {
   Result<std::vector<int>> int_array(const char* key, int64_t lo, int64_t hi) const;
   Result<std::vector<float>> float_array(const char* key, double lo, double hi) const;
   Result<std::vector<std::string>> string_array(const char* key) const;
+  // int_array's checks on a bare value (an element of a nested array), errors naming `key`.
+  Result<std::vector<int>> int_array_value(const nlohmann::json& array, const char* key, int64_t lo,
+                                           int64_t hi) const;
 
   Status error(const char* key, const std::string& want) const;
   const nlohmann::json& object() const { return j_; }

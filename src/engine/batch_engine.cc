@@ -71,7 +71,9 @@ Result<int64_t> BatchEngine::add(const RequestParams& r, int64_t arrival, int64_
                             std::to_string(max_seq_len_));
   if (blocks_needed(static_cast<int>(total), kv_.block_size(), 0) > kv_.n_block())
     return invalid_argument("request: longer than the whole KV cache");
-  if (r.logprobs > 20) return invalid_argument("request: at most 20 top log-probabilities");
+  if (r.logprobs > kMaxTopLogprobs)
+    return invalid_argument("request: at most " + std::to_string(kMaxTopLogprobs) +
+                            " top log-probabilities");
   for (const auto& [id, bias] : r.sampling.logit_bias)
     if (id >= model_.config.n_vocab)
       return invalid_argument("request: logit_bias token id " + std::to_string(id) +

@@ -17,6 +17,8 @@
 
 namespace rme {
 
+inline constexpr int kMaxTopLogprobs = 20;  // alternatives reported per token, at most
+
 struct RequestParams {
   std::vector<int> prompt;    // token ids, BOS included if wanted
   int max_new = 16;           // tokens to generate at most

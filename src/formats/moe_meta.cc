@@ -57,14 +57,12 @@ std::string moe_layout_json(const Model& m, const std::string& out_path) {
 namespace {
 
 // [n][...] nested integer lists, every element in [0, hi).
-Status int_lists(const json& j, const std::string& what, int64_t hi,
+Status int_lists(const JsonFields& f, const json& lists, const std::string& key, int64_t hi,
                  std::vector<std::vector<int>>* out) {
-  if (!j.is_array()) return corrupt(what + " must be an array of channel lists");
+  if (!lists.is_array()) return f.error(key.c_str(), "an array of channel lists");
   out->clear();
-  for (const json& list : j) {
-    const json wrapped = {{"channels", list}};
-    RME_ASSIGN_OR_RETURN(std::vector<int> v,
-                         JsonFields(wrapped, what).int_array("channels", 0, hi - 1));
+  for (const json& list : lists) {
+    RME_ASSIGN_OR_RETURN(std::vector<int> v, f.int_array_value(list, key.c_str(), 0, hi - 1));
     out->push_back(std::move(v));
   }
   return Status::Ok();
@@ -90,15 +88,14 @@ Status apply_moe_layout(const std::string& text, const std::string& path, Model&
   RME_ASSIGN_OR_RETURN(moe.has_layer_gate, f.boolean("has_layer_gate", false));
   if (!f.has("shared_channels") || !f.has("expert_channels"))
     return corrupt(path + ": MoE layout needs shared_channels and expert_channels");
-  RME_RETURN_IF_ERROR(int_lists(j["shared_channels"], path + ": MoE layout shared_channels",
-                                parent_n_ff, &moe.shared_channels));
+  RME_RETURN_IF_ERROR(
+      int_lists(f, j["shared_channels"], "shared_channels", parent_n_ff, &moe.shared_channels));
   const json& ec = j["expert_channels"];
   if (!ec.is_array()) return f.error("expert_channels", "an array per expert");
   moe.expert_channels.clear();
   for (size_t e = 0; e < ec.size(); ++e) {
     moe.expert_channels.emplace_back();
-    RME_RETURN_IF_ERROR(int_lists(ec[e],
-                                  path + ": MoE layout expert_channels[" + std::to_string(e) + "]",
+    RME_RETURN_IF_ERROR(int_lists(f, ec[e], "expert_channels[" + std::to_string(e) + "]",
                                   parent_n_ff, &moe.expert_channels.back()));
   }
   if (f.has("router")) {

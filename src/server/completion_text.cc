@@ -3,6 +3,8 @@
 
 #include <algorithm>
 
+#include "tokenizer/utf8.h"
+
 namespace rme {
 
 size_t utf8_complete_prefix(const std::string& s) {
@@ -11,8 +13,7 @@ size_t utf8_complete_prefix(const std::string& s) {
   for (int back = 1; back <= 4 && i > 0; ++back) {
     const unsigned char c = static_cast<unsigned char>(s[--i]);
     if ((c & 0xC0) == 0x80) continue;  // a continuation byte
-    const int need = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 1;
-    return back < need ? i : s.size();
+    return back < utf8_len(c) ? i : s.size();
   }
   return s.size();
 }

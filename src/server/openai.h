@@ -21,8 +21,7 @@ struct ApiLimits {
   int default_max_tokens = 16;
 };
 
-inline constexpr int kMaxStops = 4;         // OpenAI's limit on "stop"
-inline constexpr int kMaxTopLogprobs = 20;  // chat's top_logprobs limit (completions: 5 there)
+inline constexpr int kMaxStops = 4;  // OpenAI's limit on "stop" (top logprobs: kMaxTopLogprobs)
 
 struct ChatMessage {
   std::string role, content;
