@@ -10,6 +10,7 @@
 #include "core/thread_pool.h"
 #include "core/timer.h"
 #include "kernels/cpu.h"
+#include "kernels/matmul.h"
 #include "kernels/membw.h"
 
 namespace rme::cli {
@@ -23,6 +24,7 @@ struct BenchArgs {
   int reps = 3;
   double membw_gb = 1.0;
   bool json = false;
+  bool batch_invariant = false;
 };
 
 double median(std::vector<double> v) {
@@ -52,12 +54,16 @@ void add_bench_command(CLI::App& root, std::function<int()>& run) {
   app->add_option("--membw-gb", a->membw_gb, "GB streamed by the bandwidth test")
       ->check(CLI::Range(0.0, 64.0));
   app->add_flag("--json", a->json, "print one JSON object on stdout");
+  app->add_flag("--batch-invariant", a->batch_invariant,
+                "time the batch-invariant matrix products `rme serve` uses (each token's result "
+                "as if computed alone)");
   app->callback([a, &run] {
     run = [a]() -> int {
       auto loaded = load(a->model);
       if (!loaded.ok()) return fail(loaded.status());
       const Model& m = *loaded->model;
       ThreadPool& pool = ThreadPool::global();
+      set_batch_invariant_matmul(a->batch_invariant);
       const int V = m.config.n_vocab;
       int max_pp = 0;
       for (int p : a->pp) {
@@ -76,7 +82,8 @@ void add_bench_command(CLI::App& root, std::function<int()>& run) {
       std::vector<float> logits(static_cast<size_t>(max_pp) * m.config.n_output());
       std::ostringstream js;
       js << "{\"model\": \"" << a->model.model << "\", \"threads\": " << pool.n_threads()
-         << ", \"isa\": \"" << isa_name(active_isa()) << "\"";
+         << ", \"isa\": \"" << isa_name(active_isa()) << "\""
+         << ", \"batch_invariant\": " << (a->batch_invariant ? "true" : "false");
       if (!a->json)
         std::printf("%s: %.2f GB of weights, %d threads, %s%s\n", a->model.model.c_str(),
                     m.weight_bytes() / 1e9, pool.n_threads(),

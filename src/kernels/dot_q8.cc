@@ -16,7 +16,8 @@ DotQ8Fn dot_q8_vnni(DType weights);                   // dot_q8_vnni.cc
 GemmQ8Fn gemm_q8_vnni(DType weights);                 // gemm_q8_avx512.cc
 std::vector<DotQ8Fn> dot_q8_vnni_all(DType weights);  // dot_q8_vnni.cc
 void quantize_q8_avx512(const float* x, int64_t k, int8_t* q, float* d, float* sum);
-DotQ8Fn dot_q8_avx2(DType weights);  // dot_q8_avx2.cc
+DotQ8Fn dot_q8_avx2(DType weights);    // dot_q8_avx2.cc
+GemmQ8Fn gemm_q8_avx2(DType weights);  // dot_q8_avx2.cc
 void quantize_q8_avx2(const float* x, int64_t k, int8_t* q, float* d, float* sum);
 
 namespace {
@@ -135,6 +136,10 @@ DotQ8Fn dot_q8_best(DType t) {
   // AVX-512 CPUs without VNNI keep their f32 AVX-512 decode (not measured against this).
   if (active_isa() == Isa::kAvx2 && int8_on()) return dot_q8_avx2(t);
   return nullptr;
+}
+
+GemmQ8Fn gemm_q8_rows_best(DType t) {
+  return active_isa() == Isa::kAvx2 && int8_on() ? gemm_q8_avx2(t) : nullptr;
 }
 
 GemmQ8Fn gemm_q8_best(DType t) { return int8_kernels_usable() ? gemm_q8_vnni(t) : nullptr; }

@@ -49,6 +49,11 @@ DotQ8Fn dot_q8_best(DType weights);
 using GemmQ8Fn = void (*)(const uint8_t* w, size_t row_bytes, int64_t n_rows,
                           const Q8Activations* xs, int64_t n_tok, int64_t k, float* y,
                           int64_t y_stride);
+// A row-by-row integer product whose every output is bit-identical to dot_q8_best's one-token
+// result (tiles of up to 4 tokens share each decoded weight block, rows in 16-row blocks that stay
+// in L2; weights read from memory once per call): matmul's batch-invariant mode. The AVX2 kernel
+// when dot_q8_best is the AVX2 one, else nullptr. Single-threaded, like GemmQ8Fn.
+GemmQ8Fn gemm_q8_rows_best(DType weights);
 // The AVX-512 VNNI kernel for `weights` when this CPU has it, the active ISA is AVX-512 and the
 // mode is not kOff.
 GemmQ8Fn gemm_q8_best(DType weights);

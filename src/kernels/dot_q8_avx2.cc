@@ -5,7 +5,9 @@
 // <= 32512 (Q8_0), 15 * 127 * 2 = 3810 (Q4_0).
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "kernels/dot_q8.h"
@@ -31,12 +33,6 @@ inline __m256 block_dot(__m256i w_unsigned, __m256i q) {
   return _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
 }
 
-inline __m256 q8_block(const Q8_0Block& b, const int8_t* q) {
-  const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.q));
-  const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q));
-  return block_dot(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
-}
-
 // Q4_0 nibbles in element order (byte i: element i low, element i + 16 high), as 0..15.
 inline __m256i q4_nibbles(const Q4_0Block& b) {
   const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.q));
@@ -44,69 +40,164 @@ inline __m256i q4_nibbles(const Q4_0Block& b) {
   return _mm256_and_si256(both, _mm256_set1_epi8(0x0f));
 }
 
-// 4 blocks' d_w * d_x: the weight scales (f16, 18 or 34 bytes apart) converted at once.
-template <typename Block>
-inline __m128 scales4(const Block* b, const float* d) {
-  const __m128i h =
-      _mm_set_epi16(0, 0, 0, 0, static_cast<short>(b[3].d), static_cast<short>(b[2].d),
-                    static_cast<short>(b[1].d), static_cast<short>(b[0].d));
-  return _mm_mul_ps(_mm_cvtph_ps(h), _mm_loadu_ps(d));
-}
-
 // Lane j of s4 in all 8 lanes (one vpermps instead of a scalar convert-multiply-broadcast chain).
 inline __m256 lane(__m256 s4x2, int j) {
   return _mm256_permutevar8x32_ps(s4x2, _mm256_set1_epi32(j));
 }
 
-// sum over blocks of s_b * dot_b(w, q): four blocks per iteration, their scales converted
-// together; the scalar tail block by block. BlockDot(b, q) gives a block's 8 lanes of products.
-template <typename Block, typename BlockDot>
-inline float dot_blocks(const Block* b, const int8_t* q, const float* d, int64_t nb,
-                        BlockDot block_dot8) {
-  // Four accumulators: one FMA chain per block of the four, so the FMA latency is not the limit.
-  __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
+// A block's weights decoded once and dotted with any number of tokens' blocks: the 8 int32 lanes
+// of the block's products, as floats. Q8_0 keeps |w| and multiplies the sign into the activations;
+// Q4_0 keeps its nibbles unsigned (w + 8): its products are 8 * sum(q) too large, which dot_tile
+// takes off once per four blocks (kOffset) through the activation block sums.
+struct Q8Weights {
+  static constexpr bool kOffset = false;
+  __m256i w, w_abs;
+  explicit Q8Weights(const Q8_0Block& b)
+      : w(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.q))),
+        w_abs(_mm256_sign_epi8(w, w)) {}
+  __m256 dot(const int8_t* q) const {
+    const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q));
+    return block_dot(w_abs, _mm256_sign_epi8(x, w));
+  }
+};
+struct Q4Weights {
+  static constexpr bool kOffset = true;
+  __m256i nib;
+  explicit Q4Weights(const Q4_0Block& b) : nib(q4_nibbles(b)) {}
+  __m256 dot(const int8_t* q) const {
+    return block_dot(nib, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q)));
+  }
+};
+template <typename Block>
+using WeightsOf = std::conditional_t<std::is_same_v<Block, Q8_0Block>, Q8Weights, Q4Weights>;
+
+// One weight row dotted with T tokens at once, the row's blocks decoded once for all of them.
+// Every output is computed by the same operations in the same order whatever T is (block b goes
+// to accumulator b % 2, four blocks' scales converted together, one horizontal sum at the end), so
+// a token's result does not depend on how many tokens share the call: the batch invariance
+// matmul relies on. Two accumulators per token keep up to 8 in registers for T = 4.
+// One token's quantized activations (Q8Activations' buffers, or DotQ8Fn's raw pointers).
+struct Q8Ref {
+  const int8_t* q;
+  const float* d;
+  const float* sum;
+};
+
+template <typename Block, int T>
+inline void dot_tile(const Block* b, int64_t nb, const Q8Ref* xs, float* out) {
+  using W = WeightsOf<Block>;
+  __m256 acc[T][2];
+  for (int t = 0; t < T; ++t) acc[t][0] = acc[t][1] = _mm256_setzero_ps();
   int64_t ib = 0;
   for (; ib + 4 <= nb; ib += 4) {
     for (size_t o = 0; o < 4 * sizeof(Block); o += 64)  // the lines of four blocks, ahead
       _mm_prefetch(reinterpret_cast<const char*>(b + ib) + kPrefetchAhead + o, _MM_HINT_T0);
-    const __m256 s = _mm256_castps128_ps256(scales4(b + ib, d + ib));
-    acc0 = _mm256_fmadd_ps(block_dot8(b[ib], q + ib * kQBlock), lane(s, 0), acc0);
-    acc1 = _mm256_fmadd_ps(block_dot8(b[ib + 1], q + (ib + 1) * kQBlock), lane(s, 1), acc1);
-    acc2 = _mm256_fmadd_ps(block_dot8(b[ib + 2], q + (ib + 2) * kQBlock), lane(s, 2), acc2);
-    acc3 = _mm256_fmadd_ps(block_dot8(b[ib + 3], q + (ib + 3) * kQBlock), lane(s, 3), acc3);
+    const __m128i h =
+        _mm_set_epi16(0, 0, 0, 0, static_cast<short>(b[ib + 3].d), static_cast<short>(b[ib + 2].d),
+                      static_cast<short>(b[ib + 1].d), static_cast<short>(b[ib].d));
+    const __m128 sw = _mm_cvtph_ps(h);
+    __m256 s[T];
+#pragma GCC unroll 4
+    for (int t = 0; t < T; ++t) {
+      const __m128 s4 = _mm_mul_ps(sw, _mm_loadu_ps(xs[t].d + ib));
+      s[t] = _mm256_castps128_ps256(s4);
+      if constexpr (W::kOffset)  // 8 * sum_b s_b * sum(q_b) for the four blocks, off lanes 0-3
+        acc[t][0] =
+            _mm256_fnmadd_ps(_mm256_zextps128_ps256(_mm_mul_ps(s4, _mm_loadu_ps(xs[t].sum + ib))),
+                             _mm256_set1_ps(8.0f), acc[t][0]);
+    }
+#pragma GCC unroll 4  // accumulators indexed by j & 1 and t must resolve to registers
+    for (int j = 0; j < 4; ++j) {
+      const W w(b[ib + j]);
+#pragma GCC unroll 4
+      for (int t = 0; t < T; ++t) {
+        const int64_t blk = ib + j;
+        acc[t][j & 1] =
+            _mm256_fmadd_ps(w.dot(xs[t].q + blk * kQBlock), lane(s[t], j), acc[t][j & 1]);
+      }
+    }
   }
-  for (; ib < nb; ++ib)
-    acc0 = _mm256_fmadd_ps(block_dot8(b[ib], q + ib * kQBlock),
-                           _mm256_set1_ps(_cvtsh_ss(b[ib].d) * d[ib]), acc0);
-  return hsum(_mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3)));
+  for (; ib < nb; ++ib) {
+    const W w(b[ib]);
+    const float dw = _cvtsh_ss(b[ib].d);
+#pragma GCC unroll 4
+    for (int t = 0; t < T; ++t) {
+      const float s = dw * xs[t].d[ib];
+      __m256& a = acc[t][ib & 1];
+      a = _mm256_fmadd_ps(w.dot(xs[t].q + ib * kQBlock), _mm256_set1_ps(s), a);
+      if constexpr (W::kOffset)
+        a = _mm256_sub_ps(a, _mm256_setr_ps(8.0f * s * xs[t].sum[ib], 0, 0, 0, 0, 0, 0, 0));
+    }
+  }
+  for (int t = 0; t < T; ++t) out[t] = hsum(_mm256_add_ps(acc[t][0], acc[t][1]));
 }
 
-float dot_q8_0_avx2(const void* w, const int8_t* q, const float* d, const float*, int64_t k) {
-  return dot_blocks(static_cast<const Q8_0Block*>(w), q, d, k / kQBlock, q8_block);
-}
+// The largest token tile: 4 tokens x 2 accumulators, the decoded block and the scales fit the 16
+// ymm registers.
+constexpr int kTileTokens = 4;
 
-float dot_q4_0_avx2(const void* w, const int8_t* q, const float* d, const float* sum, int64_t k) {
-  const auto* b = static_cast<const Q4_0Block*>(w);
+// Rows per block of the matrix product: 16 rows of a 2048-wide Q4_0 matrix are 36 KB, of an
+// 11008-wide Q8_0 one 187 KB, so a block stays in L2 while every tile of tokens passes over it,
+// and a tile's activations (4 x up to 11 KB) stay in L1 across the block's rows.
+constexpr int64_t kBlockRows = 16;
+
+// rows x tokens: row blocks outer, tiles of up to four tokens, then the block's rows; each row's
+// blocks are decoded once per tile. Weights come from memory once per call.
+template <typename Block>
+void gemm_avx2(const uint8_t* w, size_t row_bytes, int64_t n_rows, const Q8Activations* xs,
+               int64_t n_tok, int64_t k, float* y, int64_t y_stride) {
   const int64_t nb = k / kQBlock;
-  auto nibbles_dot = [](const Q4_0Block& blk, const int8_t* x) {
-    return block_dot(q4_nibbles(blk), _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x)));
-  };
-  // The +8 of every nibble: 8 * sum_b s_b * sum(q_b), four blocks at a time.
-  __m128 off = _mm_setzero_ps();
-  int64_t ib = 0;
-  for (; ib + 4 <= nb; ib += 4)
-    off = _mm_fmadd_ps(scales4(b + ib, d + ib), _mm_loadu_ps(sum + ib), off);
-  float tail = 0;
-  for (; ib < nb; ++ib) tail += _cvtsh_ss(b[ib].d) * d[ib] * sum[ib];
-  off = _mm_add_ps(off, _mm_movehl_ps(off, off));
-  const float offset = _mm_cvtss_f32(_mm_add_ss(off, _mm_movehdup_ps(off))) + tail;
-  return dot_blocks(b, q, d, nb, nibbles_dot) - 8.0f * offset;
+  for (int64_t r0 = 0; r0 < n_rows; r0 += kBlockRows) {
+    const int64_t r1 = std::min(n_rows, r0 + kBlockRows);
+    for (int64_t t0 = 0; t0 < n_tok; t0 += kTileTokens) {
+      Q8Ref tile[kTileTokens];
+      const int n = static_cast<int>(std::min<int64_t>(kTileTokens, n_tok - t0));
+      for (int t = 0; t < n; ++t)
+        tile[t] = {xs[t0 + t].q.data(), xs[t0 + t].d.data(), xs[t0 + t].sum.data()};
+      for (int64_t r = r0; r < r1; ++r) {
+        const auto* b = reinterpret_cast<const Block*>(w + r * row_bytes);
+        float out[kTileTokens];
+        switch (n) {
+          case 4:
+            dot_tile<Block, 4>(b, nb, tile, out);
+            break;
+          case 3:
+            dot_tile<Block, 3>(b, nb, tile, out);
+            break;
+          case 2:
+            dot_tile<Block, 2>(b, nb, tile, out);
+            break;
+          default:
+            dot_tile<Block, 1>(b, nb, tile, out);
+            break;
+        }
+        for (int t = 0; t < n; ++t) y[(t0 + t) * y_stride + r] = out[t];
+      }
+    }
+  }
+}
+
+// The one-token kernel is the tile kernel with one token (DotQ8Fn's raw pointers wrapped).
+template <typename Block>
+float dot_avx2(const void* w, const int8_t* q, const float* d, const float* sum, int64_t k) {
+  const Q8Ref x{q, d, sum};
+  float out;
+  dot_tile<Block, 1>(static_cast<const Block*>(w), k / kQBlock, &x, &out);
+  return out;
 }
 
 }  // namespace
 
 DotQ8Fn dot_q8_avx2(DType t) {
-  return t == DType::kQ8_0 ? dot_q8_0_avx2 : t == DType::kQ4_0 ? dot_q4_0_avx2 : nullptr;
+  return t == DType::kQ8_0   ? dot_avx2<Q8_0Block>
+         : t == DType::kQ4_0 ? dot_avx2<Q4_0Block>
+                             : nullptr;
+}
+
+GemmQ8Fn gemm_q8_avx2(DType t) {
+  return t == DType::kQ8_0   ? gemm_avx2<Q8_0Block>
+         : t == DType::kQ4_0 ? gemm_avx2<Q4_0Block>
+                             : nullptr;
 }
 
 // Bit-identical to Q8Activations::quantize_ref: the block maximum is exact in any order, the

@@ -53,6 +53,32 @@ void for_row_pairs(ThreadPool& pool, int64_t n_out, const Fn& fn) {
   pool.parallel_for((n_out + 31) / 32, 1,
                     [&](int64_t b0, int64_t b1, int) { fn(b0 * 32, std::min(n_out, b1 * 32)); });
 }
+// Rows [r0, r1) against every token, each output as a one-token call computes it: through the tile
+// kernel (kFloatTileTokens tokens at a time, a row converted once per tile) when the ISA has one,
+// else one token at a time. Rows go in blocks of 16 (64 KB of 2048-wide F16: they stay in L2)
+// with the token tiles outer, so a tile's activations stay in L1 across the block.
+void dot_rows_tokens(FloatTileFn tile, float (*dot)(const void*, const float*, int64_t),
+                     const uint8_t* base, size_t row_bytes, int64_t r0, int64_t r1, const float* x,
+                     int64_t x_stride, int64_t n_tok, int64_t n_in, float* y, int64_t y_stride) {
+  constexpr int64_t kBlockRows = 16;
+  for (int64_t b0 = r0; b0 < r1; b0 += kBlockRows) {
+    const int64_t b1 = std::min(r1, b0 + kBlockRows);
+    if (tile == nullptr) {
+      for (int64_t t = 0; t < n_tok; ++t)
+        for (int64_t r = b0; r < b1; ++r)
+          y[t * y_stride + r] = dot(base + r * row_bytes, x + t * x_stride, n_in);
+      continue;
+    }
+    float out[kFloatTileTokens];
+    for (int64_t t0 = 0; t0 < n_tok; t0 += kFloatTileTokens) {
+      const int n = static_cast<int>(std::min<int64_t>(kFloatTileTokens, n_tok - t0));
+      for (int64_t r = b0; r < b1; ++r) {
+        tile(base + r * row_bytes, x + t0 * x_stride, x_stride, n, n_in, out);
+        for (int t = 0; t < n; ++t) y[(t0 + t) * y_stride + r] = out[t];
+      }
+    }
+  }
+}
 }  // namespace
 
 void set_batch_invariant_matmul(bool on) { g_batch_invariant.store(on, std::memory_order_relaxed); }
@@ -94,8 +120,19 @@ void matmul(const MatView& w, const float* x, int64_t x_stride, int64_t n_tok, f
     return;
   }
   if (batch_invariant_matmul()) {
-    // Every token through the one-token kernel; a weight row stays in L1 across the tokens.
-    if (const DotQ8Fn dq = dot_q8_best(w.dtype)) {
+    // Every output bit-identical to the one-token kernel's. AVX2: tiles of tokens share each
+    // decoded weight row (kernels whose T = 1 case is the decode kernel); plain prefill keeps the
+    // sgemm path below, which is faster there (docs/performance.md).
+    if (const GemmQ8Fn rows = gemm_q8_rows_best(w.dtype)) {
+      const Q8Activations* xs = quantize_tokens(x, x_stride, n_tok, n_in, pool);
+      pool.parallel_for(
+          w.n_out, std::max<int64_t>(1, grain / n_tok), [&](int64_t r0, int64_t r1, int) {
+            rows(base + r0 * row_bytes, row_bytes, r1 - r0, xs, n_tok, n_in, y + r0, y_stride);
+          });
+      return;
+    }
+    const FloatTileFn tile = active_isa() == Isa::kAvx2 ? float_tile_avx2(w.dtype) : nullptr;
+    if (const DotQ8Fn dq = dot_q8_best(w.dtype)) {  // AVX-512: the one-token kernel per token
       const Q8Activations* xs = quantize_tokens(x, x_stride, n_tok, n_in, pool);
       pool.parallel_for(w.n_out, grain, [&](int64_t r0, int64_t r1, int) {
         for (int64_t r = r0; r < r1; ++r)
@@ -107,9 +144,8 @@ void matmul(const MatView& w, const float* x, int64_t x_stride, int64_t n_tok, f
     }
     pool.parallel_for(w.n_out, std::max<int64_t>(1, grain / n_tok),
                       [&](int64_t r0, int64_t r1, int) {
-                        for (int64_t r = r0; r < r1; ++r)
-                          for (int64_t t = 0; t < n_tok; ++t)
-                            y[t * y_stride + r] = dot(base + r * row_bytes, x + t * x_stride, n_in);
+                        dot_rows_tokens(tile, dot, base, row_bytes, r0, r1, x, x_stride, n_tok,
+                                        n_in, y, y_stride);
                       });
     return;
   }

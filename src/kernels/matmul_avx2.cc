@@ -46,21 +46,58 @@ struct BF16Load {
   float at(int64_t i) const { return bf16_to_f32(p[i]); }
 };
 
-// Four independent accumulators hide FMA latency.
-template <typename L>
-float dot_float(const L& w, const float* x, int64_t k) {
-  __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+// One weight row dotted with T tokens, each 8-element load converted once for all of them. Every
+// output is computed by the same operations in the same order whatever T is (four accumulators
+// over 32-element steps, an 8-element step into the first, one horizontal sum, the scalar tail),
+// so the one-token kernel (T = 1) and a batch of tokens give bit-identical results: matmul's
+// batch invariance. Four accumulators hide FMA latency; T <= 3 keeps 12 of them in registers.
+template <typename L, int T>
+void dot_float_tile(const L& w, const float* x, int64_t x_stride, int64_t k, float* out) {
+  __m256 a[T][4];
+  for (int t = 0; t < T; ++t) a[t][0] = a[t][1] = a[t][2] = a[t][3] = _mm256_setzero_ps();
   int64_t i = 0;
   for (; i + 32 <= k; i += 32) {
-    a0 = _mm256_fmadd_ps(w.load(i), _mm256_loadu_ps(x + i), a0);
-    a1 = _mm256_fmadd_ps(w.load(i + 8), _mm256_loadu_ps(x + i + 8), a1);
-    a2 = _mm256_fmadd_ps(w.load(i + 16), _mm256_loadu_ps(x + i + 16), a2);
-    a3 = _mm256_fmadd_ps(w.load(i + 24), _mm256_loadu_ps(x + i + 24), a3);
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; ++j) {
+      const __m256 wv = w.load(i + 8 * j);
+#pragma GCC unroll 3
+      for (int t = 0; t < T; ++t)
+        a[t][j] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + t * x_stride + i + 8 * j), a[t][j]);
+    }
   }
-  for (; i + 8 <= k; i += 8) a0 = _mm256_fmadd_ps(w.load(i), _mm256_loadu_ps(x + i), a0);
-  float s = hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
-  for (; i < k; ++i) s += w.at(i) * x[i];
-  return s;
+  for (; i + 8 <= k; i += 8) {
+    const __m256 wv = w.load(i);
+#pragma GCC unroll 3
+    for (int t = 0; t < T; ++t)
+      a[t][0] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + t * x_stride + i), a[t][0]);
+  }
+#pragma GCC unroll 3
+  for (int t = 0; t < T; ++t) {
+    float s = hsum(_mm256_add_ps(_mm256_add_ps(a[t][0], a[t][1]), _mm256_add_ps(a[t][2], a[t][3])));
+    for (int64_t e = i; e < k; ++e) s += w.at(e) * x[t * x_stride + e];
+    out[t] = s;
+  }
+}
+
+template <typename L>
+float dot_float(const L& w, const float* x, int64_t k) {
+  float out;
+  dot_float_tile<L, 1>(w, x, 0, k, &out);
+  return out;
+}
+
+// FloatTileFn for loader L over storage type S.
+template <typename L, typename S>
+void float_tile(const void* w, const float* x, int64_t x_stride, int n_tok, int64_t k, float* out) {
+  const L lw{static_cast<const S*>(w)};
+  switch (n_tok) {
+    case 3:
+      return dot_float_tile<L, 3>(lw, x, x_stride, k, out);
+    case 2:
+      return dot_float_tile<L, 2>(lw, x, x_stride, k, out);
+    default:
+      return dot_float_tile<L, 1>(lw, x, x_stride, k, out);
+  }
 }
 
 template <typename L>
@@ -147,6 +184,19 @@ void to_f32_quant(const void* w, float* out, int64_t k) {
 }
 
 }  // namespace
+
+FloatTileFn float_tile_avx2(DType t) {
+  switch (t) {
+    case DType::kF32:
+      return float_tile<F32Load, float>;
+    case DType::kF16:
+      return float_tile<F16Load, uint16_t>;
+    case DType::kBF16:
+      return float_tile<BF16Load, uint16_t>;
+    default:
+      return nullptr;
+  }
+}
 
 const RowKernels& row_kernels_avx2() {
   static const RowKernels k = {

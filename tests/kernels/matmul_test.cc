@@ -155,31 +155,38 @@ TEST(MatmulTest, FloatPanelGemmMatchesReference) {
   set_active_isa(supported_isas().back());
 }
 
-// In batch-invariant mode a token's outputs are bit-identical to running it alone, for every
-// dtype, with and without integer activations, whatever the batch size (4 and 9 would take the
-// sgemm path otherwise).
+// In batch-invariant mode a token's outputs are bit-identical to running it alone, on every ISA
+// this CPU has, for every dtype, with and without integer activations, whatever the batch size
+// (tiles of 1-4 tokens, their remainders, and sizes that would take a matrix-product path
+// otherwise). Row lengths leave every tail: quantized 7 blocks (4 + 3), float 77 = 2 * 32 + 8 + 5.
 TEST(MatmulTest, BatchInvariantModeMatchesSingleTokenBitForBit) {
   ThreadPool pool(2);
   set_batch_invariant_matmul(true);
-  for (bool int8 : {false, true}) {
-    const Int8Mode was = set_int8_mode(int8 ? Int8Mode::kOn : Int8Mode::kOff);
-    for (DType t : {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0, DType::kQ4_0}) {
-      const int64_t n_out = 70, n_in = 128;
-      Data d = make(t, n_out, n_in, 9);
-      for (int64_t n_tok : {2, 4, 9}) {
-        std::vector<float> x(n_tok * n_in), y(n_tok * n_out), y1(n_out);
-        for (size_t i = 0; i < x.size(); ++i) x[i] = std::cos(0.11f * i);
-        const MatView w{t, n_out, n_in, d.packed.data()};
-        matmul(w, x.data(), n_in, n_tok, y.data(), n_out, pool);
-        for (int64_t tk = 0; tk < n_tok; ++tk) {
-          matmul(w, x.data() + tk * n_in, n_in, 1, y1.data(), n_out, pool);
-          for (int64_t r = 0; r < n_out; ++r)
-            ASSERT_EQ(y[tk * n_out + r], y1[r]) << dtype_name(t) << " tok " << tk << " row " << r;
+  for (Isa isa : supported_isas()) {
+    ASSERT_TRUE(set_active_isa(isa));
+    for (bool int8 : {false, true}) {
+      const Int8Mode was = set_int8_mode(int8 ? Int8Mode::kOn : Int8Mode::kOff);
+      for (DType t : {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0, DType::kQ4_0}) {
+        const int64_t n_out = 70, n_in = dtype_is_quantized(t) ? 224 : 77;
+        Data d = make(t, n_out, n_in, 9);
+        for (int64_t n_tok : {1, 2, 3, 4, 5, 17, 64}) {
+          std::vector<float> x(n_tok * n_in), y(n_tok * n_out), y1(n_out);
+          for (size_t i = 0; i < x.size(); ++i) x[i] = std::cos(0.11f * i);
+          const MatView w{t, n_out, n_in, d.packed.data()};
+          matmul(w, x.data(), n_in, n_tok, y.data(), n_out, pool);
+          for (int64_t tk = 0; tk < n_tok; ++tk) {
+            matmul(w, x.data() + tk * n_in, n_in, 1, y1.data(), n_out, pool);
+            for (int64_t r = 0; r < n_out; ++r)
+              ASSERT_EQ(y[tk * n_out + r], y1[r])
+                  << isa_name(isa) << " " << dtype_name(t) << " int8 " << int8 << " n_tok " << n_tok
+                  << " tok " << tk << " row " << r;
+          }
         }
       }
+      set_int8_mode(was);
     }
-    set_int8_mode(was);
   }
+  set_active_isa(supported_isas().back());
   set_batch_invariant_matmul(false);
 }
 
