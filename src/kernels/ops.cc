@@ -69,6 +69,10 @@ void attention_head_paged(const float* q, const float* k, const float* v, const 
       attention_head_paged_avx512(q, k, v, blocks, block_size, block_stride, stride, n_kv, head_dim,
                                   scratch, out))
     return;
+  if (active_isa() == Isa::kAvx2 &&
+      attention_head_paged_avx2(q, k, v, blocks, block_size, block_stride, stride, n_kv, head_dim,
+                                scratch, out))
+    return;
   attention_head_paged_ref(q, k, v, blocks, block_size, block_stride, stride, n_kv, head_dim,
                            scratch, out);
 }

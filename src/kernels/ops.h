@@ -35,8 +35,8 @@ void attention_head(const float* q, const float* k, const float* v, int64_t stri
 // t % block_size, at k + blocks[..] * block_stride + row * stride (likewise v). Positions are
 // visited in the same order as attention_head, so the result is bit-identical to it for the same
 // rows however they are paged. With AVX-512 active and head_dim a multiple of 16 up to 128 it
-// runs attention_head_paged_avx512 (agrees with the reference to float rounding), else the
-// reference.
+// runs attention_head_paged_avx512, with AVX2 active and head_dim a multiple of 8 up to 128
+// attention_head_paged_avx2 (both agree with the reference to float rounding), else the reference.
 void attention_head_paged(const float* q, const float* k, const float* v, const int* blocks,
                           int64_t block_size, int64_t block_stride, int64_t stride, int64_t n_kv,
                           int64_t head_dim, float* scratch, float* out);
@@ -50,5 +50,10 @@ void attention_head_paged_ref(const float* q, const float* k, const float* v, co
 bool attention_head_paged_avx512(const float* q, const float* k, const float* v, const int* blocks,
                                  int64_t block_size, int64_t block_stride, int64_t stride,
                                  int64_t n_kv, int64_t head_dim, float* scratch, float* out);
+
+// The AVX2 instance of attention_impl.h; false (doing nothing) like the AVX-512 kernel.
+bool attention_head_paged_avx2(const float* q, const float* k, const float* v, const int* blocks,
+                               int64_t block_size, int64_t block_stride, int64_t stride,
+                               int64_t n_kv, int64_t head_dim, float* scratch, float* out);
 
 }  // namespace rme

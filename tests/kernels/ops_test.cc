@@ -106,33 +106,51 @@ TEST(OpsTest, PagedAttentionEqualsContiguousBitForBit) {
   }
 }
 
-// The AVX-512 kernel against the scalar reference: every head size it takes, context lengths
-// around its 16-wide softmax, paged in blocks of 16, with scores from flat to very peaked.
-TEST(OpsTest, Avx512AttentionMatchesReference) {
-  const std::vector<Isa> isas = supported_isas();
-  if (std::find(isas.begin(), isas.end(), Isa::kAvx512) == isas.end()) GTEST_SKIP() << "no AVX-512";
+using PagedAttentionFn = bool (*)(const float*, const float*, const float*, const int*, int64_t,
+                                  int64_t, int64_t, int64_t, int64_t, float*, float*);
+
+// A vector attention kernel against the scalar reference: every head size it takes (multiples of
+// `step` up to 128), context lengths around its vector width, paged in blocks of 16 in reversed
+// order, with scores from flat to very peaked.
+void expect_attention_matches_reference(PagedAttentionFn fn, int step) {
   std::mt19937 rng(3);
   std::normal_distribution<float> nd(0, 1);
-  for (int dh = 16; dh <= 128; dh += 16)
-    for (int n : {1, 15, 16, 17, 100, 300})
+  for (int dh = step; dh <= 128; dh += step)
+    for (int n : {1, 7, 8, 9, 15, 16, 17, 100, 300})
       for (float qscale : {0.1f, 1.0f, 8.0f}) {
         const int bs = 16, nb = (n + bs - 1) / bs, stride = dh + 3;
         std::vector<int> blocks(nb);
-        for (int b = 0; b < nb; ++b) blocks[b] = nb - 1 - b;  // reversed pool order
+        for (int b = 0; b < nb; ++b) blocks[b] = nb - 1 - b;
         std::vector<float> q(dh), k(nb * bs * stride), v(k.size()), s1(n), s2(n), a(dh), b(dh);
         for (auto& x : q) x = qscale * nd(rng);
         for (auto& x : k) x = nd(rng);
         for (auto& x : v) x = nd(rng);
         attention_head_paged_ref(q.data(), k.data(), v.data(), blocks.data(), bs, bs * stride,
                                  stride, n, dh, s1.data(), a.data());
-        ASSERT_TRUE(attention_head_paged_avx512(q.data(), k.data(), v.data(), blocks.data(), bs,
-                                                bs * stride, stride, n, dh, s2.data(), b.data()));
+        ASSERT_TRUE(fn(q.data(), k.data(), v.data(), blocks.data(), bs, bs * stride, stride, n, dh,
+                       s2.data(), b.data()));
         for (int i = 0; i < dh; ++i)
           ASSERT_NEAR(a[i], b[i], 2e-5f * (1 + std::fabs(a[i])))
               << "dh " << dh << " n " << n << " q scale " << qscale << " i " << i;
       }
   float x = 0;
-  EXPECT_FALSE(attention_head_paged_avx512(&x, &x, &x, nullptr, 1, 0, 8, 1, 8, &x, &x));
+  EXPECT_FALSE(fn(&x, &x, &x, nullptr, 1, 0, 8, 1, step + 1, &x, &x));  // head_dim it lacks
+  EXPECT_FALSE(fn(&x, &x, &x, nullptr, 1, 0, 8, 0, step, &x, &x));      // no positions
+}
+
+bool cpu_has(Isa isa) {
+  const std::vector<Isa> isas = supported_isas();
+  return std::find(isas.begin(), isas.end(), isa) != isas.end();
+}
+
+TEST(OpsTest, Avx512AttentionMatchesReference) {
+  if (!cpu_has(Isa::kAvx512)) GTEST_SKIP() << "no AVX-512";
+  expect_attention_matches_reference(attention_head_paged_avx512, 16);
+}
+
+TEST(OpsTest, Avx2AttentionMatchesReference) {
+  if (!cpu_has(Isa::kAvx2)) GTEST_SKIP() << "no AVX2";
+  expect_attention_matches_reference(attention_head_paged_avx2, 8);
 }
 
 }  // namespace
