@@ -7,9 +7,11 @@
 // kernel was 17% of AVX2 prefill time (tinyllama Q4_0, 2-core EPYC).
 #pragma once
 
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <utility>
 
 #include "kernels/exp_impl.h"
 
@@ -23,7 +25,7 @@ void attend(const float* q, const float* k, const float* v, const int* blocks, i
   constexpr int L = S::kLanes;
   const float scale = 1.0f / std::sqrt(static_cast<float>(L * kNd));
   V qv[kNd];
-#pragma GCC unroll 16
+#pragma GCC unroll 32
   for (int d = 0; d < kNd; ++d) qv[d] = S::load(q + L * d);
 
   // Scores, and their maximum.
@@ -33,7 +35,7 @@ void attend(const float* q, const float* k, const float* v, const int* blocks, i
     for (int64_t r = 0; r < block_size && t < n_kv; ++r, ++t) {
       const float* kt = kb + r * stride;
       V acc = S::mul(qv[0], S::load(kt));
-#pragma GCC unroll 16
+#pragma GCC unroll 32
       for (int d = 1; d < kNd; ++d) acc = S::fmadd(qv[d], S::load(kt + L * d), acc);
       const float s = S::reduce_add(acc) * scale;
       scratch[t] = s;
@@ -65,7 +67,7 @@ void attend(const float* q, const float* k, const float* v, const int* blocks, i
 
   // out = sum_t p_t v_t / sum_t p_t, accumulated in registers.
   V acc[kNd];
-#pragma GCC unroll 16
+#pragma GCC unroll 32
   for (int d = 0; d < kNd; ++d) acc[d] = S::zero();
   t = 0;
   for (int64_t b = 0; t < n_kv; ++b) {
@@ -73,28 +75,34 @@ void attend(const float* q, const float* k, const float* v, const int* blocks, i
     for (int64_t r = 0; r < block_size && t < n_kv; ++r, ++t) {
       const float* vt = vb + r * stride;
       const V a = S::set1(scratch[t]);
-#pragma GCC unroll 16
+#pragma GCC unroll 32
       for (int d = 0; d < kNd; ++d) acc[d] = S::fmadd(a, S::load(vt + L * d), acc[d]);
     }
   }
   const V vinv = S::set1(inv);
-#pragma GCC unroll 16
+#pragma GCC unroll 32
   for (int d = 0; d < kNd; ++d) S::store(out + L * d, S::mul(acc[d], vinv));
 }
 
 using AttendFn = void (*)(const float*, const float*, const float*, const int*, int64_t, int64_t,
                           int64_t, int64_t, float*, float*);
 
-// attend<S, n> for head_dim = n * S::kLanes, n = 1..16 (head_dim up to 16 lanes' worth), or
-// nullptr when head_dim is not a multiple of the lanes or too large.
+// Head sizes up to 128 (Llama-family models use 64 or 128).
+constexpr int64_t kMaxHeadDim = 128;
+
+template <typename S, size_t... I>
+constexpr auto attend_table(std::index_sequence<I...>) {
+  return std::array<AttendFn, sizeof...(I)>{attend<S, static_cast<int>(I) + 1>...};
+}
+
+// attend<S, n> for head_dim = n * S::kLanes up to kMaxHeadDim, or nullptr when head_dim is not a
+// multiple of the lanes or too large.
 template <typename S>
 AttendFn attend_for(int64_t head_dim) {
-  static constexpr AttendFn kByDims[] = {
-      nullptr,       attend<S, 1>,  attend<S, 2>,  attend<S, 3>,  attend<S, 4>,  attend<S, 5>,
-      attend<S, 6>,  attend<S, 7>,  attend<S, 8>,  attend<S, 9>,  attend<S, 10>, attend<S, 11>,
-      attend<S, 12>, attend<S, 13>, attend<S, 14>, attend<S, 15>, attend<S, 16>};
-  if (head_dim <= 0 || head_dim % S::kLanes != 0 || head_dim / S::kLanes > 16) return nullptr;
-  return kByDims[head_dim / S::kLanes];
+  static constexpr auto kByDims =
+      attend_table<S>(std::make_index_sequence<kMaxHeadDim / S::kLanes>());
+  if (head_dim <= 0 || head_dim % S::kLanes != 0 || head_dim > kMaxHeadDim) return nullptr;
+  return kByDims[head_dim / S::kLanes - 1];
 }
 
 }  // namespace rme::simd

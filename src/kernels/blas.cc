@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "core/check.h"
+#include "kernels/cpu.h"
 
 namespace rme {
 namespace {
@@ -23,9 +24,7 @@ SgemmFn load_sgemm() {
   // Haswell and runs its AVX2 kernels; its SkylakeX kernels measured 1.45-1.5x faster prefill
   // here. It reads the choice when the library loads, hence the lazy load. A user's own
   // OPENBLAS_CORETYPE wins.
-  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq"))
-    setenv("OPENBLAS_CORETYPE", "SKYLAKEX", /*overwrite=*/0);
+  if (cpu_features().avx512) setenv("OPENBLAS_CORETYPE", "SKYLAKEX", /*overwrite=*/0);
   void* lib = nullptr;
   for (const char* name : {"libblas.so.3", "libopenblas.so.0"})
     if ((lib = dlopen(name, RTLD_NOW | RTLD_LOCAL)) != nullptr) break;

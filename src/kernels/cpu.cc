@@ -1,30 +1,50 @@
-// kernels: CPUID-based ISA detection.
+// kernels: the CPU feature probe and the choice of ISA.
 #include "kernels/cpu.h"
 
 #include <atomic>
 #include <cstdlib>
 #include <string>
 
+#if defined(__aarch64__)
+#include <asm/hwcap.h>
+#include <sys/auxv.h>
+#endif
+
 namespace rme {
 namespace {
 
-bool cpu_has(Isa isa) {
+CpuFeatures probe() {
+  CpuFeatures f;
 #if defined(__x86_64__) && defined(__GNUC__)
+  __builtin_cpu_init();
+  f.avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+           __builtin_cpu_supports("f16c");
+  f.avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+             __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+             __builtin_cpu_supports("f16c");
+  f.avx512vnni = f.avx512 && __builtin_cpu_supports("avx512vnni");
+  f.avx512vbmi = f.avx512 && __builtin_cpu_supports("avx512vbmi");
+#elif defined(__aarch64__)
+  const unsigned long hw = getauxval(AT_HWCAP);
+  f.neon = (hw & HWCAP_ASIMD) != 0;
+  f.dotprod = (hw & HWCAP_ASIMDDP) != 0;
+#endif
+  return f;
+}
+
+bool cpu_has(Isa isa) {
+  const CpuFeatures& f = cpu_features();
   switch (isa) {
     case Isa::kScalar:
       return true;
     case Isa::kAvx2:
-      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-             __builtin_cpu_supports("f16c");
+      return f.avx2;
     case Isa::kAvx512:
-      return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-             __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
-             __builtin_cpu_supports("f16c");
+      return f.avx512;
+    case Isa::kNeon:
+      return f.neon;
   }
   return false;
-#else
-  return isa == Isa::kScalar;
-#endif
 }
 
 Isa choose_isa() {
@@ -41,6 +61,11 @@ std::atomic<int> g_isa{-1};
 
 }  // namespace
 
+const CpuFeatures& cpu_features() {
+  static const CpuFeatures f = probe();
+  return f;
+}
+
 std::string_view isa_name(Isa isa) {
   switch (isa) {
     case Isa::kScalar:
@@ -49,13 +74,15 @@ std::string_view isa_name(Isa isa) {
       return "avx2";
     case Isa::kAvx512:
       return "avx512";
+    case Isa::kNeon:
+      return "neon";
   }
   return "?";
 }
 
 std::vector<Isa> supported_isas() {
   std::vector<Isa> out;
-  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512})
+  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512, Isa::kNeon})
     if (cpu_has(isa)) out.push_back(isa);
   return out;
 }

@@ -1,4 +1,5 @@
-// kernels: instruction-set detection; the ISA is chosen once at startup and can be pinned.
+// kernels: the one probe of the CPU's features, and the instruction set kernels run with (chosen
+// once at startup, pinnable for tests and benchmarks).
 #pragma once
 
 #include <string_view>
@@ -6,12 +7,24 @@
 
 namespace rme {
 
-enum class Isa { kScalar = 0, kAvx2, kAvx512 };
+// What this CPU can run, probed once (CPUID on x86-64, the auxiliary vector on AArch64). Every
+// kernel selection reads this; nothing else asks the CPU.
+struct CpuFeatures {
+  bool avx2 = false;        // AVX2 + FMA + F16C (rme's AVX2 kernels need all three)
+  bool avx512 = false;      // AVX-512 F + BW + VL + DQ (and F16C)
+  bool avx512vnni = false;  // vpdpbusd
+  bool avx512vbmi = false;  // vpermb
+  bool neon = false;        // AArch64 Advanced SIMD (always there on AArch64)
+  bool dotprod = false;     // AArch64 sdot/udot (Armv8.2 DotProd)
+};
+const CpuFeatures& cpu_features();
+
+enum class Isa { kScalar = 0, kAvx2, kAvx512, kNeon };
 
 std::string_view isa_name(Isa isa);
 // Every ISA this CPU can run, from kScalar up (tests iterate over these).
 std::vector<Isa> supported_isas();
-// The ISA kernels use: the best supported one, or RME_ISA=scalar|avx2|avx512 from the
+// The ISA kernels use: the best supported one, or RME_ISA=scalar|avx2|avx512|neon from the
 // environment if that is supported. Decided on first call.
 Isa active_isa();
 // Overrides the active ISA (tests, benchmarks). Returns false if the CPU lacks it.

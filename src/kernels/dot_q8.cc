@@ -12,6 +12,7 @@
 
 namespace rme {
 
+#if defined(__x86_64__)
 DotQ8Fn dot_q8_vnni(DType weights);                   // dot_q8_vnni.cc
 GemmQ8Fn gemm_q8_vnni(DType weights);                 // gemm_q8_avx512.cc
 std::vector<DotQ8Fn> dot_q8_vnni_all(DType weights);  // dot_q8_vnni.cc
@@ -19,14 +20,9 @@ void quantize_q8_avx512(const float* x, int64_t k, int8_t* q, float* d, float* s
 DotQ8Fn dot_q8_avx2(DType weights);    // dot_q8_avx2.cc
 GemmQ8Fn gemm_q8_avx2(DType weights);  // dot_q8_avx2.cc
 void quantize_q8_avx2(const float* x, int64_t k, int8_t* q, float* d, float* sum);
-
-namespace {
-bool cpu_has_vnni() {
-  static const bool vnni =
-      __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vl");
-  return vnni;
-}
-}  // namespace
+#elif defined(__aarch64__)
+DotQ8Fn dot_q8_neon(DType weights);  // dot_q8_neon.cc (DotProd)
+#endif
 
 void Q8Activations::resize(int64_t k) {
   q.resize(static_cast<size_t>(k));
@@ -35,16 +31,17 @@ void Q8Activations::resize(int64_t k) {
 }
 
 void Q8Activations::quantize(const float* x, int64_t k) {
-  static const bool avx512 =
-      __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
+#if defined(__x86_64__)
   const Isa isa = active_isa();
-  if (isa == Isa::kScalar) return quantize_ref(x, k);
-  resize(k);
-  if (avx512 && isa == Isa::kAvx512) {
-    quantize_q8_avx512(x, k, q.data(), d.data(), sum.data());
-  } else {  // the AVX2 ISA (or AVX-512 without BW) implies AVX2 + FMA + F16C
-    quantize_q8_avx2(x, k, q.data(), d.data(), sum.data());
+  if (isa == Isa::kAvx512 || isa == Isa::kAvx2) {
+    resize(k);
+    // Both are bit-identical to quantize_ref (tested).
+    (isa == Isa::kAvx512 ? quantize_q8_avx512 : quantize_q8_avx2)(x, k, q.data(), d.data(),
+                                                                  sum.data());
+    return;
   }
+#endif
+  quantize_ref(x, k);
 }
 
 void Q8Activations::quantize_ref(const float* x, int64_t k) {
@@ -112,23 +109,28 @@ std::atomic<Int8Mode>& int8_mode() {
 
 Int8Mode set_int8_mode(Int8Mode mode) { return int8_mode().exchange(mode); }
 
+std::vector<DotQ8Fn> dot_q8_all(DType t) {
+  std::vector<DotQ8Fn> all;
+#if defined(__x86_64__)
+  if (cpu_features().avx2 && dot_q8_avx2(t)) all.push_back(dot_q8_avx2(t));
+  if (cpu_features().avx512vnni)
+    for (DotQ8Fn f : dot_q8_vnni_all(t)) all.push_back(f);
+#elif defined(__aarch64__)
+  if (cpu_features().dotprod && dot_q8_neon(t)) all.push_back(dot_q8_neon(t));
+#else
+  (void)t;
+#endif
+  return all;
+}
+
+#if defined(__x86_64__)
 namespace {
 bool int8_on() { return int8_mode().load(std::memory_order_relaxed) == Int8Mode::kOn; }
 // The VNNI kernels run when the CPU has VNNI, the active ISA is AVX-512 and the mode is on.
-bool int8_kernels_usable() { return cpu_has_vnni() && active_isa() == Isa::kAvx512 && int8_on(); }
-bool cpu_has_avx2() {
-  const std::vector<Isa> s = supported_isas();
-  return std::find(s.begin(), s.end(), Isa::kAvx2) != s.end();
+bool int8_kernels_usable() {
+  return cpu_features().avx512vnni && active_isa() == Isa::kAvx512 && int8_on();
 }
 }  // namespace
-
-std::vector<DotQ8Fn> dot_q8_all(DType t) {
-  std::vector<DotQ8Fn> all;
-  if (cpu_has_avx2() && dot_q8_avx2(t)) all.push_back(dot_q8_avx2(t));
-  if (cpu_has_vnni())
-    for (DotQ8Fn f : dot_q8_vnni_all(t)) all.push_back(f);
-  return all;
-}
 
 DotQ8Fn dot_q8_best(DType t) {
   if (int8_kernels_usable()) return dot_q8_vnni(t);
@@ -143,5 +145,20 @@ GemmQ8Fn gemm_q8_rows_best(DType t) {
 }
 
 GemmQ8Fn gemm_q8_best(DType t) { return int8_kernels_usable() ? gemm_q8_vnni(t) : nullptr; }
+#else
+// AArch64 with DotProd: integer decode (sdot); prefill and the batch-invariant mode run the decode
+// kernel per token (no NEON tile kernel yet). Elsewhere f32 activations.
+DotQ8Fn dot_q8_best(DType t) {
+#if defined(__aarch64__)
+  if (cpu_features().dotprod && active_isa() == Isa::kNeon &&
+      int8_mode().load(std::memory_order_relaxed) == Int8Mode::kOn)
+    return dot_q8_neon(t);
+#endif
+  (void)t;
+  return nullptr;
+}
+GemmQ8Fn gemm_q8_rows_best(DType) { return nullptr; }
+GemmQ8Fn gemm_q8_best(DType) { return nullptr; }
+#endif
 
 }  // namespace rme

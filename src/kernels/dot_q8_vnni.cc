@@ -5,6 +5,7 @@
 
 #include <vector>
 
+#include "kernels/cpu.h"
 #include "kernels/dot_q8.h"
 #include "kernels/q4_dot_avx512.h"
 
@@ -103,7 +104,7 @@ float dot_q4_vbmi(const void* w, const int8_t* q, const float* d, const float* s
                   int64_t k);  // dot_q4_vbmi.cc
 
 DotQ8Fn dot_q8_vnni(DType t) {
-  static const bool vbmi = __builtin_cpu_supports("avx512vbmi");
+  static const bool vbmi = cpu_features().avx512vbmi;
   if (t == DType::kQ4_0) return vbmi ? dot_q4_vbmi : dot_q4_vnni;
   return t == DType::kQ8_0 ? dot_q8_0_vnni : nullptr;
 }
@@ -112,7 +113,7 @@ std::vector<DotQ8Fn> dot_q8_vnni_all(DType t) {
   std::vector<DotQ8Fn> all;
   if (t == DType::kQ8_0) all.push_back(dot_q8_0_vnni);
   if (t == DType::kQ4_0) all.push_back(dot_q4_vnni);
-  if (t == DType::kQ4_0 && __builtin_cpu_supports("avx512vbmi")) all.push_back(dot_q4_vbmi);
+  if (t == DType::kQ4_0 && cpu_features().avx512vbmi) all.push_back(dot_q4_vbmi);
   return all;
 }
 

@@ -15,11 +15,16 @@ namespace rme {
 
 const RowKernels& row_kernels(Isa isa) {
   switch (isa) {
+#if defined(__x86_64__)
     case Isa::kAvx512:
       return row_kernels_avx512();
     case Isa::kAvx2:
       return row_kernels_avx2();
-    case Isa::kScalar:
+#elif defined(__aarch64__)
+    case Isa::kNeon:
+      return row_kernels_neon();
+#endif
+    default:
       break;
   }
   return row_kernels_ref();
@@ -29,7 +34,7 @@ namespace {
 // Below this many tokens the per-token dot products are as fast as a matrix product.
 constexpr int64_t kBlasMinTokens = 4;
 // Rows decoded per sgemm call: 64 rows of 11008 f32 = 2.8 MB, about what a core's L2 holds.
-constexpr int64_t kPanelRows = 64;
+constexpr int64_t kPanelRows = 128;
 // active_isa() is one relaxed atomic load, so resolving per call is free and follows
 // set_active_isa() in tests.
 const RowKernels& active_kernels() { return row_kernels(active_isa()); }
@@ -81,6 +86,17 @@ void dot_rows_tokens(FloatTileFn tile, float (*dot)(const void*, const float*, i
 }
 }  // namespace
 
+FloatTileFn float_tile(Isa isa, DType t) {
+#if defined(__x86_64__)
+  if (isa == Isa::kAvx2) return float_tile_avx2(t);
+#elif defined(__aarch64__)
+  if (isa == Isa::kNeon) return float_tile_neon(t);
+#endif
+  (void)isa;
+  (void)t;
+  return nullptr;
+}
+
 void set_batch_invariant_matmul(bool on) { g_batch_invariant.store(on, std::memory_order_relaxed); }
 bool batch_invariant_matmul() { return g_batch_invariant.load(std::memory_order_relaxed); }
 
@@ -131,7 +147,7 @@ void matmul(const MatView& w, const float* x, int64_t x_stride, int64_t n_tok, f
           });
       return;
     }
-    const FloatTileFn tile = active_isa() == Isa::kAvx2 ? float_tile_avx2(w.dtype) : nullptr;
+    const FloatTileFn tile = float_tile(active_isa(), w.dtype);
     if (const DotQ8Fn dq = dot_q8_best(w.dtype)) {  // AVX-512: the one-token kernel per token
       const Q8Activations* xs = quantize_tokens(x, x_stride, n_tok, n_in, pool);
       pool.parallel_for(w.n_out, grain, [&](int64_t r0, int64_t r1, int) {
@@ -158,6 +174,7 @@ void matmul(const MatView& w, const float* x, int64_t x_stride, int64_t n_tok, f
     });
     return;
   }
+#if defined(__x86_64__)
   if (n_tok >= kBlasMinTokens && active_isa() == Isa::kAvx512) {
     // Float matrix product on rme's own AVX-512 panels, rows in 32-row units.
     thread_local ScratchBuffer xp_buf;
@@ -172,6 +189,7 @@ void matmul(const MatView& w, const float* x, int64_t x_stride, int64_t n_tok, f
     });
     return;
   }
+#endif
   if (n_tok >= kBlasMinTokens && fast_blas()) {
     // Prefill as matrix products: each thread decodes panels of its rows to f32 (f32 weights are
     // used in place) and multiplies every token by the panel at once.

@@ -21,6 +21,7 @@ struct RowKernels {
 const RowKernels& row_kernels_ref();
 const RowKernels& row_kernels_avx2();
 const RowKernels& row_kernels_avx512();
+const RowKernels& row_kernels_neon();
 const RowKernels& row_kernels(Isa isa);
 
 // One weight row against up to kFloatTileTokens tokens: out[t] = dot(w, x + t * x_stride), each
@@ -29,9 +30,11 @@ const RowKernels& row_kernels(Isa isa);
 using FloatTileFn = void (*)(const void* w, const float* x, int64_t x_stride, int n_tok, int64_t k,
                              float* out);
 constexpr int kFloatTileTokens = 3;
-// AVX2 tiles for F32/F16/BF16 (nullptr for other types). AVX-512 has none yet: its batch-invariant
-// mode dots each token separately (docs/performance.md).
+// The tile kernel of `isa` for F32/F16/BF16, or nullptr (other types; AVX-512 and scalar have
+// none, and their batch-invariant mode dots each token separately: docs/performance.md).
+FloatTileFn float_tile(Isa isa, DType t);
 FloatTileFn float_tile_avx2(DType t);
+FloatTileFn float_tile_neon(DType t);
 
 // Weight view for matmul: n_out rows of n_in elements of `dtype`, row-major, rows contiguous.
 struct MatView {

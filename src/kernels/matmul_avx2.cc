@@ -2,7 +2,9 @@
 // only called when the CPU has them).
 #include <immintrin.h>
 
+#include "kernels/float_dot_impl.h"
 #include "kernels/matmul.h"
+#include "kernels/simd_avx2.h"
 
 namespace rme {
 namespace {
@@ -10,120 +12,12 @@ namespace {
 // Local scalar conversions: shared inline helpers must not be compiled with ISA flags here, or
 // the linker could keep this TU's copy for callers on CPUs without the ISA (ODR).
 inline float f16_to_f32(uint16_t h) { return _cvtsh_ss(h); }
-inline float bf16_to_f32(uint16_t h) {
-  uint32_t bits = static_cast<uint32_t>(h) << 16;
-  float f;
-  __builtin_memcpy(&f, &bits, 4);
-  return f;
-}
 
 inline float hsum(__m256 v) {
   __m128 lo = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
   lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
   lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
   return _mm_cvtss_f32(lo);
-}
-
-// Loaders turn 8 stored elements at index i into 8 floats; at(i) is the scalar tail.
-struct F32Load {
-  const float* p;
-  __m256 load(int64_t i) const { return _mm256_loadu_ps(p + i); }
-  float at(int64_t i) const { return p[i]; }
-};
-struct F16Load {
-  const uint16_t* p;
-  __m256 load(int64_t i) const {
-    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i)));
-  }
-  float at(int64_t i) const { return f16_to_f32(p[i]); }
-};
-struct BF16Load {
-  const uint16_t* p;
-  __m256 load(int64_t i) const {
-    __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i)));
-    return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
-  }
-  float at(int64_t i) const { return bf16_to_f32(p[i]); }
-};
-
-// One weight row dotted with T tokens, each 8-element load converted once for all of them. Every
-// output is computed by the same operations in the same order whatever T is (four accumulators
-// over 32-element steps, an 8-element step into the first, one horizontal sum, the scalar tail),
-// so the one-token kernel (T = 1) and a batch of tokens give bit-identical results: matmul's
-// batch invariance. Four accumulators hide FMA latency; T <= 3 keeps 12 of them in registers.
-template <typename L, int T>
-void dot_float_tile(const L& w, const float* x, int64_t x_stride, int64_t k, float* out) {
-  __m256 a[T][4];
-  for (int t = 0; t < T; ++t) a[t][0] = a[t][1] = a[t][2] = a[t][3] = _mm256_setzero_ps();
-  int64_t i = 0;
-  for (; i + 32 <= k; i += 32) {
-#pragma GCC unroll 4
-    for (int j = 0; j < 4; ++j) {
-      const __m256 wv = w.load(i + 8 * j);
-#pragma GCC unroll 3
-      for (int t = 0; t < T; ++t)
-        a[t][j] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + t * x_stride + i + 8 * j), a[t][j]);
-    }
-  }
-  for (; i + 8 <= k; i += 8) {
-    const __m256 wv = w.load(i);
-#pragma GCC unroll 3
-    for (int t = 0; t < T; ++t)
-      a[t][0] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + t * x_stride + i), a[t][0]);
-  }
-#pragma GCC unroll 3
-  for (int t = 0; t < T; ++t) {
-    float s = hsum(_mm256_add_ps(_mm256_add_ps(a[t][0], a[t][1]), _mm256_add_ps(a[t][2], a[t][3])));
-    for (int64_t e = i; e < k; ++e) s += w.at(e) * x[t * x_stride + e];
-    out[t] = s;
-  }
-}
-
-template <typename L>
-float dot_float(const L& w, const float* x, int64_t k) {
-  float out;
-  dot_float_tile<L, 1>(w, x, 0, k, &out);
-  return out;
-}
-
-// FloatTileFn for loader L over storage type S.
-template <typename L, typename S>
-void float_tile(const void* w, const float* x, int64_t x_stride, int n_tok, int64_t k, float* out) {
-  const L lw{static_cast<const S*>(w)};
-  switch (n_tok) {
-    case 3:
-      return dot_float_tile<L, 3>(lw, x, x_stride, k, out);
-    case 2:
-      return dot_float_tile<L, 2>(lw, x, x_stride, k, out);
-    default:
-      return dot_float_tile<L, 1>(lw, x, x_stride, k, out);
-  }
-}
-
-template <typename L>
-void to_f32_float(const L& w, float* out, int64_t k) {
-  int64_t i = 0;
-  for (; i + 8 <= k; i += 8) _mm256_storeu_ps(out + i, w.load(i));
-  for (; i < k; ++i) out[i] = w.at(i);
-}
-
-float dot_f32(const void* w, const float* x, int64_t k) {
-  return dot_float(F32Load{static_cast<const float*>(w)}, x, k);
-}
-float dot_f16(const void* w, const float* x, int64_t k) {
-  return dot_float(F16Load{static_cast<const uint16_t*>(w)}, x, k);
-}
-float dot_bf16(const void* w, const float* x, int64_t k) {
-  return dot_float(BF16Load{static_cast<const uint16_t*>(w)}, x, k);
-}
-void to_f32_f32(const void* w, float* o, int64_t k) {
-  to_f32_float(F32Load{static_cast<const float*>(w)}, o, k);
-}
-void to_f32_f16(const void* w, float* o, int64_t k) {
-  to_f32_float(F16Load{static_cast<const uint16_t*>(w)}, o, k);
-}
-void to_f32_bf16(const void* w, float* o, int64_t k) {
-  to_f32_float(BF16Load{static_cast<const uint16_t*>(w)}, o, k);
 }
 
 // 8 signed bytes -> 8 floats.
@@ -185,24 +79,17 @@ void to_f32_quant(const void* w, float* out, int64_t k) {
 
 }  // namespace
 
-FloatTileFn float_tile_avx2(DType t) {
-  switch (t) {
-    case DType::kF32:
-      return float_tile<F32Load, float>;
-    case DType::kF16:
-      return float_tile<F16Load, uint16_t>;
-    case DType::kBF16:
-      return float_tile<BF16Load, uint16_t>;
-    default:
-      return nullptr;
-  }
-}
+FloatTileFn float_tile_avx2(DType t) { return simd::float_tile_for<simd::Avx2>(t); }
 
 const RowKernels& row_kernels_avx2() {
+  using S = simd::Avx2;
+  using simd::BF16Row, simd::dot_row, simd::F16Row, simd::F32Row, simd::row_to_f32;
   static const RowKernels k = {
-      {dot_f32, dot_f16, dot_bf16, dot_quant<Q8_0Block, q8_0_decode>,
+      {dot_row<S, F32Row<S>, float>, dot_row<S, F16Row<S>, uint16_t>,
+       dot_row<S, BF16Row<S>, uint16_t>, dot_quant<Q8_0Block, q8_0_decode>,
        dot_quant<Q4_0Block, q4_0_decode>},
-      {to_f32_f32, to_f32_f16, to_f32_bf16, to_f32_quant<Q8_0Block, q8_0_decode>,
+      {row_to_f32<S, F32Row<S>, float>, row_to_f32<S, F16Row<S>, uint16_t>,
+       row_to_f32<S, BF16Row<S>, uint16_t>, to_f32_quant<Q8_0Block, q8_0_decode>,
        to_f32_quant<Q4_0Block, q4_0_decode>},
   };
   return k;

@@ -1,8 +1,6 @@
 // kernels: streaming read bandwidth.
 #include "kernels/membw.h"
 
-#include <immintrin.h>
-
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
@@ -10,6 +8,10 @@
 
 #include "core/timer.h"
 #include "kernels/cpu.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 namespace rme {
 namespace {
@@ -24,6 +26,7 @@ uint64_t sum_generic(const uint64_t* p, const uint64_t* end) {
   return t;
 }
 
+#if defined(__x86_64__)
 // The same with full-width loads, so the loop is bound by memory rather than by instructions
 // (the generic one runs at about 128 bits per load and under-read this machine's bandwidth: F16
 // decode measured above it).
@@ -60,6 +63,17 @@ __attribute__((target("avx2"))) uint64_t sum_avx2(const uint64_t* p, const uint6
   for (; p < end; ++p) t += *p;
   return t;
 }
+#endif
+
+// The widest loads the active ISA has (NEON: the compiler vectorizes sum_generic to 128 bits).
+uint64_t sum_best(Isa isa, const uint64_t* p, const uint64_t* end) {
+#if defined(__x86_64__)
+  if (isa == Isa::kAvx512) return sum_avx512(p, end);
+  if (isa == Isa::kAvx2) return sum_avx2(p, end);
+#endif
+  (void)isa;
+  return sum_generic(p, end);
+}
 
 }  // namespace
 
@@ -76,9 +90,7 @@ double measure_read_bandwidth(size_t bytes, int reps, ThreadPool& pool) {
       // The sum is published so the compiler cannot drop the loop.
       const uint64_t* p = buf.data() + b * 4096;
       const uint64_t* end = buf.data() + e * 4096;
-      const uint64_t t = isa == Isa::kAvx512 ? sum_avx512(p, end)
-                         : isa == Isa::kAvx2 ? sum_avx2(p, end)
-                                             : sum_generic(p, end);
+      const uint64_t t = sum_best(isa, p, end);
       sink.fetch_add(t, std::memory_order_relaxed);
     });
     gbs.push_back(static_cast<double>(n / 4096 * 4096 * sizeof(uint64_t)) / (now_seconds() - t0) /

@@ -65,6 +65,7 @@ void attention_head(const float* q, const float* k, const float* v, int64_t stri
 void attention_head_paged(const float* q, const float* k, const float* v, const int* blocks,
                           int64_t block_size, int64_t block_stride, int64_t stride, int64_t n_kv,
                           int64_t head_dim, float* scratch, float* out) {
+#if defined(__x86_64__)
   if (active_isa() == Isa::kAvx512 &&
       attention_head_paged_avx512(q, k, v, blocks, block_size, block_stride, stride, n_kv, head_dim,
                                   scratch, out))
@@ -73,6 +74,12 @@ void attention_head_paged(const float* q, const float* k, const float* v, const 
       attention_head_paged_avx2(q, k, v, blocks, block_size, block_stride, stride, n_kv, head_dim,
                                 scratch, out))
     return;
+#elif defined(__aarch64__)
+  if (active_isa() == Isa::kNeon &&
+      attention_head_paged_neon(q, k, v, blocks, block_size, block_stride, stride, n_kv, head_dim,
+                                scratch, out))
+    return;
+#endif
   attention_head_paged_ref(q, k, v, blocks, block_size, block_stride, stride, n_kv, head_dim,
                            scratch, out);
 }

@@ -51,8 +51,11 @@ bool attention_head_paged_avx512(const float* q, const float* k, const float* v,
                                  int64_t block_size, int64_t block_stride, int64_t stride,
                                  int64_t n_kv, int64_t head_dim, float* scratch, float* out);
 
-// The AVX2 instance of attention_impl.h; false (doing nothing) like the AVX-512 kernel.
+// The AVX2 and NEON instances of attention_impl.h; false (doing nothing) like the AVX-512 kernel.
 bool attention_head_paged_avx2(const float* q, const float* k, const float* v, const int* blocks,
+                               int64_t block_size, int64_t block_stride, int64_t stride,
+                               int64_t n_kv, int64_t head_dim, float* scratch, float* out);
+bool attention_head_paged_neon(const float* q, const float* k, const float* v, const int* blocks,
                                int64_t block_size, int64_t block_stride, int64_t stride,
                                int64_t n_kv, int64_t head_dim, float* scratch, float* out);
 

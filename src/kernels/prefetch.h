@@ -33,7 +33,7 @@ class Prefetch {
     const int64_t c = call_++ - start_;
     if (c < 0 || issued_ >= lines_) return;
     const int64_t target = std::min(lines_, (lines_ * (c + 1) + window_ - 1) / window_);
-    for (; issued_ < target; ++issued_) _mm_prefetch(p_ + issued_ * 64, _MM_HINT_T1);
+    for (; issued_ < target; ++issued_) __builtin_prefetch(p_ + issued_ * 64, 0, 2);
   }
 
  private:

@@ -78,7 +78,8 @@ TEST(DotQ8Test, KernelsMatchReference) {
       EXPECT_NEAR(ref, exact, 0.01 * norm) << dtype_name(t) << " k=" << k;
       // Every variant this CPU runs (Q4_0: VNNI and, with VBMI, the byte-permute one).
       const std::vector<DotQ8Fn> all = dot_q8_all(t);
-      if (all.empty()) GTEST_LOG_(INFO) << "no AVX2 or VNNI kernel on this CPU; reference only";
+      if (all.empty())
+        GTEST_LOG_(INFO) << "no AVX2, VNNI or DotProd kernel on this CPU; reference only";
       for (size_t v = 0; v < all.size(); ++v) {
         const float got = all[v](w.data(), a.q.data(), a.d.data(), a.sum.data(), k);
         EXPECT_NEAR(got, ref, 1e-4 * (1 + std::fabs(ref)))

@@ -120,6 +120,7 @@ TEST(MatmulTest, BatchedAndSingleTokenMatchNaiveOnEveryIsa) {
   set_int8_mode(was);
 }
 
+#if defined(__x86_64__)  // the AVX-512 panel GEMM is built on x86-64 only
 // The float panel GEMM against a double-precision reference per (row, token): rows in whole
 // 32-row units, a lone 16-row group and a remainder below 16; columns with and without a partial
 // 16-column transpose block; token counts around the 12-token tile; strided x and y.
@@ -154,6 +155,7 @@ TEST(MatmulTest, FloatPanelGemmMatchesReference) {
     }
   set_active_isa(supported_isas().back());
 }
+#endif
 
 // In batch-invariant mode a token's outputs are bit-identical to running it alone, on every ISA
 // this CPU has, for every dtype, with and without integer activations, whatever the batch size

@@ -143,6 +143,9 @@ bool cpu_has(Isa isa) {
   return std::find(isas.begin(), isas.end(), isa) != isas.end();
 }
 
+// Each architecture's vector kernels; those of the other architecture are not built (and those
+// of an ISA this CPU lacks are reported as skipped).
+#if defined(__x86_64__)
 TEST(OpsTest, Avx512AttentionMatchesReference) {
   if (!cpu_has(Isa::kAvx512)) GTEST_SKIP() << "no AVX-512";
   expect_attention_matches_reference(attention_head_paged_avx512, 16);
@@ -152,6 +155,12 @@ TEST(OpsTest, Avx2AttentionMatchesReference) {
   if (!cpu_has(Isa::kAvx2)) GTEST_SKIP() << "no AVX2";
   expect_attention_matches_reference(attention_head_paged_avx2, 8);
 }
+#elif defined(__aarch64__)
+TEST(OpsTest, NeonAttentionMatchesReference) {
+  if (!cpu_has(Isa::kNeon)) GTEST_SKIP() << "no NEON";
+  expect_attention_matches_reference(attention_head_paged_neon, 4);
+}
+#endif
 
 }  // namespace
 }  // namespace rme
