@@ -148,7 +148,7 @@ void matmul(const MatView& w, const float* x, int64_t x_stride, int64_t n_tok, f
       return;
     }
     const FloatTileFn tile = float_tile(active_isa(), w.dtype);
-    if (const DotQ8Fn dq = dot_q8_best(w.dtype)) {  // AVX-512: the one-token kernel per token
+    if (const DotQ8Fn dq = dot_q8_best(w.dtype)) {  // AVX-512, NEON: one-token kernel per token
       const Q8Activations* xs = quantize_tokens(x, x_stride, n_tok, n_in, pool);
       pool.parallel_for(w.n_out, grain, [&](int64_t r0, int64_t r1, int) {
         for (int64_t r = r0; r < r1; ++r)

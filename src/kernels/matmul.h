@@ -54,8 +54,10 @@ void matmul(const MatView& w, const float* x, int64_t x_stride, int64_t n_tok, f
 
 // Batch-invariant mode: each token's row of y is computed exactly as a one-token call would
 // compute it (same kernel, same accumulation order), so a request's logits do not depend on which
-// other tokens share the step. Costs prefill speed (no matrix product: weight rows are re-dotted
-// per token while hot in cache). Process-wide; the serving engine turns it on.
+// other tokens share the step. AVX2 and NEON float types run tile kernels that convert a weight row
+// once for several tokens (AVX2 int8 too: gemm_q8_rows_best); elsewhere the one-token kernel per
+// token. Either way weights come from memory once per call; the cost is prefill speed against the
+// matrix-product paths (docs/performance.md). Process-wide; the serving engine turns it on.
 void set_batch_invariant_matmul(bool on);
 bool batch_invariant_matmul();
 
