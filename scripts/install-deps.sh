@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Installs the Debian packages rme needs to build, test and run. Idempotent, non-interactive.
+# Installs the Debian packages rme needs to build, test and run (or, given package names, those).
+# Idempotent, non-interactive.
 set -euo pipefail
-PKGS=(
+PKGS=("$@")
+[ ${#PKGS[@]} -gt 0 ] || PKGS=(
   build-essential cmake ninja-build pkg-config
   libgtest-dev libgmock-dev libbenchmark-dev
   nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev libcpp-httplib-dev

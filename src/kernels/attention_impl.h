@@ -105,4 +105,15 @@ AttendFn attend_for(int64_t head_dim) {
   return kByDims[head_dim / S::kLanes - 1];
 }
 
+// attention_head_paged for S: false (doing nothing) for a head_dim it has no kernel for or n_kv 0.
+template <typename S>
+bool attention_paged(const float* q, const float* k, const float* v, const int* blocks,
+                     int64_t block_size, int64_t block_stride, int64_t stride, int64_t n_kv,
+                     int64_t head_dim, float* scratch, float* out) {
+  const AttendFn fn = attend_for<S>(head_dim);
+  if (fn == nullptr || n_kv <= 0) return false;
+  fn(q, k, v, blocks, block_size, block_stride, stride, n_kv, scratch, out);
+  return true;
+}
+
 }  // namespace rme::simd

@@ -123,9 +123,14 @@ std::vector<DotQ8Fn> dot_q8_all(DType t) {
   return all;
 }
 
+namespace {
+[[maybe_unused]] bool int8_on() {
+  return int8_mode().load(std::memory_order_relaxed) == Int8Mode::kOn;
+}
+}  // namespace
+
 #if defined(__x86_64__)
 namespace {
-bool int8_on() { return int8_mode().load(std::memory_order_relaxed) == Int8Mode::kOn; }
 // The VNNI kernels run when the CPU has VNNI, the active ISA is AVX-512 and the mode is on.
 bool int8_kernels_usable() {
   return cpu_features().avx512vnni && active_isa() == Isa::kAvx512 && int8_on();
@@ -150,9 +155,7 @@ GemmQ8Fn gemm_q8_best(DType t) { return int8_kernels_usable() ? gemm_q8_vnni(t) 
 // kernel per token (no NEON tile kernel yet). Elsewhere f32 activations.
 DotQ8Fn dot_q8_best(DType t) {
 #if defined(__aarch64__)
-  if (cpu_features().dotprod && active_isa() == Isa::kNeon &&
-      int8_mode().load(std::memory_order_relaxed) == Int8Mode::kOn)
-    return dot_q8_neon(t);
+  if (cpu_features().dotprod && active_isa() == Isa::kNeon && int8_on()) return dot_q8_neon(t);
 #endif
   (void)t;
   return nullptr;

@@ -8,9 +8,9 @@
 #include <algorithm>
 #include <cstring>
 #include <type_traits>
-#include <vector>
 
 #include "kernels/dot_q8.h"
+#include "kernels/simd_avx2.h"
 
 namespace rme {
 namespace {
@@ -20,12 +20,6 @@ namespace {
 // stream per core short of bandwidth: tinyllama Q4_0 tg 15.6-15.9 -> 19.0-20.4 tok/s with 2048
 // (2-core EPYC, same run; 4096 measured the same).
 constexpr int kPrefetchAhead = 2048;
-
-inline float hsum(__m256 v) {
-  const __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  const __m128 h = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  return _mm_cvtss_f32(_mm_add_ss(h, _mm_movehdup_ps(h)));
-}
 
 // The 32 signed products of one block summed to 8 int32 lanes, as floats.
 inline __m256 block_dot(__m256i w_unsigned, __m256i q) {
@@ -129,7 +123,7 @@ inline void dot_tile(const Block* b, int64_t nb, const Q8Ref* xs, float* out) {
         a = _mm256_sub_ps(a, _mm256_setr_ps(8.0f * s * xs[t].sum[ib], 0, 0, 0, 0, 0, 0, 0));
     }
   }
-  for (int t = 0; t < T; ++t) out[t] = hsum(_mm256_add_ps(acc[t][0], acc[t][1]));
+  for (int t = 0; t < T; ++t) out[t] = simd::Avx2::reduce_add(_mm256_add_ps(acc[t][0], acc[t][1]));
 }
 
 // The largest token tile: 4 tokens x 2 accumulators, the decoded block and the scales fit the 16

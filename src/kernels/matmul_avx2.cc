@@ -9,16 +9,7 @@
 namespace rme {
 namespace {
 
-// Local scalar conversions: shared inline helpers must not be compiled with ISA flags here, or
-// the linker could keep this TU's copy for callers on CPUs without the ISA (ODR).
-inline float f16_to_f32(uint16_t h) { return _cvtsh_ss(h); }
-
-inline float hsum(__m256 v) {
-  __m128 lo = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
-  lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
-  return _mm_cvtss_f32(lo);
-}
+using S = simd::Avx2;
 
 // 8 signed bytes -> 8 floats.
 inline __m256 i8x8_to_ps(__m128i v) { return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v)); }
@@ -55,14 +46,14 @@ float dot_quant(const void* w, const float* x, int64_t k) {
     __m256 s1 = _mm256_mul_ps(v[1], _mm256_loadu_ps(xb + 8));
     s0 = _mm256_fmadd_ps(v[2], _mm256_loadu_ps(xb + 16), s0);
     s1 = _mm256_fmadd_ps(v[3], _mm256_loadu_ps(xb + 24), s1);
-    __m256 d = _mm256_set1_ps(f16_to_f32(b[ib].d));
+    __m256 d = _mm256_set1_ps(S::f16_to_f32(b[ib].d));
     if (ib & 1) {
       acc1 = _mm256_fmadd_ps(_mm256_add_ps(s0, s1), d, acc1);
     } else {
       acc0 = _mm256_fmadd_ps(_mm256_add_ps(s0, s1), d, acc0);
     }
   }
-  return hsum(_mm256_add_ps(acc0, acc1));
+  return S::reduce_add(_mm256_add_ps(acc0, acc1));
 }
 
 template <typename Block, void (*Decode)(const Block&, __m256*)>
@@ -71,7 +62,7 @@ void to_f32_quant(const void* w, float* out, int64_t k) {
   for (int64_t ib = 0; ib < k / kQBlock; ++ib) {
     __m256 v[4];
     Decode(b[ib], v);
-    __m256 d = _mm256_set1_ps(f16_to_f32(b[ib].d));
+    __m256 d = _mm256_set1_ps(S::f16_to_f32(b[ib].d));
     for (int j = 0; j < 4; ++j)
       _mm256_storeu_ps(out + ib * kQBlock + 8 * j, _mm256_mul_ps(v[j], d));
   }
@@ -82,7 +73,6 @@ void to_f32_quant(const void* w, float* out, int64_t k) {
 FloatTileFn float_tile_avx2(DType t) { return simd::float_tile_for<simd::Avx2>(t); }
 
 const RowKernels& row_kernels_avx2() {
-  using S = simd::Avx2;
   using simd::BF16Row, simd::dot_row, simd::F16Row, simd::F32Row, simd::row_to_f32;
   static const RowKernels k = {
       {dot_row<S, F32Row<S>, float>, dot_row<S, F16Row<S>, uint16_t>,

@@ -3,7 +3,6 @@
 #include "kernels/float_dot_impl.h"
 #include "kernels/matmul.h"
 #include "kernels/simd_neon.h"
-#include "tensor/quant.h"
 
 namespace rme {
 namespace {
@@ -45,22 +44,19 @@ float dot_quant(const void* w, const float* x, int64_t k) {
   return S::reduce_add(S::add(acc0, acc1));
 }
 
-template <DType T>
-void to_f32_quant(const void* w, float* out, int64_t k) {
-  dequantize_row(T, w, out, k);
-}
-
 }  // namespace
 
 FloatTileFn float_tile_neon(DType t) { return simd::float_tile_for<S>(t); }
 
 const RowKernels& row_kernels_neon() {
   using simd::BF16Row, simd::dot_row, simd::F16Row, simd::F32Row, simd::row_to_f32;
+  const RowKernels& ref = row_kernels_ref();  // quantized rows decode with the reference
   static const RowKernels k = {
       {dot_row<S, F32Row<S>, float>, dot_row<S, F16Row<S>, uint16_t>,
        dot_row<S, BF16Row<S>, uint16_t>, dot_quant<Q8_0Block>, dot_quant<Q4_0Block>},
       {row_to_f32<S, F32Row<S>, float>, row_to_f32<S, F16Row<S>, uint16_t>,
-       row_to_f32<S, BF16Row<S>, uint16_t>, to_f32_quant<DType::kQ8_0>, to_f32_quant<DType::kQ4_0>},
+       row_to_f32<S, BF16Row<S>, uint16_t>, ref.to_f32[static_cast<int>(DType::kQ8_0)],
+       ref.to_f32[static_cast<int>(DType::kQ4_0)]},
   };
   return k;
 }
