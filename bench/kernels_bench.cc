@@ -40,16 +40,18 @@ void BM_Matmul(benchmark::State& state) {
   const Isa isa = static_cast<Isa>(state.range(0));
   const DType t = static_cast<DType>(state.range(1));
   const int64_t n_tok = state.range(2);
-  if (!set_active_isa(isa)) {
+  if (!cpu_has(isa)) {
     state.SkipWithError("ISA not supported");
     return;
   }
+  KernelConfig cfg = KernelConfig::best();
+  cfg.isa = isa;
   const int64_t n_out = 4096, n_in = 4096;
   Weights w = make_weights(t, n_out, n_in);
   std::vector<float> x(n_tok * n_in, 0.5f), y(n_tok * n_out);
   ThreadPool& pool = ThreadPool::global();
   for (auto _ : state) {
-    matmul(w.view, x.data(), n_in, n_tok, y.data(), n_out, pool);
+    matmul(cfg, w.view, x.data(), n_in, n_tok, y.data(), n_out, pool);
     benchmark::DoNotOptimize(y.data());
   }
   state.counters["GB/s"] = benchmark::Counter(
@@ -70,22 +72,22 @@ void args(benchmark::internal::Benchmark* b) {
 BENCHMARK(BM_Matmul)->Apply(args)->UseRealTime()->Unit(benchmark::kMillisecond)->MinTime(0.2);
 
 // Prefill on tinyllama's FFN shape (5632 x 2048, 128 tokens, 2 threads) on the active ISA's
-// matrix kernels: GFLOP/s (integer multiply-adds counted as 2 ops for Q8_0/Q4_0).
+// fastest matrix kernels: GFLOP/s (integer multiply-adds counted as 2 ops for Q8_0/Q4_0).
 void BM_MatmulPrefill(benchmark::State& state) {
   const DType t = static_cast<DType>(state.range(0));
-  set_active_isa(supported_isas().back());
+  const KernelConfig& cfg = KernelConfig::best();
   const int64_t n_out = 5632, n_in = 2048, n_tok = 128;
   Weights w = make_weights(t, n_out, n_in);
   std::vector<float> x(n_tok * n_in), y(n_tok * n_out);
   for (size_t i = 0; i < x.size(); ++i) x[i] = 0.01f * static_cast<float>(i % 97) - 0.4f;
   ThreadPool& pool = ThreadPool::global();
   for (auto _ : state) {
-    matmul(w.view, x.data(), n_in, n_tok, y.data(), n_out, pool);
+    matmul(cfg, w.view, x.data(), n_in, n_tok, y.data(), n_out, pool);
     benchmark::DoNotOptimize(y.data());
   }
   state.counters["GFLOP/s"] = benchmark::Counter(
       2.0 * n_out * n_in * n_tok * state.iterations() / 1e9, benchmark::Counter::kIsRate);
-  state.SetLabel(std::string(isa_name(active_isa())) + " " + std::string(dtype_name(t)));
+  state.SetLabel(std::string(isa_name(cfg.isa)) + " " + std::string(dtype_name(t)));
 }
 BENCHMARK(BM_MatmulPrefill)
     ->Arg(static_cast<int64_t>(DType::kF16))
@@ -99,7 +101,7 @@ BENCHMARK(BM_MatmulPrefill)
 // reference: GB/s of floats read.
 void BM_QuantizeActivations(benchmark::State& state) {
   const bool ref = state.range(0) != 0;
-  set_active_isa(supported_isas().back());
+  const Isa isa = supported_isas().back();
   const int64_t k = 5632;
   std::vector<float> x(k);
   for (int64_t i = 0; i < k; ++i) x[i] = 0.01f * static_cast<float>(i % 113) - 0.5f;
@@ -108,12 +110,12 @@ void BM_QuantizeActivations(benchmark::State& state) {
     if (ref)
       a.quantize_ref(x.data(), k);
     else
-      a.quantize(x.data(), k);
+      a.quantize(x.data(), k, isa);
     benchmark::DoNotOptimize(a.q.data());
   }
   state.counters["GB/s"] =
       benchmark::Counter(4.0 * k * state.iterations() / 1e9, benchmark::Counter::kIsRate);
-  state.SetLabel(ref ? "scalar reference" : isa_name(active_isa()).data());
+  state.SetLabel(ref ? "scalar reference" : isa_name(isa).data());
 }
 BENCHMARK(BM_QuantizeActivations)->Arg(0)->Arg(1)->MinTime(0.2);
 
@@ -123,19 +125,17 @@ void BM_DotQ8(benchmark::State& state) {
   const DType t = static_cast<DType>(state.range(0));
   const bool int8 = state.range(1) != 0;
   const int64_t n_out = 2048, n_in = 2048;
-  set_active_isa(supported_isas().back());
+  const KernelConfig& cfg = KernelConfig::best();
   Weights w = make_weights(t, n_out, n_in);
   std::vector<float> x(n_in, 0.25f), y(n_out);
   Q8Activations xq;
-  xq.quantize(x.data(), n_in);
-  const Int8Mode was = set_int8_mode(Int8Mode::kOn);
-  const DotQ8Fn dq = dot_q8_best(t);
-  set_int8_mode(was);
+  xq.quantize(x.data(), n_in, cfg.isa);
+  const DotQ8Fn dq = dot_q8_best(cfg, t);
   if (int8 && dq == nullptr) {
     state.SkipWithError("no VNNI kernel on this CPU");
     return;
   }
-  const auto f32 = row_kernels(active_isa()).dot[static_cast<int>(t)];
+  const auto f32 = row_kernels(cfg.isa).dot[static_cast<int>(t)];
   const size_t rb = dtype_row_bytes(t, n_in);
   for (auto _ : state) {
     for (int64_t r = 0; r < n_out; ++r)
@@ -157,11 +157,11 @@ BENCHMARK(BM_DotQ8)
 // One attention head over n_kv cached positions (decode): GB/s of K and V read.
 void BM_Attention(benchmark::State& state) {
   const int64_t n_kv = state.range(0), dh = 64, stride = 4 * dh;
-  set_active_isa(supported_isas().back());
+  const Isa isa = supported_isas().back();
   std::vector<float> q(dh, 0.1f), k(n_kv * stride, 0.01f), v(n_kv * stride, 0.02f), out(dh),
       scratch(n_kv);
   for (auto _ : state) {
-    attention_head(q.data(), k.data(), v.data(), stride, n_kv, dh, scratch.data(), out.data());
+    attention_head(isa, q.data(), k.data(), v.data(), stride, n_kv, dh, scratch.data(), out.data());
     benchmark::DoNotOptimize(out.data());
   }
   state.counters["GB/s"] = benchmark::Counter(2.0 * n_kv * dh * 4 * state.iterations() / 1e9,
@@ -172,7 +172,6 @@ BENCHMARK(BM_Attention)->Arg(256)->Arg(1024)->Arg(4096)->MinTime(0.2);
 // RMSNorm and SwiGLU over one tinyllama-sized row: GB/s touched.
 void BM_RmsNormSwiGLU(benchmark::State& state) {
   const int64_t d = 2048, f = 5632;
-  set_active_isa(supported_isas().back());
   std::vector<float> x(d, 0.3f), w(d, 1.0f), o(d), g(f, 0.2f), u(f, 0.4f);
   for (auto _ : state) {
     rmsnorm(x.data(), w.data(), d, 1e-5f, o.data());
@@ -188,7 +187,9 @@ BENCHMARK(BM_RmsNormSwiGLU)->MinTime(0.2);
 // The streaming read bandwidth rme bench reports, as a benchmark (2 threads, 512 MB).
 void BM_ReadBandwidth(benchmark::State& state) {
   double gbs = 0;
-  for (auto _ : state) gbs = measure_read_bandwidth(size_t{512} << 20, 3, ThreadPool::global());
+  for (auto _ : state)
+    gbs =
+        measure_read_bandwidth(size_t{512} << 20, 3, supported_isas().back(), ThreadPool::global());
   state.counters["GB/s"] = gbs;
 }
 BENCHMARK(BM_ReadBandwidth)->Iterations(1)->Unit(benchmark::kMillisecond);

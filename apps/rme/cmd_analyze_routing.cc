@@ -56,7 +56,9 @@ void add_analyze_routing_command(CLI::App& root, std::function<int()>& run) {
       if (ec) return fail(io_error(a->out + ": " + ec.message()));
 
       const int len = std::min(a->seq_len, m.config.n_ctx);
-      Forward fwd(m, 64, ThreadPool::global());
+      auto kernels = a->model.kernels();
+      if (!kernels.ok()) return fail(kernels.status());
+      Forward fwd(m, 64, ThreadPool::global(), *kernels);
       std::unique_ptr<Model> dense;
       if (Status st = a->routing.apply(fwd, dense); !st.ok()) return fail(st);
       const bool layer_wise = a->routing.mode == "layer-gate";

@@ -63,7 +63,9 @@ void add_bench_command(CLI::App& root, std::function<int()>& run) {
       if (!loaded.ok()) return fail(loaded.status());
       const Model& m = *loaded->model;
       ThreadPool& pool = ThreadPool::global();
-      set_batch_invariant_matmul(a->batch_invariant);
+      auto kernels = a->model.kernels();
+      if (!kernels.ok()) return fail(kernels.status());
+      kernels->batch_invariant = a->batch_invariant;
       const int V = m.config.n_vocab;
       int max_pp = 0;
       for (int p : a->pp) {
@@ -75,19 +77,18 @@ void add_bench_command(CLI::App& root, std::function<int()>& run) {
       if (a->tg + 1 > m.config.n_ctx) return fail(invalid_argument("--tg exceeds the context"));
       const int n_ctx = std::max(max_pp, a->tg + 1);
       if (m.moe.is_moe() && !m.router && a->routing.mode == "router") a->routing.mode = "random";
-      Forward fwd(m, std::min(max_pp, 512), pool);
+      Forward fwd(m, std::min(max_pp, 512), pool, *kernels);
       std::unique_ptr<Model> dense;
       if (Status st = a->routing.apply(fwd, dense); !st.ok()) return fail(st);
       KvCache kv(m, n_ctx);
       std::vector<float> logits(static_cast<size_t>(max_pp) * m.config.n_output());
       std::ostringstream js;
       js << "{\"model\": \"" << a->model.model << "\", \"threads\": " << pool.n_threads()
-         << ", \"isa\": \"" << isa_name(active_isa()) << "\""
+         << ", \"isa\": \"" << isa_name(kernels->isa) << "\""
          << ", \"batch_invariant\": " << (a->batch_invariant ? "true" : "false");
       if (!a->json)
         std::printf("%s: %.2f GB of weights, %d threads, %s%s\n", a->model.model.c_str(),
-                    m.weight_bytes() / 1e9, pool.n_threads(),
-                    std::string(isa_name(active_isa())).c_str(),
+                    m.weight_bytes() / 1e9, pool.n_threads(), kernels->describe().c_str(),
                     m.moe.is_moe() ? (", MoE routing " + a->routing.mode).c_str() : "");
       // Warm-up: page the weights in and size the scratch buffers.
       if (Status st = fwd.run(ids_for(std::min(max_pp, 16), V), 0, kv, logits.data(), false);
@@ -127,9 +128,10 @@ void add_bench_command(CLI::App& root, std::function<int()>& run) {
           2.0 * m.config.n_layer * m.config.kv_dim() * sizeof(float) * (1 + a->tg / 2.0);
       const double per_tok = static_cast<double>(m.decode_weight_bytes()) + kv_bytes;
       const double eff = per_tok * tg / 1e9;
-      const double bw =
-          a->membw_gb > 0 ? measure_read_bandwidth(static_cast<size_t>(a->membw_gb * 1e9), 5, pool)
-                          : 0;
+      const double bw = a->membw_gb > 0
+                            ? measure_read_bandwidth(static_cast<size_t>(a->membw_gb * 1e9), 5,
+                                                     kernels->isa, pool)
+                            : 0;
       js << ", \"tg" << a->tg << "_tps\": " << tg << ", \"bytes_per_token\": " << per_tok
          << ", \"effective_gbs\": " << eff << ", \"read_bandwidth_gbs\": " << bw
          << ", \"bandwidth_fraction\": " << (bw > 0 ? eff / bw : 0) << "}";

@@ -90,7 +90,9 @@ void add_generate_command(CLI::App& root, std::function<int()>& run) {
       } else {
         limits.max_total = a->tokens + (has_bos ? 1 : 0);
       }
-      Generator gen(m, tok, ThreadPool::global(), n_ctx);
+      auto kernels = a->model.kernels();
+      if (!kernels.ok()) return fail(kernels.status());
+      Generator gen(m, tok, ThreadPool::global(), n_ctx, *kernels);
       std::unique_ptr<Model> dense;
       if (Status st = a->routing.apply(gen.forward(), dense); !st.ok()) return fail(st);
       int prev = -1;
@@ -110,7 +112,7 @@ void add_generate_command(CLI::App& root, std::function<int()>& run) {
           stderr,
           "prompt: %d tokens, %.1f tok/s | generation: %d tokens, %.1f tok/s | %d threads, %s\n",
           st->n_prompt, st->prompt_tps(), st->n_generated, st->gen_tps(),
-          ThreadPool::global().n_threads(), std::string(isa_name(active_isa())).c_str());
+          ThreadPool::global().n_threads(), kernels->describe().c_str());
       return 0;
     };
   });

@@ -43,7 +43,9 @@ void add_logits_command(CLI::App& root, std::function<int()>& run) {
       if (!loaded.ok()) return fail(loaded.status());
       const Model& m = *loaded->model;
       KvCache kv(m, static_cast<int>(ids.size()));
-      Forward fwd(m, 64, ThreadPool::global());
+      auto kernels = args->kernels();
+      if (!kernels.ok()) return fail(kernels.status());
+      Forward fwd(m, 64, ThreadPool::global(), *kernels);
       std::vector<float> logits(ids.size() * static_cast<size_t>(m.config.n_vocab));
       if (Status st = fwd.run(ids, 0, kv, logits.data(), true); !st.ok()) return fail(st);
       if (Status st = write_npy_f32(*out, logits.data(),

@@ -51,7 +51,9 @@ void add_perplexity_command(CLI::App& root, std::function<int()>& run) {
       if (ids.empty() || n_scored_max <= 0)
         return fail(invalid_argument(*file + ": no tokens to score"));
       KvCache kv(m, n_ctx);
-      Forward fwd(m, 64, ThreadPool::global());
+      auto kernels = args->kernels();
+      if (!kernels.ok()) return fail(kernels.status());
+      Forward fwd(m, 64, ThreadPool::global(), *kernels);
       std::unique_ptr<Model> dense;
       if (Status st = routing->apply(fwd, dense); !st.ok()) return fail(st);
       const int V = m.config.n_vocab;

@@ -64,7 +64,9 @@ void add_profile_command(CLI::App& root, std::function<int()>& run) {
         total += n;
         work.emplace_back(d->first, std::move(seqs));
       }
-      Profiler profiler(m, ThreadPool::global(), len, *max_seqs);
+      auto kernels = args->kernels();
+      if (!kernels.ok()) return fail(kernels.status());
+      Profiler profiler(m, ThreadPool::global(), len, *max_seqs, *kernels);
       Progress progress("profile", total, "tok");
       int64_t done = 0;
       for (const auto& [name, seqs] : work)

@@ -96,7 +96,6 @@ void add_serve_command(CLI::App& root, std::function<int()>& run) {
       if (!loaded.ok()) return fail(loaded.status());
       if (!loaded->tokenizer) return fail(invalid_argument("serve: the model has no tokenizer"));
       const Model& m = *loaded->model;
-      set_batch_invariant_matmul(!a->fast_prefill);
       a->http.max_body_bytes = static_cast<size_t>(a->max_body_kb) * 1024;
       ServingOptions so;
       so.policy = a->policy;
@@ -114,6 +113,10 @@ void add_serve_command(CLI::App& root, std::function<int()>& run) {
         return fail(invalid_argument("--routing " + a->routing.mode + ": the model is dense"));
       }
       BatchEngineOptions eo;
+      auto kernels = a->model.kernels();
+      if (!kernels.ok()) return fail(kernels.status());
+      eo.kernels = *kernels;
+      eo.kernels.batch_invariant = !a->fast_prefill;
       eo.block_size = a->block_size;
       eo.n_block = a->kv_blocks;
       eo.max_seq_len = a->max_seq_len;

@@ -15,6 +15,15 @@ void ModelArgs::add(CLI::App& app) {
   app.add_option("--tokenizer", tokenizer, "llama2.c tokenizer.bin (for .bin checkpoints)");
   app.add_option("-t,--threads", threads, "worker threads (default: all cores)")
       ->check(CLI::Range(0, 1024));
+  app.add_option("--isa", isa,
+                 "kernels' instruction set: scalar, avx2, avx512 or neon (default: RME_ISA, else "
+                 "the widest this CPU runs)");
+}
+
+Result<KernelConfig> ModelArgs::kernels() const {
+  auto k = KernelConfig::from_env();
+  if (!k.ok()) return k.status();
+  return k->with_isa(isa);
 }
 
 Result<LoadedModel> load(const ModelArgs& args) {

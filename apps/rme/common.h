@@ -15,7 +15,11 @@ struct ModelArgs {
   std::string model;
   std::string tokenizer;
   int threads = 0;
+  std::string isa;  // --isa; "" = RME_ISA or the widest the CPU runs
   void add(CLI::App& app);
+  // The kernels to run: KernelConfig::from_env() (RME_ISA, RME_INT8, RME_BLAS), then --isa.
+  // Fails on an ISA the CPU does not run.
+  Result<KernelConfig> kernels() const;
 };
 
 // How an MoE routes (--routing, --dense, --top-k, --route-seed); ignored for dense models.

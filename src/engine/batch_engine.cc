@@ -53,7 +53,7 @@ BatchEngine::BatchEngine(const Model& model, ThreadPool& pool, const BatchEngine
       options_(resolve(model, options)),
       max_seq_len_(options_.max_seq_len),
       kv_(model.config, options_.n_block, options_.block_size),
-      forward_(model, options_.max_step_tokens, pool) {
+      forward_(model, options_.max_step_tokens, pool, options_.kernels) {
   for (int b = kv_.n_block() - 1; b >= 0; --b) free_.push_back(b);
 }
 

@@ -47,6 +47,13 @@ struct BatchEngineOptions {
   int n_block = 0;  // KV blocks; 0 = enough for 8 sequences of max_seq_len
   int max_step_tokens = 256;
   int max_seq_len = 0;  // prompt + output per request; 0 = the model's context
+  // The kernels every step runs with: batch-invariant unless told otherwise, so a request's output
+  // does not depend on which requests share its steps (rme serve --fast-prefill turns it off).
+  KernelConfig kernels = [] {
+    KernelConfig k = KernelConfig::best();
+    k.batch_invariant = true;
+    return k;
+  }();
 };
 
 // Owns the paged KV cache, each live request's state (tokens, routed experts, block table,

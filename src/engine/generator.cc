@@ -5,12 +5,13 @@
 
 namespace rme {
 
-Generator::Generator(const Model& model, const Tokenizer& tokenizer, ThreadPool& pool, int n_ctx)
+Generator::Generator(const Model& model, const Tokenizer& tokenizer, ThreadPool& pool, int n_ctx,
+                     const KernelConfig& kernels)
     : model_(model),
       tokenizer_(tokenizer),
       n_ctx_(n_ctx),
       kv_(model, n_ctx),
-      forward_(model, 64, pool),
+      forward_(model, 64, pool, kernels),
       logits_(static_cast<size_t>(model.config.n_vocab)) {}
 
 Result<GenerationStats> Generator::generate(std::span<const int> prompt,

@@ -32,7 +32,8 @@ struct GenerationLimits {
 // Not thread-safe.
 class Generator {
  public:
-  Generator(const Model& model, const Tokenizer& tokenizer, ThreadPool& pool, int n_ctx);
+  Generator(const Model& model, const Tokenizer& tokenizer, ThreadPool& pool, int n_ctx,
+            const KernelConfig& kernels = KernelConfig::best());
 
   // Runs the prompt ids (BOS included if wanted), then samples. on_token(id) is called for each
   // new token; returning false stops. Fails if the prompt does not fit the context.

@@ -1,11 +1,10 @@
-// kernels: OpenBLAS, loaded at first use (so its kernel family can be chosen first), and the
-// sgemm wrapper.
+// kernels: OpenBLAS, loaded at first use (KernelConfig::best(), at startup: its kernel family is
+// chosen through the environment before it loads), and the sgemm wrapper.
 #include "kernels/blas.h"
 
 #include <dlfcn.h>
 
 #include <cstdlib>
-#include <cstring>
 
 #include "core/check.h"
 #include "kernels/cpu.h"
@@ -18,8 +17,6 @@ using SgemmFn = void (*)(int, int, int, int, int, int, float, const float*, int,
                          float, float*, int);
 
 SgemmFn load_sgemm() {
-  const char* env = std::getenv("RME_BLAS");
-  if (env != nullptr && std::strcmp(env, "0") == 0) return nullptr;
   // OpenBLAS 0.3.21 (Debian 12) files AVX-512 CPUs it does not know, such as AMD Zen 4/5, under
   // Haswell and runs its AVX2 kernels; its SkylakeX kernels measured 1.45-1.5x faster prefill
   // here. It reads the choice when the library loads, hence the lazy load. A user's own

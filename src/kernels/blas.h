@@ -6,9 +6,10 @@
 
 namespace rme {
 
-// True when the BLAS loaded is OpenBLAS (not the slow reference BLAS) and RME_BLAS is not "0".
-// The first call pins OpenBLAS to one thread: rme's pool provides the parallelism, so no second
-// set of spinning threads competes for the cores.
+// True when the BLAS loaded is OpenBLAS (not the slow reference BLAS). The first call loads it
+// (setting OPENBLAS_CORETYPE on AVX-512 CPUs unless the user did: not thread-safe, so
+// KernelConfig::best() makes that call at startup) and pins OpenBLAS to one thread: rme's pool
+// provides the parallelism, so no second set of spinning threads competes for the cores.
 bool fast_blas();
 
 // C[M, N] = A[M, K] · B[N, K]ᵀ (row-major, leading dimensions in floats). Single-threaded.

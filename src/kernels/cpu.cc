@@ -1,9 +1,5 @@
-// kernels: the CPU feature probe and the choice of ISA.
+// kernels: the CPU feature probe.
 #include "kernels/cpu.h"
-
-#include <atomic>
-#include <cstdlib>
-#include <string>
 
 #if defined(__aarch64__)
 #include <asm/hwcap.h>
@@ -32,6 +28,8 @@ CpuFeatures probe() {
   return f;
 }
 
+}  // namespace
+
 bool cpu_has(Isa isa) {
   const CpuFeatures& f = cpu_features();
   switch (isa) {
@@ -46,20 +44,6 @@ bool cpu_has(Isa isa) {
   }
   return false;
 }
-
-Isa choose_isa() {
-  Isa best = supported_isas().back();
-  if (const char* env = std::getenv("RME_ISA")) {
-    std::string s(env);
-    for (Isa isa : supported_isas())
-      if (isa_name(isa) == s) return isa;
-  }
-  return best;
-}
-
-std::atomic<int> g_isa{-1};
-
-}  // namespace
 
 const CpuFeatures& cpu_features() {
   static const CpuFeatures f = probe();
@@ -85,21 +69,6 @@ std::vector<Isa> supported_isas() {
   for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512, Isa::kNeon})
     if (cpu_has(isa)) out.push_back(isa);
   return out;
-}
-
-Isa active_isa() {
-  int v = g_isa.load(std::memory_order_relaxed);
-  if (v < 0) {
-    v = static_cast<int>(choose_isa());
-    g_isa.store(v);
-  }
-  return static_cast<Isa>(v);
-}
-
-bool set_active_isa(Isa isa) {
-  if (!cpu_has(isa)) return false;
-  g_isa.store(static_cast<int>(isa));
-  return true;
 }
 
 }  // namespace rme

@@ -1,5 +1,5 @@
-// kernels: the one probe of the CPU's features, and the instruction set kernels run with (chosen
-// once at startup, pinnable for tests and benchmarks).
+// kernels: the one probe of the CPU's features, and the instruction sets kernels can run with
+// (which one a call uses is KernelConfig's: kernel_config.h).
 #pragma once
 
 #include <string_view>
@@ -22,12 +22,9 @@ const CpuFeatures& cpu_features();
 enum class Isa { kScalar = 0, kAvx2, kAvx512, kNeon };
 
 std::string_view isa_name(Isa isa);
-// Every ISA this CPU can run, from kScalar up (tests iterate over these).
+// Whether this CPU runs `isa`'s kernels.
+bool cpu_has(Isa isa);
+// Every ISA this CPU can run, from kScalar up to the widest (tests iterate over these).
 std::vector<Isa> supported_isas();
-// The ISA kernels use: the best supported one, or RME_ISA=scalar|avx2|avx512|neon from the
-// environment if that is supported. Decided on first call.
-Isa active_isa();
-// Overrides the active ISA (tests, benchmarks). Returns false if the CPU lacks it.
-bool set_active_isa(Isa isa);
 
 }  // namespace rme

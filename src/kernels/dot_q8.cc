@@ -2,9 +2,7 @@
 #include "kernels/dot_q8.h"
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
-#include <cstdlib>
 #include <cstring>
 
 #include "kernels/cpu.h"
@@ -30,9 +28,8 @@ void Q8Activations::resize(int64_t k) {
   sum.resize(static_cast<size_t>(k / kQBlock));
 }
 
-void Q8Activations::quantize(const float* x, int64_t k) {
+void Q8Activations::quantize(const float* x, int64_t k, Isa isa) {
 #if defined(__x86_64__)
-  const Isa isa = active_isa();
   if (isa == Isa::kAvx512 || isa == Isa::kAvx2) {
     resize(k);
     // Both are bit-identical to quantize_ref (tested).
@@ -40,6 +37,8 @@ void Q8Activations::quantize(const float* x, int64_t k) {
                                                                   sum.data());
     return;
   }
+#else
+  (void)isa;
 #endif
   quantize_ref(x, k);
 }
@@ -96,19 +95,6 @@ DotQ8Fn dot_q8_ref(DType t) {
   return t == DType::kQ8_0 ? dot_q8_0_ref : t == DType::kQ4_0 ? dot_q4_0_ref : nullptr;
 }
 
-namespace {
-std::atomic<Int8Mode>& int8_mode() {
-  static std::atomic<Int8Mode> mode{[] {
-    const char* env = std::getenv("RME_INT8");
-    if (env != nullptr && std::strcmp(env, "0") == 0) return Int8Mode::kOff;
-    return Int8Mode::kOn;
-  }()};
-  return mode;
-}
-}  // namespace
-
-Int8Mode set_int8_mode(Int8Mode mode) { return int8_mode().exchange(mode); }
-
 std::vector<DotQ8Fn> dot_q8_all(DType t) {
   std::vector<DotQ8Fn> all;
 #if defined(__x86_64__)
@@ -123,45 +109,42 @@ std::vector<DotQ8Fn> dot_q8_all(DType t) {
   return all;
 }
 
-namespace {
-[[maybe_unused]] bool int8_on() {
-  return int8_mode().load(std::memory_order_relaxed) == Int8Mode::kOn;
-}
-}  // namespace
-
 #if defined(__x86_64__)
 namespace {
-// The VNNI kernels run when the CPU has VNNI, the active ISA is AVX-512 and the mode is on.
-bool int8_kernels_usable() {
-  return cpu_features().avx512vnni && active_isa() == Isa::kAvx512 && int8_on();
+// The VNNI kernels run when the CPU has VNNI, the ISA is AVX-512 and int8 is on.
+bool vnni_usable(const KernelConfig& cfg) {
+  return cpu_features().avx512vnni && cfg.isa == Isa::kAvx512 && cfg.int8;
 }
 }  // namespace
 
-DotQ8Fn dot_q8_best(DType t) {
-  if (int8_kernels_usable()) return dot_q8_vnni(t);
+DotQ8Fn dot_q8_best(const KernelConfig& cfg, DType t) {
+  if (vnni_usable(cfg)) return dot_q8_vnni(t);
   // AVX2 (vpmaddubsw): decode of Q4_0/Q8_0 with int8 activations when AVX2 is the active ISA.
   // AVX-512 CPUs without VNNI keep their f32 AVX-512 decode (not measured against this).
-  if (active_isa() == Isa::kAvx2 && int8_on()) return dot_q8_avx2(t);
+  if (cfg.isa == Isa::kAvx2 && cfg.int8) return dot_q8_avx2(t);
   return nullptr;
 }
 
-GemmQ8Fn gemm_q8_rows_best(DType t) {
-  return active_isa() == Isa::kAvx2 && int8_on() ? gemm_q8_avx2(t) : nullptr;
+GemmQ8Fn gemm_q8_rows_best(const KernelConfig& cfg, DType t) {
+  return cfg.isa == Isa::kAvx2 && cfg.int8 ? gemm_q8_avx2(t) : nullptr;
 }
 
-GemmQ8Fn gemm_q8_best(DType t) { return int8_kernels_usable() ? gemm_q8_vnni(t) : nullptr; }
+GemmQ8Fn gemm_q8_best(const KernelConfig& cfg, DType t) {
+  return vnni_usable(cfg) ? gemm_q8_vnni(t) : nullptr;
+}
 #else
 // AArch64 with DotProd: integer decode (sdot); prefill and the batch-invariant mode run the decode
 // kernel per token (no NEON tile kernel yet). Elsewhere f32 activations.
-DotQ8Fn dot_q8_best(DType t) {
+DotQ8Fn dot_q8_best(const KernelConfig& cfg, DType t) {
 #if defined(__aarch64__)
-  if (cpu_features().dotprod && active_isa() == Isa::kNeon && int8_on()) return dot_q8_neon(t);
+  if (cpu_features().dotprod && cfg.isa == Isa::kNeon && cfg.int8) return dot_q8_neon(t);
 #endif
+  (void)cfg;
   (void)t;
   return nullptr;
 }
-GemmQ8Fn gemm_q8_rows_best(DType) { return nullptr; }
-GemmQ8Fn gemm_q8_best(DType) { return nullptr; }
+GemmQ8Fn gemm_q8_rows_best(const KernelConfig&, DType) { return nullptr; }
+GemmQ8Fn gemm_q8_best(const KernelConfig&, DType) { return nullptr; }
 #endif
 
 }  // namespace rme

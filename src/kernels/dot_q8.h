@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "kernels/kernel_config.h"
 #include "tensor/dtype.h"
 
 namespace rme {
@@ -16,8 +17,8 @@ namespace rme {
 struct Q8Activations {
   std::vector<int8_t> q;
   std::vector<float> d, sum;
-  void quantize(const float* x, int64_t k);      // k a multiple of 32; AVX-512 when active
-  void quantize_ref(const float* x, int64_t k);  // the scalar reference; quantize equals it exactly
+  void quantize(const float* x, int64_t k, Isa isa);  // k a multiple of 32; SIMD on AVX2/AVX-512
+  void quantize_ref(const float* x, int64_t k);  // the scalar reference: quantize equals it exactly
   void resize(int64_t k);                        // buffers for k values (k / 32 blocks)
 };
 
@@ -26,21 +27,17 @@ using DotQ8Fn = float (*)(const void* w, const int8_t* q, const float* d, const 
 
 // The scalar reference (exact integer block sums, scaled in f32).
 DotQ8Fn dot_q8_ref(DType weights);
-// Whether quantized weights meet int8 activations. kOn (the default): prefill of Q4_0 and Q8_0
-// (integer matrix product on repacked 16-row panels, 2.5-4x the sgemm path) and their decode
-// (Q4_0 1.7x, Q8_0 1.45x on llama2-7b: its f32 activations spill out of L1 at K = 11008). Results
-// are within 2% of the f32 logits (tested). kOff: f32 activations everywhere (the oracle's math).
-// RME_INT8=0 chooses kOff at startup.
-enum class Int8Mode { kOff, kOn };
-Int8Mode set_int8_mode(Int8Mode mode);  // returns the previous mode
+// KernelConfig::int8 decides whether quantized weights meet int8 activations: prefill of Q4_0 and
+// Q8_0 (integer matrix product on repacked 16-row panels, 2.5-4x the sgemm path) and their decode
+// (Q4_0 1.7x, Q8_0 1.45x on llama2-7b: its f32 activations spill out of L1 at K = 11008).
 
-// Every integer kernel for `weights` this CPU can run, whatever the mode and active ISA (tests
+// Every integer kernel for `weights` this CPU can run, whatever the config (tests
 // compare each with the reference): the AVX2 one, then the VNNI ones; empty without AVX2.
 std::vector<DotQ8Fn> dot_q8_all(DType weights);
 
-// The fastest kernel this CPU, the active ISA and the mode allow for `weights` (VNNI when AVX-512
-// is active, AVX2 when AVX2 is), or nullptr when decode should keep f32 activations.
-DotQ8Fn dot_q8_best(DType weights);
+// The fastest kernel `cfg` allows for `weights` (VNNI when its ISA is AVX-512 on a VNNI CPU, AVX2's
+// when AVX2, NEON's on a DotProd CPU), or nullptr when decode keeps f32 activations.
+DotQ8Fn dot_q8_best(const KernelConfig& cfg, DType weights);
 
 // Prefill as an integer matrix product: y[t * y_stride + r] = row r of w (n_rows rows of
 // row_bytes, Q4_0 or Q8_0) . token t (xs[t], quantized) for every r and t < n_tok.
@@ -53,9 +50,8 @@ using GemmQ8Fn = void (*)(const uint8_t* w, size_t row_bytes, int64_t n_rows,
 // result (tiles of up to 4 tokens share each decoded weight block, rows in 16-row blocks that stay
 // in L2; weights read from memory once per call): matmul's batch-invariant mode. The AVX2 kernel
 // when dot_q8_best is the AVX2 one, else nullptr. Single-threaded, like GemmQ8Fn.
-GemmQ8Fn gemm_q8_rows_best(DType weights);
-// The AVX-512 VNNI kernel for `weights` when this CPU has it, the active ISA is AVX-512 and the
-// mode is not kOff.
-GemmQ8Fn gemm_q8_best(DType weights);
+GemmQ8Fn gemm_q8_rows_best(const KernelConfig& cfg, DType weights);
+// The AVX-512 VNNI kernel for `weights` when this CPU has VNNI, cfg's ISA is AVX-512 and int8 on.
+GemmQ8Fn gemm_q8_best(const KernelConfig& cfg, DType weights);
 
 }  // namespace rme

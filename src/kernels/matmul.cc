@@ -2,7 +2,6 @@
 #include "kernels/matmul.h"
 
 #include <algorithm>
-#include <atomic>
 #include <vector>
 
 #include "core/check.h"
@@ -36,19 +35,15 @@ constexpr int64_t kBlasMinTokens = 4;
 // Rows decoded per sgemm call. Each call repacks both operands (~15% of AVX2 prefill with 64
 // rows); 128 rows halve that (F16 pp128 42 -> 52 tok/s, 2-core EPYC, alternating).
 constexpr int64_t kPanelRows = 128;
-// active_isa() is one relaxed atomic load, so resolving per call is free and follows
-// set_active_isa() in tests.
-const RowKernels& active_kernels() { return row_kernels(active_isa()); }
-std::atomic<bool> g_batch_invariant{false};
 // Every token's activations quantized (split across the pool: done serially it was ~25% of
 // Q4_0 prefill). Valid until the calling thread's next call.
-const Q8Activations* quantize_tokens(const float* x, int64_t x_stride, int64_t n_tok, int64_t n_in,
-                                     ThreadPool& pool) {
+const Q8Activations* quantize_tokens(Isa isa, const float* x, int64_t x_stride, int64_t n_tok,
+                                     int64_t n_in, ThreadPool& pool) {
   thread_local std::vector<Q8Activations> xq;
   if (static_cast<int64_t>(xq.size()) < n_tok) xq.resize(n_tok);
   Q8Activations* xs = xq.data();
   pool.parallel_for(n_tok, std::max<int64_t>(1, 8192 / n_in), [&](int64_t t0, int64_t t1, int) {
-    for (int64_t t = t0; t < t1; ++t) xs[t].quantize(x + t * x_stride, n_in);
+    for (int64_t t = t0; t < t1; ++t) xs[t].quantize(x + t * x_stride, n_in, isa);
   });
   return xs;
 }
@@ -98,17 +93,14 @@ FloatTileFn float_tile(Isa isa, DType t) {
   return nullptr;
 }
 
-void set_batch_invariant_matmul(bool on) { g_batch_invariant.store(on, std::memory_order_relaxed); }
-bool batch_invariant_matmul() { return g_batch_invariant.load(std::memory_order_relaxed); }
-
-float dot_f32(const float* a, const float* b, int64_t k) {
-  return active_kernels().dot[static_cast<int>(DType::kF32)](a, b, k);
+float dot_f32(Isa isa, const float* a, const float* b, int64_t k) {
+  return row_kernels(isa).dot[static_cast<int>(DType::kF32)](a, b, k);
 }
 
-void matmul(const MatView& w, const float* x, int64_t x_stride, int64_t n_tok, float* y,
-            int64_t y_stride, ThreadPool& pool) {
+void matmul(const KernelConfig& cfg, const MatView& w, const float* x, int64_t x_stride,
+            int64_t n_tok, float* y, int64_t y_stride, ThreadPool& pool) {
   RME_CHECK(w.n_in % dtype_block_size(w.dtype) == 0);
-  const RowKernels& kern = active_kernels();
+  const RowKernels& kern = row_kernels(cfg.isa);
   const auto dot = kern.dot[static_cast<int>(w.dtype)];
   const auto to_f32 = kern.to_f32[static_cast<int>(w.dtype)];
   const auto dotf = kern.dot[static_cast<int>(DType::kF32)];
@@ -120,9 +112,9 @@ void matmul(const MatView& w, const float* x, int64_t x_stride, int64_t n_tok, f
   // the calling thread instead of paying a hand-off per op.
   const int64_t grain = std::max<int64_t>(16, (int64_t{1} << 16) / std::max<int64_t>(1, n_in));
   if (n_tok == 1) {
-    if (const DotQ8Fn dq = dot_q8_best(w.dtype)) {  // integer dot products, x quantized once
+    if (const DotQ8Fn dq = dot_q8_best(cfg, w.dtype)) {  // integer dot products, x quantized once
       thread_local Q8Activations xq;
-      xq.quantize(x, n_in);
+      xq.quantize(x, n_in, cfg.isa);
       const int8_t* q = xq.q.data();
       const float* d = xq.d.data();
       const float* s = xq.sum.data();
@@ -136,20 +128,21 @@ void matmul(const MatView& w, const float* x, int64_t x_stride, int64_t n_tok, f
     });
     return;
   }
-  if (batch_invariant_matmul()) {
+  if (cfg.batch_invariant) {
     // Every output bit-identical to the one-token kernel's. AVX2: tiles of tokens share each
     // decoded weight row (kernels whose T = 1 case is the decode kernel); plain prefill keeps the
     // sgemm path below, which is faster there (docs/performance.md).
-    if (const GemmQ8Fn rows = gemm_q8_rows_best(w.dtype)) {
-      const Q8Activations* xs = quantize_tokens(x, x_stride, n_tok, n_in, pool);
+    if (const GemmQ8Fn rows = gemm_q8_rows_best(cfg, w.dtype)) {
+      const Q8Activations* xs = quantize_tokens(cfg.isa, x, x_stride, n_tok, n_in, pool);
       pool.parallel_for(
           w.n_out, std::max<int64_t>(1, grain / n_tok), [&](int64_t r0, int64_t r1, int) {
             rows(base + r0 * row_bytes, row_bytes, r1 - r0, xs, n_tok, n_in, y + r0, y_stride);
           });
       return;
     }
-    if (const DotQ8Fn dq = dot_q8_best(w.dtype)) {  // AVX-512, NEON: one-token kernel per token
-      const Q8Activations* xs = quantize_tokens(x, x_stride, n_tok, n_in, pool);
+    if (const DotQ8Fn dq =
+            dot_q8_best(cfg, w.dtype)) {  // AVX-512, NEON: one-token kernel per token
+      const Q8Activations* xs = quantize_tokens(cfg.isa, x, x_stride, n_tok, n_in, pool);
       pool.parallel_for(w.n_out, grain, [&](int64_t r0, int64_t r1, int) {
         for (int64_t r = r0; r < r1; ++r)
           for (int64_t t = 0; t < n_tok; ++t)
@@ -158,7 +151,7 @@ void matmul(const MatView& w, const float* x, int64_t x_stride, int64_t n_tok, f
       });
       return;
     }
-    const FloatTileFn tile = float_tile(active_isa(), w.dtype);
+    const FloatTileFn tile = float_tile(cfg.isa, w.dtype);
     pool.parallel_for(w.n_out, std::max<int64_t>(1, grain / n_tok),
                       [&](int64_t r0, int64_t r1, int) {
                         dot_rows_tokens(tile, dot, base, row_bytes, r0, r1, x, x_stride, n_tok,
@@ -166,17 +159,17 @@ void matmul(const MatView& w, const float* x, int64_t x_stride, int64_t n_tok, f
                       });
     return;
   }
-  const GemmQ8Fn gemm = gemm_q8_best(w.dtype);
+  const GemmQ8Fn gemm = gemm_q8_best(cfg, w.dtype);
   if (n_tok >= kBlasMinTokens && gemm != nullptr) {
     // Integer matrix product: tokens quantized once, rows in 32-row units (two 16-row panels).
-    const Q8Activations* xs = quantize_tokens(x, x_stride, n_tok, n_in, pool);
+    const Q8Activations* xs = quantize_tokens(cfg.isa, x, x_stride, n_tok, n_in, pool);
     for_row_pairs(pool, w.n_out, [&](int64_t r0, int64_t r1) {
       gemm(base + r0 * row_bytes, row_bytes, r1 - r0, xs, n_tok, n_in, y + r0, y_stride);
     });
     return;
   }
 #if defined(__x86_64__)
-  if (n_tok >= kBlasMinTokens && active_isa() == Isa::kAvx512) {
+  if (n_tok >= kBlasMinTokens && cfg.isa == Isa::kAvx512) {
     // Float matrix product on rme's own AVX-512 panels, rows in 32-row units.
     thread_local ScratchBuffer xp_buf;
     float* xp = xp_buf.get<float>(gemm_f32_packed_floats(n_tok, n_in));
@@ -191,7 +184,7 @@ void matmul(const MatView& w, const float* x, int64_t x_stride, int64_t n_tok, f
     return;
   }
 #endif
-  if (n_tok >= kBlasMinTokens && fast_blas()) {
+  if (n_tok >= kBlasMinTokens && cfg.blas && fast_blas()) {
     // Prefill as matrix products: each thread decodes panels of its rows to f32 (f32 weights are
     // used in place) and multiplies every token by the panel at once.
     pool.parallel_for(w.n_out, 32, [&](int64_t r0, int64_t r1, int) {

@@ -77,13 +77,12 @@ uint64_t sum_best(Isa isa, const uint64_t* p, const uint64_t* end) {
 
 }  // namespace
 
-double measure_read_bandwidth(size_t bytes, int reps, ThreadPool& pool) {
+double measure_read_bandwidth(size_t bytes, int reps, Isa isa, ThreadPool& pool) {
   const size_t n = std::max<size_t>(bytes / sizeof(uint64_t), 1 << 16);
   std::vector<uint64_t> buf(n);
   for (size_t i = 0; i < n; ++i) buf[i] = i * 0x9e3779b97f4a7c15ull;
   std::atomic<uint64_t> sink{0};
   std::vector<double> gbs;
-  const Isa isa = active_isa();
   for (int r = 0; r < std::max(1, reps); ++r) {
     const double t0 = now_seconds();
     pool.parallel_for(static_cast<int64_t>(n / 4096), 1, [&](int64_t b, int64_t e, int) {

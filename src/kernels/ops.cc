@@ -55,30 +55,30 @@ void rope(float* x, int64_t n_head, int64_t head_dim, int64_t pos, const float* 
   }
 }
 
-void attention_head(const float* q, const float* k, const float* v, int64_t stride, int64_t n_kv,
-                    int64_t head_dim, float* scratch, float* out) {
+void attention_head(Isa isa, const float* q, const float* k, const float* v, int64_t stride,
+                    int64_t n_kv, int64_t head_dim, float* scratch, float* out) {
   const int block0 = 0;
-  attention_head_paged(q, k, v, &block0, std::max<int64_t>(1, n_kv), 0, stride, n_kv, head_dim,
+  attention_head_paged(isa, q, k, v, &block0, std::max<int64_t>(1, n_kv), 0, stride, n_kv, head_dim,
                        scratch, out);
 }
 
-void attention_head_paged(const float* q, const float* k, const float* v, const int* blocks,
-                          int64_t block_size, int64_t block_stride, int64_t stride, int64_t n_kv,
-                          int64_t head_dim, float* scratch, float* out) {
+void attention_head_paged(Isa isa, const float* q, const float* k, const float* v,
+                          const int* blocks, int64_t block_size, int64_t block_stride,
+                          int64_t stride, int64_t n_kv, int64_t head_dim, float* scratch,
+                          float* out) {
 #if defined(__x86_64__)
-  if (active_isa() == Isa::kAvx512 &&
-      attention_head_paged_avx512(q, k, v, blocks, block_size, block_stride, stride, n_kv, head_dim,
-                                  scratch, out))
+  if (isa == Isa::kAvx512 && attention_head_paged_avx512(q, k, v, blocks, block_size, block_stride,
+                                                         stride, n_kv, head_dim, scratch, out))
     return;
-  if (active_isa() == Isa::kAvx2 &&
-      attention_head_paged_avx2(q, k, v, blocks, block_size, block_stride, stride, n_kv, head_dim,
-                                scratch, out))
+  if (isa == Isa::kAvx2 && attention_head_paged_avx2(q, k, v, blocks, block_size, block_stride,
+                                                     stride, n_kv, head_dim, scratch, out))
     return;
 #elif defined(__aarch64__)
-  if (active_isa() == Isa::kNeon &&
-      attention_head_paged_neon(q, k, v, blocks, block_size, block_stride, stride, n_kv, head_dim,
-                                scratch, out))
+  if (isa == Isa::kNeon && attention_head_paged_neon(q, k, v, blocks, block_size, block_stride,
+                                                     stride, n_kv, head_dim, scratch, out))
     return;
+#else
+  (void)isa;
 #endif
   attention_head_paged_ref(q, k, v, blocks, block_size, block_stride, stride, n_kv, head_dim,
                            scratch, out);
@@ -91,7 +91,7 @@ void attention_head_paged_ref(const float* q, const float* k, const float* v, co
   for (int64_t b = 0, t = 0; t < n_kv; ++b) {
     const float* kb = k + blocks[b] * block_stride;
     for (int64_t r = 0; r < block_size && t < n_kv; ++r, ++t)
-      scratch[t] = dot_f32(q, kb + r * stride, head_dim) * scale;
+      scratch[t] = dot_f32(Isa::kScalar, q, kb + r * stride, head_dim) * scale;
   }
   softmax(scratch, n_kv);
   std::fill(out, out + head_dim, 0.0f);

@@ -3,6 +3,8 @@
 
 #include <cstdint>
 
+#include "kernels/cpu.h"
+
 namespace rme {
 
 // out[D] = x[D] / sqrt(mean(x²) + eps) * w[D]   (out may alias x)
@@ -28,18 +30,20 @@ void rope(float* x, int64_t n_head, int64_t head_dim, int64_t pos, const float* 
 // Attention of one query head over n_kv cached positions (the caller applies causality by
 // choosing n_kv).
 //   q[Dh]; k, v: n_kv rows of Dh floats, `stride` floats apart; scratch[n_kv]; out[Dh].
-void attention_head(const float* q, const float* k, const float* v, int64_t stride, int64_t n_kv,
-                    int64_t head_dim, float* scratch, float* out);
+void attention_head(Isa isa, const float* q, const float* k, const float* v, int64_t stride,
+                    int64_t n_kv, int64_t head_dim, float* scratch, float* out);
 
 // The same over a paged cache: position t lives in block blocks[t / block_size], row
 // t % block_size, at k + blocks[..] * block_stride + row * stride (likewise v). Positions are
 // visited in the same order as attention_head, so the result is bit-identical to it for the same
-// rows however they are paged. With AVX-512 active and head_dim a multiple of 16 up to 128 it
-// runs attention_head_paged_avx512, with AVX2 active and head_dim a multiple of 8 up to 128
-// attention_head_paged_avx2 (both agree with the reference to float rounding), else the reference.
-void attention_head_paged(const float* q, const float* k, const float* v, const int* blocks,
-                          int64_t block_size, int64_t block_stride, int64_t stride, int64_t n_kv,
-                          int64_t head_dim, float* scratch, float* out);
+// rows however they are paged. With isa AVX-512 and head_dim a multiple of 16 up to 128 it runs
+// attention_head_paged_avx512, with AVX2 (NEON) and head_dim a multiple of 8 (4) up to 128
+// attention_head_paged_avx2 (_neon) — all agree with the reference to float rounding — else the
+// reference.
+void attention_head_paged(Isa isa, const float* q, const float* k, const float* v,
+                          const int* blocks, int64_t block_size, int64_t block_stride,
+                          int64_t stride, int64_t n_kv, int64_t head_dim, float* scratch,
+                          float* out);
 
 // The scalar reference of attention_head_paged.
 void attention_head_paged_ref(const float* q, const float* k, const float* v, const int* blocks,

@@ -34,8 +34,8 @@ void top_k(const float* scores, int n, int k, int* experts, float* weights, bool
 
 }  // namespace
 
-Forward::Forward(const Model& model, int max_tokens, ThreadPool& pool)
-    : model_(model), pool_(pool), max_tokens_(std::max(1, max_tokens)) {
+Forward::Forward(const Model& model, int max_tokens, ThreadPool& pool, const KernelConfig& kernels)
+    : model_(model), pool_(pool), kernels_(kernels), max_tokens_(std::max(1, max_tokens)) {
   const LlamaConfig& c = model.config;
   const size_t t = static_cast<size_t>(max_tokens_);
   inv_freq_ = c.rope_inv_freq();
@@ -65,7 +65,8 @@ Forward::Forward(const Model& model, int max_tokens, ThreadPool& pool)
     eu_.resize(rows * width);
     slot_.resize(rows);
     top_k_ = moe.top_k;
-    if (model.router) router_fwd_ = std::make_unique<Forward>(*model.router, max_tokens_, pool);
+    if (model.router)
+      router_fwd_ = std::make_unique<Forward>(*model.router, max_tokens_, pool, kernels_);
   }
 }
 
@@ -94,7 +95,7 @@ Status Forward::set_routing(const RoutingOptions& o) {
             "routing: oracle routing needs the dense parent (same layers, vocabulary and FFN "
             "width " +
             std::to_string(moe.parent_n_ff) + ")");
-      dense_fwd_ = std::make_unique<Forward>(*o.dense, max_tokens_, pool_);
+      dense_fwd_ = std::make_unique<Forward>(*o.dense, max_tokens_, pool_, kernels_);
       dense_kv_.reset();
       break;
     case Routing::kFixed:
@@ -280,7 +281,7 @@ Status Forward::route(const int* tokens, int n_tok, int pos, KvCache* router_kv,
 void Forward::layer_gate_route(const LayerWeights& L, int layer, int n_tok) {
   const int E = model_.moe.n_expert, k = top_k_;
   const int64_t D = model_.config.n_embd;
-  matmul(L.layer_gate, xb_.data(), D, n_tok, route_scores_.data(), E, pool_);  // [T, E]
+  matmul(kernels_, L.layer_gate, xb_.data(), D, n_tok, route_scores_.data(), E, pool_);  // [T, E]
   for (int t = 0; t < n_tok; ++t)
     top_k(&route_scores_[t * E], E, k, &route_expert_[t * k], &route_weight_[t * k], true);
   if (observer_) observer_(layer, pos_[0], n_tok, k, route_expert_.data());
@@ -304,10 +305,10 @@ void Forward::expert_ffn(const LayerWeights& L, int layer, int n_tok) {
                                  : L.experts[e];
     const int64_t W = x.gate.n_out;
     if (n == 0 || W == 0) continue;
-    matmul(x.gate, xg_.data(), D, n, eg_.data(), W, pool_);  // [n, W]
-    matmul(x.up, xg_.data(), D, n, eu_.data(), W, pool_);    // [n, W]
+    matmul(kernels_, x.gate, xg_.data(), D, n, eg_.data(), W, pool_);  // [n, W]
+    matmul(kernels_, x.up, xg_.data(), D, n, eu_.data(), W, pool_);    // [n, W]
     silu_mul(eg_.data(), eu_.data(), n * W);
-    matmul(x.down, eg_.data(), W, n, eo_.data(), D, pool_);  // [n, D]
+    matmul(kernels_, x.down, eg_.data(), W, n, eo_.data(), D, pool_);  // [n, D]
     for (int i = 0; i < n; ++i) {
       const float w = route_weight_[slot_[i]];
       float* dst = &x_[(slot_[i] / k) * D];
@@ -335,9 +336,9 @@ void Forward::run_tokens(const int* tokens, int n_tok, float* logits) {
   for (int il = 0; il < c.n_layer; ++il) {
     const LayerWeights& L = w.layers[il];
     for (int t = 0; t < n_tok; ++t) rmsnorm(&x_[t * D], L.attn_norm, D, c.rms_eps, &xb_[t * D]);
-    matmul(L.wq, xb_.data(), D, n_tok, q_.data(), QD, pool_);   // q[T, H*Dh]
-    matmul(L.wk, xb_.data(), D, n_tok, k_.data(), KVD, pool_);  // k[T, Hkv*Dh]
-    matmul(L.wv, xb_.data(), D, n_tok, v_.data(), KVD, pool_);  // v[T, Hkv*Dh]
+    matmul(kernels_, L.wq, xb_.data(), D, n_tok, q_.data(), QD, pool_);   // q[T, H*Dh]
+    matmul(kernels_, L.wk, xb_.data(), D, n_tok, k_.data(), KVD, pool_);  // k[T, Hkv*Dh]
+    matmul(kernels_, L.wv, xb_.data(), D, n_tok, v_.data(), KVD, pool_);  // v[T, Hkv*Dh]
     for (int t = 0; t < n_tok; ++t) {
       const KvView& kv = views_[view_[t]];
       rope(&q_[t * QD], H, Dh, pos_[t], inv_freq_.data(), c.rope_style);
@@ -353,12 +354,12 @@ void Forward::run_tokens(const int* tokens, int n_tok, float* logits) {
         const int64_t t = i / H, h = i % H, off = (h / group) * Dh;
         const KvView& kv = views_[view_[t]];
         const int64_t base = il * kv.layer_stride + off;
-        attention_head_paged(&q_[t * QD + h * Dh], kv.k + base, kv.v + base, kv.blocks,
-                             kv.block_size, kv.block_stride, kv.stride, pos_[t] + 1, Dh, scratch,
-                             &att_[t * QD + h * Dh]);
+        attention_head_paged(kernels_.isa, &q_[t * QD + h * Dh], kv.k + base, kv.v + base,
+                             kv.blocks, kv.block_size, kv.block_stride, kv.stride, pos_[t] + 1, Dh,
+                             scratch, &att_[t * QD + h * Dh]);
       }
     });
-    matmul(L.wo, att_.data(), QD, n_tok, xb_.data(), D, pool_);  // [T, D]
+    matmul(kernels_, L.wo, att_.data(), QD, n_tok, xb_.data(), D, pool_);  // [T, D]
     for (int64_t i = 0; i < n_tok * D; ++i) x_[i] += xb_[i];
 
     for (int t = 0; t < n_tok; ++t) rmsnorm(&x_[t * D], L.ffn_norm, D, c.rms_eps, &xb_[t * D]);
@@ -366,15 +367,15 @@ void Forward::run_tokens(const int* tokens, int n_tok, float* logits) {
     // Dense FFN, or the MoE's shared expert: F = this layer's width (0 = none).
     const int64_t F = L.w_gate.n_out;
     if (F > 0) {
-      matmul(L.w_gate, xb_.data(), D, n_tok, gate_.data(), F, pool_);  // [T, F]
-      matmul(L.w_up, xb_.data(), D, n_tok, up_.data(), F, pool_);      // [T, F]
+      matmul(kernels_, L.w_gate, xb_.data(), D, n_tok, gate_.data(), F, pool_);  // [T, F]
+      matmul(kernels_, L.w_up, xb_.data(), D, n_tok, up_.data(), F, pool_);      // [T, F]
       silu_mul(gate_.data(), up_.data(), n_tok * F);
       if (probe_) probe_(il, n_tok, gate_.data(), F);
     }
     if (moe)
       expert_ffn(L, il, n_tok);  // before the shared output: xb_ still holds the normed input
     if (F > 0) {
-      matmul(L.w_down, gate_.data(), F, n_tok, xb_.data(), D, pool_);  // [T, D]
+      matmul(kernels_, L.w_down, gate_.data(), F, n_tok, xb_.data(), D, pool_);  // [T, D]
       for (int64_t i = 0; i < n_tok * D; ++i) x_[i] += xb_[i];
     }
   }
@@ -383,7 +384,7 @@ void Forward::run_tokens(const int* tokens, int n_tok, float* logits) {
   const int n_rows = static_cast<int>(logit_rows_.size());
   for (int i = 0; i < n_rows; ++i)
     rmsnorm(&x_[logit_rows_[i] * D], w.out_norm, D, c.rms_eps, &xb_[i * D]);
-  matmul(w.output, xb_.data(), D, n_rows, logits, c.n_output(), pool_);  // [rows, V]
+  matmul(kernels_, w.output, xb_.data(), D, n_rows, logits, c.n_output(), pool_);  // [rows, V]
 }
 
 }  // namespace rme

@@ -9,6 +9,7 @@
 
 #include "core/status.h"
 #include "core/thread_pool.h"
+#include "kernels/kernel_config.h"
 #include "model/kv_cache.h"
 #include "model/weights.h"
 
@@ -49,12 +50,15 @@ struct SeqChunk {
 };
 
 // Holds activation buffers preallocated for up to max_tokens tokens per call, so steady-state
-// decoding allocates nothing. Borrows the Model (must outlive it) and the pool. Not thread-safe:
-// one Forward per engine thread. Fails (Status) on positions past the cache, bad token ids, or a
-// routing mode the model cannot serve (no router, no layer gates, a mismatched dense parent).
+// decoding allocates nothing. Borrows the Model (must outlive it) and the pool; runs every kernel
+// with its own copy of `kernels` (a router or dense parent it steps uses the same). Not
+// thread-safe: one Forward per engine thread. Fails (Status) on positions past the cache, bad token
+// ids, or a routing mode the model cannot serve (no router, no layer gates, a mismatched dense
+// parent).
 class Forward {
  public:
-  Forward(const Model& model, int max_tokens, ThreadPool& pool);
+  Forward(const Model& model, int max_tokens, ThreadPool& pool,
+          const KernelConfig& kernels = KernelConfig::best());
   ~Forward();
 
   // Runs tokens at positions pos .. pos+T-1, appending their K/V to kv (a KvCache built from the
@@ -89,6 +93,7 @@ class Forward {
   void set_route_observer(RouteObserver observer) { observer_ = std::move(observer); }
   void set_ffn_probe(FfnProbe probe) { probe_ = std::move(probe); }
   const Model& model() const { return model_; }
+  const KernelConfig& kernels() const { return kernels_; }
 
  private:
   Status route(const int* tokens, int n_tok, int pos, KvCache* router_kv, int n_ctx, int* experts,
@@ -101,6 +106,7 @@ class Forward {
 
   const Model& model_;
   ThreadPool& pool_;
+  const KernelConfig kernels_;
   int max_tokens_;
   std::vector<float> inv_freq_;
   // Activations, row-major with max_tokens_ rows.

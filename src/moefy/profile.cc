@@ -110,9 +110,10 @@ Result<ProfileStats> read_profile(const std::string& path) {
   return s;
 }
 
-Profiler::Profiler(const Model& model, ThreadPool& pool, int max_seq_len, int max_seq_profiles)
+Profiler::Profiler(const Model& model, ThreadPool& pool, int max_seq_len, int max_seq_profiles,
+                   const KernelConfig& kernels)
     : model_(model),
-      forward_(model, 64, pool),
+      forward_(model, 64, pool, kernels),
       kv_(model, max_seq_len),
       max_seq_len_(max_seq_len),
       max_seq_profiles_(max_seq_profiles) {

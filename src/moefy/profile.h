@@ -37,7 +37,8 @@ Result<ProfileStats> read_profile(const std::string& path);
 // thread-safe (the forward pass itself uses the pool).
 class Profiler {
  public:
-  Profiler(const Model& model, ThreadPool& pool, int max_seq_len, int max_seq_profiles);
+  Profiler(const Model& model, ThreadPool& pool, int max_seq_len, int max_seq_profiles,
+           const KernelConfig& kernels = KernelConfig::best());
   // Adds one sequence (at most max_seq_len tokens) of domain `domain` (created on first use).
   Status add(const std::string& domain, std::span<const int> tokens);
   ProfileStats finish();

@@ -19,7 +19,7 @@ TEST(DotQ8Test, QuantizeActivations) {
   std::vector<float> x(64);
   for (int i = 0; i < 64; ++i) x[i] = (i - 20) * 0.25f;
   Q8Activations a;
-  a.quantize(x.data(), 64);
+  a.quantize(x.data(), 64, supported_isas().back());
   for (int b = 0; b < 2; ++b) {
     int sum = 0;
     for (int i = 0; i < 32; ++i) {
@@ -29,12 +29,12 @@ TEST(DotQ8Test, QuantizeActivations) {
     EXPECT_EQ(a.sum[b], static_cast<float>(sum));
   }
   std::vector<float> zeros(32, 0.0f);
-  a.quantize(zeros.data(), 32);
+  a.quantize(zeros.data(), 32, supported_isas().back());
   EXPECT_EQ(a.d[0], 0.0f);
   EXPECT_EQ(a.q[0], 0);
 }
 
-// The vector quantizer is bit-identical to the scalar reference: ties at .5 (round to even),
+// Every ISA's quantizer is bit-identical to the scalar reference: ties at .5 (round to even),
 // values at the block maximum, negative maxima, all-zero and denormal blocks.
 TEST(DotQ8Test, QuantizeEqualsReferenceExactly) {
   std::mt19937 rng(7);
@@ -47,15 +47,17 @@ TEST(DotQ8Test, QuantizeEqualsReferenceExactly) {
   for (int i = 64; i < 96; ++i) x[i] = 1e-40f * (i - 70);
   x[100] = -50.0f;
   Q8Activations a, b;
-  a.quantize(x.data(), k);
   b.quantize_ref(x.data(), k);
-  EXPECT_EQ(a.q, b.q);
-  EXPECT_EQ(a.d, b.d);
-  EXPECT_EQ(a.sum, b.sum);
+  for (Isa isa : supported_isas()) {
+    a.quantize(x.data(), k, isa);
+    EXPECT_EQ(a.q, b.q) << isa_name(isa);
+    EXPECT_EQ(a.d, b.d) << isa_name(isa);
+    EXPECT_EQ(a.sum, b.sum) << isa_name(isa);
+  }
 }
 
 TEST(DotQ8Test, KernelsMatchReference) {
-  const Int8Mode was = set_int8_mode(Int8Mode::kOn);
+  const KernelConfig& best = KernelConfig::best();
   std::mt19937 rng(3);
   std::normal_distribution<float> nd(0, 1);
   for (DType t : {DType::kQ8_0, DType::kQ4_0}) {
@@ -69,7 +71,7 @@ TEST(DotQ8Test, KernelsMatchReference) {
       std::vector<float> deq(k);
       dequantize_row(t, w.data(), deq.data(), k);
       Q8Activations a;
-      a.quantize(x.data(), k);
+      a.quantize(x.data(), k, best.isa);
       const float ref = dot_q8_ref(t)(w.data(), a.q.data(), a.d.data(), a.sum.data(), k);
       double exact = 0, norm = 0;
       for (int64_t i = 0; i < k; ++i)
@@ -85,18 +87,20 @@ TEST(DotQ8Test, KernelsMatchReference) {
         EXPECT_NEAR(got, ref, 1e-4 * (1 + std::fabs(ref)))
             << dtype_name(t) << " k=" << k << " variant " << v;
       }
-      if (const DotQ8Fn best = dot_q8_best(t)) {
-        if (active_isa() == Isa::kAvx512) {
-          EXPECT_EQ(best, all.back()) << "the newest variant is the one used";
+      if (const DotQ8Fn used = dot_q8_best(best, t)) {
+        if (best.isa == Isa::kAvx512) {
+          EXPECT_EQ(used, all.back()) << "the newest variant is the one used";
         } else {
-          EXPECT_NE(std::find(all.begin(), all.end(), best), all.end());
+          EXPECT_NE(std::find(all.begin(), all.end(), used), all.end());
         }
       }
     }
   }
   EXPECT_EQ(dot_q8_ref(DType::kF16), nullptr);
-  EXPECT_EQ(dot_q8_best(DType::kF32), nullptr);
-  set_int8_mode(was);
+  EXPECT_EQ(dot_q8_best(best, DType::kF32), nullptr);
+  KernelConfig off = best;
+  off.int8 = false;
+  EXPECT_EQ(dot_q8_best(off, DType::kQ4_0), nullptr);
 }
 
 // The integer matrix product agrees with the scalar reference for every (row, token), on shapes
@@ -104,7 +108,7 @@ TEST(DotQ8Test, KernelsMatchReference) {
 // multiple of the tile) and an odd number of blocks.
 TEST(DotQ8Test, GemmMatchesTheReferencePerRowAndToken) {
   for (DType t : {DType::kQ4_0, DType::kQ8_0}) {
-    const GemmQ8Fn gemm = gemm_q8_best(t);
+    const GemmQ8Fn gemm = gemm_q8_best(KernelConfig::best(), t);
     if (gemm == nullptr) GTEST_SKIP() << "no AVX-512 VNNI";
     for (auto [k, n_rows, n_tok] : std::vector<std::array<int64_t, 3>>{
              {32, 7, 6}, {96, 37, 9}, {256, 70, 6}, {160, 16, 1}, {64, 48, 11}}) {
@@ -117,7 +121,7 @@ TEST(DotQ8Test, GemmMatchesTheReferencePerRowAndToken) {
       std::vector<uint8_t> w(rb * n_rows);
       for (int64_t r = 0; r < n_rows; ++r) quantize_row(t, &wf[r * k], w.data() + r * rb, k);
       std::vector<Q8Activations> xs(n_tok);
-      for (int64_t i = 0; i < n_tok; ++i) xs[i].quantize(&xf[i * k], k);
+      for (int64_t i = 0; i < n_tok; ++i) xs[i].quantize(&xf[i * k], k, Isa::kAvx512);
       std::vector<float> y(n_tok * n_rows, -1);
       gemm(w.data(), rb, n_rows, xs.data(), n_tok, k, y.data(), n_rows);
       for (int64_t i = 0; i < n_tok; ++i)

@@ -34,6 +34,15 @@ Data make(DType t, int64_t rows, int64_t k, uint64_t seed) {
   return out;
 }
 
+// The kernels of `isa` with integer activations on or off, batch invariance on or off.
+KernelConfig config(Isa isa, bool int8, bool batch_invariant = false) {
+  KernelConfig c = KernelConfig::best();
+  c.isa = isa;
+  c.int8 = int8;
+  c.batch_invariant = batch_invariant;
+  return c;
+}
+
 std::vector<int64_t> sizes_for(DType t) {
   if (dtype_is_quantized(t)) return {32, 64, 96, 160, 320, 1024};
   return {1, 2, 7, 8, 9, 15, 16, 17, 31, 33, 63, 64, 65, 100, 257, 1000};
@@ -78,10 +87,8 @@ INSTANTIATE_TEST_SUITE_P(AllIsasAllTypes, RowKernelTest,
 
 TEST(MatmulTest, BatchedAndSingleTokenMatchNaiveOnEveryIsa) {
   ThreadPool pool(3);
-  const Int8Mode was =
-      set_int8_mode(Int8Mode::kOn);  // exercise the integer path where the CPU has it
   for (Isa isa : supported_isas()) {
-    ASSERT_TRUE(set_active_isa(isa));
+    const KernelConfig cfg = config(isa, /*int8=*/true);  // the integer path where the CPU has it
     for (DType t : {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0, DType::kQ4_0}) {
       const int64_t n_out = 37, n_in = dtype_is_quantized(t) ? 96 : 45;
       Data d = make(t, n_out, n_in, 5);
@@ -92,19 +99,19 @@ TEST(MatmulTest, BatchedAndSingleTokenMatchNaiveOnEveryIsa) {
         std::vector<float> x(n_tok * n_in);
         for (size_t i = 0; i < x.size(); ++i) x[i] = std::sin(0.37f * i);
         std::vector<float> y(n_tok * n_out);
-        matmul(MatView{t, n_out, n_in, d.packed.data()}, x.data(), n_in, n_tok, y.data(), n_out,
-               pool);
+        matmul(cfg, MatView{t, n_out, n_in, d.packed.data()}, x.data(), n_in, n_tok, y.data(),
+               n_out, pool);
         // Decode (and, with the VNNI matrix kernel, prefill of 4+ tokens) of quantized weights
         // may quantize the activations too (integer kernels); then the reference is the scalar
         // integer dot product on the same quantized activations.
-        const bool integer = n_tok == 1 || (n_tok >= 4 && gemm_q8_best(t) != nullptr);
-        const DotQ8Fn int8 = integer ? dot_q8_best(t) : nullptr;
+        const bool integer = n_tok == 1 || (n_tok >= 4 && gemm_q8_best(cfg, t) != nullptr);
+        const DotQ8Fn int8 = integer ? dot_q8_best(cfg, t) : nullptr;
         for (int64_t tk = 0; tk < n_tok; ++tk)
           for (int64_t r = 0; r < n_out; ++r) {
             double s = 0;
             if (int8) {
               Q8Activations xq;
-              xq.quantize(x.data() + tk * n_in, n_in);
+              xq.quantize(x.data() + tk * n_in, n_in, isa);
               s = dot_q8_ref(t)(d.packed.data() + r * dtype_row_bytes(t, n_in), xq.q.data(),
                                 xq.d.data(), xq.sum.data(), n_in);
             } else {
@@ -116,8 +123,6 @@ TEST(MatmulTest, BatchedAndSingleTokenMatchNaiveOnEveryIsa) {
       }
     }
   }
-  set_active_isa(supported_isas().back());
-  set_int8_mode(was);
 }
 
 #if defined(__x86_64__)  // the AVX-512 panel GEMM is built on x86-64 only
@@ -125,7 +130,7 @@ TEST(MatmulTest, BatchedAndSingleTokenMatchNaiveOnEveryIsa) {
 // 32-row units, a lone 16-row group and a remainder below 16; columns with and without a partial
 // 16-column transpose block; token counts around the 12-token tile; strided x and y.
 TEST(MatmulTest, FloatPanelGemmMatchesReference) {
-  if (!set_active_isa(Isa::kAvx512)) GTEST_SKIP() << "no AVX-512";
+  if (!cpu_has(Isa::kAvx512)) GTEST_SKIP() << "no AVX-512";
   const RowKernels& kern = row_kernels(Isa::kAvx512);
   for (DType t : {DType::kF32, DType::kF16, DType::kBF16})
     for (auto [n_rows, k, n_tok] : std::vector<std::array<int64_t, 3>>{
@@ -153,7 +158,6 @@ TEST(MatmulTest, FloatPanelGemmMatchesReference) {
         for (int64_t r = n_rows; r < ys; ++r) ASSERT_EQ(y[tk * ys + r], -7.0f);  // padding kept
       }
     }
-  set_active_isa(supported_isas().back());
 }
 #endif
 
@@ -163,11 +167,9 @@ TEST(MatmulTest, FloatPanelGemmMatchesReference) {
 // otherwise). Row lengths leave every tail: quantized 7 blocks (4 + 3), float 77 = 2 * 32 + 8 + 5.
 TEST(MatmulTest, BatchInvariantModeMatchesSingleTokenBitForBit) {
   ThreadPool pool(2);
-  set_batch_invariant_matmul(true);
   for (Isa isa : supported_isas()) {
-    ASSERT_TRUE(set_active_isa(isa));
     for (bool int8 : {false, true}) {
-      const Int8Mode was = set_int8_mode(int8 ? Int8Mode::kOn : Int8Mode::kOff);
+      const KernelConfig cfg = config(isa, int8, /*batch_invariant=*/true);
       for (DType t : {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0, DType::kQ4_0}) {
         const int64_t n_out = 70, n_in = dtype_is_quantized(t) ? 224 : 77;
         Data d = make(t, n_out, n_in, 9);
@@ -175,9 +177,9 @@ TEST(MatmulTest, BatchInvariantModeMatchesSingleTokenBitForBit) {
           std::vector<float> x(n_tok * n_in), y(n_tok * n_out), y1(n_out);
           for (size_t i = 0; i < x.size(); ++i) x[i] = std::cos(0.11f * i);
           const MatView w{t, n_out, n_in, d.packed.data()};
-          matmul(w, x.data(), n_in, n_tok, y.data(), n_out, pool);
+          matmul(cfg, w, x.data(), n_in, n_tok, y.data(), n_out, pool);
           for (int64_t tk = 0; tk < n_tok; ++tk) {
-            matmul(w, x.data() + tk * n_in, n_in, 1, y1.data(), n_out, pool);
+            matmul(cfg, w, x.data() + tk * n_in, n_in, 1, y1.data(), n_out, pool);
             for (int64_t r = 0; r < n_out; ++r)
               ASSERT_EQ(y[tk * n_out + r], y1[r])
                   << isa_name(isa) << " " << dtype_name(t) << " int8 " << int8 << " n_tok " << n_tok
@@ -185,11 +187,8 @@ TEST(MatmulTest, BatchInvariantModeMatchesSingleTokenBitForBit) {
           }
         }
       }
-      set_int8_mode(was);
     }
   }
-  set_active_isa(supported_isas().back());
-  set_batch_invariant_matmul(false);
 }
 
 }  // namespace

@@ -66,7 +66,8 @@ TEST(OpsTest, AttentionHeadIsSoftmaxWeightedValues) {
     k[i] = std::sin(i * 0.7f);
     v[i] = std::cos(i * 0.3f);
   }
-  attention_head(q.data(), k.data(), v.data(), stride, n, dh, scratch.data(), out.data());
+  attention_head(Isa::kScalar, q.data(), k.data(), v.data(), stride, n, dh, scratch.data(),
+                 out.data());
   std::vector<double> s(n);
   double mx = -1e9, sum = 0;
   for (int t = 0; t < n; ++t) {
@@ -84,26 +85,27 @@ TEST(OpsTest, AttentionHeadIsSoftmaxWeightedValues) {
 
 TEST(OpsTest, PagedAttentionEqualsContiguousBitForBit) {
   // 11 positions in blocks of 4, scattered over a pool of 5 blocks in a shuffled order; head
-  // sizes for the scalar kernel (8) and, where the CPU has it, the AVX-512 one (64).
-  for (int dh : {8, 64}) {
-    const int n = 11, bs = 4, stride = dh;
-    const std::vector<int> blocks = {3, 0, 4};
-    std::vector<float> q(dh), k(n * stride), v(n * stride), pk(5 * bs * stride), pv(pk.size());
-    for (int i = 0; i < dh; ++i) q[i] = std::sin(i * 1.3f);
-    for (int t = 0; t < n; ++t)
-      for (int i = 0; i < dh; ++i) {
-        k[t * stride + i] = std::sin(t * 0.7f + i);
-        v[t * stride + i] = std::cos(t * 0.3f - i);
-        const int at = (blocks[t / bs] * bs + t % bs) * stride + i;
-        pk[at] = k[t * stride + i];
-        pv[at] = v[t * stride + i];
-      }
-    std::vector<float> scratch(n), a(dh), b(dh);
-    attention_head(q.data(), k.data(), v.data(), stride, n, dh, scratch.data(), a.data());
-    attention_head_paged(q.data(), pk.data(), pv.data(), blocks.data(), bs, bs * stride, stride, n,
-                         dh, scratch.data(), b.data());
-    for (int i = 0; i < dh; ++i) EXPECT_EQ(a[i], b[i]) << dh << " " << i;
-  }
+  // sizes for every ISA's kernel (8 is the scalar one's on AVX-512), on every ISA the CPU has.
+  for (Isa isa : supported_isas())
+    for (int dh : {8, 64}) {
+      const int n = 11, bs = 4, stride = dh;
+      const std::vector<int> blocks = {3, 0, 4};
+      std::vector<float> q(dh), k(n * stride), v(n * stride), pk(5 * bs * stride), pv(pk.size());
+      for (int i = 0; i < dh; ++i) q[i] = std::sin(i * 1.3f);
+      for (int t = 0; t < n; ++t)
+        for (int i = 0; i < dh; ++i) {
+          k[t * stride + i] = std::sin(t * 0.7f + i);
+          v[t * stride + i] = std::cos(t * 0.3f - i);
+          const int at = (blocks[t / bs] * bs + t % bs) * stride + i;
+          pk[at] = k[t * stride + i];
+          pv[at] = v[t * stride + i];
+        }
+      std::vector<float> scratch(n), a(dh), b(dh);
+      attention_head(isa, q.data(), k.data(), v.data(), stride, n, dh, scratch.data(), a.data());
+      attention_head_paged(isa, q.data(), pk.data(), pv.data(), blocks.data(), bs, bs * stride,
+                           stride, n, dh, scratch.data(), b.data());
+      for (int i = 0; i < dh; ++i) EXPECT_EQ(a[i], b[i]) << isa_name(isa) << " " << dh << " " << i;
+    }
 }
 
 using PagedAttentionFn = bool (*)(const float*, const float*, const float*, const int*, int64_t,
@@ -136,11 +138,6 @@ void expect_attention_matches_reference(PagedAttentionFn fn, int step) {
   float x = 0;
   EXPECT_FALSE(fn(&x, &x, &x, nullptr, 1, 0, 8, 1, step + 1, &x, &x));  // head_dim it lacks
   EXPECT_FALSE(fn(&x, &x, &x, nullptr, 1, 0, 8, 0, step, &x, &x));      // no positions
-}
-
-bool cpu_has(Isa isa) {
-  const std::vector<Isa> isas = supported_isas();
-  return std::find(isas.begin(), isas.end(), isa) != isas.end();
 }
 
 // Each architecture's vector kernels; those of the other architecture are not built (and those

@@ -14,10 +14,12 @@
 namespace rme {
 namespace {
 
-std::vector<float> logits_of(const LoadedModel& lm, const std::vector<int>& ids) {
+std::vector<float> logits_of(const LoadedModel& lm, const std::vector<int>& ids, bool int8 = true) {
   const Model& m = *lm.model;
   KvCache kv(m, static_cast<int>(ids.size()));
-  Forward fwd(m, 16, ThreadPool::global());
+  KernelConfig kernels = KernelConfig::best();
+  kernels.int8 = int8;
+  Forward fwd(m, 16, ThreadPool::global(), kernels);
   std::vector<float> out(ids.size() * m.config.n_vocab);
   EXPECT_TRUE(fwd.run(ids, 0, kv, out.data(), true).ok());
   return out;
@@ -61,9 +63,7 @@ TEST(ConvertTest, QuantizingConvertMatchesOracleOnQuantizedWeights) {
     auto q = load_model(out);
     ASSERT_TRUE(q.ok()) << q.status().message();
     // f32 activations: the oracle's math exactly (int8 activations are checked in oracle_test).
-    const Int8Mode mode = set_int8_mode(Int8Mode::kOff);
-    auto got = logits_of(*q, kIds);
-    set_int8_mode(mode);
+    auto got = logits_of(*q, kIds, /*int8=*/false);
     auto want = test::oracle_logits(test::round_through(w, t), kIds);
     float d = 0;
     for (size_t i = 0; i < got.size(); ++i) d = std::max(d, std::fabs(got[i] - want[i]));

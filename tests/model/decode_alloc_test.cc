@@ -35,8 +35,8 @@ void operator delete(void* p, std::size_t) noexcept { std::free(p); }
 namespace rme {
 namespace {
 
-long decode_allocations(const Model& m, ThreadPool& pool) {
-  Forward fwd(m, 16, pool);
+long decode_allocations(const Model& m, ThreadPool& pool, const KernelConfig& kernels) {
+  Forward fwd(m, 16, pool, kernels);
   KvCache kv(m, 64);
   std::vector<float> logits(m.config.n_output());
   const std::vector<int> prompt = {1, 5, 9, 13, 17, 21, 25, 29};
@@ -61,16 +61,16 @@ TEST(DecodeAllocTest, SteadyStateDecodeDoesNotAllocate) {
   ThreadPool pool(2);
   Result<LlamaConfig> c = named_shape("rme-mini");
   ASSERT_TRUE(c.ok());
-  for (Int8Mode mode : {Int8Mode::kOff, Int8Mode::kOn}) {
-    const Int8Mode was = set_int8_mode(mode);
+  for (bool int8 : {false, true}) {
+    KernelConfig kernels = KernelConfig::best();
+    kernels.int8 = int8;
     for (DType t : {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0, DType::kQ4_0}) {
       Model m = random_model(*c, t, 3, pool);
-      EXPECT_EQ(decode_allocations(m, pool), 0) << dtype_name(t);
+      EXPECT_EQ(decode_allocations(m, pool, kernels), 0) << dtype_name(t);
     }
     Model moe = random_moe(*c, 4, 0.5, 0.25, DType::kQ8_0, 4, pool);
     moe.router = random_router(*c, 4, default_router_shape(*c), 5);  // routes every token
-    EXPECT_EQ(decode_allocations(moe, pool), 0) << "MoE";
-    set_int8_mode(was);
+    EXPECT_EQ(decode_allocations(moe, pool, kernels), 0) << "MoE";
   }
 }
 

@@ -27,14 +27,17 @@ std::vector<int> random_ids(int n, int vocab, uint64_t seed) {
   return ids;
 }
 
+// Chunks of max_tokens; int8: whether quantized weights meet int8 activations.
 std::vector<float> engine_logits(const std::string& path, const std::vector<int>& ids,
-                                 int max_tokens = 8) {
+                                 int max_tokens, bool int8) {
   auto loaded = load_model(path);
   EXPECT_TRUE(loaded.ok()) << loaded.status().message();
   if (!loaded.ok()) return {};
   const Model& m = *loaded->model;
   KvCache kv(m, static_cast<int>(ids.size()));
-  Forward fwd(m, max_tokens, ThreadPool::global());
+  KernelConfig kernels = KernelConfig::best();
+  kernels.int8 = int8;
+  Forward fwd(m, max_tokens, ThreadPool::global(), kernels);
   std::vector<float> logits(ids.size() * m.config.n_vocab);
   Status st = fwd.run(ids, 0, kv, logits.data(), true);
   EXPECT_TRUE(st.ok()) << st.message();
@@ -78,22 +81,16 @@ TEST_P(OracleTest, LogitsMatchAtEveryPosition) {
       test::oracle_logits(test::round_through(w, c.dtype, c.format == "hf"), ids);
   // Chunks of 8 tokens exercise both the batched (prefill) and the cached path. With f32
   // activations the engine does the oracle's math; int8 activations are checked below.
-  const Int8Mode mode = set_int8_mode(Int8Mode::kOff);
-  const std::vector<float> got = engine_logits(path, ids);
-  set_int8_mode(mode);
+  const std::vector<float> got = engine_logits(path, ids, 8, /*int8=*/false);
   EXPECT_LE(max_abs_diff(got, want), kTol) << c.name;
   // One token at a time (decode path) must agree too.
   // Token by token with f32 activations: the same math as the oracle.
-  const Int8Mode int8 = set_int8_mode(Int8Mode::kOff);
-  const std::vector<float> got1 = engine_logits(path, ids, 1);
-  set_int8_mode(int8);
+  const std::vector<float> got1 = engine_logits(path, ids, 1, /*int8=*/false);
   EXPECT_LE(max_abs_diff(got1, want), kTol) << c.name << " (token by token)";
   // With 8-bit activations (quantized weights on VNNI CPUs) decode is an approximation: within
   // 2% of the largest logit.
-  set_int8_mode(Int8Mode::kOn);
-  const std::vector<float> got8 = engine_logits(path, ids, 1);
-  const std::vector<float> got8p = engine_logits(path, ids);  // integer matrix product prefill
-  set_int8_mode(int8);
+  const std::vector<float> got8 = engine_logits(path, ids, 1, true);
+  const std::vector<float> got8p = engine_logits(path, ids, 8, true);  // integer prefill
   float scale = 1;
   for (float v : want) scale = std::max(scale, std::fabs(v));
   EXPECT_LE(max_abs_diff(got8, want), 0.02f * scale) << c.name << " (int8 activations)";

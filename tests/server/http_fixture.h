@@ -23,7 +23,6 @@ class HttpTest : public ::testing::Test {
     ASSERT_TRUE(m.ok()) << m.status().message();
     model_ = new LoadedModel(std::move(*m));
     pool_ = new ThreadPool(2);
-    set_batch_invariant_matmul(true);
     ServingOptions so;
     so.budget.max_tokens = 64;
     BatchEngineOptions eo;
@@ -51,7 +50,6 @@ class HttpTest : public ::testing::Test {
     delete loop_;
     delete pool_;
     delete model_;
-    set_batch_invariant_matmul(false);
   }
   static httplib::Client client() {
     httplib::Client c("127.0.0.1", server_->port());

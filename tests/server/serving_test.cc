@@ -105,13 +105,8 @@ RunResult run(const Model& m, const std::vector<RequestParams>& reqs, const std:
   return out;
 }
 
-class BatchInvariance : public ::testing::Test {
- protected:
-  void SetUp() override { set_batch_invariant_matmul(true); }
-  void TearDown() override { set_batch_invariant_matmul(false); }
-};
-
-TEST_F(BatchInvariance, GreedyOutputsDoNotDependOnBatchingPolicyCacheOrPreemption) {
+// The serving engine's kernels are batch-invariant by default (BatchEngineOptions::kernels).
+TEST(BatchInvariance, GreedyOutputsDoNotDependOnBatchingPolicyCacheOrPreemption) {
   Fixture& f = fixture();
   const RunResult alone = run(*f.moe, f.requests, "fcfs", 64, 64, 0, false);
   for (const auto& t : alone.tokens) ASSERT_EQ(t.size(), 12u);
@@ -139,7 +134,7 @@ TEST_F(BatchInvariance, GreedyOutputsDoNotDependOnBatchingPolicyCacheOrPreemptio
   EXPECT_TRUE(preempted);  // KV pressure forced recomputation somewhere
 }
 
-TEST_F(BatchInvariance, DenseModelsBatchToo) {
+TEST(BatchInvariance, DenseModelsBatchToo) {
   Fixture& f = fixture();
   const RunResult alone = run(*f.dense, f.requests, "fcfs", 64, 64, 0, false);
   EXPECT_EQ(run(*f.dense, f.requests, "fcfs", 16, 9, 0, true).tokens, alone.tokens);
@@ -156,8 +151,10 @@ TEST(BatchForwardTest, LogitsOfABatchedTokenEqualItsSoloLogitsOnlyInInvariantMod
   ThreadPool pool(2);
   const Model& m = *f.dense;
   const int V = m.config.n_vocab;
-  auto logits_of = [&](bool batched) {
-    Forward fwd(m, 64, pool);
+  auto logits_of = [&](bool batched, bool invariant) {
+    KernelConfig kernels = KernelConfig::best();
+    kernels.batch_invariant = invariant;
+    Forward fwd(m, 64, pool, kernels);
     PagedKv kv(m.config, 16, 8);
     std::vector<int> a_blocks = {3, 5, 7}, b_blocks = {0, 1, 2, 4, 6};
     const auto& a = f.requests[2].prompt;  // 17 tokens
@@ -181,10 +178,8 @@ TEST(BatchForwardTest, LogitsOfABatchedTokenEqualItsSoloLogitsOnlyInInvariantMod
     out.resize(V);
     return out;
   };
-  set_batch_invariant_matmul(true);
-  EXPECT_EQ(logits_of(true), logits_of(false));
-  set_batch_invariant_matmul(false);
-  EXPECT_NE(logits_of(true), logits_of(false));
+  EXPECT_EQ(logits_of(true, true), logits_of(false, true));
+  EXPECT_NE(logits_of(true, false), logits_of(false, false));
 }
 
 TEST(ServingTest, BadRequestsFinishWithAnErrorAndTheLoopKeepsServing) {
