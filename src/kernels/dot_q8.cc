@@ -17,6 +17,7 @@ std::vector<DotQ8Fn> dot_q8_vnni_all(DType weights);  // dot_q8_vnni.cc
 void quantize_q8_avx512(const float* x, int64_t k, int8_t* q, float* d, float* sum);
 DotQ8Fn dot_q8_avx2(DType weights);    // dot_q8_avx2.cc
 GemmQ8Fn gemm_q8_avx2(DType weights);  // dot_q8_avx2.cc
+GemmQ8Fn gemm_q4_avx2(DType weights);  // gemm_q4_avx2.cc
 void quantize_q8_avx2(const float* x, int64_t k, int8_t* q, float* d, float* sum);
 #elif defined(__aarch64__)
 DotQ8Fn dot_q8_neon(DType weights);  // dot_q8_neon.cc (DotProd)
@@ -130,7 +131,9 @@ GemmQ8Fn gemm_q8_rows_best(const KernelConfig& cfg, DType t) {
 }
 
 GemmQ8Fn gemm_q8_best(const KernelConfig& cfg, DType t) {
-  return vnni_usable(cfg) ? gemm_q8_vnni(t) : nullptr;
+  if (vnni_usable(cfg)) return gemm_q8_vnni(t);
+  if (cfg.isa == Isa::kAvx2 && cfg.int8) return gemm_q4_avx2(t);  // Q4_0 only
+  return nullptr;
 }
 #else
 // AArch64 with DotProd: integer decode (sdot); prefill and the batch-invariant mode run the decode
