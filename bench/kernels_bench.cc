@@ -71,11 +71,13 @@ void args(benchmark::internal::Benchmark* b) {
 
 BENCHMARK(BM_Matmul)->Apply(args)->UseRealTime()->Unit(benchmark::kMillisecond)->MinTime(0.2);
 
-// Prefill on tinyllama's FFN shape (5632 x 2048, 128 tokens, 2 threads) on the active ISA's
-// fastest matrix kernels: GFLOP/s (integer multiply-adds counted as 2 ops for Q8_0/Q4_0).
+// Prefill on tinyllama's FFN shape (5632 x 2048, 128 tokens, 2 threads) on the CPU's fastest
+// matrix kernels, or (second argument 1) in batch-invariant mode: GFLOP/s (integer multiply-adds
+// counted as 2 ops for Q8_0/Q4_0).
 void BM_MatmulPrefill(benchmark::State& state) {
   const DType t = static_cast<DType>(state.range(0));
-  const KernelConfig& cfg = KernelConfig::best();
+  KernelConfig cfg = KernelConfig::best();
+  cfg.batch_invariant = state.range(1) != 0;
   const int64_t n_out = 5632, n_in = 2048, n_tok = 128;
   Weights w = make_weights(t, n_out, n_in);
   std::vector<float> x(n_tok * n_in), y(n_tok * n_out);
@@ -87,12 +89,13 @@ void BM_MatmulPrefill(benchmark::State& state) {
   }
   state.counters["GFLOP/s"] = benchmark::Counter(
       2.0 * n_out * n_in * n_tok * state.iterations() / 1e9, benchmark::Counter::kIsRate);
-  state.SetLabel(std::string(isa_name(cfg.isa)) + " " + std::string(dtype_name(t)));
+  state.SetLabel(std::string(isa_name(cfg.isa)) + " " + std::string(dtype_name(t)) +
+                 (cfg.batch_invariant ? " batch-invariant" : ""));
 }
 BENCHMARK(BM_MatmulPrefill)
-    ->Arg(static_cast<int64_t>(DType::kF16))
-    ->Arg(static_cast<int64_t>(DType::kQ8_0))
-    ->Arg(static_cast<int64_t>(DType::kQ4_0))
+    ->ArgsProduct({{static_cast<int64_t>(DType::kF16), static_cast<int64_t>(DType::kQ8_0),
+                    static_cast<int64_t>(DType::kQ4_0)},
+                   {0, 1}})
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond)
     ->MinTime(0.3);

@@ -34,44 +34,95 @@ struct BF16Row {
   }
 };
 
-// One weight row dotted with T tokens, each vector of the row loaded (converted) once for all of
-// them. Every output is computed by the same operations in the same order whatever T is (four
-// accumulators over 4-vector steps, a 1-vector step into the first, one horizontal sum, the scalar
-// tail), so the one-token kernel (T = 1) and a batch give bit-identical results: matmul's batch
-// invariance. Four accumulators hide FMA latency; T <= 3 keeps 12 of them in registers.
-template <typename S, typename L, int T>
-void dot_float_tile(const L& w, const float* x, int64_t x_stride, int64_t k, float* out) {
+// R weight rows dotted with T tokens, out[t * R + r]. One accumulator per output, one vector
+// step after another, then one horizontal sum and the scalar tail: every output is computed by the
+// same operations in the same order whatever R and T are, so the one-token kernel (R = T = 1) and
+// any tile give bit-identical results — matmul's batch invariance. A step loads R row vectors
+// (converted once) and T token vectors for R * T multiply-adds: 4 x 3 gives 12 independent
+// accumulators (enough to hide FMA latency) for 7 loads, where a row-by-row tile needed 16
+// loads per 12 multiply-adds and was load-bound (tinyllama FFN, F16: 77 -> see
+// docs/performance.md).
+template <typename S, typename L, int R, int T>
+void dot_float_tile(const L* w, const float* x, int64_t x_stride, int64_t k, float* out) {
   using V = typename S::V;
   constexpr int N = S::kLanes;
-  V a[T][4];
-  for (int t = 0; t < T; ++t) a[t][0] = a[t][1] = a[t][2] = a[t][3] = S::zero();
-  int64_t i = 0;
-  for (; i + 4 * N <= k; i += 4 * N) {
+  V a[R][T];
 #pragma GCC unroll 4
-    for (int j = 0; j < 4; ++j) {
-      const V wv = w.load(i + N * j);
+  for (int r = 0; r < R; ++r)
 #pragma GCC unroll 3
-      for (int t = 0; t < T; ++t)
-        a[t][j] = S::fmadd(wv, S::load(x + t * x_stride + i + N * j), a[t][j]);
+    for (int t = 0; t < T; ++t) a[r][t] = S::zero();
+  int64_t i = 0;
+  for (; i + N <= k; i += N) {
+    V xv[T];
+#pragma GCC unroll 3
+    for (int t = 0; t < T; ++t) xv[t] = S::load(x + t * x_stride + i);
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      const V wv = w[r].load(i);
+#pragma GCC unroll 3
+      for (int t = 0; t < T; ++t) a[r][t] = S::fmadd(wv, xv[t], a[r][t]);
     }
   }
-  for (; i + N <= k; i += N) {
-    const V wv = w.load(i);
-#pragma GCC unroll 3
-    for (int t = 0; t < T; ++t) a[t][0] = S::fmadd(wv, S::load(x + t * x_stride + i), a[t][0]);
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < T; ++t) {
+      float s = S::reduce_add(a[r][t]);
+      for (int64_t e = i; e < k; ++e) s += w[r].at(e) * x[t * x_stride + e];
+      out[t * R + r] = s;
+    }
+}
+
+// Rows [r0, r1) (at most 16) against T tokens, in tiles of 4 rows and one row at a time for the
+// rest.
+template <typename S, typename L, typename Stored, int T>
+void rows_tile(const uint8_t* w, size_t row_bytes, int64_t r0, int64_t r1, const float* x,
+               int64_t x_stride, int64_t k, float* y, int64_t y_stride) {
+  auto row = [&](int64_t r) { return L{reinterpret_cast<const Stored*>(w + r * row_bytes)}; };
+  float out[4 * T];
+  int64_t r = r0;
+  for (; r + 4 <= r1; r += 4) {
+    const L rows[4] = {row(r), row(r + 1), row(r + 2), row(r + 3)};
+    dot_float_tile<S, L, 4, T>(rows, x, x_stride, k, out);
+    for (int t = 0; t < T; ++t)
+      for (int j = 0; j < 4; ++j) y[t * y_stride + r + j] = out[t * 4 + j];
   }
-#pragma GCC unroll 3
-  for (int t = 0; t < T; ++t) {
-    float s = S::reduce_add(S::add(S::add(a[t][0], a[t][1]), S::add(a[t][2], a[t][3])));
-    for (int64_t e = i; e < k; ++e) s += w.at(e) * x[t * x_stride + e];
-    out[t] = s;
+  for (; r < r1; ++r) {
+    const L one = row(r);
+    dot_float_tile<S, L, 1, T>(&one, x, x_stride, k, out);
+    for (int t = 0; t < T; ++t) y[t * y_stride + r] = out[t];
+  }
+}
+
+// FloatRowsFn (matmul.h): rows in blocks of 16 (64 KB of 2048-wide F16: they stay in L2 while the
+// token tiles of 3 pass over them, so weights come from memory once per call).
+template <typename S, typename L, typename Stored>
+void dot_float_rows(const uint8_t* w, size_t row_bytes, int64_t n_rows, const float* x,
+                    int64_t x_stride, int64_t n_tok, int64_t k, float* y, int64_t y_stride) {
+  constexpr int64_t kBlockRows = 16;
+  for (int64_t b0 = 0; b0 < n_rows; b0 += kBlockRows) {
+    const int64_t b1 = b0 + kBlockRows < n_rows ? b0 + kBlockRows : n_rows;
+    for (int64_t t0 = 0; t0 < n_tok; t0 += 3) {
+      const float* xt = x + t0 * x_stride;
+      float* yt = y + t0 * y_stride;
+      switch (n_tok - t0 < 3 ? n_tok - t0 : 3) {
+        case 3:
+          rows_tile<S, L, Stored, 3>(w, row_bytes, b0, b1, xt, x_stride, k, yt, y_stride);
+          break;
+        case 2:
+          rows_tile<S, L, Stored, 2>(w, row_bytes, b0, b1, xt, x_stride, k, yt, y_stride);
+          break;
+        default:
+          rows_tile<S, L, Stored, 1>(w, row_bytes, b0, b1, xt, x_stride, k, yt, y_stride);
+          break;
+      }
+    }
   }
 }
 
 template <typename S, typename L, typename Stored>
 float dot_row(const void* w, const float* x, int64_t k) {
   float out;
-  dot_float_tile<S, L, 1>(L{static_cast<const Stored*>(w)}, x, 0, k, &out);
+  const L row{static_cast<const Stored*>(w)};
+  dot_float_tile<S, L, 1, 1>(&row, x, 0, k, &out);
   return out;
 }
 
@@ -83,29 +134,16 @@ void row_to_f32(const void* w, float* out, int64_t k) {
   for (; i < k; ++i) out[i] = row.at(i);
 }
 
-template <typename S, typename L, typename Stored>
-void tile_rows(const void* w, const float* x, int64_t x_stride, int n_tok, int64_t k, float* out) {
-  const L row{static_cast<const Stored*>(w)};
-  switch (n_tok) {
-    case 3:
-      return dot_float_tile<S, L, 3>(row, x, x_stride, k, out);
-    case 2:
-      return dot_float_tile<S, L, 2>(row, x, x_stride, k, out);
-    default:
-      return dot_float_tile<S, L, 1>(row, x, x_stride, k, out);
-  }
-}
-
-// The FloatTileFn of S for a float dtype, nullptr for the others.
+// The FloatRowsFn of S for a float dtype, nullptr for the others.
 template <typename S>
-FloatTileFn float_tile_for(DType t) {
+FloatRowsFn float_rows_for(DType t) {
   switch (t) {
     case DType::kF32:
-      return tile_rows<S, F32Row<S>, float>;
+      return dot_float_rows<S, F32Row<S>, float>;
     case DType::kF16:
-      return tile_rows<S, F16Row<S>, uint16_t>;
+      return dot_float_rows<S, F16Row<S>, uint16_t>;
     case DType::kBF16:
-      return tile_rows<S, BF16Row<S>, uint16_t>;
+      return dot_float_rows<S, BF16Row<S>, uint16_t>;
     default:
       return nullptr;
   }

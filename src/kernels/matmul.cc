@@ -54,39 +54,13 @@ void for_row_pairs(ThreadPool& pool, int64_t n_out, const Fn& fn) {
   pool.parallel_for((n_out + 31) / 32, 1,
                     [&](int64_t b0, int64_t b1, int) { fn(b0 * 32, std::min(n_out, b1 * 32)); });
 }
-// Rows [r0, r1) against every token, each output as a one-token call computes it: through the tile
-// kernel (kFloatTileTokens tokens at a time, a row converted once per tile) when the ISA has one,
-// else one token at a time. Rows go in blocks of 16 (64 KB of 2048-wide F16: they stay in L2)
-// with the token tiles outer, so a tile's activations stay in L1 across the block.
-void dot_rows_tokens(FloatTileFn tile, float (*dot)(const void*, const float*, int64_t),
-                     const uint8_t* base, size_t row_bytes, int64_t r0, int64_t r1, const float* x,
-                     int64_t x_stride, int64_t n_tok, int64_t n_in, float* y, int64_t y_stride) {
-  constexpr int64_t kBlockRows = 16;
-  for (int64_t b0 = r0; b0 < r1; b0 += kBlockRows) {
-    const int64_t b1 = std::min(r1, b0 + kBlockRows);
-    if (tile == nullptr) {
-      for (int64_t t = 0; t < n_tok; ++t)
-        for (int64_t r = b0; r < b1; ++r)
-          y[t * y_stride + r] = dot(base + r * row_bytes, x + t * x_stride, n_in);
-      continue;
-    }
-    float out[kFloatTileTokens];
-    for (int64_t t0 = 0; t0 < n_tok; t0 += kFloatTileTokens) {
-      const int n = static_cast<int>(std::min<int64_t>(kFloatTileTokens, n_tok - t0));
-      for (int64_t r = b0; r < b1; ++r) {
-        tile(base + r * row_bytes, x + t0 * x_stride, x_stride, n, n_in, out);
-        for (int t = 0; t < n; ++t) y[(t0 + t) * y_stride + r] = out[t];
-      }
-    }
-  }
-}
 }  // namespace
 
-FloatTileFn float_tile(Isa isa, DType t) {
+FloatRowsFn float_rows(Isa isa, DType t) {
 #if defined(__x86_64__)
-  if (isa == Isa::kAvx2) return float_tile_avx2(t);
+  if (isa == Isa::kAvx2) return float_rows_avx2(t);
 #elif defined(__aarch64__)
-  if (isa == Isa::kNeon) return float_tile_neon(t);
+  if (isa == Isa::kNeon) return float_rows_neon(t);
 #endif
   (void)isa;
   (void)t;
@@ -123,15 +97,22 @@ void matmul(const KernelConfig& cfg, const MatView& w, const float* x, int64_t x
       });
       return;
     }
+    // Float rows 4 at a time where the ISA has the tile kernel (bit-identical to `dot`).
+    if (const FloatRowsFn rows = float_rows(cfg.isa, w.dtype)) {
+      pool.parallel_for(w.n_out, grain, [&](int64_t r0, int64_t r1, int) {
+        rows(base + r0 * row_bytes, row_bytes, r1 - r0, x, 0, 1, n_in, y + r0, 0);
+      });
+      return;
+    }
     pool.parallel_for(w.n_out, grain, [&](int64_t r0, int64_t r1, int) {
       for (int64_t r = r0; r < r1; ++r) y[r] = dot(base + r * row_bytes, x, n_in);
     });
     return;
   }
   if (cfg.batch_invariant) {
-    // Every output bit-identical to the one-token kernel's. AVX2: tiles of tokens share each
-    // decoded weight row (kernels whose T = 1 case is the decode kernel); plain prefill keeps the
-    // sgemm path below, which is faster there (docs/performance.md).
+    // Every output bit-identical to the one-token kernel's. AVX2 (int8 and float) and NEON
+    // (float): tiles of tokens share each decoded weight row (kernels whose T = 1 case is the
+    // decode kernel).
     if (const GemmQ8Fn rows = gemm_q8_rows_best(cfg, w.dtype)) {
       const Q8Activations* xs = quantize_tokens(cfg.isa, x, x_stride, n_tok, n_in, pool);
       pool.parallel_for(
@@ -140,8 +121,8 @@ void matmul(const KernelConfig& cfg, const MatView& w, const float* x, int64_t x
           });
       return;
     }
-    if (const DotQ8Fn dq =
-            dot_q8_best(cfg, w.dtype)) {  // AVX-512, NEON: one-token kernel per token
+    // AVX-512, NEON: the one-token integer kernel per token.
+    if (const DotQ8Fn dq = dot_q8_best(cfg, w.dtype)) {
       const Q8Activations* xs = quantize_tokens(cfg.isa, x, x_stride, n_tok, n_in, pool);
       pool.parallel_for(w.n_out, grain, [&](int64_t r0, int64_t r1, int) {
         for (int64_t r = r0; r < r1; ++r)
@@ -151,12 +132,22 @@ void matmul(const KernelConfig& cfg, const MatView& w, const float* x, int64_t x
       });
       return;
     }
-    const FloatTileFn tile = float_tile(cfg.isa, w.dtype);
-    pool.parallel_for(w.n_out, std::max<int64_t>(1, grain / n_tok),
-                      [&](int64_t r0, int64_t r1, int) {
-                        dot_rows_tokens(tile, dot, base, row_bytes, r0, r1, x, x_stride, n_tok,
-                                        n_in, y, y_stride);
-                      });
+    if (const FloatRowsFn rows = float_rows(cfg.isa, w.dtype)) {
+      pool.parallel_for(w.n_out, std::max<int64_t>(16, grain / n_tok),
+                        [&](int64_t r0, int64_t r1, int) {
+                          rows(base + r0 * row_bytes, row_bytes, r1 - r0, x, x_stride, n_tok, n_in,
+                               y + r0, y_stride);
+                        });
+      return;
+    }
+    // AVX-512, scalar: the one-token kernel per token, over 16-row blocks that stay in L2 while
+    // the tokens pass, so weights still come from memory once.
+    pool.parallel_for(w.n_out, grain, [&](int64_t r0, int64_t r1, int) {
+      for (int64_t b0 = r0; b0 < r1; b0 += 16)
+        for (int64_t t = 0; t < n_tok; ++t)
+          for (int64_t r = b0; r < std::min(r1, b0 + 16); ++r)
+            y[t * y_stride + r] = dot(base + r * row_bytes, x + t * x_stride, n_in);
+    });
     return;
   }
   const GemmQ8Fn gemm = gemm_q8_best(cfg, w.dtype);

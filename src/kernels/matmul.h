@@ -1,6 +1,7 @@
 // kernels: y = x · Wᵀ for weights of any storage dtype, f32 activations; ISA-dispatched.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 #include "core/thread_pool.h"
@@ -25,17 +26,18 @@ const RowKernels& row_kernels_avx512();
 const RowKernels& row_kernels_neon();
 const RowKernels& row_kernels(Isa isa);
 
-// One weight row against up to kFloatTileTokens tokens: out[t] = dot(w, x + t * x_stride), each
-// bit-identical to the same ISA's RowKernels::dot (the batch-invariant float path: a row's
-// elements are converted once for the whole tile).
-using FloatTileFn = void (*)(const void* w, const float* x, int64_t x_stride, int n_tok, int64_t k,
-                             float* out);
-constexpr int kFloatTileTokens = 3;
-// The tile kernel of `isa` for F32/F16/BF16, or nullptr (other types; AVX-512 and scalar have
-// none, and their batch-invariant mode dots each token separately: docs/performance.md).
-FloatTileFn float_tile(Isa isa, DType t);
-FloatTileFn float_tile_avx2(DType t);
-FloatTileFn float_tile_neon(DType t);
+// Rows [0, n_rows) of w (row_bytes apart) against n_tok tokens: y[t * y_stride + r] = dot(row r,
+// x + t * x_stride), each bit-identical to the same ISA's RowKernels::dot (tiles of 4 rows x 3
+// tokens computing every output with the one-token kernel's operations: float_dot_impl.h) — the
+// batch-invariant float path, and decode's, which reads each weight once per call. Single-threaded.
+using FloatRowsFn = void (*)(const uint8_t* w, size_t row_bytes, int64_t n_rows, const float* x,
+                             int64_t x_stride, int64_t n_tok, int64_t k, float* y,
+                             int64_t y_stride);
+// The kernel of `isa` for F32/F16/BF16, or nullptr (other types; AVX-512 and scalar have none,
+// and their batch-invariant mode dots each token separately: docs/performance.md).
+FloatRowsFn float_rows(Isa isa, DType t);
+FloatRowsFn float_rows_avx2(DType t);
+FloatRowsFn float_rows_neon(DType t);
 
 // Weight view for matmul: n_out rows of n_in elements of `dtype`, row-major, rows contiguous.
 struct MatView {

@@ -70,7 +70,7 @@ void to_f32_quant(const void* w, float* out, int64_t k) {
 
 }  // namespace
 
-FloatTileFn float_tile_avx2(DType t) { return simd::float_tile_for<simd::Avx2>(t); }
+FloatRowsFn float_rows_avx2(DType t) { return simd::float_rows_for<simd::Avx2>(t); }
 
 const RowKernels& row_kernels_avx2() {
   using simd::BF16Row, simd::dot_row, simd::F16Row, simd::F32Row, simd::row_to_f32;

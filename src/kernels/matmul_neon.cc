@@ -46,7 +46,7 @@ float dot_quant(const void* w, const float* x, int64_t k) {
 
 }  // namespace
 
-FloatTileFn float_tile_neon(DType t) { return simd::float_tile_for<S>(t); }
+FloatRowsFn float_rows_neon(DType t) { return simd::float_rows_for<S>(t); }
 
 const RowKernels& row_kernels_neon() {
   using simd::BF16Row, simd::dot_row, simd::F16Row, simd::F32Row, simd::row_to_f32;

@@ -164,14 +164,21 @@ TEST(MatmulTest, FloatPanelGemmMatchesReference) {
 // In batch-invariant mode a token's outputs are bit-identical to running it alone, on every ISA
 // this CPU has, for every dtype, with and without integer activations, whatever the batch size
 // (tiles of 1-4 tokens, their remainders, and sizes that would take a matrix-product path
-// otherwise). Row lengths leave every tail: quantized 7 blocks (4 + 3), float 77 = 2 * 32 + 8 + 5.
+// otherwise). Row lengths leave every tail: quantized 7 blocks (4 + 3), float 77 = 2 * 32 + 8 + 5,
+// and 1100 = two 512-element chunks of the float row kernel + 64 + 8 + 4.
 TEST(MatmulTest, BatchInvariantModeMatchesSingleTokenBitForBit) {
   ThreadPool pool(2);
   for (Isa isa : supported_isas()) {
     for (bool int8 : {false, true}) {
       const KernelConfig cfg = config(isa, int8, /*batch_invariant=*/true);
-      for (DType t : {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0, DType::kQ4_0}) {
-        const int64_t n_out = 70, n_in = dtype_is_quantized(t) ? 224 : 77;
+      for (auto [t, n_in] : std::vector<std::pair<DType, int64_t>>{{DType::kF32, 77},
+                                                                   {DType::kF32, 1100},
+                                                                   {DType::kF16, 77},
+                                                                   {DType::kF16, 1100},
+                                                                   {DType::kBF16, 77},
+                                                                   {DType::kQ8_0, 224},
+                                                                   {DType::kQ4_0, 224}}) {
+        const int64_t n_out = 70;
         Data d = make(t, n_out, n_in, 9);
         for (int64_t n_tok : {1, 2, 3, 4, 5, 17, 64}) {
           std::vector<float> x(n_tok * n_in), y(n_tok * n_out), y1(n_out);
