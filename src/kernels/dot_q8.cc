@@ -130,10 +130,13 @@ GemmQ8Fn gemm_q8_rows_best(const KernelConfig& cfg, DType t) {
   return cfg.isa == Isa::kAvx2 && cfg.int8 ? gemm_q8_avx2(t) : nullptr;
 }
 
+GemmQ8Fn gemm_q8_invariant(const KernelConfig& cfg, DType t) {
+  return cfg.isa == Isa::kAvx2 && cfg.int8 ? gemm_q4_avx2(t) : nullptr;  // Q4_0 only
+}
+
 GemmQ8Fn gemm_q8_best(const KernelConfig& cfg, DType t) {
   if (vnni_usable(cfg)) return gemm_q8_vnni(t);
-  if (cfg.isa == Isa::kAvx2 && cfg.int8) return gemm_q4_avx2(t);  // Q4_0 only
-  return nullptr;
+  return gemm_q8_invariant(cfg, t);
 }
 #else
 // AArch64 with DotProd: integer decode (sdot); prefill and the batch-invariant mode run the decode
@@ -147,6 +150,7 @@ DotQ8Fn dot_q8_best(const KernelConfig& cfg, DType t) {
   return nullptr;
 }
 GemmQ8Fn gemm_q8_rows_best(const KernelConfig&, DType) { return nullptr; }
+GemmQ8Fn gemm_q8_invariant(const KernelConfig&, DType) { return nullptr; }
 GemmQ8Fn gemm_q8_best(const KernelConfig&, DType) { return nullptr; }
 #endif
 

@@ -51,6 +51,11 @@ using GemmQ8Fn = void (*)(const uint8_t* w, size_t row_bytes, int64_t n_rows,
 // in L2; weights read from memory once per call): matmul's batch-invariant mode. The AVX2 kernel
 // when dot_q8_best is the AVX2 one, else nullptr. Single-threaded, like GemmQ8Fn.
 GemmQ8Fn gemm_q8_rows_best(const KernelConfig& cfg, DType weights);
+// An integer product whose every output is bit-identical whatever n_tok is (1 included) and fast
+// for one token too: one kernel for decode, prefill and batch invariance. The AVX2 Q4_0 kernel
+// (gemm_q4_avx2.cc: 8-row interleaved groups) when cfg's ISA is AVX2 with int8 on, else nullptr.
+// Single-threaded, like GemmQ8Fn; callers split rows in units of 8.
+GemmQ8Fn gemm_q8_invariant(const KernelConfig& cfg, DType weights);
 // The AVX-512 VNNI kernel for `weights` when this CPU has VNNI, cfg's ISA is AVX-512 and int8 on.
 GemmQ8Fn gemm_q8_best(const KernelConfig& cfg, DType weights);
 

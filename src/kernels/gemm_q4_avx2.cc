@@ -1,8 +1,11 @@
-// kernels: Q4_0 prefill on AVX2 as an integer matrix product. Each call repacks its rows into
-// groups of 8 whose 4-byte words interleave (lane r of vector k holds elements 4k..4k+3 of row r),
-// so one vpmaddubsw against a broadcast word of a token serves 8 rows, and a block's sums land one
-// row per lane: no horizontal sums, and the int->float convert and the scale multiply-add happen
-// once per 8 rows instead of once per row. The repack is amortized over every token of the call.
+// kernels: Q4_0 on AVX2 as one integer kernel for decode, prefill and batch invariance. Rows go
+// in groups of 8 whose 4-byte words interleave (lane r of vector k holds elements 4k..4k+3 of row
+// r), so one vpmaddubsw against a broadcast word of a token serves 8 rows, and a block's sums land
+// one row per lane: no horizontal sums, and the int->float convert and the scale multiply-add
+// happen once per 8 rows instead of once per row. Calls with more than 4 tokens repack the rows
+// into that layout once and reuse it for every token tile; up to 4 tokens (decode) transpose each
+// block on the way. Either way each output is computed by the same operations: invariant to the
+// batch.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -42,118 +45,240 @@ inline void transpose8x8(__m256i v[8]) {
   }
 }
 
-// Packs rows [0, n_valid) of one group (n_valid <= 8; missing rows get zero scales) into
-// q[nb * 256] (block b: 8 vectors of 32 bytes, values 0..15 = w + 8) and d[nb * 8] (scales).
-void pack_group(const uint8_t* w, size_t row_bytes, int n_valid, int64_t nb, uint8_t* q, float* d) {
+// Block b of rows [0, n_valid) of one group (n_valid <= 8; missing rows get zero scales),
+// transposed: v[k] = word k of every row (values 0..15 = w + 8), dw = the 8 scales.
+inline void load_group_block(const uint8_t* w, size_t row_bytes, int n_valid, int64_t b,
+                             __m256i v[kGroup], __m256& dw) {
   const __m256i low4 = _mm256_set1_epi8(0x0f);
+  uint16_t d[kGroup] = {};  // f16 +0 for missing rows
+#pragma GCC unroll 8
+  for (int r = 0; r < kGroup; ++r) {
+    if (r >= n_valid) {
+      v[r] = _mm256_set1_epi8(8);
+      continue;
+    }
+    const Q4_0Block& blk = reinterpret_cast<const Q4_0Block*>(w + r * row_bytes)[b];
+    const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk.q));
+    v[r] = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), low4);
+    d[r] = blk.d;
+  }
+  transpose8x8(v);
+  // Built in registers: eight 2-byte stores read back as one vector would stall store forwarding.
+  dw = _mm256_cvtph_ps(_mm_setr_epi16(d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]));
+}
+
+// Packs one group's blocks into q[nb * 256] and d[nb * 8] (the layout load_group_block returns).
+void pack_group(const uint8_t* w, size_t row_bytes, int n_valid, int64_t nb, uint8_t* q, float* d) {
   for (int64_t b = 0; b < nb; ++b) {
     __m256i v[kGroup];
-    for (int r = 0; r < kGroup; ++r) {
-      if (r >= n_valid) {
-        v[r] = _mm256_set1_epi8(8);
-        d[b * kGroup + r] = 0.0f;
-        continue;
-      }
-      const Q4_0Block& blk = reinterpret_cast<const Q4_0Block*>(w + r * row_bytes)[b];
-      const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk.q));
-      v[r] = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), low4);
-      d[b * kGroup + r] = _cvtsh_ss(blk.d);
-    }
-    transpose8x8(v);
+    __m256 dw;
+    load_group_block(w, row_bytes, n_valid, b, v, dw);
     for (int k = 0; k < kWords; ++k)
       _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + (b * kWords + k) * 32), v[k]);
+    _mm256_storeu_ps(d + b * kGroup, dw);
   }
 }
 
-// out[t][r] = row r of the group . token t, for NT tokens. The token loops are unrolled and the
-// word loop is not: unrolled both ways, GCC hoisted all 32 products of a block ahead of their
-// sums and spilled (2.5x slower); this way the 4 + 4 accumulators stay in registers.
+// NT tokens' activations, hoisted out of the block loop.
 template <int NT>
-void group_tile(const uint8_t* q, const float* d, int64_t nb, const Q8Activations* xs,
-                float out[kTile][kGroup]) {
-  const int8_t* xq[NT];
-  const float *xd[NT], *xsum[NT];
-  __m256 acc[NT];
-#pragma GCC unroll 4
-  for (int t = 0; t < NT; ++t) {
-    xq[t] = xs[t].q.data();
-    xd[t] = xs[t].d.data();
-    xsum[t] = xs[t].sum.data();
-    acc[t] = _mm256_setzero_ps();
+struct TokenTile {
+  const int8_t* q[NT];
+  const float *d[NT], *sum[NT];
+  explicit TokenTile(const Q8Activations* xs) {
+    for (int t = 0; t < NT; ++t)
+      q[t] = xs[t].q.data(), d[t] = xs[t].d.data(), sum[t] = xs[t].sum.data();
   }
-  const __m256i ones = _mm256_set1_epi16(1);
-  for (int64_t b = 0; b < nb; ++b) {
-    // int16 lanes: 8 pair sums of at most 2 * 15 * 127 each, so 30480 at most: no overflow.
-    __m256i s16[NT];
+};
+
+// One block of a group (v: its 8 word vectors, dw: its scales) into the NT accumulators. Every
+// output's float operations are the same whatever NT is or where v came from — the block's
+// integer sum is exact, then one convert, one exact subtraction and one multiply-add in block
+// order — so packed prefill, a batch of any size and one-token decode agree bit for bit. The word
+// loop is not unrolled: unrolled with the token loop, GCC hoisted all 32 products of a block ahead
+// of their sums and spilled (2.5x slower); this way the 4 + 4 accumulators stay in registers.
+template <int NT>
+inline void block_step(const __m256i* v, __m256 dw, int64_t b, const TokenTile<NT>& x,
+                       __m256 acc[NT]) {
+  // int16 lanes: 8 pair sums of at most 2 * 15 * 127 each, so 30480 at most: no overflow.
+  __m256i s16[NT];
 #pragma GCC unroll 4
-    for (int t = 0; t < NT; ++t) s16[t] = _mm256_setzero_si256();
-    const uint8_t* qb = q + b * kWords * 32;
-#pragma GCC unroll 1
-    for (int k = 0; k < kWords; ++k) {
-      const __m256i wk = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qb + k * 32));
-#pragma GCC unroll 4
-      for (int t = 0; t < NT; ++t) {
-        int32_t word;
-        std::memcpy(&word, xq[t] + b * 32 + k * 4, 4);
-        s16[t] = _mm256_add_epi16(s16[t], _mm256_maddubs_epi16(wk, _mm256_set1_epi32(word)));
-      }
-    }
-    const __m256 dw = _mm256_loadu_ps(d + b * kGroup);
+  for (int t = 0; t < NT; ++t) s16[t] = _mm256_setzero_si256();
+  auto word_step = [&](int k) {
+    const __m256i wk = _mm256_loadu_si256(v + k);
 #pragma GCC unroll 4
     for (int t = 0; t < NT; ++t) {
-      // The nibbles are w + 8: take 8 * sum(q) off before scaling.
-      const __m256 isum = _mm256_cvtepi32_ps(_mm256_madd_epi16(s16[t], ones));
-      const __m256 v =
-          _mm256_fnmadd_ps(_mm256_set1_ps(8.0f), _mm256_broadcast_ss(xsum[t] + b), isum);
-      acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_broadcast_ss(xd[t] + b)), v, acc[t]);
+      int32_t word;
+      std::memcpy(&word, x.q[t] + b * 32 + k * 4, 4);
+      s16[t] = _mm256_add_epi16(s16[t], _mm256_maddubs_epi16(wk, _mm256_set1_epi32(word)));
     }
+  };
+  if constexpr (NT == 1) {  // one token: few live registers, so v can stay in them
+#pragma GCC unroll 8
+    for (int k = 0; k < kWords; ++k) word_step(k);
+  } else {
+#pragma GCC unroll 1
+    for (int k = 0; k < kWords; ++k) word_step(k);
   }
+  const __m256i ones = _mm256_set1_epi16(1);
 #pragma GCC unroll 4
+  for (int t = 0; t < NT; ++t) {
+    // The nibbles are w + 8: take 8 * sum(q) off (exact: both are integers below 2^24).
+    const __m256 isum = _mm256_cvtepi32_ps(_mm256_madd_epi16(s16[t], ones));
+    const __m256 v8 =
+        _mm256_fnmadd_ps(_mm256_set1_ps(8.0f), _mm256_broadcast_ss(x.sum[t] + b), isum);
+    acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_broadcast_ss(x.d[t] + b)), v8, acc[t]);
+  }
+}
+
+// out[t][r] = row r of the group . token t for NT tokens, from a packed group (prefill) ...
+template <int NT>
+void packed_tile(const uint8_t* q, const float* d, int64_t nb, const Q8Activations* xs,
+                 float out[kTile][kGroup]) {
+  const TokenTile<NT> x(xs);
+  __m256 acc[NT];
+  for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b)
+    block_step<NT>(reinterpret_cast<const __m256i*>(q + b * kWords * 32),
+                   _mm256_loadu_ps(d + b * kGroup), b, x, acc);
   for (int t = 0; t < NT; ++t) _mm256_storeu_ps(out[t], acc[t]);
+}
+
+// One token against a full group straight from the rows: block_step<1>'s operations written out
+// with named registers (through the arrays of the general path GCC kept the transpose on the
+// stack: decode at half speed). The int16 sums are added as a tree: exact (every partial sum is
+// within 8 x 3810), so the bits are block_step's.
+inline __m256 decode_group(const uint8_t* w, size_t row_bytes, int64_t nb, const int8_t* xq,
+                           const float* xd, const float* xsum) {
+  const __m256i low4 = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
+  const uint8_t* next = w + kGroup * row_bytes;
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    for (int l = 0; l < 3; ++l)  // see rows_tile
+      _mm_prefetch(reinterpret_cast<const char*>(next + b * kGroup * sizeof(Q4_0Block) + 64 * l),
+                   _MM_HINT_T0);
+    auto blk = [&](int r) -> const Q4_0Block& {
+      return reinterpret_cast<const Q4_0Block*>(w + r * row_bytes)[b];
+    };
+    auto nib = [&](int r) {
+      const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk(r).q));
+      return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), low4);
+    };
+    const __m256i v0 = nib(0), v1 = nib(1), v2 = nib(2), v3 = nib(3), v4 = nib(4), v5 = nib(5),
+                  v6 = nib(6), v7 = nib(7);
+    const __m256i t0 = _mm256_unpacklo_epi32(v0, v1), t1 = _mm256_unpackhi_epi32(v0, v1),
+                  t2 = _mm256_unpacklo_epi32(v2, v3), t3 = _mm256_unpackhi_epi32(v2, v3),
+                  t4 = _mm256_unpacklo_epi32(v4, v5), t5 = _mm256_unpackhi_epi32(v4, v5),
+                  t6 = _mm256_unpacklo_epi32(v6, v7), t7 = _mm256_unpackhi_epi32(v6, v7);
+    const __m256i u0 = _mm256_unpacklo_epi64(t0, t2), u1 = _mm256_unpackhi_epi64(t0, t2),
+                  u2 = _mm256_unpacklo_epi64(t1, t3), u3 = _mm256_unpackhi_epi64(t1, t3),
+                  u4 = _mm256_unpacklo_epi64(t4, t6), u5 = _mm256_unpackhi_epi64(t4, t6),
+                  u6 = _mm256_unpacklo_epi64(t5, t7), u7 = _mm256_unpackhi_epi64(t5, t7);
+    // Word k of every row against word k of the token's block.
+    auto prod = [&](__m256i lo, __m256i hi, int sel, int k) {
+      int32_t word;
+      std::memcpy(&word, xq + b * 32 + k * 4, 4);
+      return _mm256_maddubs_epi16(_mm256_permute2x128_si256(lo, hi, sel), _mm256_set1_epi32(word));
+    };
+    const __m256i s16 = _mm256_add_epi16(
+        _mm256_add_epi16(_mm256_add_epi16(prod(u0, u4, 0x20, 0), prod(u1, u5, 0x20, 1)),
+                         _mm256_add_epi16(prod(u2, u6, 0x20, 2), prod(u3, u7, 0x20, 3))),
+        _mm256_add_epi16(_mm256_add_epi16(prod(u0, u4, 0x31, 4), prod(u1, u5, 0x31, 5)),
+                         _mm256_add_epi16(prod(u2, u6, 0x31, 6), prod(u3, u7, 0x31, 7))));
+    const __m256 dw = _mm256_cvtph_ps(_mm_setr_epi16(blk(0).d, blk(1).d, blk(2).d, blk(3).d,
+                                                     blk(4).d, blk(5).d, blk(6).d, blk(7).d));
+    const __m256 isum = _mm256_cvtepi32_ps(_mm256_madd_epi16(s16, ones));
+    const __m256 v8 = _mm256_fnmadd_ps(_mm256_set1_ps(8.0f), _mm256_broadcast_ss(xsum + b), isum);
+    acc = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_broadcast_ss(xd + b)), v8, acc);
+  }
+  return acc;
+}
+
+// ... or straight from the rows, transposing each block on the way (decode and small batches,
+// where a packed copy would be used once).
+template <int NT>
+void rows_tile(const uint8_t* w, size_t row_bytes, int n_valid, int64_t nb, const Q8Activations* xs,
+               float out[kTile][kGroup]) {
+  if (NT == 1 && n_valid == kGroup) {
+    _mm256_storeu_ps(
+        out[0], decode_group(w, row_bytes, nb, xs[0].q.data(), xs[0].d.data(), xs[0].sum.data()));
+    return;
+  }
+  const TokenTile<NT> x(xs);
+  __m256 acc[NT];
+  for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps();
+  // The group's 8 rows are contiguous and the next group follows: prefetch it linearly, a
+  // block's share (8 x 18 bytes) per block. Visiting 8 rows side by side breaks the one long
+  // stream the hardware prefetcher follows (decode without this: 3x slower, misses on each row).
+  const uint8_t* next = w + kGroup * row_bytes;
+  for (int64_t b = 0; b < nb; ++b) {
+    for (int l = 0; l < 3; ++l)
+      _mm_prefetch(reinterpret_cast<const char*>(next + b * kGroup * sizeof(Q4_0Block) + 64 * l),
+                   _MM_HINT_T0);
+    __m256i v[kGroup];
+    __m256 dw;
+    load_group_block(w, row_bytes, n_valid, b, v, dw);
+    block_step<NT>(v, dw, b, x, acc);
+  }
+  for (int t = 0; t < NT; ++t) _mm256_storeu_ps(out[t], acc[t]);
+}
+
+// Calls fn.template operator()<NT>() for nt in 1..kTile.
+template <typename Fn>
+void with_tile(int nt, const Fn& fn) {
+  switch (nt) {
+    case 4:
+      return fn.template operator()<4>();
+    case 3:
+      return fn.template operator()<3>();
+    case 2:
+      return fn.template operator()<2>();
+    default:
+      return fn.template operator()<1>();
+  }
+}
+
+void store_tile(const float out[kTile][kGroup], int nt, int rows, float* y, int64_t y_stride) {
+  for (int t = 0; t < nt; ++t) std::memcpy(y + t * y_stride, out[t], rows * sizeof(float));
 }
 
 void gemm_q4_0(const uint8_t* w, size_t row_bytes, int64_t n_rows, const Q8Activations* xs,
                int64_t n_tok, int64_t k, float* y, int64_t y_stride) {
   const int64_t nb = k / 32;
-  const int64_t group_bytes = nb * kWords * 32;
   const int64_t n_group = (n_rows + kGroup - 1) / kGroup;
+  float out[kTile][kGroup];
+  auto valid = [&](int64_t r0) { return static_cast<int>(std::min<int64_t>(kGroup, n_rows - r0)); };
+  if (n_tok <= kTile) {  // one token tile: the rows are read once either way, so no packed copy
+    const int nt = static_cast<int>(n_tok);
+    for (int64_t g = 0; g < n_group; ++g) {
+      const int64_t r0 = g * kGroup;
+      with_tile(nt, [&]<int NT>() {
+        rows_tile<NT>(w + r0 * row_bytes, row_bytes, valid(r0), nb, xs, out);
+      });
+      store_tile(out, nt, valid(r0), y + r0, y_stride);
+    }
+    return;
+  }
+  const int64_t group_bytes = nb * kWords * 32;
   const int64_t per_pass = std::clamp<int64_t>(kPassBytes / group_bytes, 1, n_group);
   thread_local std::vector<uint8_t> q;
   thread_local std::vector<float> d;
   if (static_cast<int64_t>(q.size()) < per_pass * group_bytes) q.resize(per_pass * group_bytes);
   if (static_cast<int64_t>(d.size()) < per_pass * nb * kGroup) d.resize(per_pass * nb * kGroup);
-  float out[kTile][kGroup];
   for (int64_t g0 = 0; g0 < n_group; g0 += per_pass) {
     const int64_t ng = std::min(per_pass, n_group - g0);
     for (int64_t g = 0; g < ng; ++g) {
       const int64_t r0 = (g0 + g) * kGroup;
-      pack_group(w + r0 * row_bytes, row_bytes,
-                 static_cast<int>(std::min<int64_t>(kGroup, n_rows - r0)), nb,
-                 q.data() + g * group_bytes, d.data() + g * nb * kGroup);
+      pack_group(w + r0 * row_bytes, row_bytes, valid(r0), nb, q.data() + g * group_bytes,
+                 d.data() + g * nb * kGroup);
     }
     for (int64_t t0 = 0; t0 < n_tok; t0 += kTile) {
       const int nt = static_cast<int>(std::min<int64_t>(kTile, n_tok - t0));
       for (int64_t g = 0; g < ng; ++g) {
-        const uint8_t* gq = q.data() + g * group_bytes;
-        const float* gd = d.data() + g * nb * kGroup;
-        switch (nt) {
-          case 4:
-            group_tile<4>(gq, gd, nb, xs + t0, out);
-            break;
-          case 3:
-            group_tile<3>(gq, gd, nb, xs + t0, out);
-            break;
-          case 2:
-            group_tile<2>(gq, gd, nb, xs + t0, out);
-            break;
-          default:
-            group_tile<1>(gq, gd, nb, xs + t0, out);
-            break;
-        }
         const int64_t r0 = (g0 + g) * kGroup;
-        const int rows = static_cast<int>(std::min<int64_t>(kGroup, n_rows - r0));
-        for (int t = 0; t < nt; ++t)
-          std::memcpy(y + (t0 + t) * y_stride + r0, out[t], rows * sizeof(float));
+        with_tile(nt, [&]<int NT>() {
+          packed_tile<NT>(q.data() + g * group_bytes, d.data() + g * nb * kGroup, nb, xs + t0, out);
+        });
+        store_tile(out, nt, valid(r0), y + t0 * y_stride + r0, y_stride);
       }
     }
   }
@@ -161,8 +286,9 @@ void gemm_q4_0(const uint8_t* w, size_t row_bytes, int64_t n_rows, const Q8Activ
 
 }  // namespace
 
-// Q4_0 only: Q8_0's signed weights need the sign trick per token (vpsignb) and int32 sums per
-// word (its pair sums reach 32258), which this layout does not amortize; Q8_0 keeps sgemm.
+// Q4_0 only (decode, prefill and batch invariance alike). Q8_0's signed weights need the sign trick
+// per token (vpsignb) and int32 sums per word (its pair sums reach 32258), which this layout does
+// not amortize; Q8_0 keeps sgemm.
 GemmQ8Fn gemm_q4_avx2(DType weights) { return weights == DType::kQ4_0 ? gemm_q4_0 : nullptr; }
 
 }  // namespace rme

@@ -85,6 +85,18 @@ void matmul(const KernelConfig& cfg, const MatView& w, const float* x, int64_t x
   // Rows per chunk: at least ~64K multiply-adds, so tiny matrices (small models, routers) run on
   // the calling thread instead of paying a hand-off per op.
   const int64_t grain = std::max<int64_t>(16, (int64_t{1} << 16) / std::max<int64_t>(1, n_in));
+  if (const GemmQ8Fn inv = gemm_q8_invariant(cfg, w.dtype)) {
+    // One integer kernel for any number of tokens, each output the same bits whatever the batch
+    // (AVX2 Q4_0): decode, prefill and the batch-invariant mode alike. Rows in units of 8.
+    const Q8Activations* xs = quantize_tokens(cfg.isa, x, x_stride, n_tok, n_in, pool);
+    const int64_t units = (w.n_out + 7) / 8;
+    pool.parallel_for(
+        units, std::max<int64_t>(1, grain / 8 / n_tok), [&](int64_t u0, int64_t u1, int) {
+          const int64_t r0 = u0 * 8, r1 = std::min(w.n_out, u1 * 8);
+          inv(base + r0 * row_bytes, row_bytes, r1 - r0, xs, n_tok, n_in, y + r0, y_stride);
+        });
+    return;
+  }
   if (n_tok == 1) {
     if (const DotQ8Fn dq = dot_q8_best(cfg, w.dtype)) {  // integer dot products, x quantized once
       thread_local Q8Activations xq;

@@ -101,11 +101,13 @@ TEST(MatmulTest, BatchedAndSingleTokenMatchNaiveOnEveryIsa) {
         std::vector<float> y(n_tok * n_out);
         matmul(cfg, MatView{t, n_out, n_in, d.packed.data()}, x.data(), n_in, n_tok, y.data(),
                n_out, pool);
-        // Decode (and, with the VNNI matrix kernel, prefill of 4+ tokens) of quantized weights
-        // may quantize the activations too (integer kernels); then the reference is the scalar
-        // integer dot product on the same quantized activations.
-        const bool integer = n_tok == 1 || (n_tok >= 4 && gemm_q8_best(cfg, t) != nullptr);
-        const DotQ8Fn int8 = integer ? dot_q8_best(cfg, t) : nullptr;
+        // Decode, prefill of 4+ tokens with an integer matrix kernel, and any batch with the one
+        // integer kernel for every size (AVX2 Q4_0) quantize the activations too; then the
+        // reference is the scalar integer dot product on the same quantized activations.
+        const bool integer = (n_tok == 1 && dot_q8_best(cfg, t) != nullptr) ||
+                             gemm_q8_invariant(cfg, t) != nullptr ||
+                             (n_tok >= 4 && gemm_q8_best(cfg, t) != nullptr);
+        const DotQ8Fn int8 = integer ? dot_q8_ref(t) : nullptr;
         for (int64_t tk = 0; tk < n_tok; ++tk)
           for (int64_t r = 0; r < n_out; ++r) {
             double s = 0;
