@@ -71,19 +71,23 @@ void dot_float_tile(const L* w, const float* x, int64_t x_stride, int64_t k, flo
     }
 }
 
-// Rows [r0, r1) (at most 16) against T tokens, in tiles of 4 rows and one row at a time for the
-// rest.
+// Tile shape: rows x tokens = 12 accumulators (of 16 AVX2 registers) plus the loads.
+constexpr int kTileRows = 4, kTileTokens = 3;
+
+// Rows [r0, r1) (at most 16) against T tokens, in tiles of kTileRows rows and one row at a time for
+// the rest.
 template <typename S, typename L, typename Stored, int T>
 void rows_tile(const uint8_t* w, size_t row_bytes, int64_t r0, int64_t r1, const float* x,
                int64_t x_stride, int64_t k, float* y, int64_t y_stride) {
   auto row = [&](int64_t r) { return L{reinterpret_cast<const Stored*>(w + r * row_bytes)}; };
-  float out[4 * T];
+  float out[kTileRows * T];
   int64_t r = r0;
-  for (; r + 4 <= r1; r += 4) {
-    const L rows[4] = {row(r), row(r + 1), row(r + 2), row(r + 3)};
-    dot_float_tile<S, L, 4, T>(rows, x, x_stride, k, out);
+  for (; r + kTileRows <= r1; r += kTileRows) {
+    L rows[kTileRows];
+    for (int j = 0; j < kTileRows; ++j) rows[j] = row(r + j);
+    dot_float_tile<S, L, kTileRows, T>(rows, x, x_stride, k, out);
     for (int t = 0; t < T; ++t)
-      for (int j = 0; j < 4; ++j) y[t * y_stride + r + j] = out[t * 4 + j];
+      for (int j = 0; j < kTileRows; ++j) y[t * y_stride + r + j] = out[t * kTileRows + j];
   }
   for (; r < r1; ++r) {
     const L one = row(r);
@@ -100,10 +104,13 @@ void dot_float_rows(const uint8_t* w, size_t row_bytes, int64_t n_rows, const fl
   constexpr int64_t kBlockRows = 16;
   for (int64_t b0 = 0; b0 < n_rows; b0 += kBlockRows) {
     const int64_t b1 = b0 + kBlockRows < n_rows ? b0 + kBlockRows : n_rows;
-    for (int64_t t0 = 0; t0 < n_tok; t0 += 3) {
+    for (int64_t t0 = 0; t0 < n_tok; t0 += kTileTokens) {
       const float* xt = x + t0 * x_stride;
       float* yt = y + t0 * y_stride;
-      switch (n_tok - t0 < 3 ? n_tok - t0 : 3) {
+      switch (n_tok - t0 < kTileTokens ? n_tok - t0 : kTileTokens) {
+        case 4:
+          rows_tile<S, L, Stored, 4>(w, row_bytes, b0, b1, xt, x_stride, k, yt, y_stride);
+          break;
         case 3:
           rows_tile<S, L, Stored, 3>(w, row_bytes, b0, b1, xt, x_stride, k, yt, y_stride);
           break;
