@@ -286,9 +286,10 @@ void gemm_q4_0(const uint8_t* w, size_t row_bytes, int64_t n_rows, const Q8Activ
 
 }  // namespace
 
-// Q4_0 only (decode, prefill and batch invariance alike). Q8_0's signed weights need the sign trick
-// per token (vpsignb) and int32 sums per word (its pair sums reach 32258), which this layout does
-// not amortize; Q8_0 keeps sgemm.
+// Q4_0 only (decode, prefill and batch invariance alike). Q8_0 in this layout is not written yet:
+// its signed weights need the sign trick per token (vpsignb) and int32 sums per word (its pair
+// sums reach 32258), about twice the work per block; Q8_0 keeps sgemm for prefill and its row
+// tiles (dot_q8_avx2.cc) for decode and batch invariance.
 GemmQ8Fn gemm_q4_avx2(DType weights) { return weights == DType::kQ4_0 ? gemm_q4_0 : nullptr; }
 
 }  // namespace rme
