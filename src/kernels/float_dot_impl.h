@@ -52,6 +52,7 @@ void dot_float_tile(const L* w, const float* x, int64_t x_stride, int64_t k, flo
 #pragma GCC unroll 3
     for (int t = 0; t < T; ++t) a[r][t] = S::zero();
   int64_t i = 0;
+#pragma GCC unroll 2  // ~3% on tinyllama's FFN (F16, 6 alternating runs: 121 vs 117 GFLOP/s)
   for (; i + N <= k; i += N) {
     V xv[T];
 #pragma GCC unroll 3

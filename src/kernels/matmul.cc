@@ -162,6 +162,16 @@ void matmul(const KernelConfig& cfg, const MatView& w, const float* x, int64_t x
     });
     return;
   }
+  // F16/BF16 on AVX2 and NEON: the batch-invariant tiles are also the fastest prefill (tinyllama
+  // FFN, F16: 117-121 GFLOP/s vs 104-113 for sgemm on decoded panels; docs/performance.md).
+  if (w.dtype != DType::kF32) {
+    if (const FloatRowsFn rows = float_rows(cfg.isa, w.dtype)) {
+      pool.parallel_for(w.n_out, 16, [&](int64_t r0, int64_t r1, int) {
+        rows(base + r0 * row_bytes, row_bytes, r1 - r0, x, x_stride, n_tok, n_in, y + r0, y_stride);
+      });
+      return;
+    }
+  }
   const GemmQ8Fn gemm = gemm_q8_best(cfg, w.dtype);
   if (n_tok >= kBlasMinTokens && gemm != nullptr) {
     // Integer matrix product: tokens quantized once, rows in 32-row units (two 16-row panels).
