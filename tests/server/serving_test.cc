@@ -142,16 +142,16 @@ TEST(BatchInvariance, DenseModelsBatchToo) {
 }
 
 // The mechanism behind the test above, at the Forward level: a token's logits are bit-identical
-// whether it runs alone or in a batch with other sequences (paged), in batch-invariant mode; with
-// the mode off, a one-token step (the decode dot kernels) and a batched step (the matrix-product
-// kernels) round differently, so the test above can fail. (The matrix-product kernels give a token
-// the same result in any batch of 4+ tokens; the one-token case is what the mode is for.)
-TEST(BatchForwardTest, LogitsOfABatchedTokenEqualItsSoloLogitsOnlyInInvariantMode) {
+// whether it runs alone or in a batch with other sequences (paged), in batch-invariant mode, for
+// the fixture's F16 model and a Q8_0 one. With the mode off, Q8_0 shows why the mode exists: a
+// one-token step (the integer decode kernel) and a batched step (the matrix-product prefill)
+// round differently. (F16 on AVX2 and NEON, and Q4_0 on AVX2, run kernels that are invariant
+// either way.)
+TEST(BatchForwardTest, LogitsOfABatchedTokenEqualItsSoloLogitsInInvariantMode) {
   Fixture& f = fixture();
   ThreadPool pool(2);
-  const Model& m = *f.dense;
-  const int V = m.config.n_vocab;
-  auto logits_of = [&](bool batched, bool invariant) {
+  const Model q8 = random_model(f.dense->config, DType::kQ8_0, 12, pool);
+  auto logits_of = [&](const Model& m, bool batched, bool invariant) {
     KernelConfig kernels = KernelConfig::best();
     kernels.batch_invariant = invariant;
     Forward fwd(m, 64, pool, kernels);
@@ -159,6 +159,7 @@ TEST(BatchForwardTest, LogitsOfABatchedTokenEqualItsSoloLogitsOnlyInInvariantMod
     std::vector<int> a_blocks = {3, 5, 7}, b_blocks = {0, 1, 2, 4, 6};
     const auto& a = f.requests[2].prompt;  // 17 tokens
     const auto& b = f.requests[1].prompt;  // 40 tokens
+    const int V = m.config.n_vocab;
     std::vector<float> out(2 * V);
     EXPECT_TRUE(
         fwd.run_batch(
@@ -178,8 +179,10 @@ TEST(BatchForwardTest, LogitsOfABatchedTokenEqualItsSoloLogitsOnlyInInvariantMod
     out.resize(V);
     return out;
   };
-  EXPECT_EQ(logits_of(true, true), logits_of(false, true));
-  EXPECT_NE(logits_of(true, false), logits_of(false, false));
+  for (const Model* m : {static_cast<const Model*>(f.dense.get()), &q8})
+    EXPECT_EQ(logits_of(*m, true, true), logits_of(*m, false, true))
+        << dtype_name(m->weights.layers[0].wq.dtype);
+  EXPECT_NE(logits_of(q8, true, false), logits_of(q8, false, false));
 }
 
 TEST(ServingTest, BadRequestsFinishWithAnErrorAndTheLoopKeepsServing) {
