@@ -95,7 +95,7 @@ struct TokenTile {
 // integer sum is exact, then one convert, one exact subtraction and one multiply-add in block
 // order — so packed prefill, a batch of any size and one-token decode agree bit for bit. The word
 // loop is not unrolled: unrolled with the token loop, GCC hoisted all 32 products of a block ahead
-// of their sums and spilled (2.5x slower); this way the 4 + 4 accumulators stay in registers.
+// of their sums and spilled (2.8x slower); this way the 4 + 4 accumulators stay in registers.
 template <int NT>
 inline void block_step(const __m256i* v, __m256 dw, int64_t b, const TokenTile<NT>& x,
                        __m256 acc[NT]) {
