@@ -97,6 +97,19 @@ void matmul(const KernelConfig& cfg, const MatView& w, const float* x, int64_t x
         });
     return;
   }
+  // Float types on AVX2 and NEON: tiles of 4 rows x 3 tokens whose every output is the one-token
+  // kernel's — decode (4 rows at a time), the batch-invariant mode, and F16/BF16 prefill, where
+  // they beat sgemm on decoded panels (tinyllama FFN, F16: 117-121 vs 104-113 GFLOP/s). F32
+  // prefill outside that mode keeps sgemm, which reads F32 weights in place.
+  if (const FloatRowsFn rows = float_rows(cfg.isa, w.dtype);
+      rows != nullptr && (n_tok == 1 || cfg.batch_invariant || w.dtype != DType::kF32)) {
+    pool.parallel_for(w.n_out, std::max<int64_t>(16, grain / n_tok),
+                      [&](int64_t r0, int64_t r1, int) {
+                        rows(base + r0 * row_bytes, row_bytes, r1 - r0, x, x_stride, n_tok, n_in,
+                             y + r0, y_stride);
+                      });
+    return;
+  }
   if (n_tok == 1) {
     if (const DotQ8Fn dq = dot_q8_best(cfg, w.dtype)) {  // integer dot products, x quantized once
       thread_local Q8Activations xq;
@@ -109,22 +122,14 @@ void matmul(const KernelConfig& cfg, const MatView& w, const float* x, int64_t x
       });
       return;
     }
-    // Float rows 4 at a time where the ISA has the tile kernel (bit-identical to `dot`).
-    if (const FloatRowsFn rows = float_rows(cfg.isa, w.dtype)) {
-      pool.parallel_for(w.n_out, grain, [&](int64_t r0, int64_t r1, int) {
-        rows(base + r0 * row_bytes, row_bytes, r1 - r0, x, 0, 1, n_in, y + r0, 0);
-      });
-      return;
-    }
     pool.parallel_for(w.n_out, grain, [&](int64_t r0, int64_t r1, int) {
       for (int64_t r = r0; r < r1; ++r) y[r] = dot(base + r * row_bytes, x, n_in);
     });
     return;
   }
   if (cfg.batch_invariant) {
-    // Every output bit-identical to the one-token kernel's. AVX2 (int8 and float) and NEON
-    // (float): tiles of tokens share each decoded weight row (kernels whose T = 1 case is the
-    // decode kernel).
+    // Every output bit-identical to the one-token kernel's. AVX2 Q8_0: tiles of up to 4 tokens
+    // share each decoded weight row (a kernel whose T = 1 case is the decode kernel).
     if (const GemmQ8Fn rows = gemm_q8_rows_best(cfg, w.dtype)) {
       const Q8Activations* xs = quantize_tokens(cfg.isa, x, x_stride, n_tok, n_in, pool);
       pool.parallel_for(
@@ -144,14 +149,6 @@ void matmul(const KernelConfig& cfg, const MatView& w, const float* x, int64_t x
       });
       return;
     }
-    if (const FloatRowsFn rows = float_rows(cfg.isa, w.dtype)) {
-      pool.parallel_for(w.n_out, std::max<int64_t>(16, grain / n_tok),
-                        [&](int64_t r0, int64_t r1, int) {
-                          rows(base + r0 * row_bytes, row_bytes, r1 - r0, x, x_stride, n_tok, n_in,
-                               y + r0, y_stride);
-                        });
-      return;
-    }
     // AVX-512, scalar: the one-token kernel per token, over 16-row blocks that stay in L2 while
     // the tokens pass, so weights still come from memory once.
     pool.parallel_for(w.n_out, grain, [&](int64_t r0, int64_t r1, int) {
@@ -161,16 +158,6 @@ void matmul(const KernelConfig& cfg, const MatView& w, const float* x, int64_t x
             y[t * y_stride + r] = dot(base + r * row_bytes, x + t * x_stride, n_in);
     });
     return;
-  }
-  // F16/BF16 on AVX2 and NEON: the batch-invariant tiles are also the fastest prefill (tinyllama
-  // FFN, F16: 117-121 GFLOP/s vs 104-113 for sgemm on decoded panels; docs/performance.md).
-  if (w.dtype != DType::kF32) {
-    if (const FloatRowsFn rows = float_rows(cfg.isa, w.dtype)) {
-      pool.parallel_for(w.n_out, 16, [&](int64_t r0, int64_t r1, int) {
-        rows(base + r0 * row_bytes, row_bytes, r1 - r0, x, x_stride, n_tok, n_in, y + r0, y_stride);
-      });
-      return;
-    }
   }
   const GemmQ8Fn gemm = gemm_q8_best(cfg, w.dtype);
   if (n_tok >= kBlasMinTokens && gemm != nullptr) {
