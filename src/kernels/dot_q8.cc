@@ -120,7 +120,7 @@ bool vnni_usable(const KernelConfig& cfg) {
 
 DotQ8Fn dot_q8_best(const KernelConfig& cfg, DType t) {
   if (vnni_usable(cfg)) return dot_q8_vnni(t);
-  // AVX2 (vpmaddubsw): decode of Q4_0/Q8_0 with int8 activations when AVX2 is the active ISA.
+  // AVX2 (vpmaddubsw): Q8_0 decode with int8 activations (Q4_0: gemm_q8_invariant).
   // AVX-512 CPUs without VNNI keep their f32 AVX-512 decode (not measured against this).
   if (cfg.isa == Isa::kAvx2 && cfg.int8) return dot_q8_avx2(t);
   return nullptr;

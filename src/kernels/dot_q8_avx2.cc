@@ -1,13 +1,11 @@
-// kernels: AVX2 integer dot products (vpmaddubsw + vpmaddwd) for CPUs without AVX-512 VNNI, and
-// the AVX2 activation quantizer. Q8_0 uses the sign trick (|w| as the unsigned operand, q carrying
-// w's sign); Q4_0 keeps its nibbles unsigned (0..15 = w + 8) and takes the offset off through the
-// activation block sums. vpmaddubsw cannot saturate here: |w| <= 128 and |q| <= 127 give pair sums
-// <= 32512 (Q8_0), 15 * 127 * 2 = 3810 (Q4_0).
+// kernels: AVX2 Q8_0 integer dot products (vpmaddubsw + vpmaddwd) for CPUs without AVX-512 VNNI,
+// and the AVX2 activation quantizer. Q8_0 uses the sign trick (|w| as the unsigned operand, q
+// carrying w's sign); vpmaddubsw cannot saturate: |w| <= 128 and |q| <= 127 give pair sums
+// <= 32512. (AVX2 Q4_0 has its own kernel for every batch size: gemm_q4_avx2.cc.)
 #include <immintrin.h>
 
 #include <algorithm>
 #include <cstring>
-#include <type_traits>
 
 #include "kernels/dot_q8.h"
 #include "kernels/simd_avx2.h"
@@ -18,7 +16,7 @@ namespace {
 // How far ahead of the current block the weights are prefetched (bytes). Rows are streamed one
 // after another, so this reaches into the next row; the hardware prefetcher alone leaves a single
 // stream per core short of bandwidth: tinyllama Q4_0 tg 15.6-15.9 -> 19.0-20.4 tok/s with 2048
-// (2-core EPYC, same run; 4096 measured the same).
+// (2-core EPYC, same run, when this kernel also served Q4_0; 4096 measured the same).
 constexpr int kPrefetchAhead = 2048;
 
 // The 32 signed products of one block summed to 8 int32 lanes, as floats.
@@ -27,24 +25,14 @@ inline __m256 block_dot(__m256i w_unsigned, __m256i q) {
   return _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
 }
 
-// Q4_0 nibbles in element order (byte i: element i low, element i + 16 high), as 0..15.
-inline __m256i q4_nibbles(const Q4_0Block& b) {
-  const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.q));
-  const __m256i both = _mm256_set_m128i(_mm_srli_epi16(raw, 4), raw);
-  return _mm256_and_si256(both, _mm256_set1_epi8(0x0f));
-}
-
 // Lane j of s4 in all 8 lanes (one vpermps instead of a scalar convert-multiply-broadcast chain).
 inline __m256 lane(__m256 s4x2, int j) {
   return _mm256_permutevar8x32_ps(s4x2, _mm256_set1_epi32(j));
 }
 
 // A block's weights decoded once and dotted with any number of tokens' blocks: the 8 int32 lanes
-// of the block's products, as floats. Q8_0 keeps |w| and multiplies the sign into the activations;
-// Q4_0 keeps its nibbles unsigned (w + 8): its products are 8 * sum(q) too large, which dot_tile
-// takes off once per four blocks (kOffset) through the activation block sums.
+// of the block's products, as floats. |w| is kept and the sign multiplied into the activations.
 struct Q8Weights {
-  static constexpr bool kOffset = false;
   __m256i w, w_abs;
   explicit Q8Weights(const Q8_0Block& b)
       : w(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.q))),
@@ -54,17 +42,6 @@ struct Q8Weights {
     return block_dot(w_abs, _mm256_sign_epi8(x, w));
   }
 };
-struct Q4Weights {
-  static constexpr bool kOffset = true;
-  __m256i nib;
-  explicit Q4Weights(const Q4_0Block& b) : nib(q4_nibbles(b)) {}
-  __m256 dot(const int8_t* q) const {
-    return block_dot(nib, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q)));
-  }
-};
-template <typename Block>
-using WeightsOf = std::conditional_t<std::is_same_v<Block, Q8_0Block>, Q8Weights, Q4Weights>;
-
 // One weight row dotted with T tokens at once, the row's blocks decoded once for all of them.
 // Every output is computed by the same operations in the same order whatever T is (block b goes
 // to accumulator b % 2, four blocks' scales converted together, one horizontal sum at the end), so
@@ -77,14 +54,13 @@ struct Q8Ref {
   const float* sum;
 };
 
-template <typename Block, int T>
-inline void dot_tile(const Block* b, int64_t nb, const Q8Ref* xs, float* out) {
-  using W = WeightsOf<Block>;
+template <int T>
+inline void dot_tile(const Q8_0Block* b, int64_t nb, const Q8Ref* xs, float* out) {
   __m256 acc[T][2];
   for (int t = 0; t < T; ++t) acc[t][0] = acc[t][1] = _mm256_setzero_ps();
   int64_t ib = 0;
   for (; ib + 4 <= nb; ib += 4) {
-    for (size_t o = 0; o < 4 * sizeof(Block); o += 64)  // the lines of four blocks, ahead
+    for (size_t o = 0; o < 4 * sizeof(Q8_0Block); o += 64)  // the lines of four blocks, ahead
       _mm_prefetch(reinterpret_cast<const char*>(b + ib) + kPrefetchAhead + o, _MM_HINT_T0);
     const __m128i h =
         _mm_set_epi16(0, 0, 0, 0, static_cast<short>(b[ib + 3].d), static_cast<short>(b[ib + 2].d),
@@ -93,16 +69,11 @@ inline void dot_tile(const Block* b, int64_t nb, const Q8Ref* xs, float* out) {
     __m256 s[T];
 #pragma GCC unroll 4
     for (int t = 0; t < T; ++t) {
-      const __m128 s4 = _mm_mul_ps(sw, _mm_loadu_ps(xs[t].d + ib));
-      s[t] = _mm256_castps128_ps256(s4);
-      if constexpr (W::kOffset)  // 8 * sum_b s_b * sum(q_b) for the four blocks, off lanes 0-3
-        acc[t][0] =
-            _mm256_fnmadd_ps(_mm256_zextps128_ps256(_mm_mul_ps(s4, _mm_loadu_ps(xs[t].sum + ib))),
-                             _mm256_set1_ps(8.0f), acc[t][0]);
+      s[t] = _mm256_castps128_ps256(_mm_mul_ps(sw, _mm_loadu_ps(xs[t].d + ib)));
     }
 #pragma GCC unroll 4  // accumulators indexed by j & 1 and t must resolve to registers
     for (int j = 0; j < 4; ++j) {
-      const W w(b[ib + j]);
+      const Q8Weights w(b[ib + j]);
 #pragma GCC unroll 4
       for (int t = 0; t < T; ++t) {
         const int64_t blk = ib + j;
@@ -112,15 +83,13 @@ inline void dot_tile(const Block* b, int64_t nb, const Q8Ref* xs, float* out) {
     }
   }
   for (; ib < nb; ++ib) {
-    const W w(b[ib]);
+    const Q8Weights w(b[ib]);
     const float dw = _cvtsh_ss(b[ib].d);
 #pragma GCC unroll 4
     for (int t = 0; t < T; ++t) {
       const float s = dw * xs[t].d[ib];
       __m256& a = acc[t][ib & 1];
       a = _mm256_fmadd_ps(w.dot(xs[t].q + ib * kQBlock), _mm256_set1_ps(s), a);
-      if constexpr (W::kOffset)
-        a = _mm256_sub_ps(a, _mm256_setr_ps(8.0f * s * xs[t].sum[ib], 0, 0, 0, 0, 0, 0, 0));
     }
   }
   for (int t = 0; t < T; ++t) out[t] = simd::Avx2::reduce_add(_mm256_add_ps(acc[t][0], acc[t][1]));
@@ -130,14 +99,13 @@ inline void dot_tile(const Block* b, int64_t nb, const Q8Ref* xs, float* out) {
 // ymm registers.
 constexpr int kTileTokens = 4;
 
-// Rows per block of the matrix product: 16 rows of a 2048-wide Q4_0 matrix are 36 KB, of an
-// 11008-wide Q8_0 one 187 KB, so a block stays in L2 while every tile of tokens passes over it,
-// and a tile's activations (4 x up to 11 KB) stay in L1 across the block's rows.
+// Rows per block of the matrix product: 16 rows of an 11008-wide Q8_0 matrix are 187 KB, so a block
+// stays in L2 while every tile of tokens passes over it, and a tile's activations (4 x up to 11 KB)
+// stay in L1 across the block's rows.
 constexpr int64_t kBlockRows = 16;
 
 // rows x tokens: row blocks outer, tiles of up to four tokens, then the block's rows; each row's
 // blocks are decoded once per tile. Weights come from memory once per call.
-template <typename Block>
 void gemm_avx2(const uint8_t* w, size_t row_bytes, int64_t n_rows, const Q8Activations* xs,
                int64_t n_tok, int64_t k, float* y, int64_t y_stride) {
   const int64_t nb = k / kQBlock;
@@ -149,20 +117,20 @@ void gemm_avx2(const uint8_t* w, size_t row_bytes, int64_t n_rows, const Q8Activ
       for (int t = 0; t < n; ++t)
         tile[t] = {xs[t0 + t].q.data(), xs[t0 + t].d.data(), xs[t0 + t].sum.data()};
       for (int64_t r = r0; r < r1; ++r) {
-        const auto* b = reinterpret_cast<const Block*>(w + r * row_bytes);
+        const auto* b = reinterpret_cast<const Q8_0Block*>(w + r * row_bytes);
         float out[kTileTokens];
         switch (n) {
           case 4:
-            dot_tile<Block, 4>(b, nb, tile, out);
+            dot_tile<4>(b, nb, tile, out);
             break;
           case 3:
-            dot_tile<Block, 3>(b, nb, tile, out);
+            dot_tile<3>(b, nb, tile, out);
             break;
           case 2:
-            dot_tile<Block, 2>(b, nb, tile, out);
+            dot_tile<2>(b, nb, tile, out);
             break;
           default:
-            dot_tile<Block, 1>(b, nb, tile, out);
+            dot_tile<1>(b, nb, tile, out);
             break;
         }
         for (int t = 0; t < n; ++t) y[(t0 + t) * y_stride + r] = out[t];
@@ -172,27 +140,18 @@ void gemm_avx2(const uint8_t* w, size_t row_bytes, int64_t n_rows, const Q8Activ
 }
 
 // The one-token kernel is the tile kernel with one token (DotQ8Fn's raw pointers wrapped).
-template <typename Block>
 float dot_avx2(const void* w, const int8_t* q, const float* d, const float* sum, int64_t k) {
   const Q8Ref x{q, d, sum};
   float out;
-  dot_tile<Block, 1>(static_cast<const Block*>(w), k / kQBlock, &x, &out);
+  dot_tile<1>(static_cast<const Q8_0Block*>(w), k / kQBlock, &x, &out);
   return out;
 }
 
 }  // namespace
 
-DotQ8Fn dot_q8_avx2(DType t) {
-  return t == DType::kQ8_0   ? dot_avx2<Q8_0Block>
-         : t == DType::kQ4_0 ? dot_avx2<Q4_0Block>
-                             : nullptr;
-}
-
-GemmQ8Fn gemm_q8_avx2(DType t) {
-  return t == DType::kQ8_0   ? gemm_avx2<Q8_0Block>
-         : t == DType::kQ4_0 ? gemm_avx2<Q4_0Block>
-                             : nullptr;
-}
+// Q8_0 only (AVX2 Q4_0: gemm_q4_avx2.cc).
+DotQ8Fn dot_q8_avx2(DType t) { return t == DType::kQ8_0 ? dot_avx2 : nullptr; }
+GemmQ8Fn gemm_q8_avx2(DType t) { return t == DType::kQ8_0 ? gemm_avx2 : nullptr; }
 
 // Bit-identical to Q8Activations::quantize_ref: the block maximum is exact in any order, the
 // scale and its inverse are computed in scalar like the reference, x * inv is one IEEE multiply,

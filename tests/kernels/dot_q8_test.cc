@@ -81,7 +81,8 @@ TEST(DotQ8Test, KernelsMatchReference) {
       // Every variant this CPU runs (Q4_0: VNNI and, with VBMI, the byte-permute one).
       const std::vector<DotQ8Fn> all = dot_q8_all(t);
       if (all.empty())
-        GTEST_LOG_(INFO) << "no AVX2, VNNI or DotProd kernel on this CPU; reference only";
+        GTEST_LOG_(INFO) << "no per-row integer kernel for " << dtype_name(t)
+                         << " on this CPU (AVX2 Q4_0: GemmMatchesTheReferencePerRowAndToken)";
       for (size_t v = 0; v < all.size(); ++v) {
         const float got = all[v](w.data(), a.q.data(), a.d.data(), a.sum.data(), k);
         EXPECT_NEAR(got, ref, 1e-4 * (1 + std::fabs(ref)))
