@@ -2,9 +2,9 @@
 // in groups of 8 whose 4-byte words interleave (lane r of vector k holds elements 4k..4k+3 of row
 // r), so one vpmaddubsw against a broadcast word of a token serves 8 rows, and a block's sums land
 // one row per lane: no horizontal sums, and the int->float convert and the scale multiply-add
-// happen once per 8 rows instead of once per row. Calls with more than 4 tokens repack the rows
-// into that layout once and reuse it for every token tile; up to 4 tokens (decode) transpose each
-// block on the way. Either way each output is computed by the same operations: invariant to the
+// happen once per 8 rows instead of once per row. Calls with several tokens repack the rows into
+// that layout once and reuse it for every token tile; one token (decode) transposes each block on
+// the way. Either way each output is computed by the same operations: invariant to the
 // batch.
 #include <immintrin.h>
 
@@ -130,7 +130,7 @@ inline void block_step(const __m256i* v, __m256 dw, int64_t b, const TokenTile<N
   }
 }
 
-// out[t][r] = row r of the group . token t for NT tokens, from a packed group (prefill) ...
+// out[t][r] = row r of the group . token t for NT tokens, from a packed group.
 template <int NT>
 void packed_tile(const uint8_t* q, const float* d, int64_t nb, const Q8Activations* xs,
                  float out[kTile][kGroup]) {
@@ -143,17 +143,20 @@ void packed_tile(const uint8_t* q, const float* d, int64_t nb, const Q8Activatio
   for (int t = 0; t < NT; ++t) _mm256_storeu_ps(out[t], acc[t]);
 }
 
-// One token against a full group straight from the rows: block_step<1>'s operations written out
-// with named registers (through the arrays of the general path GCC kept the transpose on the
-// stack: decode at half speed). The int16 sums are added as a tree: exact (every partial sum is
-// within 8 x 3810), so the bits are block_step's.
+// One token against a full group straight from the rows (decode: a packed copy would be used
+// once): block_step<1>'s operations written out with named registers (through load_group_block's
+// arrays GCC kept the transpose on the stack: decode at half speed). The int16 sums are added as a
+// tree: exact (every partial sum is within 8 x 3810), so the bits are block_step's.
 inline __m256 decode_group(const uint8_t* w, size_t row_bytes, int64_t nb, const int8_t* xq,
                            const float* xd, const float* xsum) {
   const __m256i low4 = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
   const uint8_t* next = w + kGroup * row_bytes;
   __m256 acc = _mm256_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
-    for (int l = 0; l < 3; ++l)  // see rows_tile
+    // The group's 8 rows are contiguous and the next group follows: prefetch it linearly, a
+    // block's share (8 x 18 bytes) per block. Visiting 8 rows side by side breaks the one long
+    // stream the hardware prefetcher follows (decode without this: 3x slower).
+    for (int l = 0; l < 3; ++l)
       _mm_prefetch(reinterpret_cast<const char*>(next + b * kGroup * sizeof(Q4_0Block) + 64 * l),
                    _MM_HINT_T0);
     auto blk = [&](int r) -> const Q4_0Block& {
@@ -193,35 +196,6 @@ inline __m256 decode_group(const uint8_t* w, size_t row_bytes, int64_t nb, const
   return acc;
 }
 
-// ... or straight from the rows, transposing each block on the way (decode and small batches,
-// where a packed copy would be used once).
-template <int NT>
-void rows_tile(const uint8_t* w, size_t row_bytes, int n_valid, int64_t nb, const Q8Activations* xs,
-               float out[kTile][kGroup]) {
-  if (NT == 1 && n_valid == kGroup) {
-    _mm256_storeu_ps(
-        out[0], decode_group(w, row_bytes, nb, xs[0].q.data(), xs[0].d.data(), xs[0].sum.data()));
-    return;
-  }
-  const TokenTile<NT> x(xs);
-  __m256 acc[NT];
-  for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps();
-  // The group's 8 rows are contiguous and the next group follows: prefetch it linearly, a
-  // block's share (8 x 18 bytes) per block. Visiting 8 rows side by side breaks the one long
-  // stream the hardware prefetcher follows (decode without this: 3x slower, misses on each row).
-  const uint8_t* next = w + kGroup * row_bytes;
-  for (int64_t b = 0; b < nb; ++b) {
-    for (int l = 0; l < 3; ++l)
-      _mm_prefetch(reinterpret_cast<const char*>(next + b * kGroup * sizeof(Q4_0Block) + 64 * l),
-                   _MM_HINT_T0);
-    __m256i v[kGroup];
-    __m256 dw;
-    load_group_block(w, row_bytes, n_valid, b, v, dw);
-    block_step<NT>(v, dw, b, x, acc);
-  }
-  for (int t = 0; t < NT; ++t) _mm256_storeu_ps(out[t], acc[t]);
-}
-
 // Calls fn.template operator()<NT>() for nt in 1..kTile.
 template <typename Fn>
 void with_tile(int nt, const Fn& fn) {
@@ -241,23 +215,13 @@ void store_tile(const float out[kTile][kGroup], int nt, int rows, float* y, int6
   for (int t = 0; t < nt; ++t) std::memcpy(y + t * y_stride, out[t], rows * sizeof(float));
 }
 
-void gemm_q4_0(const uint8_t* w, size_t row_bytes, int64_t n_rows, const Q8Activations* xs,
-               int64_t n_tok, int64_t k, float* y, int64_t y_stride) {
+// Rows against n_tok tokens through packed groups, token tiles of 4 walking over each pass.
+void gemm_packed(const uint8_t* w, size_t row_bytes, int64_t n_rows, const Q8Activations* xs,
+                 int64_t n_tok, int64_t k, float* y, int64_t y_stride) {
   const int64_t nb = k / 32;
   const int64_t n_group = (n_rows + kGroup - 1) / kGroup;
   float out[kTile][kGroup];
   auto valid = [&](int64_t r0) { return static_cast<int>(std::min<int64_t>(kGroup, n_rows - r0)); };
-  if (n_tok <= kTile) {  // one token tile: the rows are read once either way, so no packed copy
-    const int nt = static_cast<int>(n_tok);
-    for (int64_t g = 0; g < n_group; ++g) {
-      const int64_t r0 = g * kGroup;
-      with_tile(nt, [&]<int NT>() {
-        rows_tile<NT>(w + r0 * row_bytes, row_bytes, valid(r0), nb, xs, out);
-      });
-      store_tile(out, nt, valid(r0), y + r0, y_stride);
-    }
-    return;
-  }
   const int64_t group_bytes = nb * kWords * 32;
   const int64_t per_pass = std::clamp<int64_t>(kPassBytes / group_bytes, 1, n_group);
   thread_local std::vector<uint8_t> q;
@@ -282,6 +246,18 @@ void gemm_q4_0(const uint8_t* w, size_t row_bytes, int64_t n_rows, const Q8Activ
       }
     }
   }
+}
+
+void gemm_q4_0(const uint8_t* w, size_t row_bytes, int64_t n_rows, const Q8Activations* xs,
+               int64_t n_tok, int64_t k, float* y, int64_t y_stride) {
+  int64_t done = 0;
+  if (n_tok == 1) {  // whole groups straight from the rows; a last partial group goes packed
+    for (; done + kGroup <= n_rows; done += kGroup)
+      _mm256_storeu_ps(y + done, decode_group(w + done * row_bytes, row_bytes, k / 32,
+                                              xs[0].q.data(), xs[0].d.data(), xs[0].sum.data()));
+  }
+  if (done < n_rows)
+    gemm_packed(w + done * row_bytes, row_bytes, n_rows - done, xs, n_tok, k, y + done, y_stride);
 }
 
 }  // namespace
