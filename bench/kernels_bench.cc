@@ -135,7 +135,7 @@ void BM_DotQ8(benchmark::State& state) {
   xq.quantize(x.data(), n_in, cfg.isa);
   const DotQ8Fn dq = dot_q8_best(cfg, t);
   if (int8 && dq == nullptr) {
-    state.SkipWithError("no VNNI kernel on this CPU");
+    state.SkipWithError("no per-row integer kernel (AVX2 decodes through BM_Matmul T=1's kernel)");
     return;
   }
   const auto f32 = row_kernels(cfg.isa).dot[static_cast<int>(t)];

@@ -15,10 +15,9 @@ DotQ8Fn dot_q8_vnni(DType weights);                   // dot_q8_vnni.cc
 GemmQ8Fn gemm_q8_vnni(DType weights);                 // gemm_q8_avx512.cc
 std::vector<DotQ8Fn> dot_q8_vnni_all(DType weights);  // dot_q8_vnni.cc
 void quantize_q8_avx512(const float* x, int64_t k, int8_t* q, float* d, float* sum);
-DotQ8Fn dot_q8_avx2(DType weights);    // dot_q8_avx2.cc
-GemmQ8Fn gemm_q8_avx2(DType weights);  // dot_q8_avx2.cc
-GemmQ8Fn gemm_q4_avx2(DType weights);  // gemm_q4_avx2.cc
-void quantize_q8_avx2(const float* x, int64_t k, int8_t* q, float* d, float* sum);
+GemmQ8Fn gemm_int8_avx2(DType weights);  // gemm_int8_avx2.cc
+void quantize_q8_avx2(const float* x, int64_t k, int8_t* q, float* d,
+                      float* sum);  // quantize_avx2.cc
 #elif defined(__aarch64__)
 DotQ8Fn dot_q8_neon(DType weights);  // dot_q8_neon.cc (DotProd)
 #endif
@@ -99,7 +98,6 @@ DotQ8Fn dot_q8_ref(DType t) {
 std::vector<DotQ8Fn> dot_q8_all(DType t) {
   std::vector<DotQ8Fn> all;
 #if defined(__x86_64__)
-  if (cpu_features().avx2 && dot_q8_avx2(t)) all.push_back(dot_q8_avx2(t));
   if (cpu_features().avx512vnni)
     for (DotQ8Fn f : dot_q8_vnni_all(t)) all.push_back(f);
 #elif defined(__aarch64__)
@@ -119,19 +117,13 @@ bool vnni_usable(const KernelConfig& cfg) {
 }  // namespace
 
 DotQ8Fn dot_q8_best(const KernelConfig& cfg, DType t) {
-  if (vnni_usable(cfg)) return dot_q8_vnni(t);
-  // AVX2 (vpmaddubsw): Q8_0 decode with int8 activations (Q4_0: gemm_q8_invariant).
-  // AVX-512 CPUs without VNNI keep their f32 AVX-512 decode (not measured against this).
-  if (cfg.isa == Isa::kAvx2 && cfg.int8) return dot_q8_avx2(t);
-  return nullptr;
-}
-
-GemmQ8Fn gemm_q8_rows_best(const KernelConfig& cfg, DType t) {
-  return cfg.isa == Isa::kAvx2 && cfg.int8 ? gemm_q8_avx2(t) : nullptr;
+  // AVX2 decodes through gemm_q8_invariant. AVX-512 CPUs without VNNI keep their f32 AVX-512
+  // decode (not measured against the AVX2 integer kernel).
+  return vnni_usable(cfg) ? dot_q8_vnni(t) : nullptr;
 }
 
 GemmQ8Fn gemm_q8_invariant(const KernelConfig& cfg, DType t) {
-  return cfg.isa == Isa::kAvx2 && cfg.int8 ? gemm_q4_avx2(t) : nullptr;  // Q4_0 only
+  return cfg.isa == Isa::kAvx2 && cfg.int8 ? gemm_int8_avx2(t) : nullptr;
 }
 
 GemmQ8Fn gemm_q8_best(const KernelConfig& cfg, DType t) {
@@ -149,7 +141,6 @@ DotQ8Fn dot_q8_best(const KernelConfig& cfg, DType t) {
   (void)t;
   return nullptr;
 }
-GemmQ8Fn gemm_q8_rows_best(const KernelConfig&, DType) { return nullptr; }
 GemmQ8Fn gemm_q8_invariant(const KernelConfig&, DType) { return nullptr; }
 GemmQ8Fn gemm_q8_best(const KernelConfig&, DType) { return nullptr; }
 #endif

@@ -31,13 +31,14 @@ DotQ8Fn dot_q8_ref(DType weights);
 // Q8_0 (integer matrix product on repacked 16-row panels, 2.5-4x the sgemm path) and their decode
 // (Q4_0 1.7x, Q8_0 1.45x on llama2-7b: its f32 activations spill out of L1 at K = 11008).
 
-// Every integer kernel for `weights` this CPU can run, whatever the config (tests
-// compare each with the reference): the AVX2 one (Q8_0), then the VNNI ones; may be empty.
+// Every per-row integer kernel for `weights` this CPU can run, whatever the config (tests
+// compare each with the reference): the VNNI ones, NEON's; may be empty (AVX2 has none: its one
+// kernel is gemm_q8_invariant's).
 std::vector<DotQ8Fn> dot_q8_all(DType weights);
 
 // The fastest per-row kernel `cfg` allows for `weights` (VNNI when its ISA is AVX-512 on a VNNI
-// CPU, AVX2's for Q8_0, NEON's on a DotProd CPU), or nullptr: decode then keeps f32 activations, or
-// (AVX2 Q4_0) runs gemm_q8_invariant.
+// CPU, NEON's on a DotProd CPU), or nullptr: decode then keeps f32 activations, or (AVX2) runs
+// gemm_q8_invariant.
 DotQ8Fn dot_q8_best(const KernelConfig& cfg, DType weights);
 
 // Prefill as an integer matrix product: y[t * y_stride + r] = row r of w (n_rows rows of
@@ -47,14 +48,10 @@ DotQ8Fn dot_q8_best(const KernelConfig& cfg, DType weights);
 using GemmQ8Fn = void (*)(const uint8_t* w, size_t row_bytes, int64_t n_rows,
                           const Q8Activations* xs, int64_t n_tok, int64_t k, float* y,
                           int64_t y_stride);
-// A row-by-row integer product whose every output is bit-identical to dot_q8_best's one-token
-// result (tiles of up to 4 tokens share each decoded weight block, rows in 16-row blocks that stay
-// in L2; weights read from memory once per call): matmul's batch-invariant mode. The AVX2 kernel
-// (Q8_0) when dot_q8_best is the AVX2 one, else nullptr. Single-threaded, like GemmQ8Fn.
-GemmQ8Fn gemm_q8_rows_best(const KernelConfig& cfg, DType weights);
 // An integer product whose every output is bit-identical whatever n_tok is (1 included) and fast
-// for one token too: one kernel for decode, prefill and batch invariance. The AVX2 Q4_0 kernel
-// (gemm_q4_avx2.cc: 8-row interleaved groups) when cfg's ISA is AVX2 with int8 on, else nullptr.
+// for one token too: one kernel for decode, prefill and batch invariance. The AVX2 Q4_0 / Q8_0
+// kernel (gemm_int8_avx2.cc: 8-row interleaved groups) when cfg's ISA is AVX2 with int8 on, else
+// nullptr.
 // Single-threaded, like GemmQ8Fn; callers split rows in units of 8.
 GemmQ8Fn gemm_q8_invariant(const KernelConfig& cfg, DType weights);
 // The AVX-512 VNNI kernel for `weights` when this CPU has VNNI, cfg's ISA is AVX-512 and int8 on.

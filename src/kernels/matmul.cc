@@ -87,7 +87,7 @@ void matmul(const KernelConfig& cfg, const MatView& w, const float* x, int64_t x
   const int64_t grain = std::max<int64_t>(16, (int64_t{1} << 16) / std::max<int64_t>(1, n_in));
   if (const GemmQ8Fn inv = gemm_q8_invariant(cfg, w.dtype)) {
     // One integer kernel for any number of tokens, each output the same bits whatever the batch
-    // (AVX2 Q4_0): decode, prefill and the batch-invariant mode alike. Rows in units of 8.
+    // (AVX2 Q4_0 and Q8_0): decode, prefill and the batch-invariant mode alike. Rows in units of 8.
     const Q8Activations* xs = quantize_tokens(cfg.isa, x, x_stride, n_tok, n_in, pool);
     const int64_t units = (w.n_out + 7) / 8;
     pool.parallel_for(
@@ -128,17 +128,8 @@ void matmul(const KernelConfig& cfg, const MatView& w, const float* x, int64_t x
     return;
   }
   if (cfg.batch_invariant) {
-    // Every output bit-identical to the one-token kernel's. AVX2 Q8_0: tiles of up to 4 tokens
-    // share each decoded weight row (a kernel whose T = 1 case is the decode kernel).
-    if (const GemmQ8Fn rows = gemm_q8_rows_best(cfg, w.dtype)) {
-      const Q8Activations* xs = quantize_tokens(cfg.isa, x, x_stride, n_tok, n_in, pool);
-      pool.parallel_for(
-          w.n_out, std::max<int64_t>(1, grain / n_tok), [&](int64_t r0, int64_t r1, int) {
-            rows(base + r0 * row_bytes, row_bytes, r1 - r0, xs, n_tok, n_in, y + r0, y_stride);
-          });
-      return;
-    }
-    // AVX-512, NEON: the one-token integer kernel per token.
+    // Every output bit-identical to the one-token kernel's. AVX-512, NEON: the one-token integer
+    // kernel per token.
     if (const DotQ8Fn dq = dot_q8_best(cfg, w.dtype)) {
       const Q8Activations* xs = quantize_tokens(cfg.isa, x, x_stride, n_tok, n_in, pool);
       pool.parallel_for(w.n_out, grain, [&](int64_t r0, int64_t r1, int) {

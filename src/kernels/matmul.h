@@ -49,10 +49,10 @@ struct MatView {
 
 // y[T, n_out] = x[T, n_in] · W[n_out, n_in]ᵀ. x, y row-major f32 with the given row strides
 // (in floats). Splits output rows across the pool. Kernels are cfg's (ISA, int8, batch
-// invariance, BLAS). On AVX2 with int8, Q4_0 runs one integer kernel for every T (decode, prefill
-// and batch invariance: gemm_q8_invariant). Otherwise, for T >= 4 tokens this is a matrix product
-// that reads each weight row once: on AVX-512, Q4_0/Q8_0 as an integer product on repacked panels
-// (gemm_q8_best) and float types as an f32 product on repacked panels (gemm_f32.h); on AVX2,
+// invariance, BLAS). On AVX2 with int8, Q4_0 and Q8_0 run one integer kernel for every T (decode,
+// prefill and batch invariance: gemm_q8_invariant). Otherwise, for T >= 4 tokens this is a matrix
+// product that reads each weight row once: on AVX-512, Q4_0/Q8_0 as an integer product on repacked
+// panels (gemm_q8_best) and float types as an f32 product on repacked panels (gemm_f32.h); on AVX2,
 // OpenBLAS sgemm on decoded panels when loaded, else decoded rows dotted per token.
 void matmul(const KernelConfig& cfg, const MatView& w, const float* x, int64_t x_stride,
             int64_t n_tok, float* y, int64_t y_stride, ThreadPool& pool);
@@ -60,10 +60,10 @@ void matmul(const KernelConfig& cfg, const MatView& w, const float* x, int64_t x
 // Batch-invariant mode (KernelConfig::batch_invariant): each token's row of y is computed exactly
 // as a one-token call would compute it (same kernel, same accumulation order), so a request's
 // logits do not depend on which other tokens share the step. AVX2 and NEON float types run
-// float_rows (4 rows x 3 tokens per tile, decode's own kernel); AVX2 Q4_0 its one integer kernel;
-// AVX2 Q8_0 tiles of up to 4 tokens per decoded row (gemm_q8_rows_best); elsewhere the one-token
-// kernel per token. Either way weights come from memory once per call; the cost against the
-// fastest path is in docs/performance.md. The serving engine runs with it on.
+// float_rows (4 rows x 3 tokens per tile, decode's own kernel); AVX2 Q4_0 and Q8_0 their one
+// integer kernel; elsewhere the one-token kernel per token. Either way weights come from memory
+// once per call; the cost against the fastest path is in docs/performance.md. The serving engine
+// runs with it on.
 
 // Single-threaded f32 dot product with `isa`'s kernel.
 float dot_f32(Isa isa, const float* a, const float* b, int64_t k);
