@@ -3,9 +3,10 @@
 // of row r), so one vpmaddubsw against a broadcast word of a token serves 8 rows, and a block's
 // sums land one row per lane: no horizontal sums, and the int->float convert and the scale
 // multiply-add happen once per 8 rows instead of once per row. Calls with several tokens repack the
-// rows into that layout once and reuse it for every token tile; one token (decode) transposes each
-// block on the way. Either way each output is computed by the same operations: invariant to the
-// batch. The two types differ only in how a block's bytes load and multiply (Q4 and Q8 below).
+// rows into that layout once and reuse it for every token tile; one token (decode) reads each
+// block straight from the rows. Either way each output is computed by the same operations:
+// invariant to the batch. The two types differ only in how a block's bytes load and multiply (Q4
+// and Q8 below).
 #include <immintrin.h>
 
 #include <algorithm>
@@ -19,7 +20,7 @@ namespace rme {
 namespace {
 
 constexpr int kGroup = 8;  // rows per interleaved group: one per int32 lane
-constexpr int kTile = 4;   // tokens per register tile (4 int16 sums + 4 f32 accumulators)
+constexpr int kTile = 4;   // tokens per register tile (4 integer sums + 4 f32 accumulators)
 constexpr int kWords = 8;  // 4-byte words per 32-element block
 // Packed bytes of one group kept per pass over the tokens: the groups of one pass stay in L2
 // (512 KB per core on the machines measured) while every token tile walks over them.
