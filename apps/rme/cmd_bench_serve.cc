@@ -1,5 +1,6 @@
-// apps/rme: `rme bench-serve` — replays the Azure LLM inference trace against a running server
-// (arrival times, prompt and output lengths) and reports throughput and latency percentiles.
+// apps/rme: `rme bench-serve` — drives a running OpenAI-compatible server (rme serve, llama-server)
+// either by replaying the Azure LLM inference trace (arrival times, prompt and output lengths) or
+// as a closed loop of K clients, and reports throughput and latency percentiles.
 #include <httplib.h>
 
 #include <algorithm>
@@ -10,6 +11,7 @@
 #include <fstream>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <random>
 #include <sstream>
 #include <thread>
 
@@ -29,6 +31,9 @@ struct BenchServeArgs {
   std::vector<std::string> corpus, compare;
   int requests = 100, skip = 0, max_prompt = 1024;
   double time_scale = 1.0, length_scale = 1.0;
+  // Closed loop (clients > 0): each client sends its next request when the last one finishes.
+  int clients = 0, prompt_tokens = 20, max_tokens = 64;
+  uint32_t seed = 1;
 };
 
 struct TraceRow {
@@ -123,16 +128,102 @@ Status plot_cdfs(const std::vector<std::string>& files, const std::string& png) 
   return plot_png(png + ".csv", t, spec, png);
 }
 
+// One streamed /v1/completions request: true when it finished ([DONE] after HTTP 200); fills
+// s.ttft (first non-empty text) and s.e2e.
+bool post_completion(const std::string& url, const json& body, Sample& s) {
+  httplib::Client cli(url);
+  cli.set_read_timeout(3600, 0);
+  const double start = now_seconds();
+  double first = 0;
+  std::string buf;
+  bool finished = false;
+  httplib::Request req;
+  req.method = "POST";
+  req.path = "/v1/completions";
+  req.body = body.dump();
+  req.set_header("Content-Type", "application/json");
+  req.content_receiver = [&](const char* data, size_t len, uint64_t, uint64_t) {
+    buf.append(data, len);
+    size_t e;
+    while ((e = buf.find("\n\n")) != std::string::npos) {
+      const std::string ev = buf.substr(0, e);
+      buf.erase(0, e + 2);
+      if (ev == "data: [DONE]")
+        finished = true;
+      else if (first == 0 && ev.find("\"text\":\"\"") == std::string::npos)
+        first = now_seconds();
+    }
+    return true;
+  };
+  httplib::Response res;
+  httplib::Error err;
+  const bool sent = cli.send(req, res, err);
+  s.ttft = first > 0 ? first - start : 0;
+  s.e2e = now_seconds() - start;
+  return sent && res.status == 200 && finished;
+}
+
+// Token-id prompts of each sample's length, cut at seeded random offsets from the held-out text
+// of every domain (so a batch mixes domains), BOS first; for a model without a tokenizer (a random
+// GGUF), seeded random ids.
+Result<std::vector<std::vector<int>>> make_prompts(const BenchServeArgs& a,
+                                                   const std::vector<Sample>& samples) {
+  ModelArgs ma;
+  ma.model = a.model;
+  RME_ASSIGN_OR_RETURN(auto loaded, load(ma));
+  std::mt19937 rng(a.seed);
+  std::vector<std::vector<int>> prompts;
+  if (!loaded.tokenizer) {
+    std::uniform_int_distribution<int> id(1, loaded.model->config.n_vocab - 1);
+    for (const Sample& s : samples) {
+      std::vector<int> p(s.n_prompt);
+      for (int& t : p) t = id(rng);
+      prompts.push_back(std::move(p));
+    }
+    return prompts;
+  }
+  std::vector<std::string> files = a.corpus;
+  if (files.empty())
+    for (const char* d : {"books", "code", "dialogue", "math", "qa", "stories", "wiki"})
+      files.push_back(std::string(RME_DATA_DIR) + "/eval/" + d + ".txt");
+  std::vector<int> ids;
+  for (const auto& f : files) {
+    RME_ASSIGN_OR_RETURN(std::string text, read_file(f));
+    auto v = loaded.tokenizer->encode(text, false);
+    ids.insert(ids.end(), v.begin(), v.end());
+  }
+  if (ids.size() < 2) return invalid_argument("bench-serve: empty corpus");
+  const int bos = loaded.tokenizer->special().bos;
+  for (const Sample& s : samples) {
+    const size_t np = std::min<size_t>(s.n_prompt, ids.size() - 1);
+    const size_t at = std::uniform_int_distribution<size_t>(0, ids.size() - np)(rng);
+    std::vector<int> p(ids.begin() + at, ids.begin() + at + np);
+    if (bos >= 0) p[0] = bos;
+    prompts.push_back(std::move(p));
+  }
+  return prompts;
+}
+
 }  // namespace
 
 void add_bench_serve_command(CLI::App& root, std::function<int()>& run) {
   auto* app = root.add_subcommand("bench-serve", "Replay an LLM inference trace against a server");
   auto a = std::make_shared<BenchServeArgs>();
   app->add_option("--url", a->url, "server (default http://127.0.0.1:8080)");
-  app->add_option("--trace", a->trace, "Azure LLM inference trace CSV");
+  app->add_option("--trace", a->trace, "Azure LLM inference trace CSV (replayed)");
+  app->add_option("--clients", a->clients,
+                  "closed loop instead of a trace: this many clients, each sending its next "
+                  "request when the last finishes")
+      ->check(CLI::Range(1, 4096));
+  app->add_option("--prompt-tokens", a->prompt_tokens, "closed loop: prompt length (default 20)")
+      ->check(CLI::Range(1, 1000000));
+  app->add_option("--max-tokens", a->max_tokens, "closed loop: tokens per completion (default 64)")
+      ->check(CLI::Range(1, 1000000));
+  app->add_option("--seed", a->seed, "seed of the prompts' offsets in the text (default 1)");
   app->add_option("--model", a->model, "the served model (its tokenizer cuts the prompts)");
   app->add_option("--corpus", a->corpus, "text files prompts are cut from (default data/eval/*)");
-  app->add_option("--requests", a->requests, "requests to replay")->check(CLI::Range(1, 1000000));
+  app->add_option("--requests", a->requests, "requests to send (default 100)")
+      ->check(CLI::Range(1, 1000000));
   app->add_option("--skip", a->skip, "trace rows to skip first");
   app->add_option("--time-scale", a->time_scale, "multiply arrival gaps (< 1 = more load)")
       ->check(CLI::Range(1e-6, 1e6));
@@ -149,93 +240,66 @@ void add_bench_serve_command(CLI::App& root, std::function<int()>& run) {
         Status st = plot_cdfs(a->compare, a->out);
         return st.ok() ? 0 : fail(st);
       }
-      if (a->trace.empty() || a->model.empty())
-        return fail(invalid_argument("bench-serve needs --trace and --model"));
-      auto rows = read_trace(a->trace, a->skip, a->requests);
-      if (!rows.ok()) return fail(rows.status());
-      ModelArgs ma;
-      ma.model = a->model;
-      auto loaded = load(ma);
-      if (!loaded.ok()) return fail(loaded.status());
-      if (!loaded->tokenizer) return fail(invalid_argument("bench-serve: model has no tokenizer"));
-      std::vector<std::string> files = a->corpus;
-      if (files.empty())
-        for (const char* d : {"books", "code", "dialogue", "math", "qa", "stories", "wiki"})
-          files.push_back(std::string(RME_DATA_DIR) + "/eval/" + d + ".txt");
-      std::vector<int> ids;
-      for (const auto& f : files) {
-        auto text = read_file(f);
-        if (!text.ok()) return fail(text.status());
-        auto v = loaded->tokenizer->encode(*text, false);
-        ids.insert(ids.end(), v.begin(), v.end());
+      if (a->model.empty() || (a->trace.empty() && a->clients == 0))
+        return fail(invalid_argument("bench-serve needs --model and either --trace or --clients"));
+      // (prompt tokens, output tokens, arrival) per request: the trace's, or the closed loop's.
+      std::vector<Sample> samples;
+      if (a->clients > 0) {
+        samples.assign(a->requests, {0, 0, 0, a->prompt_tokens, a->max_tokens, false});
+      } else {
+        auto rows = read_trace(a->trace, a->skip, a->requests);
+        if (!rows.ok()) return fail(rows.status());
+        for (const TraceRow& r : *rows)
+          samples.push_back(
+              {(r.t - (*rows)[0].t) * a->time_scale, 0, 0,
+               std::clamp(int(std::lround(r.ctx * a->length_scale)), 1, a->max_prompt),
+               std::max(1, int(std::lround(r.gen * a->length_scale))), false});
       }
-      if (ids.size() < 2) return fail(invalid_argument("bench-serve: empty corpus"));
-      const int bos = loaded->tokenizer->special().bos;
-      const size_t n = rows->size();
-      std::vector<Sample> samples(n);
+      auto prompts = make_prompts(*a, samples);
+      if (!prompts.ok()) return fail(prompts.status());
+      const size_t n = samples.size();
       std::vector<json> bodies(n);
       for (size_t i = 0; i < n; ++i) {
-        const TraceRow& r = (*rows)[i];
-        const int np = std::clamp(int(std::lround(r.ctx * a->length_scale)), 1,
-                                  std::min<int>(a->max_prompt, int(ids.size()) - 1));
-        const int no = std::max(1, int(std::lround(r.gen * a->length_scale)));
-        const size_t at = (i * 104729) % (ids.size() - np);
-        std::vector<int> prompt(ids.begin() + at, ids.begin() + at + np);
-        if (bos >= 0) prompt[0] = bos;
-        bodies[i] = {{"prompt", prompt},
-                     {"max_tokens", no},
+        samples[i].n_prompt = static_cast<int>((*prompts)[i].size());
+        bodies[i] = {{"prompt", (*prompts)[i]},
+                     {"max_tokens", samples[i].n_out},
                      {"temperature", 0},
                      {"ignore_eos", true},
                      {"stream", true}};
-        samples[i] = {(r.t - (*rows)[0].t) * a->time_scale, 0, 0, np, no, false};
       }
       httplib::Client probe(a->url);
       const auto before = scrape(probe);
-      if (before.empty()) return fail(io_error("bench-serve: no /metrics at " + a->url));
-      std::fprintf(stderr, "bench-serve: %zu requests over %.1f s to %s\n", n,
-                   samples.back().arrival, a->url.c_str());
+      if (before.empty())
+        std::fprintf(stderr, "bench-serve: no rme /metrics at %s (steps and cache left out)\n",
+                     a->url.c_str());
       const double t0 = now_seconds();
       std::atomic<int> done{0};
+      auto send = [&](size_t i) {
+        samples[i].ok = post_completion(a->url, bodies[i], samples[i]);
+        const int d = ++done;
+        if (d % 10 == 0 || d == int(n))
+          std::fprintf(stderr, "\r  %d/%zu done, %.0f s", d, n, now_seconds() - t0);
+      };
       std::vector<std::thread> threads;
-      for (size_t i = 0; i < n; ++i) {
-        const double wait = samples[i].arrival - (now_seconds() - t0);
-        if (wait > 0) std::this_thread::sleep_for(std::chrono::duration<double>(wait));
-        threads.emplace_back([&, i] {
-          httplib::Client cli(a->url);
-          cli.set_read_timeout(3600, 0);
-          const double start = now_seconds();
-          double first = 0;
-          std::string buf;
-          bool finished = false;
-          httplib::Request req;
-          req.method = "POST";
-          req.path = "/v1/completions";
-          req.body = bodies[i].dump();
-          req.set_header("Content-Type", "application/json");
-          req.content_receiver = [&](const char* data, size_t len, uint64_t, uint64_t) {
-            buf.append(data, len);
-            size_t e;
-            while ((e = buf.find("\n\n")) != std::string::npos) {
-              const std::string ev = buf.substr(0, e);
-              buf.erase(0, e + 2);
-              if (ev == "data: [DONE]")
-                finished = true;
-              else if (first == 0 && ev.find("\"text\":\"\"") == std::string::npos)
-                first = now_seconds();
+      if (a->clients > 0) {
+        std::fprintf(stderr, "bench-serve: %zu requests from %d clients (closed loop) to %s\n", n,
+                     a->clients, a->url.c_str());
+        std::atomic<size_t> next{0};
+        for (int c = 0; c < a->clients; ++c)
+          threads.emplace_back([&] {
+            for (size_t i; (i = next++) < n;) {
+              samples[i].arrival = now_seconds() - t0;
+              send(i);
             }
-            return true;
-          };
-          httplib::Response res;
-          httplib::Error err;
-          const bool sent = cli.send(req, res, err);
-          Sample& s = samples[i];
-          s.ok = sent && res.status == 200 && finished;
-          s.ttft = first > 0 ? first - start : 0;
-          s.e2e = now_seconds() - start;
-          const int d = ++done;
-          if (d % 10 == 0 || d == int(n))
-            std::fprintf(stderr, "\r  %d/%zu done, %.0f s", d, n, now_seconds() - t0);
-        });
+          });
+      } else {
+        std::fprintf(stderr, "bench-serve: %zu requests over %.1f s to %s\n", n,
+                     samples.back().arrival, a->url.c_str());
+        for (size_t i = 0; i < n; ++i) {
+          const double wait = samples[i].arrival - (now_seconds() - t0);
+          if (wait > 0) std::this_thread::sleep_for(std::chrono::duration<double>(wait));
+          threads.emplace_back([&, i] { send(i); });
+        }
       }
       for (auto& t : threads) t.join();
       const double makespan = now_seconds() - t0;
@@ -264,7 +328,8 @@ void add_bench_serve_command(CLI::App& root, std::function<int()>& run) {
         return (after.count(k) ? after.at(k) : 0) - (before.count(k) ? before.at(k) : 0);
       };
       const double steps = delta("rme_step_distinct_experts_count");
-      const double hits = delta("rme_expert_cache_hits"), misses = delta("rme_expert_cache_misses");
+      const double hits = delta("rme_expert_cache_hits_total"),
+                   misses = delta("rme_expert_cache_misses_total");
       json j = {
           {"label", a->label},
           {"requests", reqs},
@@ -281,7 +346,7 @@ void add_bench_serve_command(CLI::App& root, std::function<int()>& run) {
            steps > 0 ? delta("rme_step_distinct_experts_sum") / steps : 0.0},
           {"tokens_per_step", steps > 0 ? delta("rme_step_tokens_sum") / steps : 0.0},
           {"cache_hit_rate", hits + misses > 0 ? json(hits / (hits + misses)) : json(nullptr)},
-          {"io_stall_s", delta("rme_expert_io_stall_seconds")}};
+          {"io_stall_s", delta("rme_expert_io_stall_seconds_total")}};
       json brief = j;
       brief.erase("requests");
       std::printf("%s\n", brief.dump(2).c_str());

@@ -219,11 +219,11 @@ Status BatchEngine::execute(const StepPlan& plan, int64_t step,
       fin = FinishReason::kLength;
     }
     if (fin == FinishReason::kStop) {  // the stop token is not part of the output
-      events->push_back({s.id, -1, fin, 0.0f, {}});
+      events->push_back({s.id, -1, fin, 0.0f, {}, {}});
       cancel(s.id);
       continue;
     }
-    events->push_back({s.id, tok, fin, 0.0f, {}});
+    events->push_back({s.id, tok, fin, 0.0f, {}, {}});
     if (s.logprobs >= 0)
       events->back().logprob = token_logprob(lg, n_vocab, tok, s.logprobs, &events->back().top);
     if (fin != FinishReason::kNone) {
@@ -240,6 +240,7 @@ Status BatchEngine::execute(const StepPlan& plan, int64_t step,
                                         s.router_kv.get(), &s.experts[at], &s.weights[at]);
       if (!rs.ok()) {
         events->back().finish = FinishReason::kError;
+        events->back().error = Status(rs.code(), "routing the sampled token: " + rs.message());
         cancel(s.id);
       }
     }

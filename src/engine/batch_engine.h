@@ -40,6 +40,7 @@ struct TokenEvent {
   // temperature and truncation), and the most likely tokens with theirs.
   float logprob = 0.0f;
   std::vector<std::pair<int, float>> top;
+  Status error;  // why, when finish is kError
 };
 
 struct BatchEngineOptions {

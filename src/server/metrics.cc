@@ -79,14 +79,18 @@ std::string ServingMetrics::render() {
     auto gauge = [&](const char* name, double v) {
       o << "# TYPE rme_" << name << " gauge\nrme_" << name << " " << v << "\n";
     };
+    // Totals since start that only grow: counters (Prometheus' rate() needs the type).
+    auto counter = [&](const char* name, double v) {
+      o << "# TYPE rme_" << name << " counter\nrme_" << name << " " << v << "\n";
+    };
     gauge("running_requests", running);
     gauge("waiting_requests", waiting);
     gauge("kv_blocks_used", kv_blocks_used);
     gauge("expert_cache_hit_rate", cache_hit_rate);
-    gauge("expert_cache_hits", static_cast<double>(cache_hits));
-    gauge("expert_cache_misses", static_cast<double>(cache_misses));
-    gauge("expert_cache_bytes_read", static_cast<double>(cache_bytes_read));
-    gauge("expert_io_stall_seconds", io_stall_seconds);
+    counter("expert_cache_hits_total", static_cast<double>(cache_hits));
+    counter("expert_cache_misses_total", static_cast<double>(cache_misses));
+    counter("expert_cache_bytes_read_total", static_cast<double>(cache_bytes_read));
+    counter("expert_io_stall_seconds_total", io_stall_seconds);
   }
   o << ttft.render("rme_time_to_first_token_seconds", "Time from arrival to the first token.");
   o << tpot.render("rme_time_per_output_token_seconds", "Mean gap between output tokens.");

@@ -37,7 +37,9 @@ struct ServingMetrics {
   std::map<std::string, int64_t> counters;  // requests_total{status}, tokens...
   void add(const std::string& counter, int64_t v = 1);
   Histogram ttft, tpot, e2e, batch_tokens, batch_seqs, step_experts;
-  // Gauges set by the loop.
+  // Set by the loop after each step. Gauges: requests holding KV blocks (running) and live ones
+  // without (waiting: not admitted yet, or preempted), blocks used, the hit rate. Totals since
+  // start (rendered as counters): the expert cache's hits, misses, bytes read, I/O stall.
   double cache_hit_rate = 0, io_stall_seconds = 0, kv_blocks_used = 0, running = 0, waiting = 0;
   int64_t cache_hits = 0, cache_misses = 0, cache_bytes_read = 0;
   std::string render();

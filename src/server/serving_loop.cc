@@ -191,7 +191,7 @@ Result<bool> ServingLoop::step() {
   }
   if (live_.empty()) {
     std::lock_guard<std::mutex> lock(metrics_.mu);
-    metrics_.running = 0;
+    metrics_.running = metrics_.waiting = 0;
     metrics_.kv_blocks_used = engine_.n_block() - engine_.free_blocks();
     return false;
   }
@@ -239,9 +239,7 @@ Result<bool> ServingLoop::step() {
       metrics_.e2e.observe(t1 - s.submitted);
       if (s.n_tokens > 1) metrics_.tpot.observe((s.last_token - s.first_token) / (s.n_tokens - 1));
       metrics_.add(std::string("requests_total{status=\"") + finish_reason_name(ev.finish) + "\"}");
-      s.finish(ev.finish, ev.finish == FinishReason::kError
-                              ? internal_error("routing the sampled token failed")
-                              : Status::Ok());
+      s.finish(ev.finish, ev.error);
       live_.erase(it);
     }
   }
@@ -256,9 +254,12 @@ Result<bool> ServingLoop::step() {
   metrics_.batch_tokens.observe(plan.n_tokens);
   metrics_.batch_seqs.observe(static_cast<double>(plan.chunks.size()));
   if (model_.moe.is_moe()) metrics_.step_experts.observe(static_cast<double>(experts.size()));
+  int admitted = 0;  // after the step: sequences holding KV blocks
+  for (const SeqInfo& i : engine_.seq_infos()) admitted += i.n_blocks > 0;
   {
     std::lock_guard<std::mutex> lock(metrics_.mu);
-    metrics_.running = static_cast<double>(engine_.live());
+    metrics_.running = admitted;
+    metrics_.waiting = static_cast<double>(engine_.live()) - admitted;
     metrics_.kv_blocks_used = engine_.n_block() - engine_.free_blocks();
     if (store_) {
       const ExpertStoreStats st = store_->stats();

@@ -1,7 +1,8 @@
 // tests/apps: the rme binary end to end — pinned golden story, --help for every command, exit
-// codes on bad input, logits .npy shape, convert round trip.
+// codes on bad input, logits .npy shape, convert round trip, bench-serve against rme serve.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <array>
 #include <cmath>
@@ -153,6 +154,43 @@ TEST(CliTest, PerplexityJson) {
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_NE(r.out.find("\"perplexity\""), std::string::npos);
   EXPECT_NE(r.out.find("\"bits_per_byte\""), std::string::npos);
+}
+
+// A closed loop of 3 clients against a real `rme serve` (rme-mini): every request completes and
+// the report counts them.
+TEST(CliTest, BenchServeClosedLoopAgainstServe) {
+  const std::string dir = test::temp_dir("cli_bench_serve");
+  const int port = 20000 + static_cast<int>(getpid() % 20000);
+  const std::string url = "http://127.0.0.1:" + std::to_string(port);
+  const std::string mini = kRoot + "/data/models/rme-mini";
+  const std::string serve = std::string(RME_BIN) + " serve " + mini + " -t 1 --port " +
+                            std::to_string(port) + " >" + dir + "/serve.log 2>&1 & echo $! >" +
+                            dir + "/pid";
+  ASSERT_EQ(std::system(serve.c_str()), 0);
+  std::string pid = read_file(dir + "/pid").value();
+  pid.erase(pid.find_last_not_of(" \n") + 1);
+  bool up = false;
+  for (int i = 0; i < 100 && !up; ++i) {
+    up = std::system(("curl -sf " + url + "/health >/dev/null 2>&1").c_str()) == 0;
+    if (!up) usleep(100000);
+  }
+  CmdResult r{-1, "", ""};
+  if (up)
+    r = rme("bench-serve --url " + url + " --model " + mini +
+            " --clients 3 --requests 6 --prompt-tokens 8 --max-tokens 5 --seed 7");
+  EXPECT_EQ(std::system(("kill -INT " + pid + " >/dev/null 2>&1").c_str()), 0);
+  ASSERT_TRUE(up) << read_file(dir + "/serve.log").value();
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out, nullptr, false);
+  ASSERT_FALSE(j.is_discarded()) << r.out;
+  EXPECT_EQ(j["n_requests"], 6);
+  EXPECT_EQ(j["failed"], 0);
+  EXPECT_GT(j["throughput_tok_s"].get<double>(), 0);
+  EXPECT_GT(j["tpot_s"]["p50"].get<double>(), 0);
+  // Neither a trace nor clients: an error with a message, not a crash.
+  CmdResult bad = rme("bench-serve --url " + url + " --model " + mini);
+  EXPECT_EQ(bad.code, 1);
+  EXPECT_NE(bad.err.find("--clients"), std::string::npos) << bad.err;
 }
 
 }  // namespace

@@ -225,6 +225,29 @@ TEST(ServingTest, CancelledRequestsFreeTheirBlocks) {
   EXPECT_NE(m.find("rme_kv_blocks_used 0"), std::string::npos) << m;
 }
 
+// The gauges say how many live requests hold KV (running) and how many wait (not admitted yet, or
+// preempted); the expert cache's totals are counters.
+TEST(ServingTest, MetricsCountRunningAndWaitingRequests) {
+  Fixture& f = fixture();
+  ThreadPool pool(2);
+  ServingOptions so;
+  so.budget.max_seqs = 1;  // one sequence per step: the second waits
+  auto loop = ServingLoop::create(*f.dense, pool, {}, so).value();
+  RequestParams r = f.requests[0];
+  r.max_new = 4;
+  auto a = loop->submit(r), b = loop->submit(r);
+  ASSERT_TRUE(loop->step().value());
+  std::string m = loop->metrics().render();
+  EXPECT_NE(m.find("rme_running_requests 1\n"), std::string::npos) << m;
+  EXPECT_NE(m.find("rme_waiting_requests 1\n"), std::string::npos) << m;
+  EXPECT_NE(m.find("# TYPE rme_expert_cache_hits_total counter\n"), std::string::npos) << m;
+  while (loop->step().value()) {
+  }
+  m = loop->metrics().render();
+  EXPECT_NE(m.find("rme_running_requests 0\n"), std::string::npos) << m;
+  EXPECT_NE(m.find("rme_waiting_requests 0\n"), std::string::npos) << m;
+}
+
 TEST(ServingTest, ExpertCacheBudgetBelowOneExpertIsRefused) {
   Fixture& f = fixture();
   ThreadPool pool(2);
