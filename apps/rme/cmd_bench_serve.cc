@@ -327,7 +327,8 @@ void add_bench_serve_command(CLI::App& root, std::function<int()>& run) {
       auto delta = [&](const std::string& k) {
         return (after.count(k) ? after.at(k) : 0) - (before.count(k) ? before.at(k) : 0);
       };
-      const double steps = delta("rme_step_distinct_experts_count");
+      const double steps = delta("rme_steps_total");
+      const double moe_steps = delta("rme_step_distinct_experts_count");  // observed for MoEs only
       const double hits = delta("rme_expert_cache_hits_total"),
                    misses = delta("rme_expert_cache_misses_total");
       json j = {
@@ -343,7 +344,7 @@ void add_bench_serve_command(CLI::App& root, std::function<int()>& run) {
           {"normalized_s_per_token", summary(norm)},
           {"steps", steps},
           {"distinct_experts_per_step",
-           steps > 0 ? delta("rme_step_distinct_experts_sum") / steps : 0.0},
+           moe_steps > 0 ? delta("rme_step_distinct_experts_sum") / moe_steps : 0.0},
           {"tokens_per_step", steps > 0 ? delta("rme_step_tokens_sum") / steps : 0.0},
           {"cache_hit_rate", hits + misses > 0 ? json(hits / (hits + misses)) : json(nullptr)},
           {"io_stall_s", delta("rme_expert_io_stall_seconds_total")}};

@@ -70,8 +70,11 @@ void add_generate_command(CLI::App& root, std::function<int()>& run) {
       auto loaded = load(a->model);
       if (!loaded.ok()) return fail(loaded.status());
       if (!loaded->tokenizer)
-        return fail(invalid_argument(a->model.model +
-                                     ": no tokenizer (pass --tokenizer for llama2.c .bin files)"));
+        return fail(
+            invalid_argument(a->model.model +
+                             ": no tokenizer (pass --tokenizer: tokenizer.bin for a llama2.c "
+                             "file, else a directory with tokenizer.json or "
+                             "tokenizer.model)"));
       const Model& m = *loaded->model;
       const Tokenizer& tok = *loaded->tokenizer;
       const int n_ctx = a->ctx > 0 ? a->ctx : std::min(m.config.n_ctx, 4096);

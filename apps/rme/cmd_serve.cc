@@ -94,7 +94,10 @@ void add_serve_command(CLI::App& root, std::function<int()>& run) {
     run = [a]() -> int {
       auto loaded = load(a->model);
       if (!loaded.ok()) return fail(loaded.status());
-      if (!loaded->tokenizer) return fail(invalid_argument("serve: the model has no tokenizer"));
+      if (!loaded->tokenizer)
+        return fail(invalid_argument(
+            "serve: the model has no tokenizer (pass --tokenizer: a directory with tokenizer.json "
+            "or tokenizer.model)"));
       const Model& m = *loaded->model;
       a->http.max_body_bytes = static_cast<size_t>(a->max_body_kb) * 1024;
       ServingOptions so;

@@ -12,7 +12,9 @@ namespace rme::cli {
 
 void ModelArgs::add(CLI::App& app) {
   app.add_option("model", model, "GGUF file, Hugging Face directory, or llama2.c .bin")->required();
-  app.add_option("--tokenizer", tokenizer, "llama2.c tokenizer.bin (for .bin checkpoints)");
+  app.add_option("--tokenizer", tokenizer,
+                 "llama2.c tokenizer.bin (for .bin checkpoints); for GGUF / HF models, a directory "
+                 "with tokenizer.json or tokenizer.model to use instead of the model's own");
   app.add_option("-t,--threads", threads, "worker threads (default: all cores)")
       ->check(CLI::Range(0, 1024));
   app.add_option("--isa", isa,

@@ -5,6 +5,7 @@
 #include "core/file.h"
 #include "formats/model_io.h"
 #include "formats/moe_meta.h"
+#include "tokenizer/hf_tokenizer.h"
 #include "tokenizer/llama2c_vocab.h"
 
 namespace rme {
@@ -25,9 +26,24 @@ Result<LoadedModel> load_model_unguarded(const std::string& path, const LoadOpti
   RME_ASSIGN_OR_RETURN(ModelFormat f, detect_format(path));
   switch (f) {
     case ModelFormat::kGguf:
-      return load_gguf_model(path);
-    case ModelFormat::kHf:
-      return load_hf_model(path);
+    case ModelFormat::kHf: {
+      RME_ASSIGN_OR_RETURN(LoadedModel m,
+                           f == ModelFormat::kGguf ? load_gguf_model(path) : load_hf_model(path));
+      if (!options.tokenizer_path.empty()) {
+        // An override: an HF-style directory (tokenizer.json or tokenizer.model) for a model
+        // that ships none, e.g. a random-weight benchmark GGUF.
+        if (!is_directory(options.tokenizer_path))
+          return invalid_argument(options.tokenizer_path +
+                                  ": a tokenizer override for GGUF / HF models is a directory "
+                                  "holding tokenizer.json or tokenizer.model");
+        RME_ASSIGN_OR_RETURN(m.tokenizer, load_hf_tokenizer(options.tokenizer_path));
+        if (m.tokenizer->n_vocab() > m.model->config.n_vocab)
+          return invalid_argument(
+              options.tokenizer_path + ": tokenizer of " + std::to_string(m.tokenizer->n_vocab()) +
+              " tokens for a model of " + std::to_string(m.model->config.n_vocab));
+      }
+      return m;
+    }
     case ModelFormat::kLlama2c: {
       std::string tok = options.tokenizer_path;
       if (tok.empty()) {  // llama2.c convention: tokenizer.bin beside the checkpoint

@@ -18,7 +18,9 @@ struct LoadedModel {
 };
 
 struct LoadOptions {
-  std::string tokenizer_path;  // llama2.c tokenizer.bin (or an override for any format)
+  // llama2.c: its tokenizer.bin (default: beside the checkpoint). GGUF / HF: an override, a
+  // directory holding tokenizer.json or tokenizer.model (its vocabulary at most the model's).
+  std::string tokenizer_path;
 };
 
 enum class ModelFormat { kGguf, kHf, kLlama2c };

@@ -156,6 +156,33 @@ TEST(CliTest, PerplexityJson) {
   EXPECT_NE(r.out.find("\"bits_per_byte\""), std::string::npos);
 }
 
+// --tokenizer gives a vocabulary-less GGUF (a random benchmark model) a tokenizer directory; a
+// file, or a tokenizer larger than the model's vocabulary, is an error with a message.
+TEST(CliTest, TokenizerOverrideForAGgufWithoutOne) {
+  const std::string dir = test::temp_dir("cli_tok_override");
+  const std::string mini = kRoot + "/data/models/rme-mini";
+  ASSERT_EQ(rme("init-random --config " + mini + " --type f32 -o " + dir + "/x.gguf").code, 0);
+  const std::string gen = "generate " + dir + "/x.gguf --prompt Once --tokens 3 --temp 0";
+  CmdResult none = rme(gen);
+  EXPECT_EQ(none.code, 1);
+  EXPECT_NE(none.err.find("no tokenizer"), std::string::npos) << none.err;
+  CmdResult ok = rme(gen + " --tokenizer " + mini);
+  EXPECT_EQ(ok.code, 0) << ok.err;
+  EXPECT_EQ(ok.out.rfind("Once", 0), 0u) << ok.out;
+  CmdResult file = rme(gen + " --tokenizer " + mini + "/tokenizer.json");
+  EXPECT_EQ(file.code, 1);
+  EXPECT_NE(file.err.find("is a directory"), std::string::npos) << file.err;
+  const std::string llama2 = kRoot + "/../shared/data/tokenizers/llama2_tokenizer.model";
+  if (std::filesystem::exists(llama2)) {  // 32000 tokens for a model of 4096
+    std::filesystem::create_directories(dir + "/l2");
+    std::filesystem::create_symlink(llama2, dir + "/l2/tokenizer.model");
+    CmdResult big = rme(gen + " --tokenizer " + dir + "/l2");
+    EXPECT_EQ(big.code, 1);
+    EXPECT_NE(big.err.find("tokenizer of 32000 tokens for a model of 4096"), std::string::npos)
+        << big.err;
+  }
+}
+
 // A closed loop of 3 clients against a real `rme serve` (rme-mini): every request completes and
 // the report counts them.
 TEST(CliTest, BenchServeClosedLoopAgainstServe) {
