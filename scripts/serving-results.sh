@@ -4,6 +4,13 @@
 # (cache-sim) and throughput under cache budgets with O_DIRECT, with and without prefetch.
 # Needs build/results/mini/moe-f (scripts/reproduce-results.sh) for the trained router and its
 # routing trace. Writes build/serving/ (JSON, CSV, PNG) and docs/img/serving-*.png.
+# Usage: scripts/serving-results.sh [LLAMA_SERVER]. Given the path of llama.cpp's llama-server
+# (built beside the project; or the LLAMA_SERVER variable), it first runs the
+# dense side-by-side of docs/serving.md: one tinyllama-shaped Q8_0 GGUF under both servers, closed
+# loop at 1/4/8/16 clients, ROUNDS rounds alternating the servers' order. llama-server needs a real
+# tokenizer in the file: TOKENIZER_DIR (default ../shared/data/tokenizers, the Llama-2
+# tokenizer.model, not shipped) is written into it with `rme convert --tokenizer`. SIDE_ONLY=1 runs
+# only that part (it needs neither the trained router nor its trace).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RME=build/bin/rme
@@ -12,9 +19,8 @@ MOE=${MOE:-build/results/mini/moe-f}
 TRACE=${TRACE:-../shared/data/traces/AzureLLMInferenceTrace_conv.csv}
 N=${N:-40}
 PORT=${PORT:-18090}
+LLAMA_SERVER=${1:-${LLAMA_SERVER:-}}
 mkdir -p "$OUT" docs/img
-[ -f "$OUT/timing.gguf" ] ||
-  $RME moefy --random-backbone tinyllama --router "$MOE" --type q8_0 -o "$OUT/timing.gguf"
 
 serve_bench() {  # label, requests, time-scale, serve flags...
   local label=$1 n=$2 ts=$3
@@ -29,6 +35,48 @@ serve_bench() {  # label, requests, time-scale, serve flags...
   kill -INT $pid
   wait $pid || true
 }
+
+# 0. Dense side-by-side against llama-server (only with LLAMA_SERVER).
+if [ -n "${LLAMA_SERVER:-}" ]; then
+  DENSE=$OUT/dense-q8_0.gguf
+  if [ ! -f "$DENSE" ]; then
+    TOK=$OUT/tokenizer
+    mkdir -p "$TOK"
+    ln -sf "$(realpath "${TOKENIZER_DIR:-../shared/data/tokenizers}")/llama2_tokenizer.model" \
+      "$TOK/tokenizer.model"
+    $RME init-random --shape tinyllama --type q8_0 -o "$OUT/dense-raw.gguf"
+    $RME convert "$OUT/dense-raw.gguf" "$DENSE" --tokenizer "$TOK"
+    rm -f "$OUT/dense-raw.gguf"
+  fi
+  port=$((PORT + 10))
+  side() {  # server (rme|llama), round
+    port=$((port + 1))  # a fresh port: the last server's may still be in TIME_WAIT
+    if [ "$1" = rme ]; then
+      $RME serve "$DENSE" -t 2 --port $port >"$OUT/side-$1.log" 2>&1 &
+    else
+      "$LLAMA_SERVER" -m "$DENSE" -t 2 -np 16 -c 8192 --port $port >"$OUT/side-$1.log" 2>&1 &
+    fi
+    local pid=$!
+    for _ in $(seq 240); do curl -sf localhost:$port/health >/dev/null && break; sleep 0.5; done
+    $RME bench-serve --url http://127.0.0.1:$port --model "$DENSE" --clients 1 --requests 1 \
+      --max-tokens 8 >/dev/null 2>&1  # warm-up
+    for c in 1 4 8 16; do
+      $RME bench-serve --url http://127.0.0.1:$port --model "$DENSE" --clients $c \
+        --requests $((c == 1 ? 3 : 2 * c)) --prompt-tokens 20 --max-tokens 64 --seed "$2" \
+        --label "$1-c$c-r$2" --out "$OUT/side-$1-c$c-r$2" >"$OUT/side-$1-c$c-r$2.txt"
+    done
+    kill -9 $pid 2>/dev/null || true  # llama-server's SIGINT handler can hang; nothing to save
+    wait $pid 2>/dev/null || true
+  }
+  for r in $(seq "${ROUNDS:-2}"); do
+    if [ $((r % 2)) = 1 ]; then side llama "$r"; side rme "$r"; else side rme "$r"; side llama "$r"; fi
+  done
+  grep -H throughput_tok_s "$OUT"/side-*.txt
+  [ -z "${SIDE_ONLY:-}" ] || exit 0  # SIDE_ONLY=1: only this part
+fi
+
+[ -f "$OUT/timing.gguf" ] ||
+  $RME moefy --random-backbone tinyllama --router "$MOE" --type q8_0 -o "$OUT/timing.gguf"
 
 # 1. Scheduling: three loads (time scale 1 = the trace's own arrival rate at these lengths), the
 #    same 16-token step budget for both policies; then the same with the default 256-token budget
