@@ -207,7 +207,8 @@ Result<std::vector<std::vector<int>>> make_prompts(const BenchServeArgs& a,
 }  // namespace
 
 void add_bench_serve_command(CLI::App& root, std::function<int()>& run) {
-  auto* app = root.add_subcommand("bench-serve", "Replay an LLM inference trace against a server");
+  auto* app = root.add_subcommand(
+      "bench-serve", "Drive a server: replay an LLM inference trace, or a closed loop of clients");
   auto a = std::make_shared<BenchServeArgs>();
   app->add_option("--url", a->url, "server (default http://127.0.0.1:8080)");
   app->add_option("--trace", a->trace, "Azure LLM inference trace CSV (replayed)");
