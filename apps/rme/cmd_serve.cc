@@ -137,17 +137,24 @@ void add_serve_command(CLI::App& root, std::function<int()>& run) {
       std::fprintf(stderr, "rme serve: %s on http://%s:%d (policy %s%s)\n", m.source.c_str(),
                    a->http.host.c_str(), server.port(), a->policy.c_str(),
                    so.expert_cache_bytes ? ", expert cache" : "");
+      const StepCostParams cost = (*loop)->step_cost();
+      if (cost.enabled())
+        std::fprintf(stderr,
+                     "rme serve: step cost model (calibrated): %.1f ms per step + %.2f ms per token "
+                     "+ %.2f ms per routed expert read%s\n",
+                     cost.fixed * 1e3, cost.per_token * 1e3, cost.per_expert * 1e3,
+                     cost.per_load > 0 ? " (+ a load when not resident)" : "");
       std::fflush(stderr);
       Status st = server.listen();
       (*loop)->stop();
       g_server = nullptr;
       if (!a->trace_out.empty()) {
         std::ofstream out(a->trace_out);
-        out << "step,expert,tokens,seqs,seconds\n";
+        out << "step,expert,tokens,seqs,seconds,predicted\n";
         for (const auto& s : (*loop)->take_steps())
           for (int e : s.experts)
             out << s.step << "," << e << "," << s.n_tokens << "," << s.n_seqs << "," << s.seconds
-                << "\n";
+                << "," << s.predicted << "\n";
       }
       return st.ok() ? 0 : fail(st);
     };

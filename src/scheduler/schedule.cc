@@ -39,17 +39,18 @@ class PlanBuilder {
   }
 
   // Adds up to n tokens of request i; under max_experts the chunk ends before a token that would
-  // bring one expert too many. Returns the tokens added (0 when nothing fits).
+  // bring one expert too many, and with a filter (restrict()) before a token on another expert.
+  // Returns the tokens added (0 when nothing fits).
   int add(int i, int n) {
     if (!available(i) || full()) return 0;
     const SeqInfo& s = seqs_[i];
     n = std::min({n, s.pending(), b_.max_tokens - plan_.n_tokens});
-    // Experts: cut where the cap (or the policy) says so.
     std::set<int> added;
     int m = 0;
     for (; m < n; ++m) {
       const int e = m < static_cast<int>(s.pending_experts.size()) ? s.pending_experts[m] : -1;
       if (e < 0 || experts_.count(e) || added.count(e)) continue;
+      if (restricted_ && !allowed_.count(e)) break;
       const bool cap =
           b_.max_experts > 0 && static_cast<int>(experts_.size() + added.size()) >= b_.max_experts;
       if (cap) break;
@@ -73,8 +74,15 @@ class PlanBuilder {
       if (s.pending_experts[m2] >= 0) experts_.insert(s.pending_experts[m2]);
     plan_.chunks.push_back({s.id, n});
     plan_.n_tokens += n;
+    plan_.shape.ctx_tokens += static_cast<int64_t>(n) * s.n_computed + int64_t{n} * (n + 1) / 2;
     return n;
   }
+  // From now on chunks end before a token whose expert is outside `allowed`.
+  void restrict(std::set<int> allowed) {
+    restricted_ = true;
+    allowed_ = std::move(allowed);
+  }
+  const std::set<int>& experts() const { return experts_; }
 
   StepPlan finish() {
     // No progress while requests wait and blocks are held by partial prefills: free the newest.
@@ -91,6 +99,13 @@ class PlanBuilder {
       }
     }
     plan_.n_experts = static_cast<int>(experts_.size());
+    plan_.shape.n_tokens = plan_.n_tokens;
+    plan_.shape.n_experts = plan_.n_experts;
+    plan_.shape.n_loads = 0;
+    if (b_.expert_cache)
+      for (int e : experts_)
+        plan_.shape.n_loads += std::find(b_.resident_experts.begin(), b_.resident_experts.end(),
+                                         e) == b_.resident_experts.end();
     return std::move(plan_);
   }
 
@@ -120,6 +135,8 @@ class PlanBuilder {
   std::vector<bool> taken_, gone_;
   std::vector<int> order_;
   std::set<int> experts_;
+  bool restricted_ = false;
+  std::set<int> allowed_;
   StepPlan plan_;
 };
 
@@ -142,41 +159,82 @@ class ExpertPolicy : public Policy {
   std::string name() const override { return "expert"; }
   StepPlan schedule(const std::vector<SeqInfo>& seqs, const StepBudget& b,
                     int64_t step) const override {
+    const std::vector<int> order = expert_order(seqs, b);
+    StepPlan best = plan(seqs, b, step, order, -1);
+    if (!b.cost.enabled() || order.size() < 2) return best;
+    double best_rate = rate(best, b);
+    for (int k = static_cast<int>(order.size()) - 1; k >= 1; --k) {
+      StepPlan p = plan(seqs, b, step, order, k);
+      const double r = rate(p, b);
+      if (r > best_rate * 1.01) {
+        best_rate = r;
+        best = std::move(p);
+      }
+    }
+    return best;
+  }
+
+ private:
+  static int first_expert(const SeqInfo& s) {
+    return s.pending_experts.empty() ? -1 : s.pending_experts[0];
+  }
+  static bool resident(const StepBudget& b, int e) {
+    return e < 0 || std::find(b.resident_experts.begin(), b.resident_experts.end(), e) !=
+                        b.resident_experts.end();
+  }
+  static double rate(const StepPlan& p, const StepBudget& b) {
+    const double t = b.cost.predict(p.shape);
+    return p.n_tokens > 0 && t > 0 ? p.n_tokens / t : 0.0;
+  }
+  // Experts in the order the policy groups them: resident in the cache first, then by waiting
+  // decodes, then by prompts whose next token uses them.
+  static std::vector<int> expert_order(const std::vector<SeqInfo>& seqs, const StepBudget& b) {
+    std::map<int, std::pair<int, int>> count;  // expert -> (decodes, prompts)
+    for (const SeqInfo& s : seqs) {
+      const int e = first_expert(s);
+      if (s.pending() <= 0 || e < 0) continue;
+      is_decode(s) ? ++count[e].first : ++count[e].second;
+    }
+    std::vector<std::pair<int, std::pair<int, int>>> v(count.begin(), count.end());
+    std::stable_sort(v.begin(), v.end(), [&](const auto& x, const auto& y) {
+      if (resident(b, x.first) != resident(b, y.first)) return resident(b, x.first);
+      return x.second > y.second;
+    });
+    std::vector<int> out;
+    for (const auto& [e, n] : v) out.push_back(e);
+    return out;
+  }
+  // k < 0: the full plan (every group, then any prompt); else only the first k experts of order
+  // (beyond those overdue requests bring).
+  static StepPlan plan(const std::vector<SeqInfo>& seqs, const StepBudget& b, int64_t step,
+                       const std::vector<int>& order, int k) {
     PlanBuilder p(seqs, b);
     // Aging: overdue requests first, longest-waiting first, as fcfs would take them.
     std::vector<int> overdue;
     for (int i : p.order())
       if (step - seqs[i].waiting_since >= b.aging_steps) overdue.push_back(i);
-    std::stable_sort(overdue.begin(), overdue.end(), [&](int a, int c) {
-      return seqs[a].waiting_since < seqs[c].waiting_since;
-    });
+    std::stable_sort(overdue.begin(), overdue.end(),
+                     [&](int a, int c) { return seqs[a].waiting_since < seqs[c].waiting_since; });
     for (int i : overdue) p.add(i, p.chunk_limit(i));
-    auto first_expert = [&](int i) {
-      return seqs[i].pending_experts.empty() ? -1 : seqs[i].pending_experts[0];
-    };
-    // Decodes, grouped: the expert with most waiting decode tokens first.
-    std::map<int, int> count;
-    for (int i : p.order())
-      if (p.available(i) && is_decode(seqs[i])) ++count[first_expert(i)];
-    auto resident = [&](int e) {
-      return e < 0 || std::find(b.resident_experts.begin(), b.resident_experts.end(), e) !=
-                          b.resident_experts.end();
-    };
-    std::vector<std::pair<int, int>> groups(count.begin(), count.end());  // (expert, tokens)
-    std::stable_sort(groups.begin(), groups.end(), [&](const auto& a, const auto& c) {
-      if (resident(a.first) != resident(c.first)) return resident(a.first);
-      return a.second > c.second;
-    });
-    for (const auto& [e, n] : groups)
+    const int groups = k < 0 ? static_cast<int>(order.size()) : k;
+    if (k >= 0) {
+      std::set<int> allowed = p.experts();
+      allowed.insert(order.begin(), order.begin() + std::min<size_t>(k, order.size()));
+      p.restrict(std::move(allowed));
+    }
+    // Decodes, grouped by expert in the policy's order.
+    for (int g = 0; g < groups && g < static_cast<int>(order.size()); ++g)
       for (int i : p.order())
-        if (p.available(i) && is_decode(seqs[i]) && first_expert(i) == e) p.add(i, 1);
+        if (p.available(i) && is_decode(seqs[i]) && first_expert(seqs[i]) == order[g]) p.add(i, 1);
+    for (int i : p.order())  // decodes with no routed expert (dense tokens)
+      if (p.available(i) && is_decode(seqs[i]) && first_expert(seqs[i]) < 0) p.add(i, 1);
     // Prefill: prompts whose next tokens use an expert the step already reads come first, then
     // those on a cache-resident expert; the expert cap (inside add) ends a chunk before a token
     // that would exceed it.
     for (int pass = 0; pass < 3; ++pass)
       for (int i : p.order()) {
-        const int e = first_expert(i);
-        const int rank = p.has_expert(e) ? 0 : resident(e) ? 1 : 2;
+        const int e = first_expert(seqs[i]);
+        const int rank = p.has_expert(e) ? 0 : resident(b, e) ? 1 : 2;
         if (p.available(i) && rank == pass) p.add(i, p.chunk_limit(i));
       }
     return p.finish();

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/status.h"
+#include "scheduler/step_cost.h"
 
 namespace rme {
 
@@ -37,6 +38,10 @@ struct StepBudget {
   // Experts whose weights are resident in a budgeted expert cache (empty: no cache, or all
   // resident). The expert policy prefers them: a resident expert costs no load.
   std::vector<int> resident_experts;
+  bool expert_cache = false;  // experts live in a budgeted cache: non-resident ones cost a load
+  // The step cost model's current parameters (all zero: none). With them the expert policy picks,
+  // among plans that group decodes by expert, the one serving most tokens per predicted second.
+  StepCostParams cost;
 };
 
 struct ScheduledChunk {
@@ -49,6 +54,7 @@ struct StepPlan {
   std::vector<int64_t> preempted;  // give back all blocks; recompute from scratch later
   int n_tokens = 0;
   int n_experts = 0;  // distinct routed experts among the scheduled tokens
+  StepShape shape;    // what the step cost model sees of it
 };
 
 // A scheduling policy. Implementations are stateless between calls (all state is in SeqInfo),
@@ -69,6 +75,11 @@ class Policy {
 // first, then the expert with most waiting decodes — then prefill chunks, those whose next tokens
 // use an expert already in the step (then a resident one) first;
 // under max_experts a chunk ends before a token that would bring one expert too many.
+// With a cost model (budget.cost) it builds one candidate per prefix of that expert order (the
+// first k experts' decodes, and prefill chunks cut before any other expert) plus the full plan,
+// and takes the candidate with most tokens per predicted second (a larger one unless a smaller
+// one is over 1% faster): it groups when bytes dominate a step and takes everything when compute
+// does, so it does not serve fewer tokens per second than fcfs by its own model.
 // Aging bound: a request that has waited aging_steps steps is served before any expert group,
 // longest-waiting first, and every step serves at least the longest-waiting one. So (given KV
 // blocks) a request runs within aging_steps + N - 1 steps of its previous run, N = live requests;

@@ -62,6 +62,15 @@ Result<std::unique_ptr<ServingLoop>> ServingLoop::create(const Model& model, Thr
           "serve: oracle and layer-gate routing need the backbone's activations, so experts "
           "are not known ahead; use the router, random or expert:N");
     RME_RETURN_IF_ERROR(loop->engine_.set_routing(r));
+  }
+  if (options.cost_prior.enabled()) {
+    loop->cost_ = StepCostModel(options.cost_prior);
+    loop->cost_params_ = options.cost_prior;
+  } else if (options.calibrate) {
+    loop->calibrate();  // before the store opens: experts are still in the mapping
+  }
+  if (model.moe.is_moe()) {
+    const RoutingOptions& r = options.routing;
     if (options.expert_cache_bytes > 0) {
       const int k = r.top_k > 0 ? r.top_k : model.moe.top_k;
       if (k != 1)
@@ -100,6 +109,53 @@ std::shared_ptr<RequestStream> ServingLoop::submit(RequestParams request) {
 
 ExpertStoreStats ServingLoop::cache_stats() const {
   return store_ ? store_->stats() : ExpertStoreStats{};
+}
+
+StepCostParams ServingLoop::step_cost() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return cost_params_;
+}
+
+// Runs one request through the engine outside the loop: a short warm-up prefill, a prefill of
+// n_big tokens and a decode step, timing the last two. Priors come from the weight bytes each
+// step reads; a request that does not fit (tiny KV cache or context) leaves the model without
+// calibration (zero parameters: the expert policy then groups unconditionally).
+void ServingLoop::calibrate() {
+  const LlamaConfig& c = model_.config;
+  const int n_big = std::min({16, engine_.max_step_tokens(), static_cast<int>(max_seq_len()) - 8});
+  if (n_big < 2) return;
+  RequestParams r;
+  for (int i = 0; i < 4 + n_big; ++i) r.prompt.push_back((i + 1) % c.n_vocab);
+  r.max_new = 2;
+  r.ignore_eos = true;
+  auto id = engine_.add(r, -1, 0);
+  if (!id.ok()) return;
+  std::vector<TokenEvent> events;
+  auto run = [&](int n, double* seconds, int* experts) {
+    StepPlan plan;
+    plan.chunks.push_back({*id, n});
+    *experts = static_cast<int>(engine_.plan_experts(plan).size());
+    const double t0 = now_seconds();
+    const bool ok = engine_.execute(plan, 0, {}, &events).ok();
+    *seconds = now_seconds() - t0;
+    return ok;
+  };
+  double t_warm = 0, t_big = 0, t_one = 0;
+  int e_warm = 0, e_big = 0, e_one = 0;
+  const bool ok = run(4, &t_warm, &e_warm) && run(n_big, &t_big, &e_big) && engine_.live() > 0 &&
+                  run(1, &t_one, &e_one);
+  engine_.cancel(*id);
+  if (!ok) return;
+  double shared = static_cast<double>(model_.decode_weight_bytes(1)), expert = 0;
+  if (model_.moe.is_moe() && model_.moe.n_expert >= 2) {
+    expert = static_cast<double>(model_.decode_weight_bytes(2)) - shared;
+    shared -= expert;
+  }
+  const double kv_bytes = 2.0 * c.n_layer * c.kv_dim() * sizeof(float);
+  cost_ = StepCostModel(calibrate_step_cost(t_one, e_one, t_big, n_big, e_big, shared, expert,
+                                            kv_bytes, options_.expert_cache_bytes > 0));
+  std::lock_guard<std::mutex> lock(mu_);
+  cost_params_ = cost_.params();
 }
 
 std::vector<StepRecord> ServingLoop::take_steps() {
@@ -201,6 +257,8 @@ Result<bool> ServingLoop::step() {
   budget.free_blocks = engine_.free_blocks();
   budget.block_size = engine_.block_size();
   if (store_) budget.resident_experts = store_->resident();
+  budget.expert_cache = store_ != nullptr;
+  budget.cost = cost_.params();
   const std::vector<SeqInfo> infos = engine_.seq_infos();
   const StepPlan plan = policy_->schedule(infos, budget, step_);
   const std::vector<int> experts = engine_.plan_experts(plan);
@@ -221,6 +279,8 @@ Result<bool> ServingLoop::step() {
   std::vector<TokenEvent> events;
   RME_RETURN_IF_ERROR(engine_.execute(plan, step_, std::move(table), &events));
   const double t1 = now_seconds();
+  const double predicted = cost_.predict(plan.shape);
+  cost_.observe(plan.shape, t1 - t0);
   for (TokenEvent& ev : events) {
     auto it = live_.find(ev.id);
     if (it == live_.end()) continue;
@@ -273,7 +333,8 @@ Result<bool> ServingLoop::step() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     steps_.push_back(
-        {step_, plan.n_tokens, static_cast<int>(plan.chunks.size()), experts, t1 - t0});
+        {step_, plan.n_tokens, static_cast<int>(plan.chunks.size()), experts, t1 - t0, predicted});
+    cost_params_ = cost_.params();
   }
   ++step_;
   return true;

@@ -16,6 +16,7 @@
 #include "engine/batch_engine.h"
 #include "engine/expert_store.h"
 #include "scheduler/schedule.h"
+#include "scheduler/step_cost.h"
 #include "server/metrics.h"
 
 namespace rme {
@@ -71,6 +72,12 @@ struct ServingOptions {
   bool prefetch = true;
   int lookahead_steps = 8;  // steps simulated ahead for belady's next use and for prefetch
   RoutingOptions routing;
+  // Time a prefill and a decode step at start-up (before the server reports ready; it also
+  // touches every weight the steps read) to calibrate the step cost model.
+  bool calibrate = true;
+  // Used instead of the start-up calibration when enabled() (a cost model measured elsewhere;
+  // tests that want a policy to group). Measured steps correct it all the same.
+  StepCostParams cost_prior;
 };
 
 // One step's record (for --trace-out and the benchmark's experts-per-step figure).
@@ -79,6 +86,7 @@ struct StepRecord {
   int n_tokens, n_seqs;
   std::vector<int> experts;
   double seconds;
+  double predicted;  // the step cost model's prediction when the step was planned
 };
 
 // Owns the engine, the policy and the expert store; borrows the model and pool. submit() and
@@ -102,6 +110,7 @@ class ServingLoop {
   ServingMetrics& metrics() { return metrics_; }
   ExpertStoreStats cache_stats() const;
   std::vector<StepRecord> take_steps();  // records since the last call
+  StepCostParams step_cost() const;      // the cost model's current parameters
   const Model& model() const { return model_; }
   int64_t max_seq_len() const;
 
@@ -110,6 +119,7 @@ class ServingLoop {
   std::vector<int64_t> lookahead(const StepPlan& plan, const StepBudget& budget,
                                  std::vector<int>* next_experts) const;
   void fail_request(int64_t id, const Status& status);
+  void calibrate();
 
   const Model& model_;
   BatchEngineOptions engine_options_;
@@ -118,9 +128,11 @@ class ServingLoop {
   std::unique_ptr<Policy> policy_;
   std::unique_ptr<ExpertStore> store_;
   ServingMetrics metrics_;
+  StepCostModel cost_;
   int64_t step_ = 0, arrivals_ = 0;
 
-  std::mutex mu_;  // guards incoming_, steps_
+  mutable std::mutex mu_;       // guards incoming_, steps_, cost_params_
+  StepCostParams cost_params_;  // a copy of cost_'s for other threads
   std::condition_variable wake_;
   std::deque<std::pair<RequestParams, std::shared_ptr<RequestStream>>> incoming_;
   std::vector<StepRecord> steps_;

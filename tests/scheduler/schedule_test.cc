@@ -126,9 +126,14 @@ TEST(ScheduleTest, PartialPrefillsThatFillTheCacheAreBrokenUp) {
 // A simulated serving loop, time counted in steps: decodes produce a new token (random expert)
 // each time they run. Every request must run within the stated aging bound, and budgets always
 // hold.
-int worst_wait(int max_experts, int aging_steps, int n_seq, int max_seqs) {
+int worst_wait(int max_experts, int aging_steps, int n_seq, int max_seqs, bool cost = false) {
   auto expert = make_policy("expert").value();
   StepBudget b;
+  if (cost) {  // expert bytes dominate: the cost model makes the policy group hard
+    b.cost.fixed = 0.001;
+    b.cost.per_token = 0.001;
+    b.cost.per_expert = 0.05;
+  }
   b.max_tokens = max_seqs;
   b.max_seqs = max_seqs;
   b.max_experts = max_experts;
@@ -168,6 +173,10 @@ TEST(ScheduleTest, AgingBoundsEveryRequestsWaitUnderTheExpertPolicy) {
   // No cap: overdue decodes go max_seqs at a time.
   const int open = worst_wait(0, 6, 24, 8);
   EXPECT_LE(open, 6 + 3);
+  // A cost model that says grouping pays changes which requests run, not the bound.
+  const int grouped = worst_wait(0, 6, 24, 8, true);
+  EXPECT_LE(grouped, 6 + 3);
+  EXPECT_GE(grouped, 4);
 }
 
 TEST(ScheduleTest, UnknownPolicyIsAnError) { EXPECT_FALSE(make_policy("sjf").ok()); }

@@ -2,6 +2,7 @@
 // every policy, cache budget and KV pressure, expert cache behaviour, bad requests.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <random>
 
 #include "formats/model_io.h"
@@ -64,6 +65,12 @@ RunResult run(const Model& m, const std::vector<RequestParams>& reqs, const std:
   eo.n_block = n_block;
   ServingOptions so;
   so.policy = policy;
+  if (policy == "expert+cost") {  // a cost model under which grouping by expert pays
+    so.policy = "expert";
+    so.cost_prior.fixed = 1e-4;
+    so.cost_prior.per_token = 1e-5;
+    so.cost_prior.per_expert = 1e-2;
+  }
   so.budget.max_tokens = max_tokens;
   so.budget.prefill_chunk = 8;
   so.budget.aging_steps = 4;
@@ -116,7 +123,7 @@ TEST(BatchInvariance, GreedyOutputsDoNotDependOnBatchingPolicyCacheOrPreemption)
     return ExpertStore::open(*f.moe, o).value()->expert_bytes();
   }();
   bool preempted = false;
-  for (const std::string policy : {"fcfs", "expert"})
+  for (const std::string policy : {"fcfs", "expert", "expert+cost"})
     for (int cached : {0, 1, 2, 4})
       for (int n_block : {64, 9}) {  // 9 blocks of 8: the 6 requests cannot all fit at once
         const RunResult r =
@@ -246,6 +253,34 @@ TEST(ServingTest, MetricsCountRunningAndWaitingRequests) {
   m = loop->metrics().render();
   EXPECT_NE(m.find("rme_running_requests 0\n"), std::string::npos) << m;
   EXPECT_NE(m.find("rme_waiting_requests 0\n"), std::string::npos) << m;
+}
+
+// Start-up times a prefill and a decode step, so the step cost model has parameters before the
+// first request; every step records its prediction.
+TEST(ServingTest, CalibratesTheStepCostModelBeforeServing) {
+  Fixture& f = fixture();
+  ThreadPool pool(2);
+  for (const Model* m : {f.moe.get(), f.dense.get()}) {
+    auto loop = ServingLoop::create(*m, pool, {}, {}).value();
+    const StepCostParams p = loop->step_cost();
+    EXPECT_TRUE(p.enabled());
+    for (double v : {p.fixed, p.per_token, p.per_expert, p.per_load, p.per_ctx}) {
+      EXPECT_TRUE(std::isfinite(v));
+      EXPECT_GE(v, 0.0);
+    }
+    EXPECT_GT(p.fixed + p.per_expert, 0.0);  // weights are read
+    EXPECT_EQ(p.per_load, 0.0);              // no expert cache: nothing is loaded from disk
+    auto s = loop->submit(f.requests[0]);
+    while (loop->step().value()) {
+    }
+    EXPECT_EQ(s->finished(), FinishReason::kLength);
+    const auto steps = loop->take_steps();
+    ASSERT_FALSE(steps.empty());
+    for (const auto& st : steps) EXPECT_GT(st.predicted, 0.0);
+  }
+  ServingOptions off;
+  off.calibrate = false;
+  EXPECT_FALSE(ServingLoop::create(*f.moe, pool, {}, off).value()->step_cost().enabled());
 }
 
 TEST(ServingTest, ExpertCacheBudgetBelowOneExpertIsRefused) {
