@@ -14,6 +14,8 @@ struct CacheSimArgs {
   std::string trace, policy = "all", out;
   std::vector<int> capacity;
   int batch = 8, lookahead = 4, n_expert = 0;
+  std::string order = "file";
+  uint32_t seed = 1;
 };
 }  // namespace
 
@@ -33,13 +35,18 @@ void add_cache_sim_command(CLI::App& root, std::function<int()>& run) {
   app->add_option("--lookahead", a->lookahead,
                   "steps belady sees ahead (what a scheduler has queued; default 4)")
       ->check(CLI::Range(0, 1 << 30));
+  app->add_option("--order", a->order,
+                  "routing.csv: file (sequences in file order: one domain at a time) | mixed "
+                  "(shuffled across domains, as a server sees them)")
+      ->check(CLI::IsMember({"file", "mixed"}));
+  app->add_option("--seed", a->seed, "--order mixed: the shuffle's seed (default 1)");
   app->add_option("--experts", a->n_expert, "number of experts (default: from the trace)");
   app->add_option("--out", a->out, "write OUT.csv and OUT.png (hit rate vs capacity)");
   app->callback([a, &run] {
     run = [a]() -> int {
       auto text = read_file(a->trace);
       if (!text.ok()) return fail(text.status());
-      auto trace = parse_expert_trace(*text, a->batch, a->n_expert);
+      auto trace = parse_expert_trace(*text, a->batch, a->n_expert, a->order == "mixed", a->seed);
       if (!trace.ok()) return fail(trace.status());
       std::vector<int> caps = a->capacity;
       if (caps.empty())
@@ -50,9 +57,12 @@ void add_cache_sim_command(CLI::App& root, std::function<int()>& run) {
       } else {
         policies = {parse_eviction(a->policy).value()};
       }
-      std::printf("trace: %zu steps, %lld expert uses, %d experts (lookahead %d steps)\n",
-                  trace->steps.size(), static_cast<long long>(trace->n_accesses()), trace->n_expert,
-                  a->lookahead);
+      std::printf(
+          "trace: %zu steps, %lld expert uses (%.2f distinct experts per step), %d experts "
+          "(lookahead %d steps, %s order)\n",
+          trace->steps.size(), static_cast<long long>(trace->n_accesses()),
+          trace->steps.empty() ? 0.0 : double(trace->n_accesses()) / trace->steps.size(),
+          trace->n_expert, a->lookahead, a->order.c_str());
       std::printf("%-9s", "capacity");
       for (Eviction p : policies) std::printf("%9s", eviction_name(p));
       std::printf("%9s\n", "optimal");

@@ -155,7 +155,7 @@ void ExpertStore::io_loop() {
   }
 }
 
-void ExpertStore::start_load(int expert, int slot_index) {
+void ExpertStore::start_load(int expert, int slot_index, bool urgent) {
   Slot& slot = *slots_[slot_index];
   if (slot.expert >= 0) (void)wait_ready(slot_index);  // never retarget a slot mid-read
   const auto& rel = rel_[expert];
@@ -173,7 +173,12 @@ void ExpertStore::start_load(int expert, int slot_index) {
   std::lock_guard<std::mutex> lock(mu_);
   slot.expert = expert;
   slot.ready = false;
-  queue_.push_back(slot_index);
+  // A step waits for its own loads; prefetches use the disk when no step is waiting on it.
+  if (urgent) {
+    queue_.push_front(slot_index);
+  } else {
+    queue_.push_back(slot_index);
+  }
   cv_.notify_all();
 }
 
@@ -209,7 +214,7 @@ Result<std::vector<const ExpertWeights*>> ExpertStore::acquire(std::span<const i
       const int slot = cache_.insert(e, now, next_use, pinned_, &evicted);
       if (slot < 0) return internal_error("expert cache: no unpinned slot");
       if (evicted >= 0) prefetched_[evicted] = 0;
-      start_load(e, slot);
+      start_load(e, slot, /*urgent=*/true);
       std::lock_guard<std::mutex> lock(mu_);
       ++stats_.misses;
     }
@@ -243,7 +248,7 @@ void ExpertStore::prefetch(std::span<const int> experts, std::span<const int64_t
     if (slot < 0) return;
     if (evicted >= 0) prefetched_[evicted] = 0;
     prefetched_[e] = 1;
-    start_load(e, slot);
+    start_load(e, slot, /*urgent=*/false);
     std::lock_guard<std::mutex> lock(mu_);
     ++stats_.prefetched;
   }
@@ -253,6 +258,15 @@ std::vector<int> ExpertStore::resident() const {
   std::vector<int> out;
   for (int s = 0; s < cache_.capacity(); ++s)
     if (cache_.expert_in(s) >= 0) out.push_back(cache_.expert_in(s));
+  return out;
+}
+
+std::vector<int> ExpertStore::ready() const {
+  std::vector<int> out;
+  std::lock_guard<std::mutex> lock(mu_);
+  for (int s = 0; s < cache_.capacity(); ++s)
+    if (cache_.expert_in(s) >= 0 && slots_[s]->ready && slots_[s]->status.ok())
+      out.push_back(cache_.expert_in(s));
   return out;
 }
 

@@ -59,12 +59,13 @@ class ExpertStore {
   void prefetch(std::span<const int> experts, std::span<const int64_t> next_use, int64_t now);
   ExpertStoreStats stats() const;
   std::vector<int> resident() const;  // experts in a slot (loaded or loading)
+  std::vector<int> ready() const;     // experts in a slot whose load has finished
 
  private:
   ExpertStore() = default;
   struct Slot;
   void io_loop();
-  void start_load(int expert, int slot);
+  void start_load(int expert, int slot, bool urgent);
   Status wait_ready(int slot);
   // Reads expert's bytes into dst (slot-sized); check=false records the hash, true verifies it.
   Status read_expert(int expert, uint8_t* dst, bool check);

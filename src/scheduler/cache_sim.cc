@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <map>
+#include <random>
 #include <set>
 #include <sstream>
 
@@ -37,7 +38,8 @@ Result<int64_t> to_int(const std::string& s, int line) {
 
 }  // namespace
 
-Result<ExpertTrace> parse_expert_trace(const std::string& csv, int batch, int n_expert) {
+Result<ExpertTrace> parse_expert_trace(const std::string& csv, int batch, int n_expert, bool mixed,
+                                       uint32_t seed) {
   std::stringstream in(csv);
   std::string line;
   if (!std::getline(in, line)) return invalid_argument("trace: empty");
@@ -82,7 +84,8 @@ Result<ExpertTrace> parse_expert_trace(const std::string& csv, int batch, int n_
     for (auto& [step, experts] : by_key) t.steps.push_back(distinct(experts));
     return t;
   }
-  // Continuous batching of `batch` sequences in file order.
+  // Continuous batching of `batch` sequences in file order, or shuffled across domains.
+  if (mixed) std::shuffle(seq_order.begin(), seq_order.end(), std::mt19937(seed));
   batch = std::max(1, batch);
   std::vector<std::pair<const std::vector<int>*, size_t>> active;
   size_t next_seq = 0;

@@ -1,6 +1,7 @@
 // scheduler: offline replay of a routing trace through an expert cache (`rme cache-sim`).
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -19,8 +20,12 @@ struct ExpertTrace {
 // Reads either a step trace (CSV with columns step,expert — what `rme serve --trace-out` and
 // bench runs write) or a per-token routing trace (analyze-routing's routing.csv: seq,pos,expert).
 // A routing trace is turned into decode steps of `batch` sequences run together, a finished one
-// replaced by the next (continuous batching). n_expert 0 = one more than the largest id seen.
-Result<ExpertTrace> parse_expert_trace(const std::string& csv, int batch, int n_expert);
+// replaced by the next (continuous batching), taken in file order or, with mixed, in an order
+// shuffled by `seed` (a routing.csv lists each domain's sequences together, so file order decodes
+// one domain at a time; a server sees every domain at once). n_expert 0 = one more than the
+// largest id seen.
+Result<ExpertTrace> parse_expert_trace(const std::string& csv, int batch, int n_expert,
+                                       bool mixed = false, uint32_t seed = 1);
 
 struct CacheSimResult {
   std::string policy;  // lru | lfu | belady | optimal

@@ -99,6 +99,7 @@ class PlanBuilder {
       }
     }
     plan_.n_experts = static_cast<int>(experts_.size());
+    plan_.experts.assign(experts_.begin(), experts_.end());
     plan_.shape.n_tokens = plan_.n_tokens;
     plan_.shape.n_experts = plan_.n_experts;
     plan_.shape.n_loads = 0;
@@ -160,18 +161,25 @@ class ExpertPolicy : public Policy {
   StepPlan schedule(const std::vector<SeqInfo>& seqs, const StepBudget& b,
                     int64_t step) const override {
     const std::vector<int> order = expert_order(seqs, b);
-    StepPlan best = plan(seqs, b, step, order, -1);
-    if (!b.cost.enabled() || order.size() < 2) return best;
-    double best_rate = rate(best, b);
+    StepPlan full = plan(seqs, b, step, order, -1);
+    if (!b.cost.enabled() || order.size() < 2) return full;
+    // Every candidate is priced with the work it leaves: its own predicted time plus, for what
+    // waits, the same compute and expert reads later, and a load for each waiting expert that is
+    // not resident unless this step leaves a cache slot free for the I/O thread to load it
+    // meanwhile. Deferring thus pays only to avoid (or overlap) loads; with every expert resident
+    // the full plan wins. A candidate must be over 1% cheaper to replace the full plan.
+    double best_cost = total_cost(full, seqs, b);
+    StepPlan best;
     for (int k = static_cast<int>(order.size()) - 1; k >= 1; --k) {
       StepPlan p = plan(seqs, b, step, order, k);
-      const double r = rate(p, b);
-      if (r > best_rate * 1.01) {
-        best_rate = r;
+      if (p.n_tokens == 0) continue;
+      const double c = total_cost(p, seqs, b);
+      if (c < best_cost * 0.99) {
+        best_cost = c;
         best = std::move(p);
       }
     }
-    return best;
+    return best.n_tokens > 0 ? best : full;
   }
 
  private:
@@ -182,9 +190,27 @@ class ExpertPolicy : public Policy {
     return e < 0 || std::find(b.resident_experts.begin(), b.resident_experts.end(), e) !=
                         b.resident_experts.end();
   }
-  static double rate(const StepPlan& p, const StepBudget& b) {
-    const double t = b.cost.predict(p.shape);
-    return p.n_tokens > 0 && t > 0 ? p.n_tokens / t : 0.0;
+  // p's predicted time plus what the requests it leaves waiting will cost when they run.
+  static double total_cost(const StepPlan& p, const std::vector<SeqInfo>& seqs,
+                           const StepBudget& b) {
+    const bool slot_free = !b.expert_cache || b.max_experts <= 0 || p.n_experts < b.max_experts;
+    double c = b.cost.predict(p.shape);
+    std::set<int> later;
+    const int chunk = std::max(1, b.prefill_chunk > 0 ? b.prefill_chunk : b.max_tokens);
+    for (const SeqInfo& s : seqs) {
+      int in_plan = 0;
+      for (const ScheduledChunk& ch : p.chunks)
+        if (ch.id == s.id) in_plan = ch.n_tokens;
+      const int want = std::min(s.pending(), chunk);
+      if (in_plan >= want) continue;
+      c += b.cost.per_token * (want - in_plan);
+      const int e =
+          in_plan < static_cast<int>(s.pending_experts.size()) ? s.pending_experts[in_plan] : -1;
+      if (e >= 0 && !std::binary_search(p.experts.begin(), p.experts.end(), e)) later.insert(e);
+    }
+    for (int e : later)
+      c += b.cost.per_expert + (!slot_free && !resident(b, e) ? b.cost.per_load : 0.0);
+    return c;
   }
   // Experts in the order the policy groups them: resident in the cache first, then by waiting
   // decodes, then by prompts whose next token uses them.

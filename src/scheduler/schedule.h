@@ -53,8 +53,9 @@ struct StepPlan {
   std::vector<ScheduledChunk> chunks;
   std::vector<int64_t> preempted;  // give back all blocks; recompute from scratch later
   int n_tokens = 0;
-  int n_experts = 0;  // distinct routed experts among the scheduled tokens
-  StepShape shape;    // what the step cost model sees of it
+  int n_experts = 0;         // distinct routed experts among the scheduled tokens
+  std::vector<int> experts;  // those experts, ascending
+  StepShape shape;           // what the step cost model sees of it
 };
 
 // A scheduling policy. Implementations are stateless between calls (all state is in SeqInfo),
@@ -77,9 +78,12 @@ class Policy {
 // under max_experts a chunk ends before a token that would bring one expert too many.
 // With a cost model (budget.cost) it builds one candidate per prefix of that expert order (the
 // first k experts' decodes, and prefill chunks cut before any other expert) plus the full plan,
-// and takes the candidate with most tokens per predicted second (a larger one unless a smaller
-// one is over 1% faster): it groups when bytes dominate a step and takes everything when compute
-// does, so it does not serve fewer tokens per second than fcfs by its own model.
+// and takes the cheapest for the same work: the candidate's predicted time plus what its deferred
+// tokens and experts cost when they run later. Deferred work costs the same later except a load,
+// which the I/O thread can do meanwhile when the step leaves a cache slot free; so with every
+// expert resident it takes everything (as fcfs), and under a budget it serves resident experts
+// while missing ones load. (Maximizing one step's tokens per second instead defers decodes whose
+// expert read costs more than the step's average token; measured, that lost 9% to fcfs.)
 // Aging bound: a request that has waited aging_steps steps is served before any expert group,
 // longest-waiting first, and every step serves at least the longest-waiting one. So (given KV
 // blocks) a request runs within aging_steps + N - 1 steps of its previous run, N = live requests;

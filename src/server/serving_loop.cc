@@ -2,6 +2,7 @@
 #include "server/serving_loop.h"
 
 #include <algorithm>
+#include <map>
 
 #include "core/timer.h"
 
@@ -256,7 +257,8 @@ Result<bool> ServingLoop::step() {
   StepBudget budget = options_.budget;
   budget.free_blocks = engine_.free_blocks();
   budget.block_size = engine_.block_size();
-  if (store_) budget.resident_experts = store_->resident();
+  // Loading experts count as missing: the policy serves what is ready while they load.
+  if (store_) budget.resident_experts = store_->ready();
   budget.expert_cache = store_ != nullptr;
   budget.cost = cost_.params();
   const std::vector<SeqInfo> infos = engine_.seq_infos();
@@ -274,7 +276,28 @@ Result<bool> ServingLoop::step() {
       return true;
     }
     table = std::move(acquired).value();
-    if (options_.prefetch) store_->prefetch(next_experts, next_use, step_);
+    if (options_.prefetch) {
+      // Experts of tokens this step leaves waiting load next (most waiting tokens first), then
+      // what the lookahead says the following steps use.
+      std::map<int, int> waiting;
+      for (const SeqInfo& i : infos)
+        if (i.pending() > 0 && !i.pending_experts.empty() && i.pending_experts[0] >= 0 &&
+            std::none_of(plan.chunks.begin(), plan.chunks.end(),
+                         [&](const ScheduledChunk& c) { return c.id == i.id; }))
+          ++waiting[i.pending_experts[0]];
+      std::vector<std::pair<int, int>> by_count(waiting.begin(), waiting.end());
+      std::stable_sort(by_count.begin(), by_count.end(),
+                       [](const auto& a, const auto& b) { return a.second > b.second; });
+      std::vector<int> wanted;
+      for (const auto& [e, n] : by_count)
+        if (!std::binary_search(experts.begin(), experts.end(), e)) {
+          wanted.push_back(e);
+          next_use[e] = std::min(next_use[e], step_ + 1);
+        }
+      for (int e : next_experts)
+        if (std::find(wanted.begin(), wanted.end(), e) == wanted.end()) wanted.push_back(e);
+      store_->prefetch(wanted, next_use, step_);
+    }
   }
   std::vector<TokenEvent> events;
   RME_RETURN_IF_ERROR(engine_.execute(plan, step_, std::move(table), &events));

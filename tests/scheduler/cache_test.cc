@@ -10,6 +10,8 @@
 namespace rme {
 namespace {
 
+using namespace std::string_literals;
+
 int64_t misses(Eviction p, const std::vector<int>& seq, int cap) {
   ExpertTrace t;
   t.n_expert = 8;
@@ -103,6 +105,27 @@ TEST(CacheTest, ParsesStepAndRoutingTraces) {
   auto crlf = parse_expert_trace("step,expert\r\n0,3\r\n0,1\r\n1,3\r\n", 1, 0);
   ASSERT_TRUE(crlf.ok()) << crlf.status().message();
   EXPECT_EQ(crlf->steps, steps->steps);
+}
+
+// File order decodes one domain at a time; mixed order interleaves them, so a step sees more
+// distinct experts (the regime a server is in), with the same uses in total.
+TEST(CacheTest, MixedOrderInterleavesTheDomainsOfARoutingTrace) {
+  std::string csv = "domain,seq,pos,token,expert\n";
+  for (int seq = 0; seq < 40; ++seq)  // 4 domains of 10 sequences, domain d on expert d
+    for (int pos = 0; pos < 6; ++pos)
+      csv += "d,"s + std::to_string(seq) + "," + std::to_string(pos) + ",5," +
+             std::to_string(seq / 10) + "\n";
+  auto per_step = [](const ExpertTrace& t) { return double(t.n_accesses()) / t.steps.size(); };
+  const ExpertTrace file = parse_expert_trace(csv, 4, 0).value();
+  const ExpertTrace mixed = parse_expert_trace(csv, 4, 0, true, 1).value();
+  EXPECT_EQ(file.steps.size(), mixed.steps.size());
+  EXPECT_LT(per_step(file), 1.5);  // only where one domain hands over to the next
+  EXPECT_GT(per_step(mixed), 2.0);
+  EXPECT_EQ(parse_expert_trace(csv, 4, 0, true, 1).value().steps, mixed.steps);  // seeded
+  EXPECT_NE(parse_expert_trace(csv, 4, 0, true, 2).value().steps, mixed.steps);
+  // Belady's advantage shows where every policy is pressed.
+  EXPECT_GT(simulate_cache(mixed, 2, Eviction::kBelady, 4).hit_rate(),
+            simulate_cache(mixed, 2, Eviction::kLru, 4).hit_rate());
 }
 
 }  // namespace

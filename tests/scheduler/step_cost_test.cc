@@ -102,7 +102,9 @@ TEST(StepCostTest, ExpertPolicyTakesEverythingWhenComputeDominates) {
   EXPECT_EQ(p.shape.ctx_tokens, 8 * 10);
 }
 
-TEST(StepCostTest, ExpertPolicyGroupsWhenExpertBytesDominate) {
+// Deferring a decode does not save its expert's read (it is read when the decode runs), so with
+// every expert resident the policy takes everything even when expert bytes dominate a step.
+TEST(StepCostTest, ExpertPolicyDefersNothingWhenEveryExpertIsResident) {
   auto expert = make_policy("expert").value();
   StepBudget b;
   b.free_blocks = 100;
@@ -110,11 +112,13 @@ TEST(StepCostTest, ExpertPolicyGroupsWhenExpertBytesDominate) {
   b.cost.per_token = 0.0005;
   b.cost.per_expert = 0.040;
   StepPlan p = expert->schedule(mixed_decodes(), b, 0);
-  EXPECT_EQ(p.n_experts, 1);  // expert 0's four decodes: 4 tokens / 42 ms beats 8 / 165 ms
+  EXPECT_EQ(p.n_tokens, 8);
+  EXPECT_EQ(p.experts, (std::vector<int>{0, 1, 2, 3}));
+  // The explicit cap still groups: expert 0's four decodes.
+  b.max_experts = 1;
+  p = expert->schedule(mixed_decodes(), b, 0);
   EXPECT_EQ(p.n_tokens, 4);
-  // Without a model the policy takes every group (no cap).
-  b.cost = {};
-  EXPECT_EQ(expert->schedule(mixed_decodes(), b, 0).n_tokens, 8);
+  EXPECT_EQ(p.experts, std::vector<int>{0});
 }
 
 TEST(StepCostTest, ExpertPolicyServesResidentExpertsWhileMissesWouldCostALoad) {
@@ -130,6 +134,21 @@ TEST(StepCostTest, ExpertPolicyServesResidentExpertsWhileMissesWouldCostALoad) {
   StepPlan p = expert->schedule(mixed_decodes(), b, 0);
   EXPECT_EQ(p.shape.n_loads, 0);
   EXPECT_EQ(p.n_tokens, 3);  // experts 1 (two decodes) and 2 (one)
+  // Under the cache's slot cap too: 3 slots would let expert 0's four decodes in with a load.
+  b.max_experts = 3;
+  EXPECT_EQ(expert->schedule(mixed_decodes(), b, 0).experts, (std::vector<int>{1, 2}));
+  // A cheap load (page cache) is worth taking now.
+  b.cost.per_load = 0.001;
+  EXPECT_EQ(expert->schedule(mixed_decodes(), b, 0).n_tokens, 7);
+  b.cost.per_load = 0.200;
+  // Every slot resident and wanted: the step leaves one free (dropping its smallest group) so
+  // the waiting expert 0 loads meanwhile instead of stalling a later step.
+  b.resident_experts = {1, 2, 3};
+  EXPECT_EQ(expert->schedule(mixed_decodes(), b, 0).experts, (std::vector<int>{1, 2}));
+  b.max_experts = 4;  // a slot to spare anyway: all three resident experts run
+  EXPECT_EQ(expert->schedule(mixed_decodes(), b, 0).experts, (std::vector<int>{1, 2, 3}));
+  b.resident_experts = {1, 2};
+  b.max_experts = 0;
   // Prompts obey the same choice: a chunk stops before a token that would need a load.
   SeqInfo prompt;
   prompt.id = prompt.arrival = 9;
