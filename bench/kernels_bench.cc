@@ -65,7 +65,7 @@ void BM_Matmul(benchmark::State& state) {
 void args(benchmark::internal::Benchmark* b) {
   for (Isa isa : supported_isas())
     for (DType t : {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0, DType::kQ4_0})
-      for (int64_t n_tok : {1, 64})
+      for (int64_t n_tok : {1, 2, 3, 4, 8, 64})  // decode, small batches (MoE experts), prefill
         b->Args({static_cast<int64_t>(isa), static_cast<int64_t>(t), n_tok});
 }
 

@@ -270,6 +270,30 @@ inline __m256 decode_group_q8(const uint8_t* w, size_t row_bytes, int64_t nb, co
   return acc;
 }
 
+// out[t][r] = row r of the group . token t for NT tokens, straight from the rows: each block is
+// transposed in registers once and used by every token (few tokens: writing a packed copy and
+// reading it back costs more than the transposes). The same block_step, so the same bits.
+template <typename B, int NT>
+void straight_tile(const uint8_t* w, size_t row_bytes, int64_t nb, const Q8Activations* xs,
+                   float out[kTile][kGroup]) {
+  const TokenTile<NT> x(xs);
+  __m256 acc[NT];
+  for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps();
+  constexpr int kLines = (kGroup * sizeof(typename B::Block) + 63) / 64;
+  const uint8_t* next = w + kGroup * row_bytes;
+  for (int64_t b = 0; b < nb; ++b) {
+    for (int l = 0; l < kLines; ++l)  // as decode_group_q4: one linear stream for the prefetcher
+      _mm_prefetch(
+          reinterpret_cast<const char*>(next + b * kGroup * sizeof(typename B::Block) + 64 * l),
+          _MM_HINT_T0);
+    __m256i v[kGroup];
+    __m256 dw;
+    load_group_block<B>(w, row_bytes, kGroup, b, v, dw);
+    block_step<B, NT>(v, dw, b, x, acc);
+  }
+  for (int t = 0; t < NT; ++t) _mm256_storeu_ps(out[t], acc[t]);
+}
+
 // Calls fn.template operator()<NT>() for nt in 1..kTile.
 template <typename Fn>
 void with_tile(int nt, const Fn& fn) {
@@ -288,6 +312,11 @@ void with_tile(int nt, const Fn& fn) {
 void store_tile(const float out[kTile][kGroup], int nt, int rows, float* y, int64_t y_stride) {
   for (int t = 0; t < nt; ++t) std::memcpy(y + t * y_stride, out[t], rows * sizeof(float));
 }
+
+#ifndef RME_STRAIGHT_TOKENS
+#define RME_STRAIGHT_TOKENS 4
+#endif
+constexpr int64_t kStraightTokens = RME_STRAIGHT_TOKENS;
 
 // Rows against n_tok tokens through packed groups, token tiles of 4 walking over each pass.
 template <typename B>
@@ -328,15 +357,30 @@ template <typename B>
 void gemm(const uint8_t* w, size_t row_bytes, int64_t n_rows, const Q8Activations* xs,
           int64_t n_tok, int64_t k, float* y, int64_t y_stride) {
   int64_t done = 0;
-  if (n_tok == 1) {  // whole groups straight from the rows; a last partial group goes packed
+  // Whole groups straight from the rows (a last partial group goes packed): one or two tokens
+  // each through the one-token kernel (the group's rows come from cache the second time), three
+  // or four in one tile.
+  if (n_tok <= 2) {
     for (; done + kGroup <= n_rows; done += kGroup)
-      if constexpr (std::is_same_v<B, Q8>)
-        _mm256_storeu_ps(y + done, decode_group_q8(w + done * row_bytes, row_bytes, k / 32,
-                                                   xs[0].q.data(), xs[0].d.data()));
-      else
-        _mm256_storeu_ps(y + done,
-                         decode_group_q4(w + done * row_bytes, row_bytes, k / 32, xs[0].q.data(),
-                                         xs[0].d.data(), xs[0].sum.data()));
+      for (int64_t t = 0; t < n_tok; ++t)
+        if constexpr (std::is_same_v<B, Q8>)
+          _mm256_storeu_ps(y + t * y_stride + done,
+                           decode_group_q8(w + done * row_bytes, row_bytes, k / 32, xs[t].q.data(),
+                                           xs[t].d.data()));
+        else
+          _mm256_storeu_ps(y + t * y_stride + done,
+                           decode_group_q4(w + done * row_bytes, row_bytes, k / 32, xs[t].q.data(),
+                                           xs[t].d.data(), xs[t].sum.data()));
+  } else if (n_tok <= kStraightTokens) {  // a few tokens (MoE experts, small decode batches)
+    float out[kTile][kGroup];
+    for (; done + kGroup <= n_rows; done += kGroup)
+      for (int64_t t0 = 0; t0 < n_tok; t0 += kTile) {
+        const int nt = static_cast<int>(std::min<int64_t>(kTile, n_tok - t0));
+        with_tile(nt, [&]<int NT>() {
+          straight_tile<B, NT>(w + done * row_bytes, row_bytes, k / 32, xs + t0, out);
+        });
+        store_tile(out, nt, kGroup, y + t0 * y_stride + done, y_stride);
+      }
   }
   if (done < n_rows)
     gemm_packed<B>(w + done * row_bytes, row_bytes, n_rows - done, xs, n_tok, k, y + done,
