@@ -1,116 +1,155 @@
 #!/usr/bin/env bash
-# Serving results for docs/serving.md on the timing model (a tinyllama-shaped random backbone
-# driven by rme-mini's trained router): fcfs vs expert at three loads, expert-cache hit rates
-# (cache-sim) and throughput under cache budgets with O_DIRECT, with and without prefetch.
-# Needs build/results/mini/moe-f (scripts/reproduce-results.sh) for the trained router and its
-# routing trace. Writes build/serving/ (JSON, CSV, PNG) and docs/img/serving-*.png.
-# Usage: scripts/serving-results.sh [LLAMA_SERVER]. Given the path of llama.cpp's llama-server
-# (built beside the project; or the LLAMA_SERVER variable), it first runs the
-# dense side-by-side of docs/serving.md: one tinyllama-shaped Q8_0 GGUF under both servers, closed
-# loop at 1/4/8/16 clients, ROUNDS rounds alternating the servers' order. llama-server needs a real
-# tokenizer in the file: TOKENIZER_DIR (default ../shared/data/tokenizers, the Llama-2
-# tokenizer.model, not shipped) is written into it with `rme convert --tokenizer`. SIDE_ONLY=1 runs
-# only that part (it needs neither the trained router nor its trace).
+# Serving results for docs/serving.md. The Read-ME MoE "timing model" is a tinyllama-shaped random
+# backbone driven by rme-mini's trained router (build it once: scripts/demo.sh, or
+# scripts/reproduce-results.sh; MOE names the MoE whose router it takes). Every load draws its
+# prompts at random (seeded) across the held-out text of all seven domains: mixed traffic.
+#   1. Closed loop at 1/4/8/16 clients: the MoE timing model under rme serve, the dense
+#      tinyllama Q8_0 under rme serve and (given LLAMA_SERVER) under llama.cpp's llama-server,
+#      ROUNDS rounds alternating the order.
+#   2. The Azure trace replayed at three loads: fcfs vs expert (and expert capped at 2 experts per
+#      step) on the timing model, same step budget; and the dense model under both servers.
+#   3. Expert cache on mixed traffic (8 clients, O_DIRECT): 25/50/75/100% budgets, fcfs + lru vs
+#      expert + belady, and prefetch off at 50%.
+#   4. Offline hit rates (rme cache-sim) on rme-mini's routing trace, file order and mixed.
+# Usage: scripts/serving-results.sh [LLAMA_SERVER]. LLAMA_SERVER: llama.cpp's llama-server, built
+# beside the project (never inside); without it its columns are left out. llama-server needs a real
+# tokenizer in the dense file: TOKENIZER_DIR (default ../shared/data/tokenizers, the Llama-2
+# tokenizer.model, not shipped) is written into it with `rme convert --tokenizer`.
+# PARTS=1,2,3,4 picks parts. About 75 minutes for everything on a 2-core machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RME=build/bin/rme
 OUT=build/serving
-MOE=${MOE:-build/results/mini/moe-f}
+MOE=${MOE:-build/demo/moe-r}
+[ -d "$MOE" ] || MOE=build/results/mini/moe-f
 TRACE=${TRACE:-../shared/data/traces/AzureLLMInferenceTrace_conv.csv}
+ROUTING=${ROUTING:-build/results/mini/analysis-router/routing.csv}
 N=${N:-40}
-PORT=${PORT:-18090}
+ROUNDS=${ROUNDS:-2}
+PARTS=${PARTS:-1,2,3,4}
 LLAMA_SERVER=${1:-${LLAMA_SERVER:-}}
+PORT=${PORT:-18090}
 mkdir -p "$OUT" docs/img
+part() { [[ ",$PARTS," == *",$1,"* ]]; }
 
-serve_bench() {  # label, requests, time-scale, serve flags...
-  local label=$1 n=$2 ts=$3
-  shift 3
-  $RME serve "$OUT/timing.gguf" --port $PORT -t 2 --max-seq-len 512 --kv-blocks 256 \
-    --trace-out "$OUT/$label-steps.csv" "$@" >"$OUT/$label.log" 2>&1 &
-  local pid=$!
-  for _ in $(seq 100); do curl -sf localhost:$PORT/health >/dev/null && break; sleep 0.2; done
-  $RME bench-serve --url http://127.0.0.1:$PORT --trace "$TRACE" --model "$OUT/timing.gguf" \
-    --requests "$n" --length-scale 0.1 --max-prompt 32 --time-scale "$ts" --label "$label" \
-    --out "$OUT/$label" >"$OUT/$label.txt"
-  kill -INT $pid
-  wait $pid || true
-}
-
-# 0. Dense side-by-side against llama-server (only with LLAMA_SERVER).
-if [ -n "${LLAMA_SERVER:-}" ]; then
-  DENSE=$OUT/dense-q8_0.gguf
-  if [ ! -f "$DENSE" ]; then
-    TOK=$OUT/tokenizer
-    mkdir -p "$TOK"
-    ln -sf "$(realpath "${TOKENIZER_DIR:-../shared/data/tokenizers}")/llama2_tokenizer.model" \
-      "$TOK/tokenizer.model"
-    $RME init-random --shape tinyllama --type q8_0 -o "$OUT/dense-raw.gguf"
-    $RME convert "$OUT/dense-raw.gguf" "$DENSE" --tokenizer "$TOK"
-    rm -f "$OUT/dense-raw.gguf"
-  fi
-  port=$((PORT + 10))
-  side() {  # server (rme|llama), round
-    port=$((port + 1))  # a fresh port: the last server's may still be in TIME_WAIT
-    if [ "$1" = rme ]; then
-      $RME serve "$DENSE" -t 2 --port $port >"$OUT/side-$1.log" 2>&1 &
-    else
-      "$LLAMA_SERVER" -m "$DENSE" -t 2 -np 16 -c 8192 --port $port >"$OUT/side-$1.log" 2>&1 &
-    fi
-    local pid=$!
-    for _ in $(seq 240); do curl -sf localhost:$port/health >/dev/null && break; sleep 0.5; done
-    $RME bench-serve --url http://127.0.0.1:$port --model "$DENSE" --clients 1 --requests 1 \
-      --max-tokens 8 >/dev/null 2>&1  # warm-up
-    for c in 1 4 8 16; do
-      $RME bench-serve --url http://127.0.0.1:$port --model "$DENSE" --clients $c \
-        --requests $((c == 1 ? 3 : 2 * c)) --prompt-tokens 20 --max-tokens 64 --seed "$2" \
-        --label "$1-c$c-r$2" --out "$OUT/side-$1-c$c-r$2" >"$OUT/side-$1-c$c-r$2.txt"
-    done
-    kill -9 $pid 2>/dev/null || true  # llama-server's SIGINT handler can hang; nothing to save
-    wait $pid 2>/dev/null || true
-  }
-  for r in $(seq "${ROUNDS:-2}"); do
-    if [ $((r % 2)) = 1 ]; then side llama "$r"; side rme "$r"; else side rme "$r"; side llama "$r"; fi
-  done
-  grep -H throughput_tok_s "$OUT"/side-*.txt
-  [ -z "${SIDE_ONLY:-}" ] || exit 0  # SIDE_ONLY=1: only this part
+TIMING=$OUT/timing.gguf
+[ -f "$TIMING" ] || $RME moefy --random-backbone tinyllama --router "$MOE" --type q8_0 -o "$TIMING"
+DENSE=$OUT/dense-q8_0.gguf
+if [ ! -f "$DENSE" ]; then
+  TOK=$OUT/tokenizer
+  mkdir -p "$TOK"
+  ln -sf "$(realpath "${TOKENIZER_DIR:-../shared/data/tokenizers}")/llama2_tokenizer.model" \
+    "$TOK/tokenizer.model"
+  $RME init-random --shape tinyllama --type q8_0 -o "$OUT/dense-raw.gguf"
+  $RME convert "$OUT/dense-raw.gguf" "$DENSE" --tokenizer "$TOK"
+  rm -f "$OUT/dense-raw.gguf"
 fi
 
-[ -f "$OUT/timing.gguf" ] ||
-  $RME moefy --random-backbone tinyllama --router "$MOE" --type q8_0 -o "$OUT/timing.gguf"
+PID=
+start() {  # server (llama|rme|moe), serve flags...: starts it on a fresh port, waits, warms it up
+  local who=$1
+  shift
+  PORT=$((PORT + 1))  # the last server's port may still be in TIME_WAIT
+  MODEL=$DENSE
+  [ "$who" = moe ] && MODEL=$TIMING
+  case $who in
+    llama) "$LLAMA_SERVER" -m "$MODEL" -t 2 -np 16 -c 8192 --port $PORT "$@" \
+             >"$OUT/server-$who.log" 2>&1 & ;;
+    *) $RME serve "$MODEL" -t 2 --port $PORT "$@" >"$OUT/server-$who.log" 2>&1 & ;;
+  esac
+  PID=$!
+  for _ in $(seq 240); do curl -sf localhost:$PORT/health >/dev/null && break; sleep 0.5; done
+  $RME bench-serve --url http://127.0.0.1:$PORT --model "$MODEL" --clients 1 --requests 1 \
+    --max-tokens 8 >/dev/null 2>&1
+}
+stop() {
+  kill -9 "$PID" 2>/dev/null || true  # llama-server's SIGINT handler can hang; nothing to save
+  wait "$PID" 2>/dev/null || true
+}
+closed() {  # label clients: 2K requests (3 for one client), 20-token prompts, 64 tokens out
+  $RME bench-serve --url http://127.0.0.1:$PORT --model "$MODEL" --clients "$2" \
+    --requests $(($2 == 1 ? 3 : 2 * $2)) --prompt-tokens 20 --max-tokens 64 --seed "${SEED:-1}" \
+    --label "$1" --out "$OUT/$1" >"$OUT/$1.txt"
+}
+replay() {  # label time-scale
+  $RME bench-serve --url http://127.0.0.1:$PORT --trace "$TRACE" --model "$MODEL" \
+    --requests "$N" --length-scale 0.1 --max-prompt 32 --time-scale "$2" --label "$1" \
+    --out "$OUT/$1" >"$OUT/$1.txt"
+}
+servers() {  # the servers of a round, order alternating
+  local s="moe rme"
+  [ -n "$LLAMA_SERVER" ] && s="llama $s"
+  if [ $(($1 % 2)) = 1 ]; then echo $s; else echo $s | tr ' ' '\n' | tac | tr '\n' ' '; fi
+}
 
-# 1. Scheduling: three loads (time scale 1 = the trace's own arrival rate at these lengths), the
-#    same 16-token step budget for both policies; then the same with the default 256-token budget
-#    at the highest load (large prefill chunks make every decode wait).
-for ts in 1 0.5 0.25; do
-  serve_bench "fcfs-$ts" "$N" "$ts" --policy fcfs --max-step-tokens 16
-  serve_bench "expert-$ts" "$N" "$ts" --policy expert --max-step-tokens 16 --max-step-experts 2
-  $RME bench-serve --compare "$OUT/fcfs-$ts.json" "$OUT/expert-$ts.json" \
-    --out "docs/img/serving-cdf-$ts.png"
-done
-serve_bench "fcfs-0.25-b256" "$N" 0.25 --policy fcfs
-serve_bench "expert-0.25-b256" "$N" 0.25 --policy expert --max-step-experts 2
+if part 1; then
+  for r in $(seq "$ROUNDS"); do
+    for who in $(servers "$r"); do
+      start "$who" $([ "$who" = moe ] && echo --policy expert)
+      for c in 1 4 8 16; do SEED=$r closed "closed-$who-c$c-r$r" "$c"; done
+      stop
+    done
+  done
+  grep -H throughput_tok_s "$OUT"/closed-*.txt
+fi
 
-# 1b. Both policies under an expert cache of 3 of 7 experts (disk reads, page cache bypassed).
-MB50=$((7 * 22 * 3 * 1408 * 2048 * 34 / 32 / 1048576 / 2 + 8))
-serve_bench "fcfs-cache50" "$N" 0.5 --policy fcfs --max-step-tokens 16 --expert-cache-mb $MB50 \
-  --direct-io
-serve_bench "expert-cache50" "$N" 0.5 --policy expert --max-step-tokens 16 \
-  --expert-cache-mb $MB50 --direct-io
+if part 2; then
+  # Time scale 1 = the trace's own arrival rate at these lengths; 0.5 and 0.25 double and
+  # quadruple it. Both policies get the same 16-token step budget.
+  for r in $(seq "$ROUNDS"); do
+    for ts in 1 0.5 0.25; do
+      for pol in $([ $((r % 2)) = 1 ] && echo "fcfs expert cap2" || echo "cap2 expert fcfs"); do
+        # cap2: the expert policy held to 2 distinct experts per step (--max-step-experts)
+        if [ "$pol" = cap2 ]; then flags="--policy expert --max-step-experts 2"; else
+          flags="--policy $pol"; fi
+        start moe $flags --max-step-tokens 16 --trace-out "$OUT/replay-$pol-$ts-r$r.csv"
+        replay "replay-$pol-$ts-r$r" "$ts"
+        stop
+      done
+      for who in $([ -n "$LLAMA_SERVER" ] && echo llama) rme; do
+        start "$who"
+        replay "replay-$who-$ts-r$r" "$ts"
+        stop
+      done
+    done
+  done
+  for ts in 1 0.5 0.25; do
+    $RME bench-serve --compare "$OUT/replay-fcfs-$ts-r1.json" "$OUT/replay-expert-$ts-r1.json" \
+      --out "docs/img/serving-cdf-$ts.png"
+  done
+fi
 
-# 2. Expert cache, offline: hit rates at every capacity on rme-mini's real routing trace, 8
-#    sequences decoded together, belady seeing 4 steps ahead.
-ROUTING=build/results/mini/analysis-router/routing.csv
-$RME cache-sim --trace "$ROUTING" --batch 8 --lookahead 4 --out "$OUT/cache-sim" \
-  >"$OUT/cache-sim.txt"
-cp "$OUT/cache-sim.png" docs/img/serving-cache-sim.png 2>/dev/null || true
+if part 3; then
+  # Each expert's 22 layers of gate/up/down at 1408 x 2048, Q8_0 (34 bytes per 32 weights).
+  EXPERT_MB=$((7 * 22 * 3 * 1408 * 2048 * 34 / 32 / 1048576))
+  for pct in 100 75 50 25; do
+    mb=$((EXPERT_MB * pct / 100 + 8))
+    flags="--expert-cache-mb $mb --direct-io"
+    [ "$pct" = 100 ] && flags=""  # all resident, read in place
+    for pol in "fcfs lru" "expert belady"; do
+      set -- $pol
+      start moe --policy "$1" --eviction "$2" $flags
+      closed "cache-$pct-$1-$2" 8
+      stop
+    done
+  done
+  start moe --policy expert --eviction belady --expert-cache-mb $((EXPERT_MB / 2 + 8)) \
+    --direct-io --no-prefetch
+  closed "cache-50-expert-belady-noprefetch" 8
+  stop
+fi
 
-# 3. Expert cache, online: budgets of 25/50/75/100% of the expert bytes, page cache bypassed.
-EXPERT_MB=$((7 * 22 * 3 * 1408 * 2048 * 34 / 32 / 1048576))
-for pct in 25 50 75 100; do
-  mb=$((EXPERT_MB * pct / 100 + 8))
-  serve_bench "cache-$pct" 16 1 --policy fcfs --max-step-tokens 16 --expert-cache-mb "$mb" \
-    --direct-io
-  serve_bench "cache-$pct-noprefetch" 16 1 --policy fcfs --max-step-tokens 16 \
-    --expert-cache-mb "$mb" --direct-io --no-prefetch
-done
+if part 4; then
+  if [ ! -f "$ROUTING" ]; then  # the router's routing of the shipped held-out text, per token
+    ROUTING=$OUT/routing/routing.csv
+    [ -f "$ROUTING" ] || $RME analyze-routing "$MOE" --routing router --tokens 16384 \
+      $(for d in books code dialogue math qa stories wiki; do echo "--domain $d=data/eval/$d.txt"; done) \
+      --out "$OUT/routing" >"$OUT/routing.txt"
+  fi
+  for order in file mixed; do
+    $RME cache-sim --trace "$ROUTING" --batch 8 --lookahead 4 --order $order \
+      --out "$OUT/cache-sim-$order" >"$OUT/cache-sim-$order.txt"
+    cp "$OUT/cache-sim-$order.png" "docs/img/serving-cache-sim-$order.png" 2>/dev/null || true
+  done
+fi
 echo "serving results in $OUT"

@@ -19,7 +19,7 @@ struct ServeArgs {
   HttpOptions http;
   std::string policy = "fcfs", eviction = "belady", trace_out, load_mode = "copy";
   double expert_cache_mb = 0;
-  bool direct_io = false, no_prefetch = false, fast_prefill = false;
+  bool direct_io = false, no_prefetch = false, fast_prefill = false, mlock = false;
   int block_size = 16, kv_blocks = 0, max_seq_len = 0, max_body_kb = 1024;
   StepBudget budget;
 };
@@ -89,6 +89,8 @@ void add_serve_command(CLI::App& root, std::function<int()>& run) {
                   "checkpoint cannot crash the server; mmap: served from the mapped file (less "
                   "memory, but the file must not change while serving)")
       ->check(CLI::IsMember({"copy", "mmap"}));
+  app->add_flag("--mlock", a->mlock,
+                "pin the weights in memory (never paged out; needs the memlock limit, ulimit -l)");
   app->add_option("--trace-out", a->trace_out, "write the per-step expert trace (CSV) on exit");
   app->callback([a, &run] {
     run = [a]() -> int {
@@ -125,8 +127,13 @@ void add_serve_command(CLI::App& root, std::function<int()>& run) {
       eo.max_seq_len = a->max_seq_len;
       auto loop = ServingLoop::create(m, ThreadPool::global(), eo, so);
       if (!loop.ok()) return fail(loop.status());
-      if (a->load_mode == "copy")  // experts under a cache budget stay on disk (read, checked)
-        if (Status st = detach_model_files(m, so.expert_cache_bytes > 0); !st.ok()) return fail(st);
+      // Weights in memory before /health says ready: copied (the default), or faulted in from the
+      // mapping; experts under a cache budget stay on disk (read into slots, checked).
+      const bool skip_experts = so.expert_cache_bytes > 0;
+      if (a->load_mode == "copy")
+        if (Status st = detach_model_files(m, skip_experts); !st.ok()) return fail(st);
+      if (a->load_mode == "mmap" || a->mlock)
+        if (Status st = fault_in_model_files(m, skip_experts, a->mlock); !st.ok()) return fail(st);
       HttpServer server(**loop, *loaded->tokenizer, a->http);
       if (Status st = server.bind(); !st.ok()) return fail(st);
       g_server = &server;
@@ -139,11 +146,12 @@ void add_serve_command(CLI::App& root, std::function<int()>& run) {
                    so.expert_cache_bytes ? ", expert cache" : "");
       const StepCostParams cost = (*loop)->step_cost();
       if (cost.enabled())
-        std::fprintf(stderr,
-                     "rme serve: step cost model (calibrated): %.1f ms per step + %.2f ms per token "
-                     "+ %.2f ms per routed expert read%s\n",
-                     cost.fixed * 1e3, cost.per_token * 1e3, cost.per_expert * 1e3,
-                     cost.per_load > 0 ? " (+ a load when not resident)" : "");
+        std::fprintf(
+            stderr,
+            "rme serve: step cost model (calibrated): %.1f ms per step + %.2f ms per token "
+            "+ %.2f ms per routed expert read%s\n",
+            cost.fixed * 1e3, cost.per_token * 1e3, cost.per_expert * 1e3,
+            cost.per_load > 0 ? " (+ a load when not resident)" : "");
       std::fflush(stderr);
       Status st = server.listen();
       (*loop)->stop();

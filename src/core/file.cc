@@ -96,6 +96,33 @@ Status MappedFile::detach(std::vector<std::pair<uint64_t, uint64_t>> holes) {
   return Status::Ok();
 }
 
+Status MappedFile::fault_in(std::vector<std::pair<uint64_t, uint64_t>> holes, bool lock) {
+  if (size_ == 0) return Status::Ok();
+  const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+  std::sort(holes.begin(), holes.end());
+  auto* base = const_cast<uint8_t*>(data_);
+  auto range = [&](uint64_t from, uint64_t to) -> Status {  // [from, to), page-aligned from
+    if (from >= to) return Status::Ok();
+    madvise(base + from, to - from, MADV_WILLNEED);  // a hint: read ahead in large requests
+    volatile uint8_t sink = 0;
+    for (uint64_t at = from; at < to; at += page) sink = sink + data_[at];
+    if (lock && mlock(base + from, to - from) != 0)
+      return resource_exhausted(path_ + ": cannot lock " + std::to_string((to - from) >> 20) +
+                                " MiB in memory: " + std::strerror(errno) +
+                                " (raise the limit: ulimit -l, or LimitMEMLOCK= under systemd)");
+    return Status::Ok();
+  };
+  uint64_t at = 0;
+  for (const auto& [off, len] : holes) {
+    const uint64_t lo = std::max(at, (off + page - 1) / page * page);
+    const uint64_t hi = std::min<uint64_t>(size_, (off + len) / page * page);
+    if (lo >= hi) continue;  // no whole page inside
+    RME_RETURN_IF_ERROR(range(at, lo));
+    at = hi;
+  }
+  return range(at, size_);
+}
+
 MappedFile::~MappedFile() {
   if (data_ != nullptr) munmap(const_cast<uint8_t*>(data_), size_);
 }

@@ -35,6 +35,11 @@ class MappedFile {
   // changed since open() or a read fails. Not thread-safe: call before anyone reads the data.
   Status detach(std::vector<std::pair<uint64_t, uint64_t>> holes = {});
   bool detached() const { return detached_; }
+  // Reads every page outside `holes` (as detach takes them) so the first request does not fault
+  // them in from disk, and with lock pins them in memory (mlock: never paged out under memory
+  // pressure). Fails when locking exceeds the process's memlock limit. Not thread-safe with
+  // detach().
+  Status fault_in(std::vector<std::pair<uint64_t, uint64_t>> holes = {}, bool lock = false);
 
  private:
   MappedFile() = default;

@@ -59,17 +59,35 @@ Result<LoadedModel> load_model_unguarded(const std::string& path, const LoadOpti
 
 }  // namespace
 
-Status detach_model_files(const Model& model, bool skip_experts) {
+namespace {
+
+// Each mapped file of the model with its routed experts' byte ranges (empty unless skip_experts).
+Result<std::vector<std::pair<MappedFile*, std::vector<std::pair<uint64_t, uint64_t>>>>>
+files_and_holes(const Model& model, bool skip_experts) {
   std::vector<ExpertRange> ranges;
   if (skip_experts && model.moe.is_moe()) {
     RME_ASSIGN_OR_RETURN(ranges, expert_ranges(model));
   }
+  std::vector<std::pair<MappedFile*, std::vector<std::pair<uint64_t, uint64_t>>>> out;
   for (const auto& f : model.files) {
-    std::vector<std::pair<uint64_t, uint64_t>> holes;
+    out.push_back({f.get(), {}});
     for (const ExpertRange& r : ranges)
-      if (r.file == f.get() && r.bytes > 0) holes.emplace_back(r.offset, r.bytes);
-    RME_RETURN_IF_ERROR(f->detach(std::move(holes)));
+      if (r.file == f.get() && r.bytes > 0) out.back().second.emplace_back(r.offset, r.bytes);
   }
+  return out;
+}
+
+}  // namespace
+
+Status detach_model_files(const Model& model, bool skip_experts) {
+  RME_ASSIGN_OR_RETURN(auto files, files_and_holes(model, skip_experts));
+  for (auto& [f, holes] : files) RME_RETURN_IF_ERROR(f->detach(std::move(holes)));
+  return Status::Ok();
+}
+
+Status fault_in_model_files(const Model& model, bool skip_experts, bool lock) {
+  RME_ASSIGN_OR_RETURN(auto files, files_and_holes(model, skip_experts));
+  for (auto& [f, holes] : files) RME_RETURN_IF_ERROR(f->fault_in(std::move(holes), lock));
   return Status::Ok();
 }
 

@@ -33,6 +33,9 @@ Result<LoadedModel> load_model(const std::string& path, const LoadOptions& optio
 // so a checkpoint replaced or truncated in place cannot crash a long-running process. With
 // skip_experts, routed experts' byte ranges are not copied (an ExpertStore reads them).
 Status detach_model_files(const Model& model, bool skip_experts);
+// Faults every weight page in (and with lock pins it: mlock) so a server is fast from its first
+// request; skip_experts as above. Fails only when locking exceeds the memlock limit.
+Status fault_in_model_files(const Model& model, bool skip_experts, bool lock);
 Result<LoadedModel> load_gguf_model(const std::string& path);
 Result<LoadedModel> load_hf_model(const std::string& dir);
 Result<LoadedModel> load_llama2c_model(const std::string& path, const std::string& tokenizer_path);

@@ -34,6 +34,26 @@ TEST(FileTest, UncommittedWriterLeavesTargetUntouched) {
   EXPECT_EQ(read_file(p).value(), "old");
 }
 
+// Faulting in (serve --load mmap) and pinning (--mlock) leave the bytes as they were, around
+// holes too; a lock the memlock limit refuses is an error that says what to raise.
+TEST(FileTest, FaultInAndLockKeepTheBytes) {
+  const std::string p = test::temp_dir("file3") + "/z.bin";
+  std::string bytes(3 * 4096 + 100, '\0');
+  for (size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<char>(i * 7);
+  ASSERT_TRUE(write_file_atomic(p, bytes).ok());
+  auto m = MappedFile::open(p).value();
+  ASSERT_TRUE(m->fault_in().ok());
+  ASSERT_TRUE(m->fault_in({{4096, 4096}, {0, 10}}).ok());
+  const Status locked = m->fault_in({{4096, 4096}}, /*lock=*/true);
+  if (!locked.ok()) {
+    EXPECT_NE(locked.message().find("ulimit -l"), std::string::npos);
+  }
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(m->data()), m->size()), bytes);
+  ASSERT_TRUE(m->detach().ok());
+  EXPECT_TRUE(m->fault_in().ok());
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(m->data()), m->size()), bytes);
+}
+
 TEST(FileTest, MissingFileIsAnError) {
   auto m = MappedFile::open("/nonexistent/rme/file");
   ASSERT_FALSE(m.ok());
