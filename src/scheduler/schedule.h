@@ -76,20 +76,29 @@ class Policy {
 // first, then the expert with most waiting decodes — then prefill chunks, those whose next tokens
 // use an expert already in the step (then a resident one) first;
 // under max_experts a chunk ends before a token that would bring one expert too many.
-// With a cost model (budget.cost) it builds one candidate per prefix of that expert order (the
-// first k experts' decodes, and prefill chunks cut before any other expert) plus the full plan,
-// and takes the cheapest for the same work: the candidate's predicted time plus what its deferred
-// tokens and experts cost when they run later. Deferred work costs the same later except a load,
-// which the I/O thread can do meanwhile when the step leaves a cache slot free; so with every
-// expert resident it takes everything (as fcfs), and under a budget it serves resident experts
-// while missing ones load. (Maximizing one step's tokens per second instead defers decodes whose
-// expert read costs more than the step's average token; measured, that lost 9% to fcfs.)
+// With a cost model (budget.cost) it starts from fcfs's plan and replaces it by a grouped one (the
+// first k experts of that order; prefill chunks cut before any other expert) only when that is
+// predicted cheaper for the same work: each candidate's predicted time plus what its waiting
+// tokens will cost later — the same compute and expert reads, and a load for a waiting expert
+// not resident unless the step leaves a cache slot free for the I/O thread. So with every expert
+// resident it is fcfs, and under a cache budget it serves the tokens whose experts are loaded
+// while the others load. (Maximizing one step's tokens per second instead defers decodes whose
+// expert read costs more than the step's average token: measured, that lost 9% to fcfs.)
 // Aging bound: a request that has waited aging_steps steps is served before any expert group,
 // longest-waiting first, and every step serves at least the longest-waiting one. So (given KV
 // blocks) a request runs within aging_steps + N - 1 steps of its previous run, N = live requests;
 // within aging_steps + ceil(N / max_seqs) when all are decoding, max_tokens >= max_seqs and the
 // expert cap is off.
 Result<std::unique_ptr<Policy>> make_policy(const std::string& name);
+
+// The scheduler's view after `plan` ran at `step`, as far as it is known before the step's
+// outputs: preempted requests give their blocks back and leave `seqs` (they recompute from
+// scratch later, and what they will need is not in a SeqInfo); each chunk's tokens become
+// computed and take the blocks they need; a request that ran restarts its aging clock. A request
+// left with nothing known to compute stays: the step samples its next token, which the caller
+// adds (a simulation that knows it) or not (the lookahead, which drops it). The one place that
+// bookkeeping lives for the serving loop's lookahead and the scheduler tests' simulated loop.
+void advance(const StepPlan& plan, int64_t step, std::vector<SeqInfo>* seqs, StepBudget* budget);
 
 // Blocks a request holding n_blocks needs to cache `tokens` positions.
 int blocks_needed(int tokens, int block_size, int n_blocks);

@@ -173,22 +173,8 @@ std::vector<int64_t> ServingLoop::lookahead(const StepPlan& plan, const StepBudg
   std::vector<SeqInfo> seqs = engine_.seq_infos();
   StepBudget b = budget;
   auto apply = [&](const StepPlan& p, int64_t at) {
-    for (const auto& c : p.chunks)
-      for (auto& s : seqs)
-        if (s.id == c.id) {
-          const int n = std::min<int>(c.n_tokens, static_cast<int>(s.pending_experts.size()));
-          const int need = blocks_needed(s.n_computed + n, b.block_size, s.n_blocks);
-          b.free_blocks -= need;
-          s.n_blocks += need;
-          s.n_computed += n;
-          s.pending_experts.erase(s.pending_experts.begin(), s.pending_experts.begin() + n);
-          s.n_known = s.n_computed + static_cast<int>(s.pending_experts.size());
-          s.waiting_since = at;
-        }
-    std::erase_if(seqs, [&](const SeqInfo& s) {
-      return s.pending() == 0 ||
-             std::find(p.preempted.begin(), p.preempted.end(), s.id) != p.preempted.end();
-    });
+    advance(p, at, &seqs, &b);
+    std::erase_if(seqs, [](const SeqInfo& s) { return s.pending() == 0; });  // next token unknown
   };
   apply(plan, step_);
   for (int h = 1; h <= options_.lookahead_steps && !seqs.empty(); ++h) {

@@ -156,14 +156,14 @@ int worst_wait(int max_experts, int aging_steps, int n_seq, int max_seqs, bool c
     if (max_experts > 0) {
       EXPECT_LE(p.n_experts, max_experts);
     }
-    for (const auto& c : p.chunks) {
-      SeqInfo& x = s[c.id];
-      worst = std::max(worst, static_cast<int>(step - x.waiting_since));
-      x.n_computed += c.n_tokens;
-      x.n_known = x.n_computed + 1;
-      x.waiting_since = step;
-      x.pending_experts = {draw()};
-    }
+    for (const auto& c : p.chunks)
+      worst = std::max(worst, static_cast<int>(step - s[c.id].waiting_since));
+    advance(p, step, &s, &b);  // the serving loop's own bookkeeping (blocks, aging clock)
+    for (SeqInfo& x : s)
+      if (x.pending() == 0) {  // the step sampled its next token
+        ++x.n_known;
+        x.pending_experts = {draw()};
+      }
   }
   return worst;
 }
@@ -180,6 +180,27 @@ TEST(ScheduleTest, AgingBoundsEveryRequestsWaitUnderTheExpertPolicy) {
   const int grouped = worst_wait(0, 6, 24, 8, true);
   EXPECT_LE(grouped, 6 + 3);
   EXPECT_GE(grouped, 4);
+}
+
+TEST(ScheduleTest, AdvanceKeepsTheBlockAndAgingBooks) {
+  StepBudget b;
+  b.block_size = 4;
+  b.free_blocks = 1;
+  std::vector<SeqInfo> s = {seq(0, 10, 0, 0, std::vector<int>(10, 2)),  // prompt of 10
+                            seq(1, 5, 4, 1, {3}),                       // decode, block full
+                            seq(2, 9, 8, 3, {1})};                      // preempted below
+  StepPlan p;
+  p.chunks = {{0, 6}, {1, 1}};
+  p.preempted = {2};
+  advance(p, 7, &s, &b);
+  ASSERT_EQ(s.size(), 2u);  // the preempted request left, its 3 blocks back
+  EXPECT_EQ(b.free_blocks, 1 + 3 - 2 - 1);
+  EXPECT_EQ(s[0].n_computed, 6);
+  EXPECT_EQ(s[0].n_blocks, 2);
+  EXPECT_EQ(s[0].pending_experts.size(), 4u);
+  EXPECT_EQ(s[0].waiting_since, 7);
+  EXPECT_EQ(s[1].pending(), 0);  // its next token is the step's output
+  EXPECT_EQ(s[1].n_blocks, 2);
 }
 
 TEST(ScheduleTest, UnknownPolicyIsAnError) { EXPECT_FALSE(make_policy("sjf").ok()); }
