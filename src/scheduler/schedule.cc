@@ -186,7 +186,13 @@ class ExpertPolicy : public Policy {
   StepPlan schedule(const std::vector<SeqInfo>& seqs, const StepBudget& b,
                     int64_t step) const override {
     const std::vector<int> order = expert_order(seqs, b);
-    if (!b.cost.enabled()) return plan(seqs, b, step, order, -1);
+    // Without a cost model, or under an explicit cap on a step's experts: group (fill the cap
+    // with the experts that serve most tokens).
+    if (!b.cost.enabled() || (!b.expert_cache && b.max_experts > 0))
+      return plan(seqs, b, step, order, -1);
+    // Every expert resident: nothing to gain from reordering (measured: grouping a 16-token
+    // step's prompts by expert raised the replay's mean latency 20% at time scale 1).
+    if (!b.expert_cache) return fcfs_plan(seqs, b);
     // With a cost model every candidate is priced with the work it leaves: its own predicted
     // time plus, for what waits, the same compute and expert reads later, and a load for a
     // waiting expert that is not resident unless the step leaves a cache slot free (the I/O
@@ -230,9 +236,10 @@ class ExpertPolicy : public Policy {
       const int want = std::min(s.pending(), chunk);
       if (in_plan >= want) continue;
       c += b.cost.per_token * (want - in_plan);
-      const int e =
-          in_plan < static_cast<int>(s.pending_experts.size()) ? s.pending_experts[in_plan] : -1;
-      if (e >= 0 && !std::binary_search(p.experts.begin(), p.experts.end(), e)) later.insert(e);
+      for (int t = in_plan; t < want && t < static_cast<int>(s.pending_experts.size()); ++t) {
+        const int e = s.pending_experts[t];
+        if (e >= 0 && !std::binary_search(p.experts.begin(), p.experts.end(), e)) later.insert(e);
+      }
     }
     for (int e : later)
       c += b.cost.per_expert + (!slot_free && !resident(b, e) ? b.cost.per_load : 0.0);

@@ -76,14 +76,16 @@ class Policy {
 // first, then the expert with most waiting decodes — then prefill chunks, those whose next tokens
 // use an expert already in the step (then a resident one) first;
 // under max_experts a chunk ends before a token that would bring one expert too many.
-// With a cost model (budget.cost) it starts from fcfs's plan and replaces it by a grouped one (the
-// first k experts of that order; prefill chunks cut before any other expert) only when that is
-// predicted cheaper for the same work: each candidate's predicted time plus what its waiting
-// tokens will cost later — the same compute and expert reads, and a load for a waiting expert
-// not resident unless the step leaves a cache slot free for the I/O thread. So with every expert
-// resident it is fcfs, and under a cache budget it serves the tokens whose experts are loaded
-// while the others load. (Maximizing one step's tokens per second instead defers decodes whose
-// expert read costs more than the step's average token: measured, that lost 9% to fcfs.)
+// With a cost model (budget.cost) and every expert resident it is fcfs (reordering work that
+// runs later anyway saves nothing; measured, grouping a step's prompts by expert cost latency),
+// unless max_experts caps a step (then it groups as above). Under an expert cache it starts from
+// fcfs's plan and takes a grouped one (the first k experts of that order; prefill chunks cut
+// before any other expert) only when predicted over 1% cheaper for the same work: a candidate's
+// predicted time plus what its waiting tokens cost later — the same compute and expert reads,
+// and a load for a waiting expert not resident unless the step leaves a cache slot free for the
+// I/O thread. So it serves the tokens whose experts are loaded while the others load.
+// (Maximizing one step's tokens per second instead defers decodes whose expert read costs more
+// than the step's average token: measured, that lost 9% to fcfs.)
 // Aging bound: a request that has waited aging_steps steps is served before any expert group,
 // longest-waiting first, and every step serves at least the longest-waiting one. So (given KV
 // blocks) a request runs within aging_steps + N - 1 steps of its previous run, N = live requests;
