@@ -122,21 +122,29 @@ fi
 if part 3; then
   # Each expert's 22 layers of gate/up/down at 1408 x 2048, Q8_0 (34 bytes per 32 weights).
   EXPERT_MB=$((7 * 22 * 3 * 1408 * 2048 * 34 / 32 / 1048576))
-  for pct in 100 75 50 25; do
-    mb=$((EXPERT_MB * pct / 100 + 8))
-    flags="--expert-cache-mb $mb --direct-io"
-    [ "$pct" = 100 ] && flags=""  # all resident, read in place
-    for pol in "fcfs lru" "expert belady"; do
-      set -- $pol
-      start moe --policy "$1" --eviction "$2" $flags
-      closed "cache-$pct-$1-$2" 8
-      stop
+  for r in $(seq "$ROUNDS"); do
+    pols="fcfs-lru expert-belady"
+    [ $((r % 2)) = 0 ] && pols="expert-belady fcfs-lru"
+    for pct in 100 75 50 25; do
+      mb=$((EXPERT_MB * pct / 100 + 8))
+      flags="--expert-cache-mb $mb --direct-io"
+      [ "$pct" = 100 ] && flags=""  # all resident, read in place
+      for pol in $pols; do
+        label=cache-$pct-$pol-r$r
+        [ -f "$OUT/$label.txt" ] && continue  # kept from an interrupted run
+        start moe --policy "${pol%-*}" --eviction "${pol#*-}" $flags
+        closed "$label" 8
+        stop
+      done
     done
+    label=cache-50-expert-belady-noprefetch-r$r
+    if [ ! -f "$OUT/$label.txt" ]; then
+      start moe --policy expert --eviction belady --expert-cache-mb $((EXPERT_MB / 2 + 8)) \
+        --direct-io --no-prefetch
+      closed "$label" 8
+      stop
+    fi
   done
-  start moe --policy expert --eviction belady --expert-cache-mb $((EXPERT_MB / 2 + 8)) \
-    --direct-io --no-prefetch
-  closed "cache-50-expert-belady-noprefetch" 8
-  stop
 fi
 
 if part 4; then

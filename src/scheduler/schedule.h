@@ -39,8 +39,8 @@ struct StepBudget {
   // resident). The expert policy prefers them: a resident expert costs no load.
   std::vector<int> resident_experts;
   bool expert_cache = false;  // experts live in a budgeted cache: non-resident ones cost a load
-  // The step cost model's current parameters (all zero: none). With them the expert policy picks,
-  // among plans that group decodes by expert, the one serving most tokens per predicted second.
+  // The step cost model's current parameters (all zero: none); the expert policy prices its
+  // candidate plans with them (see make_policy).
   StepCostParams cost;
 };
 

@@ -18,7 +18,7 @@ struct StepShape {
 };
 
 // Seconds per unit of each part of a step. All zero = no model (the expert policy then groups
-// by expert unconditionally, as before there was one).
+// by expert unconditionally).
 struct StepCostParams {
   double fixed = 0;       // per step: weights every step reads (attention, shared FFN, head)
   double per_token = 0;   // compute per token
