@@ -254,13 +254,6 @@ void ExpertStore::prefetch(std::span<const int> experts, std::span<const int64_t
   }
 }
 
-std::vector<int> ExpertStore::resident() const {
-  std::vector<int> out;
-  for (int s = 0; s < cache_.capacity(); ++s)
-    if (cache_.expert_in(s) >= 0) out.push_back(cache_.expert_in(s));
-  return out;
-}
-
 std::vector<int> ExpertStore::ready() const {
   std::vector<int> out;
   std::lock_guard<std::mutex> lock(mu_);

@@ -58,8 +58,7 @@ class ExpertStore {
   // Starts loading experts needed soon into slots not pinned by the last acquire.
   void prefetch(std::span<const int> experts, std::span<const int64_t> next_use, int64_t now);
   ExpertStoreStats stats() const;
-  std::vector<int> resident() const;  // experts in a slot (loaded or loading)
-  std::vector<int> ready() const;     // experts in a slot whose load has finished
+  std::vector<int> ready() const;  // experts in a slot whose load has finished
 
  private:
   ExpertStore() = default;

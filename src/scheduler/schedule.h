@@ -37,7 +37,7 @@ struct StepBudget {
   int aging_steps = 16;  // a request waiting this many steps is served before any other policy
   // Experts whose weights are resident in a budgeted expert cache (empty: no cache, or all
   // resident). The expert policy prefers them: a resident expert costs no load.
-  std::vector<int> resident_experts;
+  std::vector<int> resident_experts;  // loaded (a load in flight counts as not resident)
   bool expert_cache = false;  // experts live in a budgeted cache: non-resident ones cost a load
   // The step cost model's current parameters (all zero: none); the expert policy prices its
   // candidate plans with them (see make_policy).
@@ -53,9 +53,9 @@ struct StepPlan {
   std::vector<ScheduledChunk> chunks;
   std::vector<int64_t> preempted;  // give back all blocks; recompute from scratch later
   int n_tokens = 0;
-  int n_experts = 0;         // distinct routed experts among the scheduled tokens
-  std::vector<int> experts;  // those experts, ascending
-  StepShape shape;           // what the step cost model sees of it
+  std::vector<int> experts;  // distinct routed experts among the scheduled tokens, ascending
+  int n_experts() const { return static_cast<int>(experts.size()); }
+  StepShape shape;  // what the step cost model sees of it
 };
 
 // A scheduling policy. Implementations are stateless between calls (all state is in SeqInfo),

@@ -12,8 +12,7 @@ constexpr double kPriorRel = 0.5;  // the prior is trusted to about 50% per para
 constexpr double kWindup = 4.0;    // forgetting never makes a parameter vaguer than 2x its prior
 }  // namespace
 
-StepCostModel::StepCostModel(const StepCostParams& prior, double forgetting)
-    : params_(prior), lambda_(forgetting) {
+StepCostModel::StepCostModel(const StepCostParams& prior, double forgetting) : lambda_(forgetting) {
   theta_ = {prior.fixed, prior.per_token, prior.per_expert, prior.per_load, prior.per_ctx};
   for (int i = 0; i < kN; ++i) {
     const double sd = kPriorRel * theta_[i];
@@ -24,15 +23,6 @@ StepCostModel::StepCostModel(const StepCostParams& prior, double forgetting)
 std::array<double, StepCostModel::kN> StepCostModel::features(const StepShape& s) const {
   return {1.0, static_cast<double>(s.n_tokens), static_cast<double>(s.n_experts),
           static_cast<double>(s.n_loads), static_cast<double>(s.ctx_tokens)};
-}
-
-void StepCostModel::store(const std::array<double, kN>& theta) {
-  theta_ = theta;
-  params_.fixed = theta[0];
-  params_.per_token = theta[1];
-  params_.per_expert = theta[2];
-  params_.per_load = theta[3];
-  params_.per_ctx = theta[4];
 }
 
 void StepCostModel::observe(const StepShape& s, double seconds) {
@@ -66,7 +56,7 @@ void StepCostModel::observe(const StepShape& s, double seconds) {
       }
     }
   }
-  store(theta);
+  theta_ = theta;
   ++observed_;
 }
 

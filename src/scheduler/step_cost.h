@@ -14,7 +14,6 @@ struct StepShape {
   int n_experts = 0;       // distinct routed experts whose weights the step reads
   int n_loads = 0;         // of those, experts not resident in the expert cache (read from disk)
   int64_t ctx_tokens = 0;  // attention work: sum over the step's tokens of positions attended
-  bool operator==(const StepShape&) const = default;
 };
 
 // Seconds per unit of each part of a step. All zero = no model (the expert policy then groups
@@ -39,8 +38,8 @@ struct StepCostParams {
 class StepCostModel {
  public:
   explicit StepCostModel(const StepCostParams& prior = {}, double forgetting = 0.98);
-  const StepCostParams& params() const { return params_; }
-  double predict(const StepShape& s) const { return params_.predict(s); }
+  StepCostParams params() const { return {theta_[0], theta_[1], theta_[2], theta_[3], theta_[4]}; }
+  double predict(const StepShape& s) const { return params().predict(s); }
   // Feeds one measured step; ignores empty steps and times that are not finite and positive.
   void observe(const StepShape& s, double seconds);
   int64_t observed() const { return observed_; }
@@ -48,9 +47,7 @@ class StepCostModel {
  private:
   static constexpr int kN = 5;
   std::array<double, kN> features(const StepShape& s) const;
-  void store(const std::array<double, kN>& theta);
-  StepCostParams params_;
-  std::array<double, kN> theta_{};
+  std::array<double, kN> theta_{};              // StepCostParams' fields in order
   std::array<std::array<double, kN>, kN> p_{};  // covariance of theta, up to the noise scale
   double lambda_;
   int64_t observed_ = 0;

@@ -196,6 +196,29 @@ std::vector<int64_t> ServingLoop::lookahead(const StepPlan& plan, const StepBudg
   return next_use;
 }
 
+namespace {
+
+// The next experts of the requests `plan` leaves waiting that it does not read itself (`experts`,
+// ascending), most waiting requests first.
+std::vector<int> waiting_experts(const std::vector<SeqInfo>& infos, const StepPlan& plan,
+                                 const std::vector<int>& experts) {
+  std::map<int, int> count;
+  for (const SeqInfo& i : infos) {
+    const int e = i.pending_experts.empty() ? -1 : i.pending_experts[0];
+    const bool runs = std::any_of(plan.chunks.begin(), plan.chunks.end(),
+                                  [&](const ScheduledChunk& c) { return c.id == i.id; });
+    if (e >= 0 && !runs && !std::binary_search(experts.begin(), experts.end(), e)) ++count[e];
+  }
+  std::vector<std::pair<int, int>> by_count(count.begin(), count.end());
+  std::stable_sort(by_count.begin(), by_count.end(),
+                   [](const auto& a, const auto& b) { return a.second > b.second; });
+  std::vector<int> out;
+  for (const auto& [e, n] : by_count) out.push_back(e);
+  return out;
+}
+
+}  // namespace
+
 void ServingLoop::fail_request(int64_t id, const Status& status) {
   engine_.cancel(id);
   auto it = live_.find(id);
@@ -263,23 +286,10 @@ Result<bool> ServingLoop::step() {
     }
     table = std::move(acquired).value();
     if (options_.prefetch) {
-      // Experts of tokens this step leaves waiting load next (most waiting tokens first), then
-      // what the lookahead says the following steps use.
-      std::map<int, int> waiting;
-      for (const SeqInfo& i : infos)
-        if (i.pending() > 0 && !i.pending_experts.empty() && i.pending_experts[0] >= 0 &&
-            std::none_of(plan.chunks.begin(), plan.chunks.end(),
-                         [&](const ScheduledChunk& c) { return c.id == i.id; }))
-          ++waiting[i.pending_experts[0]];
-      std::vector<std::pair<int, int>> by_count(waiting.begin(), waiting.end());
-      std::stable_sort(by_count.begin(), by_count.end(),
-                       [](const auto& a, const auto& b) { return a.second > b.second; });
-      std::vector<int> wanted;
-      for (const auto& [e, n] : by_count)
-        if (!std::binary_search(experts.begin(), experts.end(), e)) {
-          wanted.push_back(e);
-          next_use[e] = std::min(next_use[e], step_ + 1);
-        }
+      // Experts of tokens this step leaves waiting load next, then what the lookahead says the
+      // following steps use.
+      std::vector<int> wanted = waiting_experts(infos, plan, experts);
+      for (int e : wanted) next_use[e] = std::min(next_use[e], step_ + 1);
       for (int e : next_experts)
         if (std::find(wanted.begin(), wanted.end(), e) == wanted.end()) wanted.push_back(e);
       store_->prefetch(wanted, next_use, step_);

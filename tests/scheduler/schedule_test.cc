@@ -41,7 +41,7 @@ TEST(ScheduleTest, FcfsTakesDecodesFirstThenChunkedPrefillInArrivalOrder) {
   EXPECT_EQ(p.chunks.front().id, 1);  // the decode comes first
   EXPECT_EQ(chunks(p), (std::map<int64_t, int>{{0, 6}, {1, 1}, {2, 3}}));
   EXPECT_EQ(p.n_tokens, 10);
-  EXPECT_EQ(p.n_experts, 3);
+  EXPECT_EQ(p.n_experts(), 3);
 }
 
 TEST(ScheduleTest, ExpertPolicyGroupsByTheExpertWithMostPendingTokens) {
@@ -55,7 +55,7 @@ TEST(ScheduleTest, ExpertPolicyGroupsByTheExpertWithMostPendingTokens) {
   for (int i = 0; i < 6; ++i) s.push_back(seq(i, 10, 9, 1, {first[i]}));
   StepPlan p = expert->schedule(s, b, 0);
   EXPECT_EQ(chunks(p), (std::map<int64_t, int>{{0, 1}, {2, 1}, {4, 1}}));
-  EXPECT_EQ(p.n_experts, 1);
+  EXPECT_EQ(p.n_experts(), 1);
   // Under the cap a prompt's chunk stops where its tokens would bring a second expert.
   std::vector<SeqInfo> q = {seq(0, 8, 0, 0, {3, 3, 3, 1, 1, 1, 1, 1})};
   EXPECT_EQ(chunks(expert->schedule(q, b, 0)), (std::map<int64_t, int>{{0, 3}}));
@@ -73,11 +73,11 @@ TEST(ScheduleTest, ExpertPolicyPrefersPromptsOnExpertsTheStepAlreadyReads) {
                             seq(2, 10, 0, 0, std::vector<int>(10, 2))};
   StepPlan p = expert->schedule(s, b, 0);
   EXPECT_EQ(chunks(p), (std::map<int64_t, int>{{1, 1}, {2, 5}}));
-  EXPECT_EQ(p.n_experts, 1);
+  EXPECT_EQ(p.n_experts(), 1);
   // fcfs takes the older prompt and reads two experts.
   StepPlan f = make_policy("fcfs").value()->schedule(s, b, 0);
   EXPECT_EQ(chunks(f), (std::map<int64_t, int>{{0, 5}, {1, 1}}));
-  EXPECT_EQ(f.n_experts, 2);
+  EXPECT_EQ(f.n_experts(), 2);
 }
 
 TEST(ScheduleTest, ExpertPolicyPrefersExpertsResidentInTheCache) {
@@ -154,7 +154,7 @@ int worst_wait(int max_experts, int aging_steps, int n_seq, int max_seqs, bool c
     EXPECT_LE(p.n_tokens, b.max_tokens);
     EXPECT_LE(static_cast<int>(p.chunks.size()), b.max_seqs);
     if (max_experts > 0) {
-      EXPECT_LE(p.n_experts, max_experts);
+      EXPECT_LE(p.n_experts(), max_experts);
     }
     for (const auto& c : p.chunks)
       worst = std::max(worst, static_cast<int>(step - s[c.id].waiting_since));
