@@ -11,11 +11,12 @@
 #   3. Expert cache on mixed traffic (8 clients, O_DIRECT): 25/50/75/100% budgets, fcfs + lru vs
 #      expert + belady, and prefetch off at 50%.
 #   4. Offline hit rates (rme cache-sim) on rme-mini's routing trace, file order and mixed.
+#   5. Part 3 with Q4_0 experts (half the bytes per load) at 100/50% budgets.
 # Usage: scripts/serving-results.sh [LLAMA_SERVER]. LLAMA_SERVER: llama.cpp's llama-server, built
 # beside the project (never inside); without it its columns are left out. llama-server needs a real
 # tokenizer in the dense file: TOKENIZER_DIR (default ../shared/data/tokenizers, the Llama-2
 # tokenizer.model, not shipped) is written into it with `rme convert --tokenizer`.
-# PARTS=1,2,3,4 picks parts. About 75 minutes for everything on a 2-core machine.
+# PARTS=1,2,3,4,5 picks parts. About 90 minutes for everything on a 2-core machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RME=build/bin/rme
@@ -26,7 +27,7 @@ TRACE=${TRACE:-../shared/data/traces/AzureLLMInferenceTrace_conv.csv}
 ROUTING=${ROUTING:-build/results/mini/analysis-router/routing.csv}
 N=${N:-40}
 ROUNDS=${ROUNDS:-2}
-PARTS=${PARTS:-1,2,3,4}
+PARTS=${PARTS:-1,2,3,4,5}
 LLAMA_SERVER=${1:-${LLAMA_SERVER:-}}
 PORT=${PORT:-18090}
 mkdir -p "$OUT" docs/img
@@ -34,6 +35,10 @@ part() { [[ ",$PARTS," == *",$1,"* ]]; }
 
 TIMING=$OUT/timing.gguf
 [ -f "$TIMING" ] || $RME moefy --random-backbone tinyllama --router "$MOE" --type q8_0 -o "$TIMING"
+TIMING4=$OUT/timing-q4_0.gguf
+if part 5 && [ ! -f "$TIMING4" ]; then
+  $RME moefy --random-backbone tinyllama --router "$MOE" --type q4_0 -o "$TIMING4"
+fi
 DENSE=$OUT/dense-q8_0.gguf
 if [ ! -f "$DENSE" ]; then
   TOK=$OUT/tokenizer
@@ -52,6 +57,7 @@ start() {  # server (llama|rme|moe), serve flags...: starts it on a fresh port, 
   PORT=$((PORT + 1))  # the last server's port may still be in TIME_WAIT
   MODEL=$DENSE
   [ "$who" = moe ] && MODEL=$TIMING
+  [ "$who" = moe4 ] && MODEL=$TIMING4
   case $who in
     llama) "$LLAMA_SERVER" -m "$MODEL" -t 2 -np 16 -c 8192 --port $PORT "$@" \
              >"$OUT/server-$who.log" 2>&1 & ;;
@@ -119,33 +125,37 @@ if part 2; then
   done
 fi
 
-if part 3; then
-  # Each expert's 22 layers of gate/up/down at 1408 x 2048, Q8_0 (34 bytes per 32 weights).
-  EXPERT_MB=$((7 * 22 * 3 * 1408 * 2048 * 34 / 32 / 1048576))
+cache_budgets() {  # server (moe|moe4) label-prefix bytes-per-32-weights budgets...
+  local who=$1 prefix=$2 bytes=$3
+  shift 3
+  # Each of the 7 experts: 22 layers of gate/up/down at 1408 x 2048.
+  local expert_mb=$((7 * 22 * 3 * 1408 * 2048 * bytes / 32 / 1048576))
   for r in $(seq "$ROUNDS"); do
     pols="fcfs-lru expert-belady"
     [ $((r % 2)) = 0 ] && pols="expert-belady fcfs-lru"
-    for pct in 100 75 50 25; do
-      mb=$((EXPERT_MB * pct / 100 + 8))
+    for pct in "$@"; do
+      mb=$((expert_mb * pct / 100 + 8))
       flags="--expert-cache-mb $mb --direct-io"
       [ "$pct" = 100 ] && flags=""  # all resident, read in place
       for pol in $pols; do
-        label=cache-$pct-$pol-r$r
+        label=$prefix-$pct-$pol-r$r
         [ -f "$OUT/$label.txt" ] && continue  # kept from an interrupted run
-        start moe --policy "${pol%-*}" --eviction "${pol#*-}" $flags
+        start "$who" --policy "${pol%-*}" --eviction "${pol#*-}" $flags
         closed "$label" 8
         stop
       done
     done
-    label=cache-50-expert-belady-noprefetch-r$r
+    label=$prefix-50-expert-belady-noprefetch-r$r
     if [ ! -f "$OUT/$label.txt" ]; then
-      start moe --policy expert --eviction belady --expert-cache-mb $((EXPERT_MB / 2 + 8)) \
+      start "$who" --policy expert --eviction belady --expert-cache-mb $((expert_mb / 2 + 8)) \
         --direct-io --no-prefetch
       closed "$label" 8
       stop
     fi
   done
-fi
+}
+
+part 3 && cache_budgets moe cache 34 100 75 50 25  # Q8_0: 34 bytes per 32 weights
 
 if part 4; then
   if [ ! -f "$ROUTING" ]; then  # the router's routing of the shipped held-out text, per token
@@ -160,4 +170,5 @@ if part 4; then
     cp "$OUT/cache-sim-$order.png" "docs/img/serving-cache-sim-$order.png" 2>/dev/null || true
   done
 fi
+part 5 && cache_budgets moe4 cache-q4_0 18 100 50  # Q4_0: 18 bytes per 32 weights
 echo "serving results in $OUT"

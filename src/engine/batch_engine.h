@@ -1,6 +1,7 @@
-// engine: BatchEngine, many sequences sharing a paged KV cache, run a step at a time from a
-// scheduler's plan (continuous batching). The router runs on a prompt at admission and on each
-// sampled token right after sampling, so every pending token's expert is known to the scheduler.
+// engine: BatchEngine, the executor of continuous batching: many requests sharing a paged KV
+// cache run a step at a time from a RequestTable's chunks. The router runs on a prompt at
+// admission and on each sampled token right after sampling, so every pending token's expert is
+// known to the scheduler.
 #pragma once
 
 #include <cstdint>
@@ -13,7 +14,7 @@
 #include "engine/sampler.h"
 #include "model/forward.h"
 #include "model/kv_cache.h"
-#include "scheduler/schedule.h"
+#include "scheduler/request_table.h"
 
 namespace rme {
 
@@ -26,21 +27,6 @@ struct RequestParams {
   bool ignore_eos = false;    // generate exactly max_new tokens (benchmarks)
   std::vector<int> stop_ids;  // end-of-sequence ids (the tokenizer's EOS set)
   int logprobs = -1;  // >= 0: report each sampled token's log-probability and this many top ones
-};
-
-enum class FinishReason { kNone, kStop, kLength, kCancelled, kError };
-const char* finish_reason_name(FinishReason r);  // "stop", "length", ...
-
-// One output of a step: a sampled token of request id, and whether it ended the request.
-struct TokenEvent {
-  int64_t id;
-  int token;  // -1 when the request ended without a new token (e.g. an error)
-  FinishReason finish = FinishReason::kNone;
-  // With RequestParams::logprobs >= 0: log p(token) over the biased, penalized logits (before
-  // temperature and truncation), and the most likely tokens with theirs.
-  float logprob = 0.0f;
-  std::vector<std::pair<int, float>> top;
-  Status error;  // why, when finish is kError
 };
 
 struct BatchEngineOptions {
@@ -57,10 +43,12 @@ struct BatchEngineOptions {
   }();
 };
 
-// Owns the paged KV cache, each live request's state (tokens, routed experts, block table,
-// router cache, sampler) and the Forward. Borrows the model and pool. Not thread-safe: one
-// serving thread drives it. Bad requests fail add() with a Status; nothing a request carries can
-// abort the process.
+// The executor of a RequestTable's steps: owns the paged KV memory (the table owns which block
+// is whose), the Forward, and what sampling and routing keep per request (sampler state, the
+// router's KV cache), keyed by request id and dropped once the table no longer has the id. It
+// keeps no request bookkeeping of its own. Borrows the model and pool. Not thread-safe: one
+// serving thread drives it. Bad requests fail admit() with a Status; nothing a request carries
+// can abort the process.
 class BatchEngine {
  public:
   BatchEngine(const Model& model, ThreadPool& pool, const BatchEngineOptions& options);
@@ -68,40 +56,34 @@ class BatchEngine {
 
   // Routing for an MoE (router, random or fixed); dense models ignore it.
   Status set_routing(const RoutingOptions& options) { return forward_.set_routing(options); }
-  // Admits a request (routes its prompt). Fails on an empty or too long prompt, bad token ids
-  // or sampling parameters, or a request that could never fit the KV cache.
-  Result<int64_t> add(const RequestParams& request, int64_t arrival, int64_t step);
-  // Ends a request and frees its blocks; unknown ids are ignored.
-  void cancel(int64_t id);
-
-  // What the scheduler needs, one entry per live request.
-  std::vector<SeqInfo> seq_infos() const;
-  int free_blocks() const { return static_cast<int>(free_.size()); }
-  int n_block() const { return kv_.n_block(); }
-  int block_size() const { return kv_.block_size(); }
-  size_t live() const { return seqs_.size(); }
+  // An empty table sized for this engine's KV cache and routing (after set_routing).
+  RequestTable make_table() const;
+  // Validates a request, routes its prompt and adds it to the table. Fails on an empty or too
+  // long prompt, bad token ids or sampling parameters, or a request that could never fit the KV
+  // cache.
+  Result<int64_t> admit(const RequestParams& request, int64_t arrival, int64_t step,
+                        RequestTable* table);
   int max_step_tokens() const { return forward_.max_tokens(); }
-  // Distinct routed experts the plan's tokens use (all top-k choices), ascending.
-  std::vector<int> plan_experts(const StepPlan& plan) const;
 
-  // Preempts, runs the plan's chunks as one batch, samples where a request's known tokens are
-  // all computed, routes the new tokens, and appends what happened to events. Finished requests
-  // are removed. expert_table: where routed experts' weights are (see Forward::set_expert_table).
-  Status execute(const StepPlan& plan, int64_t step, std::vector<const ExpertWeights*> expert_table,
-                 std::vector<TokenEvent>* events);
+  // Runs `chunks` (what table.apply(plan) returned) as one batch, samples where a chunk wants
+  // logits, routes each sampled token the stop rules let go on, and appends one event per
+  // sampled request for table.apply(outputs). expert_table: where routed experts' weights are
+  // (see Forward::set_expert_table).
+  Status execute(const RequestTable& table, std::span<const StepChunk> chunks,
+                 std::vector<const ExpertWeights*> expert_table, std::vector<TokenEvent>* events);
 
  private:
-  struct Seq;
-  void release(Seq& s);
+  struct PerRequest {
+    std::unique_ptr<Sampler> sampler;
+    std::unique_ptr<KvCache> router_kv;
+    int logprobs = -1;
+  };
 
   const Model& model_;
   BatchEngineOptions options_;
-  int max_seq_len_;
   PagedKv kv_;
   Forward forward_;
-  std::vector<int> free_;  // free block ids
-  std::map<int64_t, std::unique_ptr<Seq>> seqs_;
-  int64_t next_id_ = 0;
+  std::map<int64_t, PerRequest> per_request_;
   std::vector<float> logits_;
   std::vector<SeqChunk> chunks_;
 };

@@ -1,7 +1,10 @@
 // engine: the generate loop.
 #include "engine/generator.h"
 
+#include <limits>
+
 #include "core/timer.h"
+#include "scheduler/request_table.h"
 
 namespace rme {
 
@@ -27,6 +30,8 @@ Result<GenerationStats> Generator::generate(std::span<const int> prompt,
   st.n_prompt = static_cast<int>(prompt.size());
   std::vector<int> history(prompt.begin(), prompt.end());
   Sampler sampler(params);
+  // The serving engine's stop rule; the length limits below are this loop's own (llama2.c's -n).
+  const StopRules stop{std::numeric_limits<int>::max(), !limits.stop_at_eos, tokenizer_.stop_ids()};
   const int V = model_.config.n_vocab;
 
   double t0 = now_seconds();
@@ -40,7 +45,7 @@ Result<GenerationStats> Generator::generate(std::span<const int> prompt,
     if (limits.max_new > 0 && st.n_generated >= limits.max_new) break;
     if (pos >= n_ctx_) break;
     int next = sampler.sample(logits_.data(), V, history);
-    if (limits.stop_at_eos && (tokenizer_.is_eos(next) || next == tokenizer_.special().bos)) break;
+    if (stop.check(next, st.n_generated + 1) == FinishReason::kStop) break;
     ++st.n_generated;
     history.push_back(next);
     if (!on_token(next)) break;

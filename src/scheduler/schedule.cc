@@ -12,27 +12,6 @@ int blocks_needed(int tokens, int block_size, int n_blocks) {
   return std::max(0, total - n_blocks);
 }
 
-void advance(const StepPlan& plan, int64_t step, std::vector<SeqInfo>* seqs, StepBudget* budget) {
-  auto preempted = [&](int64_t id) {
-    return std::find(plan.preempted.begin(), plan.preempted.end(), id) != plan.preempted.end();
-  };
-  for (const SeqInfo& s : *seqs)
-    if (preempted(s.id)) budget->free_blocks += s.n_blocks;
-  std::erase_if(*seqs, [&](const SeqInfo& s) { return preempted(s.id); });
-  for (const ScheduledChunk& c : plan.chunks)
-    for (SeqInfo& s : *seqs) {
-      if (s.id != c.id) continue;
-      const int n = std::min(c.n_tokens, s.pending());
-      const int need = blocks_needed(s.n_computed + n, budget->block_size, s.n_blocks);
-      budget->free_blocks -= need;
-      s.n_blocks += need;
-      s.n_computed += n;
-      const int drop = std::min<int>(n, static_cast<int>(s.pending_experts.size()));
-      s.pending_experts.erase(s.pending_experts.begin(), s.pending_experts.begin() + drop);
-      s.waiting_since = step;
-    }
-}
-
 namespace {
 
 // Whether expert e costs no load (e < 0: a dense token, no expert at all).

@@ -93,15 +93,6 @@ class Policy {
 // expert cap is off.
 Result<std::unique_ptr<Policy>> make_policy(const std::string& name);
 
-// The scheduler's view after `plan` ran at `step`, as far as it is known before the step's
-// outputs: preempted requests give their blocks back and leave `seqs` (they recompute from
-// scratch later, and what they will need is not in a SeqInfo); each chunk's tokens become
-// computed and take the blocks they need; a request that ran restarts its aging clock. A request
-// left with nothing known to compute stays: the step samples its next token, which the caller
-// adds (a simulation that knows it) or not (the lookahead, which drops it). The one place that
-// bookkeeping lives for the serving loop's lookahead and the scheduler tests' simulated loop.
-void advance(const StepPlan& plan, int64_t step, std::vector<SeqInfo>* seqs, StepBudget* budget);
-
 // Blocks a request holding n_blocks needs to cache `tokens` positions.
 int blocks_needed(int tokens, int block_size, int n_blocks);
 

@@ -58,9 +58,8 @@ HttpServer::HttpServer(ServingLoop& loop, const Tokenizer& tokenizer, HttpOption
       options_(std::move(options)),
       http_(std::make_unique<GuardedHttpServer>(
           FrontOptions{options_.threads, options_.request_timeout_s, 5.0, options_.max_connections,
-                       options_.max_body_bytes})) {
-  for (int id = 0; id < tok_.n_vocab(); ++id)
-    if (tok_.is_eos(id)) stop_ids_.push_back(id);
+                       options_.max_body_bytes})),
+      stop_ids_(tok_.stop_ids()) {
   routes();
 }
 

@@ -56,7 +56,7 @@ class HttpServer {
   std::unique_ptr<GuardedHttpServer> http_;
   int port_ = 0;
   int listen_fd_ = -1;
-  std::vector<int> stop_ids_;  // the tokenizer's end-of-sequence ids, found once
+  std::vector<int> stop_ids_;  // Tokenizer::stop_ids(), found once
 };
 
 }  // namespace rme

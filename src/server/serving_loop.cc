@@ -46,7 +46,10 @@ void RequestStream::finish(FinishReason reason, Status error) {
 }
 
 ServingLoop::ServingLoop(const Model& model, ThreadPool& pool, const BatchEngineOptions& engine)
-    : model_(model), engine_options_(engine), engine_(model, pool, engine) {}
+    : model_(model),
+      engine_options_(engine),
+      engine_(model, pool, engine),
+      table_(engine_.make_table()) {}
 
 Result<std::unique_ptr<ServingLoop>> ServingLoop::create(const Model& model, ThreadPool& pool,
                                                          const BatchEngineOptions& engine,
@@ -63,6 +66,7 @@ Result<std::unique_ptr<ServingLoop>> ServingLoop::create(const Model& model, Thr
           "serve: oracle and layer-gate routing need the backbone's activations, so experts "
           "are not known ahead; use the router, random or expert:N");
     RME_RETURN_IF_ERROR(loop->engine_.set_routing(r));
+    loop->table_ = loop->engine_.make_table();  // top-k may have changed
   }
   if (options.cost_prior.enabled()) {
     loop->cost_ = StepCostModel(options.cost_prior);
@@ -129,23 +133,25 @@ void ServingLoop::calibrate() {
   for (int i = 0; i < 4 + n_big; ++i) r.prompt.push_back((i + 1) % c.n_vocab);
   r.max_new = 2;
   r.ignore_eos = true;
-  auto id = engine_.add(r, -1, 0);
+  auto id = engine_.admit(r, -1, 0, &table_);
   if (!id.ok()) return;
-  std::vector<TokenEvent> events;
   auto run = [&](int n, double* seconds, int* experts) {
     StepPlan plan;
     plan.chunks.push_back({*id, n});
-    *experts = static_cast<int>(engine_.plan_experts(plan).size());
+    *experts = static_cast<int>(table_.plan_experts(plan).size());
     const double t0 = now_seconds();
-    const bool ok = engine_.execute(plan, 0, {}, &events).ok();
+    auto chunks = table_.apply(plan, 0);
+    std::vector<TokenEvent> events;
+    const bool ok = chunks.ok() && engine_.execute(table_, *chunks, {}, &events).ok();
+    table_.apply(events);
     *seconds = now_seconds() - t0;
     return ok;
   };
   double t_warm = 0, t_big = 0, t_one = 0;
   int e_warm = 0, e_big = 0, e_one = 0;
-  const bool ok = run(4, &t_warm, &e_warm) && run(n_big, &t_big, &e_big) && engine_.live() > 0 &&
-                  run(1, &t_one, &e_one);
-  engine_.cancel(*id);
+  const bool ok = run(4, &t_warm, &e_warm) && run(n_big, &t_big, &e_big) &&
+                  table_.find(*id) != nullptr && run(1, &t_one, &e_one);
+  table_.remove(*id);
   if (!ok) return;
   double shared = static_cast<double>(model_.decode_weight_bytes(1)), expert = 0;
   if (model_.moe.is_moe() && model_.moe.n_expert >= 2) {
@@ -164,34 +170,24 @@ std::vector<StepRecord> ServingLoop::take_steps() {
   return std::exchange(steps_, {});
 }
 
-// Simulates the policy `lookahead_steps` steps past `plan` over what is known now (queued prompt
-// tokens and each request's next token; tokens not yet sampled are unknown). Returns each
-// expert's next use (a step number; kNeverUsed if not seen) and the next step's experts.
-std::vector<int64_t> ServingLoop::lookahead(const StepPlan& plan, const StepBudget& budget,
+// Simulates the policy `lookahead_steps` steps past the current one (already applied to the
+// table) over what is known now: queued prompt tokens and each request's next token; tokens not
+// yet sampled are unknown, so a request waiting for its next one sits out. Returns each expert's
+// next use (a step number; kNeverUsed if not seen) and the next step's experts.
+std::vector<int64_t> ServingLoop::lookahead(const StepBudget& budget,
                                             std::vector<int>* next_experts) const {
   std::vector<int64_t> next_use(model_.moe.n_expert, kNeverUsed);
-  std::vector<SeqInfo> seqs = engine_.seq_infos();
+  RequestTable sim = table_;
   StepBudget b = budget;
-  auto apply = [&](const StepPlan& p, int64_t at) {
-    advance(p, at, &seqs, &b);
-    std::erase_if(seqs, [](const SeqInfo& s) { return s.pending() == 0; });  // next token unknown
-  };
-  apply(plan, step_);
-  for (int h = 1; h <= options_.lookahead_steps && !seqs.empty(); ++h) {
-    const StepPlan p = policy_->schedule(seqs, b, step_ + h);
+  for (int h = 1; h <= options_.lookahead_steps && sim.size() > 0; ++h) {
+    b.free_blocks = sim.free_blocks();
+    const StepPlan p = policy_->schedule(sim.infos(), b, step_ + h);
     if (p.chunks.empty()) break;
-    for (const auto& c : p.chunks)
-      for (const auto& s : seqs)
-        if (s.id == c.id)
-          for (int i = 0; i < c.n_tokens && i < static_cast<int>(s.pending_experts.size()); ++i) {
-            const int e = s.pending_experts[i];
-            if (e < 0) continue;
-            next_use[e] = std::min(next_use[e], step_ + h);
-            if (h == 1 &&
-                std::find(next_experts->begin(), next_experts->end(), e) == next_experts->end())
-              next_experts->push_back(e);
-          }
-    apply(p, step_ + h);
+    for (int e : sim.plan_experts(p)) {
+      next_use[e] = std::min(next_use[e], step_ + h);
+      if (h == 1) next_experts->push_back(e);
+    }
+    if (!sim.apply(p, step_ + h).ok()) break;  // a policy bug; the real step will report it
   }
   return next_use;
 }
@@ -220,7 +216,7 @@ std::vector<int> waiting_experts(const std::vector<SeqInfo>& infos, const StepPl
 }  // namespace
 
 void ServingLoop::fail_request(int64_t id, const Status& status) {
-  engine_.cancel(id);
+  table_.remove(id);
   auto it = live_.find(id);
   if (it == live_.end()) return;
   metrics_.add("requests_total{status=\"error\"}");
@@ -236,7 +232,7 @@ Result<bool> ServingLoop::step() {
     incoming.swap(incoming_);
   }
   for (auto& [req, stream] : incoming) {
-    auto id = engine_.add(req, arrivals_++, step_);
+    auto id = engine_.admit(req, arrivals_++, step_, &table_);
     if (!id.ok()) {
       metrics_.add("requests_total{status=\"rejected\"}");
       stream->finish(FinishReason::kError, id.status());
@@ -246,7 +242,7 @@ Result<bool> ServingLoop::step() {
   }
   for (auto it = live_.begin(); it != live_.end();) {
     if (it->second->cancelled()) {
-      engine_.cancel(it->first);
+      table_.remove(it->first);
       const FinishReason why = it->second->cancel_reason();
       it->second->finish(why);
       metrics_.add(std::string("requests_total{status=\"") + finish_reason_name(why) + "\"}");
@@ -258,25 +254,26 @@ Result<bool> ServingLoop::step() {
   if (live_.empty()) {
     std::lock_guard<std::mutex> lock(metrics_.mu);
     metrics_.running = metrics_.waiting = 0;
-    metrics_.kv_blocks_used = engine_.n_block() - engine_.free_blocks();
+    metrics_.kv_blocks_used = table_.n_block() - table_.free_blocks();
     return false;
   }
 
   const double t0 = now_seconds();
   StepBudget budget = options_.budget;
-  budget.free_blocks = engine_.free_blocks();
-  budget.block_size = engine_.block_size();
+  budget.free_blocks = table_.free_blocks();
+  budget.block_size = table_.block_size();
   // Loading experts count as missing: the policy serves what is ready while they load.
   if (store_) budget.resident_experts = store_->ready();
   budget.expert_cache = store_ != nullptr;
   budget.cost = cost_.params();
-  const std::vector<SeqInfo> infos = engine_.seq_infos();
+  const std::vector<SeqInfo> infos = table_.infos();
   const StepPlan plan = policy_->schedule(infos, budget, step_);
-  const std::vector<int> experts = engine_.plan_experts(plan);
+  const std::vector<int> experts = table_.plan_experts(plan);
+  RME_ASSIGN_OR_RETURN(const std::vector<StepChunk> chunks, table_.apply(plan, step_));
   std::vector<const ExpertWeights*> table;
   if (store_) {
     std::vector<int> next_experts;
-    std::vector<int64_t> next_use = lookahead(plan, budget, &next_experts);
+    std::vector<int64_t> next_use = lookahead(budget, &next_experts);
     for (int e : experts) next_use[e] = step_;
     auto acquired = store_->acquire(experts, next_use, step_);
     if (!acquired.ok()) {  // e.g. the checkpoint changed on disk: fail this step's requests only
@@ -296,7 +293,8 @@ Result<bool> ServingLoop::step() {
     }
   }
   std::vector<TokenEvent> events;
-  RME_RETURN_IF_ERROR(engine_.execute(plan, step_, std::move(table), &events));
+  RME_RETURN_IF_ERROR(engine_.execute(table_, chunks, std::move(table), &events));
+  table_.apply(events);
   const double t1 = now_seconds();
   const double predicted = cost_.predict(plan.shape);
   cost_.observe(plan.shape, t1 - t0);
@@ -333,13 +331,11 @@ Result<bool> ServingLoop::step() {
   metrics_.batch_tokens.observe(plan.n_tokens);
   metrics_.batch_seqs.observe(static_cast<double>(plan.chunks.size()));
   if (model_.moe.is_moe()) metrics_.step_experts.observe(static_cast<double>(experts.size()));
-  int admitted = 0;  // after the step: sequences holding KV blocks
-  for (const SeqInfo& i : engine_.seq_infos()) admitted += i.n_blocks > 0;
   {
     std::lock_guard<std::mutex> lock(metrics_.mu);
-    metrics_.running = admitted;
-    metrics_.waiting = static_cast<double>(engine_.live()) - admitted;
-    metrics_.kv_blocks_used = engine_.n_block() - engine_.free_blocks();
+    metrics_.running = table_.n_running();  // holding KV blocks
+    metrics_.waiting = static_cast<double>(table_.size()) - table_.n_running();
+    metrics_.kv_blocks_used = table_.n_block() - table_.free_blocks();
     if (store_) {
       const ExpertStoreStats st = store_->stats();
       metrics_.cache_hit_rate = st.hit_rate();
@@ -366,7 +362,7 @@ void ServingLoop::start() {
       Result<bool> worked = step();
       if (!worked.ok()) {  // an engine invariant broke: fail the live requests, keep serving
         for (auto& [id, s] : live_) {
-          engine_.cancel(id);
+          table_.remove(id);
           s->finish(FinishReason::kError, worked.status());
         }
         live_.clear();

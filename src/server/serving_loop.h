@@ -116,14 +116,14 @@ class ServingLoop {
 
  private:
   ServingLoop(const Model& model, ThreadPool& pool, const BatchEngineOptions& engine);
-  std::vector<int64_t> lookahead(const StepPlan& plan, const StepBudget& budget,
-                                 std::vector<int>* next_experts) const;
+  std::vector<int64_t> lookahead(const StepBudget& budget, std::vector<int>* next_experts) const;
   void fail_request(int64_t id, const Status& status);
   void calibrate();
 
   const Model& model_;
   BatchEngineOptions engine_options_;
   BatchEngine engine_;
+  RequestTable table_;  // every live request's state; live_ maps the same ids to their streams
   ServingOptions options_;
   std::unique_ptr<Policy> policy_;
   std::unique_ptr<ExpertStore> store_;

@@ -10,6 +10,13 @@ bool Tokenizer::is_eos(int id) const {
                                          id) != special_.extra_eos.end();
 }
 
+std::vector<int> Tokenizer::stop_ids() const {
+  std::vector<int> ids;
+  for (int id = 0; id < n_vocab(); ++id)
+    if (is_eos(id) || id == special_.bos) ids.push_back(id);
+  return ids;
+}
+
 std::string Tokenizer::decode(std::span<const int> ids) const {
   std::string out;
   int prev = -1;

@@ -30,6 +30,10 @@ class Tokenizer {
   const SpecialTokens& special() const { return special_; }
   void set_special(const SpecialTokens& s) { special_ = s; }
   bool is_eos(int id) const;
+  // The ids that end a generation, ascending: EOS, any extra EOS, and BOS (a model that samples
+  // BOS starts a new document: llama2.c's models end a story so). The one set every decode loop
+  // stops on.
+  std::vector<int> stop_ids() const;
 
   std::string decode(std::span<const int> ids) const;
 

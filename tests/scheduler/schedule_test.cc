@@ -7,6 +7,8 @@
 #include <map>
 #include <random>
 
+#include "scheduler/request_table.h"
+
 namespace rme {
 namespace {
 
@@ -123,9 +125,9 @@ TEST(ScheduleTest, PartialPrefillsThatFillTheCacheAreBrokenUp) {
   EXPECT_EQ(chunks(p).at(0), 8);
 }
 
-// A simulated serving loop, time counted in steps: decodes produce a new token (random expert)
-// each time they run. Every request must run within the stated aging bound, and budgets always
-// hold.
+// A simulated serving loop, time counted in steps, over the serving loop's own RequestTable:
+// one-token prompts, and each step's sampled token gets a random expert. Every request must run
+// within the stated aging bound, and budgets always hold.
 int worst_wait(int max_experts, int aging_steps, int n_seq, int max_seqs, bool cost = false) {
   auto expert = make_policy("expert").value();
   StepBudget b;
@@ -142,29 +144,31 @@ int worst_wait(int max_experts, int aging_steps, int n_seq, int max_seqs, bool c
   b.max_experts = max_experts;
   b.aging_steps = aging_steps;
   b.block_size = 16;
-  b.free_blocks = 1000;
   std::mt19937 rng(3);
   // Expert 0 is common, so a pure most-pending-first rule would starve the others.
   auto draw = [&] { return rng() % 4 == 0 ? static_cast<int>(1 + rng() % 3) : 0; };
-  std::vector<SeqInfo> s;
-  for (int i = 0; i < n_seq; ++i) s.push_back(seq(i, 5, 4, 1, {draw()}));
+  RequestTable table(1000, b.block_size, 1);
+  for (int i = 0; i < n_seq; ++i) table.add({{0}, {draw()}, {1.0f}, {1000, true, {}}, i}, 0);
   int worst = 0;
   for (int64_t step = 0; step < 400; ++step) {
-    StepPlan p = expert->schedule(s, b, step);
+    b.free_blocks = table.free_blocks();
+    StepPlan p = expert->schedule(table.infos(), b, step);
     EXPECT_LE(p.n_tokens, b.max_tokens);
     EXPECT_LE(static_cast<int>(p.chunks.size()), b.max_seqs);
     if (max_experts > 0) {
       EXPECT_LE(p.n_experts(), max_experts);
     }
     for (const auto& c : p.chunks)
-      worst = std::max(worst, static_cast<int>(step - s[c.id].waiting_since));
-    advance(p, step, &s, &b);  // the serving loop's own bookkeeping (blocks, aging clock)
-    for (SeqInfo& x : s)
-      if (x.pending() == 0) {  // the step sampled its next token
-        ++x.n_known;
-        x.pending_experts = {draw()};
-      }
+      worst = std::max(worst, static_cast<int>(step - table.find(c.id)->waiting_since));
+    auto chunks = table.apply(p, step);
+    EXPECT_TRUE(chunks.ok()) << chunks.status().message();
+    std::vector<TokenEvent> sampled;
+    for (const StepChunk& c : *chunks)
+      if (c.want_logits)
+        sampled.push_back({c.id, 0, FinishReason::kNone, 0, {}, {}, {draw()}, {1}});
+    table.apply(sampled);
   }
+  EXPECT_EQ(table.size(), static_cast<size_t>(n_seq));
   return worst;
 }
 
@@ -180,27 +184,6 @@ TEST(ScheduleTest, AgingBoundsEveryRequestsWaitUnderTheExpertPolicy) {
   const int grouped = worst_wait(0, 6, 24, 8, true);
   EXPECT_LE(grouped, 6 + 3);
   EXPECT_GE(grouped, 4);
-}
-
-TEST(ScheduleTest, AdvanceKeepsTheBlockAndAgingBooks) {
-  StepBudget b;
-  b.block_size = 4;
-  b.free_blocks = 1;
-  std::vector<SeqInfo> s = {seq(0, 10, 0, 0, std::vector<int>(10, 2)),  // prompt of 10
-                            seq(1, 5, 4, 1, {3}),                       // decode, block full
-                            seq(2, 9, 8, 3, {1})};                      // preempted below
-  StepPlan p;
-  p.chunks = {{0, 6}, {1, 1}};
-  p.preempted = {2};
-  advance(p, 7, &s, &b);
-  ASSERT_EQ(s.size(), 2u);  // the preempted request left, its 3 blocks back
-  EXPECT_EQ(b.free_blocks, 1 + 3 - 2 - 1);
-  EXPECT_EQ(s[0].n_computed, 6);
-  EXPECT_EQ(s[0].n_blocks, 2);
-  EXPECT_EQ(s[0].pending_experts.size(), 4u);
-  EXPECT_EQ(s[0].waiting_since, 7);
-  EXPECT_EQ(s[1].pending(), 0);  // its next token is the step's output
-  EXPECT_EQ(s[1].n_blocks, 2);
 }
 
 TEST(ScheduleTest, UnknownPolicyIsAnError) { EXPECT_FALSE(make_policy("sjf").ok()); }
