@@ -158,11 +158,11 @@ void add_serve_command(CLI::App& root, std::function<int()>& run) {
       g_server = nullptr;
       if (!a->trace_out.empty()) {
         std::ofstream out(a->trace_out);
-        out << "step,expert,tokens,seqs,seconds,predicted\n";
+        out << "step,expert,tokens,seqs,seconds,predicted,loads,stall\n";
         for (const auto& s : (*loop)->take_steps())
           for (int e : s.experts)
             out << s.step << "," << e << "," << s.n_tokens << "," << s.n_seqs << "," << s.seconds
-                << "," << s.predicted << "\n";
+                << "," << s.predicted << "," << s.loads << "," << s.stall << "\n";
       }
       return st.ok() ? 0 : fail(st);
     };

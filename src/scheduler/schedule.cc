@@ -12,6 +12,34 @@ int blocks_needed(int tokens, int block_size, int n_blocks) {
   return std::max(0, total - n_blocks);
 }
 
+std::vector<int> prefetch_order(const std::vector<SeqInfo>& seqs, const StepPlan& plan,
+                                int aging_steps, std::vector<int64_t>* next_use) {
+  std::map<int, std::pair<int64_t, int>> due;  // expert -> (deadline, waiting requests)
+  for (const SeqInfo& s : seqs) {
+    const int e = s.pending_experts.empty() ? -1 : s.pending_experts[0];
+    if (e < 0 || e >= static_cast<int>(next_use->size()) ||
+        std::binary_search(plan.experts.begin(), plan.experts.end(), e) ||
+        std::any_of(plan.chunks.begin(), plan.chunks.end(),
+                    [&](const ScheduledChunk& c) { return c.id == s.id; }))
+      continue;
+    const int64_t deadline = s.waiting_since + aging_steps;
+    auto [it, fresh] = due.try_emplace(e, deadline, 0);
+    it->second.first = std::min(it->second.first, deadline);
+    ++it->second.second;
+  }
+  std::vector<std::pair<int, std::pair<int64_t, int>>> order(due.begin(), due.end());
+  std::stable_sort(order.begin(), order.end(), [](const auto& a, const auto& b) {
+    if (a.second.first != b.second.first) return a.second.first < b.second.first;
+    return a.second.second > b.second.second;
+  });
+  std::vector<int> out;
+  for (const auto& [e, d] : order) {
+    out.push_back(e);
+    (*next_use)[e] = d.first;
+  }
+  return out;
+}
+
 namespace {
 
 // Whether expert e costs no load (e < 0: a dense token, no expert at all).

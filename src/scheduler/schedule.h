@@ -93,6 +93,17 @@ class Policy {
 // expert cap is off.
 Result<std::unique_ptr<Policy>> make_policy(const std::string& name);
 
+// What an expert cache should load while `plan` runs, most urgent first: the next experts (top-1)
+// of the requests the plan leaves waiting, other than the plan's own, earliest deadline first —
+// the step by which the aging bound makes the expert's longest-waiting request run, so a load
+// that misses it stalls that step — then most waiting requests. Sets each one's (*next_use)[e] to
+// that deadline: an unpinned resident expert whose waiting requests are due later gives its slot
+// up to one due sooner (so the slot a grouped plan leaves free rotates), and keeps it otherwise.
+// (Measured: ordering by waiting requests alone, with every waiting expert due next step, kept
+// the free slot's expert resident until aging forced a demand load.)
+std::vector<int> prefetch_order(const std::vector<SeqInfo>& seqs, const StepPlan& plan,
+                                int aging_steps, std::vector<int64_t>* next_use);
+
 // Blocks a request holding n_blocks needs to cache `tokens` positions.
 int blocks_needed(int tokens, int block_size, int n_blocks);
 

@@ -192,29 +192,6 @@ std::vector<int64_t> ServingLoop::lookahead(const StepBudget& budget,
   return next_use;
 }
 
-namespace {
-
-// The next experts of the requests `plan` leaves waiting that it does not read itself (`experts`,
-// ascending), most waiting requests first.
-std::vector<int> waiting_experts(const std::vector<SeqInfo>& infos, const StepPlan& plan,
-                                 const std::vector<int>& experts) {
-  std::map<int, int> count;
-  for (const SeqInfo& i : infos) {
-    const int e = i.pending_experts.empty() ? -1 : i.pending_experts[0];
-    const bool runs = std::any_of(plan.chunks.begin(), plan.chunks.end(),
-                                  [&](const ScheduledChunk& c) { return c.id == i.id; });
-    if (e >= 0 && !runs && !std::binary_search(experts.begin(), experts.end(), e)) ++count[e];
-  }
-  std::vector<std::pair<int, int>> by_count(count.begin(), count.end());
-  std::stable_sort(by_count.begin(), by_count.end(),
-                   [](const auto& a, const auto& b) { return a.second > b.second; });
-  std::vector<int> out;
-  for (const auto& [e, n] : by_count) out.push_back(e);
-  return out;
-}
-
-}  // namespace
-
 void ServingLoop::fail_request(int64_t id, const Status& status) {
   table_.remove(id);
   auto it = live_.find(id);
@@ -271,11 +248,14 @@ Result<bool> ServingLoop::step() {
   const std::vector<int> experts = table_.plan_experts(plan);
   RME_ASSIGN_OR_RETURN(const std::vector<StepChunk> chunks, table_.apply(plan, step_));
   std::vector<const ExpertWeights*> table;
+  double stall = 0;
   if (store_) {
     std::vector<int> next_experts;
     std::vector<int64_t> next_use = lookahead(budget, &next_experts);
     for (int e : experts) next_use[e] = step_;
+    const double stall0 = store_->stats().stall_seconds;
     auto acquired = store_->acquire(experts, next_use, step_);
+    stall = store_->stats().stall_seconds - stall0;
     if (!acquired.ok()) {  // e.g. the checkpoint changed on disk: fail this step's requests only
       for (const auto& c : plan.chunks) fail_request(c.id, acquired.status());
       ++step_;
@@ -283,10 +263,9 @@ Result<bool> ServingLoop::step() {
     }
     table = std::move(acquired).value();
     if (options_.prefetch) {
-      // Experts of tokens this step leaves waiting load next, then what the lookahead says the
-      // following steps use.
-      std::vector<int> wanted = waiting_experts(infos, plan, experts);
-      for (int e : wanted) next_use[e] = std::min(next_use[e], step_ + 1);
+      // Experts of tokens this step leaves waiting load next, by deadline, then what the
+      // lookahead says the following steps use.
+      std::vector<int> wanted = prefetch_order(infos, plan, options_.budget.aging_steps, &next_use);
       for (int e : next_experts)
         if (std::find(wanted.begin(), wanted.end(), e) == wanted.end()) wanted.push_back(e);
       store_->prefetch(wanted, next_use, step_);
@@ -347,8 +326,8 @@ Result<bool> ServingLoop::step() {
   }
   {
     std::lock_guard<std::mutex> lock(mu_);
-    steps_.push_back(
-        {step_, plan.n_tokens, static_cast<int>(plan.chunks.size()), experts, t1 - t0, predicted});
+    steps_.push_back({step_, plan.n_tokens, static_cast<int>(plan.chunks.size()), experts, t1 - t0,
+                      predicted, plan.shape.n_loads, stall});
     cost_params_ = cost_.params();
   }
   ++step_;

@@ -87,6 +87,8 @@ struct StepRecord {
   std::vector<int> experts;
   double seconds;
   double predicted;  // the step cost model's prediction when the step was planned
+  int loads = 0;     // experts the plan reads that were not resident when it was made
+  double stall = 0;  // seconds the step waited for expert I/O
 };
 
 // Owns the engine, the policy and the expert store; borrows the model and pool. submit() and

@@ -7,6 +7,7 @@
 #include <map>
 #include <random>
 
+#include "scheduler/cache_policy.h"
 #include "scheduler/request_table.h"
 
 namespace rme {
@@ -184,6 +185,22 @@ TEST(ScheduleTest, AgingBoundsEveryRequestsWaitUnderTheExpertPolicy) {
   const int grouped = worst_wait(0, 6, 24, 8, true);
   EXPECT_LE(grouped, 6 + 3);
   EXPECT_GE(grouped, 4);
+}
+
+TEST(ScheduleTest, PrefetchLoadsTheExpertDueSoonestFirst) {
+  std::vector<SeqInfo> s = {seq(0, 5, 4, 1, {1}), seq(1, 5, 4, 1, {2}), seq(2, 5, 4, 1, {2}),
+                            seq(3, 5, 4, 1, {3}), seq(4, 5, 4, 1, {0})};
+  s[0].waiting_since = 9;  // expert 1: one request, due at 9 + 16
+  s[1].waiting_since = 3;  // expert 2: two requests, the older due at 3 + 16
+  s[2].waiting_since = 8;
+  s[3].waiting_since = 3;  // expert 3: one request, due at 19 as well
+  StepPlan p;
+  p.chunks = {{4, 1}};
+  p.experts = {0};
+  std::vector<int64_t> next_use(5, kNeverUsed);
+  next_use[0] = 10;
+  EXPECT_EQ(prefetch_order(s, p, 16, &next_use), (std::vector<int>{2, 3, 1}));
+  EXPECT_EQ(next_use, (std::vector<int64_t>{10, 25, 19, 19, kNeverUsed}));
 }
 
 TEST(ScheduleTest, UnknownPolicyIsAnError) { EXPECT_FALSE(make_policy("sjf").ok()); }
