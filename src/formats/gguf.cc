@@ -1,7 +1,10 @@
 // formats: GGUF parsing with every length, count and offset checked against the file size.
 #include "formats/gguf.h"
 
+#include <cstdio>
 #include <cstring>
+#include <regex>
+#include <set>
 
 #include "tokenizer/utf8.h"
 
@@ -31,6 +34,49 @@ bool dtype_from_ggml(uint32_t t, DType& out) {
   }
   return false;
 }
+// ggml's names for its type ids (ggml.h), so an unsupported tensor is named as llama.cpp names it.
+std::string ggml_type_name(uint32_t t) {
+  static const char* const kNames[] = {"F32",
+                                       "F16",
+                                       "Q4_0",
+                                       "Q4_1",
+                                       "Q4_2 (removed)",
+                                       "Q4_3 (removed)",
+                                       "Q5_0",
+                                       "Q5_1",
+                                       "Q8_0",
+                                       "Q8_1",
+                                       "Q2_K",
+                                       "Q3_K",
+                                       "Q4_K",
+                                       "Q5_K",
+                                       "Q6_K",
+                                       "Q8_K",
+                                       "IQ2_XXS",
+                                       "IQ2_XS",
+                                       "IQ3_XXS",
+                                       "IQ1_S",
+                                       "IQ4_NL",
+                                       "IQ3_S",
+                                       "IQ2_S",
+                                       "IQ4_XS",
+                                       "I8",
+                                       "I16",
+                                       "I32",
+                                       "I64",
+                                       "F64",
+                                       "IQ1_M",
+                                       "BF16",
+                                       "Q4_0_4_4 (removed)",
+                                       "Q4_0_4_8 (removed)",
+                                       "Q4_0_8_8 (removed)",
+                                       "TQ1_0",
+                                       "TQ2_0"};
+  if (t < sizeof kNames / sizeof kNames[0])
+    return std::string(kNames[t]) + " (" + std::to_string(t) + ")";
+  return "id " + std::to_string(t);
+}
+
 uint32_t ggml_from_dtype(DType t) {
   switch (t) {
     case DType::kF32:
@@ -190,39 +236,57 @@ Status read_scalar(Reader& r, GgufValue::Type t, GgufValue& v, const std::string
   return Status::Ok();
 }
 
-Status read_value(Reader& r, GgufValue& v, const std::string& key, const std::string& path) {
-  uint32_t type = 0;
-  const std::string what = path + ": metadata '" + key + "'";
-  RME_RETURN_IF_ERROR(r.read(type, what + " type"));
-  if (type > 12) return corrupt(what + ": unknown value type " + std::to_string(type));
-  if (static_cast<GgufValue::Type>(type) != GgufValue::Type::kArray)
-    return read_scalar(r, static_cast<GgufValue::Type>(type), v, what);
+constexpr uint32_t kLastType = static_cast<uint32_t>(GgufValue::Type::kF64);
+constexpr int kMaxArrayDepth = 8;
+
+// The array body (element type, length, elements) after an array's type tag.
+Status read_array(Reader& r, GgufValue& v, const std::string& what, int depth) {
+  if (depth > kMaxArrayDepth)
+    return corrupt(what + ": arrays nested deeper than " + std::to_string(kMaxArrayDepth));
   uint32_t elem = 0;
   uint64_t count = 0;
   RME_RETURN_IF_ERROR(r.read(elem, what + " array element type"));
   RME_RETURN_IF_ERROR(r.read(count, what + " array length"));
-  if (elem > 12 || elem == 9)
-    return corrupt(what + ": unsupported array element type " + std::to_string(elem));
+  if (elem > kLastType)
+    return corrupt(what + ": unknown array element type " + std::to_string(elem));
   auto et = static_cast<GgufValue::Type>(elem);
+  v.type = GgufValue::Type::kArray;
+  v.elem_type = et;
   // Each element takes at least min_size bytes: reject counts the file cannot hold before
-  // reserving anything.
-  size_t min_size = et == GgufValue::Type::kString ? 8 : scalar_size(et);
+  // reserving anything (a nested array: its element type and length, 12 bytes).
+  const size_t min_size = et == GgufValue::Type::kString  ? 8
+                          : et == GgufValue::Type::kArray ? 12
+                                                          : scalar_size(et);
   if (count > r.remaining() / min_size)
     return corrupt(what + ": array length " + std::to_string(count) + " exceeds the " +
                    std::to_string(r.remaining()) + " bytes left in the file");
-  v.type = GgufValue::Type::kArray;
-  v.elem_type = et;
   GgufValue tmp;
   for (uint64_t i = 0; i < count; ++i) {
+    if (et == GgufValue::Type::kArray) {
+      GgufValue sub;
+      RME_RETURN_IF_ERROR(read_array(r, sub, what + "[" + std::to_string(i) + "]", depth + 1));
+      v.arrays.push_back(std::move(sub));
+      continue;
+    }
     RME_RETURN_IF_ERROR(read_scalar(r, et, tmp, what + "[" + std::to_string(i) + "]"));
     if (et == GgufValue::Type::kString) {
       v.strings.push_back(std::move(std::get<std::string>(tmp.scalar)));
     } else {
       v.numbers.push_back(tmp.as_double());
-      v.ints.push_back(tmp.is_int() ? tmp.as_int() : static_cast<int64_t>(tmp.as_double()));
+      v.ints.push_back(tmp.as_int());  // a float element: truncated, NaN and overflow to 0
     }
   }
   return Status::Ok();
+}
+
+Status read_value(Reader& r, GgufValue& v, const std::string& key, const std::string& path) {
+  uint32_t type = 0;
+  const std::string what = path + ": metadata '" + key + "'";
+  RME_RETURN_IF_ERROR(r.read(type, what + " type"));
+  if (type > kLastType) return corrupt(what + ": unknown value type " + std::to_string(type));
+  if (static_cast<GgufValue::Type>(type) != GgufValue::Type::kArray)
+    return read_scalar(r, static_cast<GgufValue::Type>(type), v, what);
+  return read_array(r, v, what, 0);
 }
 
 }  // namespace
@@ -245,6 +309,59 @@ int64_t GgufValue::as_int() const {
 double GgufValue::as_double() const {
   if (std::holds_alternative<double>(scalar)) return std::get<double>(scalar);
   return static_cast<double>(as_int());
+}
+
+Result<std::vector<std::unique_ptr<GgufFile>>> GgufFile::open_split(const std::string& path) {
+  std::vector<std::unique_ptr<GgufFile>> out;
+  RME_ASSIGN_OR_RETURN(std::unique_ptr<GgufFile> named, open(path));
+  const GgufValue* count = named->find("split.count");
+  const int64_t n = count && count->is_int() ? count->as_int() : 1;
+  if (n <= 1) {
+    out.push_back(std::move(named));
+    return out;
+  }
+  if (n > 9999) return corrupt(path + ": split.count " + std::to_string(n) + " is absurd");
+  std::smatch m;
+  static const std::regex kName(R"((.*)-(\d{5})-of-(\d{5})\.gguf)");
+  if (!std::regex_match(path, m, kName) || std::stoll(m[3].str()) != n)
+    return invalid_argument(path + ": a shard of a " + std::to_string(n) +
+                            "-file split model, but not named <name>-0000i-of-" +
+                            std::string(5 - std::min<size_t>(5, std::to_string(n).size()), '0') +
+                            std::to_string(n) + ".gguf");
+  const int64_t named_index = std::stoll(m[2].str()) - 1;
+  std::set<std::string> seen;
+  int64_t n_tensors = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    char suffix[32];
+    std::snprintf(suffix, sizeof suffix, "-%05lld-of-%05lld.gguf", static_cast<long long>(i + 1),
+                  static_cast<long long>(n));
+    const std::string shard = m[1].str() + suffix;
+    std::unique_ptr<GgufFile> g;
+    if (i == named_index) {
+      g = std::move(named);
+    } else {
+      auto opened = open(shard);
+      if (!opened.ok())
+        return opened.status().with_context("shard " + std::to_string(i + 1) + " of " +
+                                            std::to_string(n) + " of " + path);
+      g = std::move(opened).value();
+    }
+    const GgufValue* no = g->find("split.no");
+    const GgufValue* c = g->find("split.count");
+    if (!no || !no->is_int() || no->as_int() != i || !c || !c->is_int() || c->as_int() != n)
+      return corrupt(shard + ": split.no / split.count do not say shard " + std::to_string(i + 1) +
+                     " of " + std::to_string(n));
+    for (const GgufTensorInfo& t : g->tensors())
+      if (!seen.insert(t.name).second)
+        return corrupt(shard + ": tensor '" + t.name + "' is also in an earlier shard");
+    n_tensors += static_cast<int64_t>(g->tensors().size());
+    out.push_back(std::move(g));
+  }
+  if (const GgufValue* total = out[0]->find("split.tensors.count");
+      total && total->is_int() && total->as_int() != n_tensors)
+    return corrupt(path + ": split.tensors.count says " + std::to_string(total->as_int()) +
+                   " tensors, the shards hold " + std::to_string(n_tensors));
+  return out;
 }
 
 Result<std::unique_ptr<GgufFile>> GgufFile::open(const std::string& path) {
@@ -303,7 +420,7 @@ Result<std::unique_ptr<GgufFile>> GgufFile::open(const std::string& path) {
     uint32_t type = 0;
     RME_RETURN_IF_ERROR(r.read(type, what + " type"));
     if (!dtype_from_ggml(type, t.dtype))
-      return unsupported(what + ": tensor type " + std::to_string(type) +
+      return unsupported(what + ": tensor type " + ggml_type_name(type) +
                          " (rme reads F32, F16, BF16, Q8_0, Q4_0)");
     RME_RETURN_IF_ERROR(r.read(t.offset, what + " offset"));
     if (t.offset % alignment != 0)

@@ -14,7 +14,7 @@
 
 namespace rme {
 
-// One metadata value. Arrays hold homogeneous scalars or strings.
+// One metadata value. Arrays hold homogeneous scalars, strings or arrays.
 struct GgufValue {
   enum class Type : uint32_t {
     kU8 = 0,
@@ -37,6 +37,7 @@ struct GgufValue {
   std::vector<std::string> strings;  // string arrays
   std::vector<double> numbers;       // numeric arrays (exact for |x| < 2^53)
   std::vector<int64_t> ints;         // integer arrays, exact
+  std::vector<GgufValue> arrays;     // arrays of arrays (nested to any depth)
 
   bool is_int() const;
   int64_t as_int() const;
@@ -56,6 +57,11 @@ struct GgufTensorInfo {
 class GgufFile {
  public:
   static Result<std::unique_ptr<GgufFile>> open(const std::string& path);
+  // A model that may be split (llama.cpp's gguf-split: name-0000i-of-0000N.gguf, split.count and
+  // split.no in every shard, the model's metadata in the first): every shard in order, any one
+  // of them named; one file when not split. Fails naming the shard that is missing, has another
+  // split.count or split.no, or repeats a tensor of an earlier shard.
+  static Result<std::vector<std::unique_ptr<GgufFile>>> open_split(const std::string& path);
 
   uint32_t version() const { return version_; }
   const std::map<std::string, GgufValue>& metadata() const { return kv_; }

@@ -89,10 +89,18 @@ Result<std::unique_ptr<Tokenizer>> gguf_tokenizer(const GgufFile& g) {
       v.merges.emplace_back(s.substr(0, sp), s.substr(sp + 1));
     }
   }
+  // A special-token id the vocabulary does not hold means "none", as llama.cpp reads it: its own
+  // writers store 0xFFFFFFFF (or -1) for a token the model does not have.
   auto id_key = [&](const char* key, int& slot) -> Status {
-    int x = -1;
-    RME_RETURN_IF_ERROR(get_int(g, key, x, false));
-    if (g.find(key)) slot = x;
+    const GgufValue* x = g.find(key);
+    if (x == nullptr) return Status::Ok();
+    if (!x->is_int()) return corrupt(g.path() + ": metadata '" + key + "' is not an integer");
+    const int64_t id = x->as_int();
+    const bool none = id < 0 || id == 0xFFFFFFFF;
+    if (!none && id >= static_cast<int64_t>(n))
+      log_warn(g.path() + ": " + key + " = " + std::to_string(id) + " is not a token of the " +
+               std::to_string(n) + "-token vocabulary; ignored");
+    slot = none || id >= static_cast<int64_t>(n) ? -1 : static_cast<int>(id);
     return Status::Ok();
   };
   RME_RETURN_IF_ERROR(id_key("tokenizer.ggml.bos_token_id", v.special.bos));
@@ -114,7 +122,8 @@ Result<std::unique_ptr<Tokenizer>> gguf_tokenizer(const GgufFile& g) {
 }  // namespace
 
 Result<LoadedModel> load_gguf_model(const std::string& path) {
-  RME_ASSIGN_OR_RETURN(std::unique_ptr<GgufFile> g, GgufFile::open(path));
+  RME_ASSIGN_OR_RETURN(std::vector<std::unique_ptr<GgufFile>> shards, GgufFile::open_split(path));
+  const GgufFile* g = shards.front().get();  // the model's metadata is in the first shard
   const std::string arch = get_string(*g, "general.architecture");
   if (arch.empty()) return not_found(path + ": metadata 'general.architecture' is missing");
   if (arch != "llama") return unsupported(path + ": architecture '" + arch + "' (rme runs llama)");
@@ -143,10 +152,15 @@ Result<LoadedModel> load_gguf_model(const std::string& path) {
     RME_RETURN_IF_ERROR(get_float(*g, p + "rope.scaling.factor", c.rope_scaling.factor));
   }
   c.rope_style = RopeStyle::kInterleaved;
-  const GgufTensorInfo* emb = g->find_tensor("token_embd.weight");
+  auto find_tensor = [&](const std::string& name) -> const GgufTensorInfo* {
+    for (const auto& s : shards)
+      if (const GgufTensorInfo* t = s->find_tensor(name)) return t;
+    return nullptr;
+  };
+  const GgufTensorInfo* emb = find_tensor("token_embd.weight");
   if (emb == nullptr) return not_found(path + ": tensor 'token_embd.weight' is missing");
   c.n_vocab = static_cast<int>(emb->view.shape[0]);
-  if (const GgufTensorInfo* rf = g->find_tensor("rope_freqs.weight")) {
+  if (const GgufTensorInfo* rf = find_tensor("rope_freqs.weight")) {
     if (rf->dtype != DType::kF32 || rf->view.rank() != 1)
       return corrupt(path + ": tensor 'rope_freqs.weight' must be a 1-D f32 vector");
     const float* f = static_cast<const float*>(rf->view.data);
@@ -158,11 +172,11 @@ Result<LoadedModel> load_gguf_model(const std::string& path) {
   const std::string layout = get_string(*g, "rme.moe");
   if (!layout.empty()) RME_RETURN_IF_ERROR(apply_moe_layout(layout, path, *m));
   auto lookup = [&](const std::string& name) -> const Tensor* {
-    const GgufTensorInfo* t = g->find_tensor(name);
+    const GgufTensorInfo* t = find_tensor(name);
     return t ? &t->view : nullptr;
   };
   RME_RETURN_IF_ERROR(bind_weights(*m, lookup, NameScheme::kGguf, path));
-  m->files.push_back(g->file());
+  for (const auto& s : shards) m->files.push_back(s->file());
   m->source = path;
   if (!layout.empty()) RME_RETURN_IF_ERROR(bind_moe(*m, lookup, NameScheme::kGguf, path));
   LoadedModel out;

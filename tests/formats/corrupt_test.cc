@@ -105,7 +105,7 @@ TEST_F(CorruptTest, GgufAbsurdShapeAndWrongOffset) {
   expect_error(dir_, "ndims.gguf", d, {"token_embd.weight", "n_dims 9"});
   std::string e = s;
   poke<uint32_t>(e, at + 4 + 16, 14);  // Q6_K
-  expect_error(dir_, "type.gguf", e, {"token_embd.weight", "tensor type 14"});
+  expect_error(dir_, "type.gguf", e, {"token_embd.weight", "tensor type Q6_K (14)"});
 }
 
 TEST_F(CorruptTest, GgufShapeDisagreesWithConfig) {

@@ -3,10 +3,50 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdio>
+
 #include "util/tiny_model.h"
 
 namespace rme {
 namespace {
+
+// Arrays of arrays (llama.cpp's reader and writers allow them), written byte by byte.
+TEST(GgufTest, ReadsNestedArrays) {
+  std::string b;
+  auto u32 = [&](uint32_t v) { b.append(reinterpret_cast<const char*>(&v), 4); };
+  auto u64 = [&](uint64_t v) { b.append(reinterpret_cast<const char*>(&v), 8); };
+  auto str = [&](const std::string& s) {
+    u64(s.size());
+    b += s;
+  };
+  u32(0x46554747);  // "GGUF"
+  u32(3);
+  u64(0);  // tensors
+  u64(1);  // metadata
+  str("nested");
+  u32(9);  // array
+  u32(9);  // of arrays
+  u64(2);
+  u32(4);  // [u32 x 2]
+  u64(2);
+  u32(1);
+  u32(2);
+  u32(8);  // [string x 1]
+  u64(1);
+  str("x");
+  const std::string path = test::temp_dir("gguf_nested") + "/n.gguf";
+  FILE* f = std::fopen(path.c_str(), "wb");
+  ASSERT_NE(f, nullptr);
+  std::fwrite(b.data(), 1, b.size(), f);
+  std::fclose(f);
+  auto g = GgufFile::open(path);
+  ASSERT_TRUE(g.ok()) << g.status().message();
+  const GgufValue* v = (*g)->find("nested");
+  ASSERT_NE(v, nullptr);
+  ASSERT_EQ(v->arrays.size(), 2u);
+  EXPECT_EQ(v->arrays[0].ints, (std::vector<int64_t>{1, 2}));
+  EXPECT_EQ(v->arrays[1].strings, std::vector<std::string>{"x"});
+}
 
 TEST(GgufTest, MetadataAndTensorsRoundTrip) {
   const std::string path = test::temp_dir("gguf_rt") + "/x.gguf";

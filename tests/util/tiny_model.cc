@@ -37,6 +37,20 @@ std::vector<float> to_interleaved(const std::vector<float>& w, int n_head, int h
   return out;
 }
 
+// Interleaved rows -> HF rotate_half rows (the inverse of to_interleaved).
+std::vector<float> from_interleaved(const std::vector<float>& w, int n_head, int head_dim,
+                                    int cols) {
+  std::vector<float> out(w.size());
+  const int half = head_dim / 2;
+  for (int h = 0; h < n_head; ++h)
+    for (int i = 0; i < half; ++i)
+      for (int c = 0; c < cols; ++c) {
+        out[((h * head_dim) + i) * cols + c] = w[((h * head_dim) + 2 * i) * cols + c];
+        out[((h * head_dim) + half + i) * cols + c] = w[((h * head_dim) + 2 * i + 1) * cols + c];
+      }
+  return out;
+}
+
 std::vector<uint8_t> encode(const std::vector<float>& v, DType t, int64_t cols) {
   std::vector<uint8_t> out(dtype_row_bytes(t, cols) * (v.size() / cols));
   for (size_t r = 0; r < v.size() / cols; ++r)
@@ -282,6 +296,46 @@ void write_llama2c(const HfWeights& w, const std::string& path, int version) {
   }
   if (!c.tied_output) put(w.output);
   write_bytes(path, out);
+}
+
+HfWeights read_gguf_weights(const std::string& path, const LlamaConfig& config) {
+  auto shards = GgufFile::open_split(path);
+  RME_CHECK(shards.ok());
+  auto get = [&](const std::string& name) {
+    for (const auto& g : *shards)
+      if (const GgufTensorInfo* t = g->find_tensor(name)) {
+        const int64_t cols = t->ne[0], rows = t->view.n_elements() / cols;
+        std::vector<float> v(static_cast<size_t>(rows * cols));
+        const auto* src = static_cast<const uint8_t*>(t->view.data);
+        for (int64_t r = 0; r < rows; ++r)
+          dequantize_row(t->dtype, src + r * dtype_row_bytes(t->dtype, cols), v.data() + r * cols,
+                         cols);
+        return v;
+      }
+    return std::vector<float>();
+  };
+  HfWeights w;
+  w.config = config;
+  w.config.rope_style = RopeStyle::kHalf;
+  const LlamaConfig& c = w.config;
+  w.tok_embd = get("token_embd.weight");
+  w.out_norm = get("output_norm.weight");
+  if (!c.tied_output) w.output = get("output.weight");
+  for (int l = 0; l < c.n_layer; ++l) {
+    const std::string p = "blk." + std::to_string(l) + ".";
+    HfWeights::Layer L;
+    L.attn_norm = get(p + "attn_norm.weight");
+    L.wq = from_interleaved(get(p + "attn_q.weight"), c.n_head, c.head_dim, c.n_embd);
+    L.wk = from_interleaved(get(p + "attn_k.weight"), c.n_head_kv, c.head_dim, c.n_embd);
+    L.wv = get(p + "attn_v.weight");
+    L.wo = get(p + "attn_output.weight");
+    L.ffn_norm = get(p + "ffn_norm.weight");
+    L.gate = get(p + "ffn_gate.weight");
+    L.up = get(p + "ffn_up.weight");
+    L.down = get(p + "ffn_down.weight");
+    w.layers.push_back(std::move(L));
+  }
+  return w;
 }
 
 std::string temp_dir(const std::string& name) {

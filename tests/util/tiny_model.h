@@ -36,6 +36,11 @@ void write_hf_dir(const HfWeights& w, const std::string& dir, DType t, int shard
 void write_gguf(const HfWeights& w, const std::string& path, DType t);
 void write_llama2c(const HfWeights& w, const std::string& path, int version);
 
+// The weights of a Llama GGUF that rme did not write (e.g. llama.cpp's), every tensor dequantized
+// and Q/K rows turned back to HF's rotate_half layout: the oracle's input. Split files: name any
+// shard. config: the model's (rope_style set to kHalf in the result).
+HfWeights read_gguf_weights(const std::string& path, const LlamaConfig& config);
+
 std::string temp_dir(const std::string& name);  // fresh empty directory under the test tmp dir
 
 }  // namespace rme::test

@@ -1,0 +1,147 @@
+// tests/model: GGUF files written by llama.cpp's own tools (tests/data/gguf; provenance and the
+// commands in its README.md) load and match the libtorch oracle, so a misreading shared by rme's
+// GGUF reader and writer cannot hide behind their round trip.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include "core/thread_pool.h"
+#include "formats/gguf.h"
+#include "formats/model_io.h"
+#include "model/forward.h"
+#include "tensor/quant.h"
+#include "util/tiny_model.h"
+#include "util/torch_oracle.h"
+
+namespace rme {
+namespace {
+
+const std::string kDir = std::string(RME_SOURCE_DIR) + "/tests/data/gguf/";
+
+std::vector<float> engine_logits(const Model& m, const std::vector<int>& ids, int max_tokens) {
+  KvCache kv(m, static_cast<int>(ids.size()));
+  KernelConfig kernels = KernelConfig::best();
+  kernels.int8 = false;  // f32 activations: the oracle's math, up to f32 vs f64
+  Forward fwd(m, max_tokens, ThreadPool::global(), kernels);
+  std::vector<float> logits(ids.size() * m.config.n_vocab);
+  Status st = fwd.run(ids, 0, kv, logits.data(), true);
+  EXPECT_TRUE(st.ok()) << st.message();
+  return logits;
+}
+
+float max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
+  EXPECT_EQ(a.size(), b.size());
+  float m = 0;
+  for (size_t i = 0; i < std::min(a.size(), b.size()); ++i) m = std::max(m, std::fabs(a[i] - b[i]));
+  return m;
+}
+
+class LlamaCppFixture : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(LlamaCppFixture, LoadsAndMatchesTheOracleOnTheWeightsItHolds) {
+  const std::string path = kDir + GetParam();
+  auto lm = load_model(path);
+  ASSERT_TRUE(lm.ok()) << lm.status().message();
+  const Model& m = *lm->model;
+  ASSERT_TRUE(lm->tokenizer != nullptr);
+  // llama.cpp's converter writes 0xFFFFFFFF for the padding token the model does not have.
+  EXPECT_EQ(lm->tokenizer->special().pad, -1);
+  EXPECT_EQ(lm->tokenizer->special().bos, 1);
+  EXPECT_EQ(lm->tokenizer->special().eos, 2);
+  std::mt19937 rng(7);
+  std::vector<int> ids(29);
+  for (int& id : ids) id = static_cast<int>(rng() % m.config.n_vocab);
+  const std::vector<float> want = test::oracle_logits(test::read_gguf_weights(path, m.config), ids);
+  EXPECT_LE(max_abs_diff(engine_logits(m, ids, 8), want), 1e-4f) << "chunks of 8";
+  EXPECT_LE(max_abs_diff(engine_logits(m, ids, 1), want), 1e-4f) << "token by token";
+}
+
+INSTANTIATE_TEST_SUITE_P(Files, LlamaCppFixture,
+                         ::testing::Values("stories260K-f16.gguf", "random-q8_0.gguf",
+                                           "random-q4_0.gguf",
+                                           "random-q8_0-split-00002-of-00002.gguf"),
+                         [](const auto& info) {
+                           std::string n = info.param.substr(0, info.param.find(".gguf"));
+                           for (char& ch : n)
+                             if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
+                           return n;
+                         });
+
+// The container itself read right: the f16 file llama.cpp made of stories260K.bin holds the
+// llama2.c floats (read here with no rme code) to f16 precision, tensor by tensor.
+TEST(LlamaCppFixtureTest, Stories260KF16HoldsTheLlama2cWeights) {
+  std::ifstream in(std::string(RME_SOURCE_DIR) + "/data/models/stories260K.bin", std::ios::binary);
+  int32_t h[7];
+  in.read(reinterpret_cast<char*>(h), sizeof h);
+  ASSERT_TRUE(in.good());
+  const int dim = h[0], hidden = h[1], layers = h[2], heads = h[3], kv_heads = h[4], vocab = h[5];
+  const int kv_dim = dim / heads * kv_heads;
+  auto floats = [&](size_t n) {
+    std::vector<float> v(n);
+    in.read(reinterpret_cast<char*>(v.data()), static_cast<std::streamsize>(n * sizeof(float)));
+    return v;
+  };
+  // llama2.c's order: embedding, then each kind of tensor for all layers at once.
+  struct Part {
+    const char* name;  // GGUF name, %d = layer
+    size_t per_layer;
+    bool layered;
+  };
+  const Part parts[] = {{"token_embd.weight", size_t(vocab) * dim, false},
+                        {"blk.%d.attn_norm.weight", size_t(dim), true},
+                        {"blk.%d.attn_q.weight", size_t(dim) * dim, true},
+                        {"blk.%d.attn_k.weight", size_t(kv_dim) * dim, true},
+                        {"blk.%d.attn_v.weight", size_t(kv_dim) * dim, true},
+                        {"blk.%d.attn_output.weight", size_t(dim) * dim, true},
+                        {"blk.%d.ffn_norm.weight", size_t(dim), true},
+                        {"blk.%d.ffn_gate.weight", size_t(hidden) * dim, true},
+                        {"blk.%d.ffn_down.weight", size_t(dim) * hidden, true},
+                        {"blk.%d.ffn_up.weight", size_t(hidden) * dim, true},
+                        {"output_norm.weight", size_t(dim), false}};
+  auto g = GgufFile::open(kDir + "stories260K-f16.gguf");
+  ASSERT_TRUE(g.ok()) << g.status().message();
+  int checked = 0;
+  for (const Part& p : parts)
+    for (int l = 0; l < (p.layered ? layers : 1); ++l) {
+      char name[64];
+      std::snprintf(name, sizeof name, p.name, l);
+      const std::vector<float> want = floats(p.per_layer);
+      const GgufTensorInfo* t = (*g)->find_tensor(name);
+      ASSERT_NE(t, nullptr) << name;
+      ASSERT_EQ(static_cast<size_t>(t->view.n_elements()), want.size()) << name;
+      std::vector<float> got(want.size());
+      dequantize_row(t->dtype, t->view.data, got.data(), static_cast<int64_t>(got.size()));
+      for (size_t i = 0; i < want.size(); ++i)
+        ASSERT_NEAR(got[i], want[i], std::fabs(want[i]) * 1e-3f + 1e-7f) << name << "[" << i << "]";
+      ++checked;
+    }
+  EXPECT_EQ(checked, 2 + 9 * layers);
+}
+
+TEST(LlamaCppFixtureTest, SplitModelEqualsTheWholeFileAndNeedsEveryShard) {
+  auto whole = load_model(kDir + "random-q8_0.gguf");
+  auto split = load_model(kDir + "random-q8_0-split-00001-of-00002.gguf");
+  ASSERT_TRUE(whole.ok() && split.ok());
+  const std::vector<int> ids = {1, 72, 300, 5, 99, 411, 8};
+  EXPECT_EQ(engine_logits(*whole->model, ids, 8), engine_logits(*split->model, ids, 8));
+  // A shard alone: the error names the missing one.
+  const std::string dir = test::temp_dir("split_alone");
+  std::filesystem::copy_file(kDir + "random-q8_0-split-00001-of-00002.gguf",
+                             dir + "/m-00001-of-00002.gguf");
+  auto alone = load_model(dir + "/m-00001-of-00002.gguf");
+  ASSERT_FALSE(alone.ok());
+  EXPECT_NE(alone.status().message().find("shard 2 of 2"), std::string::npos)
+      << alone.status().message();
+  // A shard renamed out of the pattern cannot find its siblings: said plainly.
+  std::filesystem::copy_file(kDir + "random-q8_0-split-00001-of-00002.gguf", dir + "/m.gguf");
+  auto renamed = load_model(dir + "/m.gguf");
+  ASSERT_FALSE(renamed.ok());
+  EXPECT_NE(renamed.status().message().find("not named"), std::string::npos)
+      << renamed.status().message();
+}
+
+}  // namespace
+}  // namespace rme
