@@ -80,7 +80,10 @@ Result<std::unique_ptr<Tokenizer>> gguf_tokenizer(const GgufFile& g) {
       v.types.push_back(static_cast<TokenType>(x));
     }
   }
-  if (const GgufValue* m = g.find("tokenizer.ggml.merges")) {
+  // "llama" vocabularies merge by score, as llama.cpp reads them; merges only for "gpt2".
+  if (const GgufValue* m = v.mode == BpeVocab::Mode::kByteLevel || v.scores.empty()
+                               ? g.find("tokenizer.ggml.merges")
+                               : nullptr) {
     if (m->type != GgufValue::Type::kArray || m->elem_type != GgufValue::Type::kString)
       return corrupt(g.path() + ": tokenizer.ggml.merges is not a string array");
     for (const std::string& s : m->strings) {
@@ -199,11 +202,13 @@ void add_tokenizer(GgufWriter& w, const Tokenizer& tok) {
                                        : v.pre_tokenizer == PreTokenizer::kQwen2 ? "qwen2"
                                                                                  : "gpt-2");
   w.set_strings("tokenizer.ggml.tokens", v.tokens);
-  if (!v.scores.empty()) w.set_f32s("tokenizer.ggml.scores", v.scores);
+  // A "llama" vocabulary is read by scores alone (llama.cpp ignores merges there): scores that
+  // rank merges as the merge list does, never all zeros.
+  if (!byte_level) w.set_f32s("tokenizer.ggml.scores", spm_scores(v));
   std::vector<int32_t> types;
   for (TokenType t : v.types) types.push_back(static_cast<int32_t>(t));
   w.set_i32s("tokenizer.ggml.token_type", types);
-  if (!v.merges.empty()) {
+  if (byte_level && !v.merges.empty()) {
     std::vector<std::string> merges;
     for (auto& [a, b] : v.merges) merges.push_back(a + " " + b);
     w.set_strings("tokenizer.ggml.merges", merges);

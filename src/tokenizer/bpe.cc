@@ -98,6 +98,23 @@ std::string BpeTokenizer::kind() const {
   return vocab_.merges.empty() ? "sentencepiece-bpe (scores)" : "sentencepiece-bpe (merges)";
 }
 
+std::vector<float> spm_scores(const BpeVocab& v) {
+  if (v.merges.empty()) return v.scores;  // scores are what ranks this vocabulary's merges
+  const float lowest = -static_cast<float>(v.merges.size() + 1);
+  std::vector<float> scores(v.tokens.size(), lowest);
+  std::unordered_map<std::string, int> index;
+  for (size_t i = 0; i < v.tokens.size(); ++i) index.emplace(v.tokens[i], static_cast<int>(i));
+  for (size_t i = 0; i < v.types.size() && i < scores.size(); ++i)
+    if (v.types[i] == TokenType::kControl || v.types[i] == TokenType::kUnknown ||
+        v.types[i] == TokenType::kUserDefined)
+      scores[i] = 0;
+  for (size_t r = v.merges.size(); r-- > 0;) {  // the first making wins: walk back to front
+    auto it = index.find(v.merges[r].first + v.merges[r].second);
+    if (it != index.end()) scores[it->second] = -static_cast<float>(r + 1);
+  }
+  return scores;
+}
+
 BpeVocab BpeTokenizer::export_vocab() const {
   BpeVocab v = vocab_;
   static const std::string kMarker = "\xE2\x96\x81";

@@ -47,4 +47,12 @@ class BpeTokenizer final : public Tokenizer {
   int byte_token_[256];                                           // <0xNN> ids or -1
 };
 
+// SentencePiece scores that rank a SentencePiece-style vocabulary's merges as its merge list does,
+// for writers of formats that keep scores, not merges (GGUF "llama", whose readers merge the
+// adjacent pair whose concatenation scores highest): the token the r-th merge makes (its first
+// making, 0-based) scores -(r + 1); control, unknown and user-defined tokens 0; the rest
+// (characters, bytes) below every merge. vocab.scores when the vocabulary has no merges (its
+// scores then rank them; a merge-ranked vocabulary's scores are placeholders).
+std::vector<float> spm_scores(const BpeVocab& vocab);
+
 }  // namespace rme
