@@ -6,6 +6,8 @@
 #include <regex>
 #include <set>
 
+#include "tensor/kquant.h"
+#include "tensor/quant.h"
 #include "tokenizer/utf8.h"
 
 namespace rme {
@@ -419,16 +421,23 @@ Result<std::unique_ptr<GgufFile>> GgufFile::open(const std::string& path) {
     }
     uint32_t type = 0;
     RME_RETURN_IF_ERROR(r.read(type, what + " type"));
-    if (!dtype_from_ggml(type, t.dtype))
+    t.stored_as = kquant_from_ggml(type);
+    if (t.stored_as) {
+      t.dtype = DType::kQ8_0;  // what rme computes with: converted below
+    } else if (!dtype_from_ggml(type, t.dtype)) {
       return unsupported(what + ": tensor type " + ggml_type_name(type) +
-                         " (rme reads F32, F16, BF16, Q8_0, Q4_0)");
+                         " (rme reads F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K)");
+    }
     RME_RETURN_IF_ERROR(r.read(t.offset, what + " offset"));
     if (t.offset % alignment != 0)
       return corrupt(what + ": offset " + std::to_string(t.offset) +
                      " is not a multiple of alignment " + std::to_string(alignment));
-    if (t.ne[0] % dtype_block_size(t.dtype) != 0)
+    const int64_t block = t.stored_as ? kKBlock : dtype_block_size(t.dtype);
+    if (t.ne[0] % block != 0)
       return corrupt(what + ": row length " + std::to_string(t.ne[0]) +
-                     " is not a multiple of the " + std::string(dtype_name(t.dtype)) +
+                     " is not a multiple of the " +
+                     (t.stored_as ? std::string(kquant_name(*t.stored_as))
+                                  : std::string(dtype_name(t.dtype))) +
                      " block size");
     if (g->tensor_index_.count(t.name))
       return corrupt(path + ": duplicate tensor '" + t.name + "'");
@@ -439,7 +448,10 @@ Result<std::unique_ptr<GgufFile>> GgufFile::open(const std::string& path) {
   for (GgufTensorInfo& t : g->tensors_) {
     t.view.dtype = t.dtype;
     t.view.shape.assign(t.ne.rbegin(), t.ne.rend());
-    const uint64_t bytes = t.view.n_bytes();
+    const int64_t cols = t.ne[0], rows = t.view.n_elements() / cols;
+    const uint64_t row_bytes = t.stored_as ? cols / kKBlock * kquant_block_bytes(*t.stored_as)
+                                           : dtype_row_bytes(t.dtype, cols);
+    const uint64_t bytes = row_bytes * static_cast<uint64_t>(rows);
     if (data_start > g->file_->size() || t.offset > g->file_->size() - data_start ||
         bytes > g->file_->size() - data_start - t.offset)
       return corrupt(
@@ -447,6 +459,18 @@ Result<std::unique_ptr<GgufFile>> GgufFile::open(const std::string& path) {
           std::to_string(data_start + t.offset + bytes) + ") lies past the end of the file (" +
           std::to_string(g->file_->size()) + " bytes)");
     t.view.data = g->file_->data() + data_start + t.offset;
+    if (t.stored_as) {  // K-quants: to Q8_0, row by row (rme's kernels have no K-quant path yet)
+      auto buf = std::make_shared<Buffer>(dtype_row_bytes(DType::kQ8_0, cols) * rows);
+      std::vector<float> row(static_cast<size_t>(cols));
+      const auto* src = static_cast<const uint8_t*>(t.view.data);
+      for (int64_t i = 0; i < rows; ++i) {
+        dequantize_kquant_row(*t.stored_as, src + i * row_bytes, row.data(), cols);
+        quantize_row(DType::kQ8_0, row.data(),
+                     buf->data() + i * dtype_row_bytes(DType::kQ8_0, cols), cols);
+      }
+      t.view.data = buf->data();
+      g->converted_.push_back(std::move(buf));
+    }
   }
   return g;
 }

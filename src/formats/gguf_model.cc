@@ -179,7 +179,15 @@ Result<LoadedModel> load_gguf_model(const std::string& path) {
     return t ? &t->view : nullptr;
   };
   RME_RETURN_IF_ERROR(bind_weights(*m, lookup, NameScheme::kGguf, path));
-  for (const auto& s : shards) m->files.push_back(s->file());
+  int n_kquant = 0;
+  for (const auto& s : shards) {
+    m->files.push_back(s->file());
+    m->buffers.insert(m->buffers.end(), s->converted().begin(), s->converted().end());
+    for (const GgufTensorInfo& t : s->tensors()) n_kquant += t.stored_as.has_value();
+  }
+  if (n_kquant > 0)
+    log_info(path + ": " + std::to_string(n_kquant) +
+             " K-quant tensors converted to Q8_0 at load (rme has no K-quant kernels yet)");
   m->source = path;
   if (!layout.empty()) RME_RETURN_IF_ERROR(bind_moe(*m, lookup, NameScheme::kGguf, path));
   LoadedModel out;

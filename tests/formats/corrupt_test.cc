@@ -104,8 +104,11 @@ TEST_F(CorruptTest, GgufAbsurdShapeAndWrongOffset) {
   poke<uint32_t>(d, at, 9);
   expect_error(dir_, "ndims.gguf", d, {"token_embd.weight", "n_dims 9"});
   std::string e = s;
-  poke<uint32_t>(e, at + 4 + 16, 14);  // Q6_K
-  expect_error(dir_, "type.gguf", e, {"token_embd.weight", "tensor type Q6_K (14)"});
+  poke<uint32_t>(e, at + 4 + 16, 10);  // Q2_K: not read
+  expect_error(dir_, "type.gguf", e, {"token_embd.weight", "tensor type Q2_K (10)"});
+  std::string f = s;
+  poke<uint32_t>(f, at + 4 + 16, 14);  // Q6_K needs rows of 256
+  expect_error(dir_, "k_row.gguf", f, {"token_embd.weight", "not a multiple of the Q6_K block"});
 }
 
 TEST_F(CorruptTest, GgufShapeDisagreesWithConfig) {
