@@ -36,6 +36,15 @@ void set_weight(Model& m, const WeightId& id, const MatView& v) {
     case K::kWo:
       w.layers[id.layer].wo = v;
       break;
+    case K::kBq:
+      w.layers[id.layer].bq = f;
+      break;
+    case K::kBk:
+      w.layers[id.layer].bk = f;
+      break;
+    case K::kBv:
+      w.layers[id.layer].bv = f;
+      break;
     case K::kFfnNorm:
       w.layers[id.layer].ffn_norm = f;
       break;
@@ -69,7 +78,7 @@ Status bind_weights(Model& m, const TensorLookup& lookup, NameScheme scheme,
   m.weights.layers.assign(c.n_layer, LayerWeights{});
   const bool has_output = lookup(tensor_name({WeightId::Kind::kOutput, -1}, scheme)) != nullptr;
   m.config.tied_output = !has_output;
-  for (const WeightId& id : all_weight_ids(c.n_layer, has_output)) {
+  for (const WeightId& id : all_weight_ids(c.n_layer, has_output, c.attn_bias)) {
     const std::string name = tensor_name(id, scheme);
     const Tensor* t = lookup(name);
     const std::vector<int64_t> want = expected_shape(id, c);
@@ -82,11 +91,11 @@ Status bind_weights(Model& m, const TensorLookup& lookup, NameScheme scheme,
     }
     if (t == nullptr) return not_found(path + ": tensor '" + name + "' is missing");
     std::vector<int64_t> got = t->shape;
-    if (is_norm(id) && got.size() == 2 && got[0] == 1) got.erase(got.begin());
+    if (is_vector(id) && got.size() == 2 && got[0] == 1) got.erase(got.begin());
     if (got != want)
       return corrupt(path + ": tensor '" + name + "' shape " + shape_string(t->shape) +
                      " != " + shape_string(want));
-    if (is_norm(id)) {
+    if (is_vector(id)) {
       std::vector<float> f(static_cast<size_t>(want[0]));
       dequantize_row(t->dtype, t->data, f.data(), want[0]);
       set_weight(m, id, MatView{DType::kF32, 1, want[0], model_own_floats(m, f)});

@@ -51,11 +51,21 @@ std::shared_ptr<Buffer> convert_matrix(const MatView& src, DType to,
 
 const void* weight_for_writing(const WeightId& id, const MatView& v, DType to, const LlamaConfig& c,
                                RopeStyle target, std::vector<std::shared_ptr<Buffer>>& keep) {
+  using K = WeightId::Kind;
   std::vector<int64_t> order;
-  if (c.rope_style != target && id.kind == WeightId::Kind::kWq)
+  if (c.rope_style != target && (id.kind == K::kWq || id.kind == K::kBq))
     order = rope_row_order(c.n_head, c.head_dim, c.rope_style, target);
-  if (c.rope_style != target && id.kind == WeightId::Kind::kWk)
+  if (c.rope_style != target && (id.kind == K::kWk || id.kind == K::kBk))
     order = rope_row_order(c.n_head_kv, c.head_dim, c.rope_style, target);
+  if (id.kind == K::kBq || id.kind == K::kBk) {  // a bias moves with its matrix's rows
+    if (order.empty()) return v.data;
+    const auto* src = static_cast<const float*>(v.data);
+    auto buf = std::make_shared<Buffer>(order.size() * sizeof(float));
+    auto* dst = reinterpret_cast<float*>(buf->data());
+    for (size_t i = 0; i < order.size(); ++i) dst[i] = src[order[i]];
+    keep.push_back(std::move(buf));
+    return keep.back()->data();
+  }
   if (to == v.dtype && order.empty()) return v.data;
   keep.push_back(convert_matrix(v, to, order));
   return keep.back()->data();

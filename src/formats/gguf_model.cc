@@ -129,7 +129,8 @@ Result<LoadedModel> load_gguf_model(const std::string& path) {
   const GgufFile* g = shards.front().get();  // the model's metadata is in the first shard
   const std::string arch = get_string(*g, "general.architecture");
   if (arch.empty()) return not_found(path + ": metadata 'general.architecture' is missing");
-  if (arch != "llama") return unsupported(path + ": architecture '" + arch + "' (rme runs llama)");
+  if (arch != "llama" && arch != "qwen2")
+    return unsupported(path + ": architecture '" + arch + "' (rme runs llama and qwen2)");
   auto m = std::make_unique<Model>();
   LlamaConfig& c = m->config;
   const std::string p = arch + ".";
@@ -154,7 +155,10 @@ Result<LoadedModel> load_gguf_model(const std::string& path) {
     c.rope_scaling.type = RopeScaling::Type::kLinear;
     RME_RETURN_IF_ERROR(get_float(*g, p + "rope.scaling.factor", c.rope_scaling.factor));
   }
-  c.rope_style = RopeStyle::kInterleaved;
+  // llama.cpp's "llama" permutes Q/K rows to the interleaved RoPE pairing; "qwen2" keeps HF's
+  // rotate-half pairing (NEOX) and adds q/k/v biases.
+  c.rope_style = arch == "qwen2" ? RopeStyle::kHalf : RopeStyle::kInterleaved;
+  c.attn_bias = arch == "qwen2";
   auto find_tensor = [&](const std::string& name) -> const GgufTensorInfo* {
     for (const auto& s : shards)
       if (const GgufTensorInfo* t = s->find_tensor(name)) return t;
@@ -237,26 +241,30 @@ Status write_gguf_model(const Model& model, const Tokenizer* tokenizer, const st
                         std::optional<DType> type) {
   const LlamaConfig& c = model.config;
   GgufWriter w;
-  w.set_string("general.architecture", "llama");
+  // Biased q/k/v is Qwen2's shape: llama.cpp reads it as "qwen2" (rotate-half RoPE, no permuting).
+  const std::string arch = c.attn_bias ? "qwen2" : "llama";
+  const RopeStyle target = c.attn_bias ? RopeStyle::kHalf : RopeStyle::kInterleaved;
+  const std::string p = arch + ".";
+  w.set_string("general.architecture", arch);
   w.set_string("general.name", model.random_weights
                                    ? "random weights (rme init-random): outputs are meaningless"
                                    : "rme export");
   if (model.random_weights) w.set_bool("rme.random_weights", true);
-  w.set_u32("llama.context_length", c.n_ctx);
-  w.set_u32("llama.embedding_length", c.n_embd);
-  w.set_u32("llama.block_count", c.n_layer);
-  w.set_u32("llama.feed_forward_length", c.n_ff);
-  w.set_u32("llama.attention.head_count", c.n_head);
-  w.set_u32("llama.attention.head_count_kv", c.n_head_kv);
-  w.set_u32("llama.attention.key_length", c.head_dim);
-  w.set_u32("llama.attention.value_length", c.head_dim);
-  w.set_u32("llama.rope.dimension_count", c.head_dim);
-  w.set_u32("llama.vocab_size", c.n_vocab);
-  w.set_f32("llama.attention.layer_norm_rms_epsilon", c.rms_eps);
-  w.set_f32("llama.rope.freq_base", c.rope_theta);
+  w.set_u32(p + "context_length", c.n_ctx);
+  w.set_u32(p + "embedding_length", c.n_embd);
+  w.set_u32(p + "block_count", c.n_layer);
+  w.set_u32(p + "feed_forward_length", c.n_ff);
+  w.set_u32(p + "attention.head_count", c.n_head);
+  w.set_u32(p + "attention.head_count_kv", c.n_head_kv);
+  w.set_u32(p + "attention.key_length", c.head_dim);
+  w.set_u32(p + "attention.value_length", c.head_dim);
+  w.set_u32(p + "rope.dimension_count", c.head_dim);
+  w.set_u32(p + "vocab_size", c.n_vocab);
+  w.set_f32(p + "attention.layer_norm_rms_epsilon", c.rms_eps);
+  w.set_f32(p + "rope.freq_base", c.rope_theta);
   if (c.rope_scaling.type == RopeScaling::Type::kLinear) {
-    w.set_string("llama.rope.scaling.type", "linear");
-    w.set_f32("llama.rope.scaling.factor", c.rope_scaling.factor);
+    w.set_string(p + "rope.scaling.type", "linear");
+    w.set_f32(p + "rope.scaling.factor", c.rope_scaling.factor);
   }
   // GGUF expresses Llama-3 scaling as explicit per-pair divisors.
   std::vector<float> factors = c.rope_freq_factors;
@@ -279,7 +287,7 @@ Status write_gguf_model(const Model& model, const Tokenizer* tokenizer, const st
   if (model.moe.is_moe() || !c.n_ff_layer.empty())
     w.set_string("rme.moe", moe_layout_json(model, path));
   model.for_each_weight([&](const WeightId& id, const MatView& v) {
-    const bool norm = is_norm(id);
+    const bool norm = is_vector(id);
     if (v.data == nullptr) return;  // a zero-width shared expert
     DType to = norm || id.kind == WeightId::Kind::kLayerGate ? DType::kF32 : type.value_or(v.dtype);
     if (dtype_is_quantized(to) && v.n_in % kQBlock != 0) {
@@ -288,7 +296,7 @@ Status write_gguf_model(const Model& model, const Tokenizer* tokenizer, const st
       to = DType::kF16;
     }
     const LlamaConfig& cfg = id.router ? model.router->config : c;
-    const void* data = weight_for_writing(id, v, to, cfg, RopeStyle::kInterleaved, keep);
+    const void* data = weight_for_writing(id, v, to, cfg, target, keep);
     std::vector<int64_t> shape =
         norm ? std::vector<int64_t>{v.n_in} : std::vector<int64_t>{v.n_out, v.n_in};
     // Each expert's slices for all layers form one page-aligned range (one read loads it).

@@ -42,8 +42,9 @@ Status parse_config(const json& j, const std::string& path, LlamaConfig& c) {
     return Status::Ok();
   };
   RME_ASSIGN_OR_RETURN(std::string type, f.string("model_type", "llama"));
-  if (type != "llama" && type != "mistral")
-    return unsupported(path + ": model_type '" + type + "' (rme runs llama-architecture models)");
+  if (type != "llama" && type != "mistral" && type != "qwen2")
+    return unsupported(path + ": model_type '" + type + "' (rme runs llama, mistral and qwen2)");
+  c.attn_bias = type == "qwen2";  // Qwen2's q/k/v projections carry biases
   RME_RETURN_IF_ERROR(get_int("vocab_size", c.n_vocab, true));
   RME_RETURN_IF_ERROR(get_int("hidden_size", c.n_embd, true));
   RME_RETURN_IF_ERROR(get_int("num_hidden_layers", c.n_layer, true));
@@ -58,6 +59,15 @@ Status parse_config(const json& j, const std::string& path, LlamaConfig& c) {
   RME_RETURN_IF_ERROR(get_float(j, "rms_norm_eps", c.rms_eps));
   RME_RETURN_IF_ERROR(get_float(j, "rope_theta", c.rope_theta));
   c.rope_style = RopeStyle::kHalf;
+  if (f.has("sliding_window") && j["sliding_window"].is_number_integer()) {
+    const int64_t w = j["sliding_window"].get<int64_t>();
+    const bool used = type == "mistral" ||
+                      (j.contains("use_sliding_window") && j["use_sliding_window"] == true);
+    if (used && w > 0 && w < c.n_ctx)
+      log_warn(path + ": sliding_window " + std::to_string(w) +
+               " is not applied (rme attends to every earlier position): outputs past " +
+               std::to_string(w) + " tokens differ from the reference");
+  }
   if (f.has("rope_scaling")) {
     const json& s = j["rope_scaling"];
     if (!s.is_object()) return f.error("rope_scaling", "an object");
@@ -178,7 +188,7 @@ Status write_hf_model(const Model& model, const Tokenizer* tokenizer, const std:
   std::vector<SafetensorsEntry> entries;
   std::vector<std::shared_ptr<Buffer>> keep;
   model.for_each_weight([&](const WeightId& id, const MatView& v) {
-    const bool norm = is_norm(id);
+    const bool norm = is_vector(id);
     if (v.data == nullptr) return;  // a zero-width shared expert
     DType to = id.kind == WeightId::Kind::kLayerGate
                    ? DType::kF32
@@ -193,8 +203,8 @@ Status write_hf_model(const Model& model, const Tokenizer* tokenizer, const std:
   });
   RME_RETURN_IF_ERROR(write_safetensors(dir + "/model.safetensors", entries, {{"format", "pt"}}));
 
-  json j = {{"architectures", {"LlamaForCausalLM"}},
-            {"model_type", "llama"},
+  json j = {{"architectures", {c.attn_bias ? "Qwen2ForCausalLM" : "LlamaForCausalLM"}},
+            {"model_type", c.attn_bias ? "qwen2" : "llama"},
             {"vocab_size", c.n_vocab},
             {"hidden_size", c.n_embd},
             {"intermediate_size", c.n_ff},

@@ -30,6 +30,12 @@ std::string tensor_name(const WeightId& id, NameScheme scheme) {
       return blk + (gguf ? "attn_v.weight" : "self_attn.v_proj.weight");
     case K::kWo:
       return blk + (gguf ? "attn_output.weight" : "self_attn.o_proj.weight");
+    case K::kBq:
+      return blk + (gguf ? "attn_q.bias" : "self_attn.q_proj.bias");
+    case K::kBk:
+      return blk + (gguf ? "attn_k.bias" : "self_attn.k_proj.bias");
+    case K::kBv:
+      return blk + (gguf ? "attn_v.bias" : "self_attn.v_proj.bias");
     case K::kFfnNorm:
       return blk + (gguf ? "ffn_norm.weight" : "post_attention_layernorm.weight");
     case K::kGate:
@@ -54,13 +60,16 @@ std::string tensor_name(const WeightId& id, NameScheme scheme) {
   return "";
 }
 
-std::vector<WeightId> all_weight_ids(int n_layer, bool include_output) {
+std::vector<WeightId> all_weight_ids(int n_layer, bool include_output, bool attn_bias) {
   using K = WeightId::Kind;
   std::vector<WeightId> ids = {{K::kTokEmbd, -1}};
-  for (int il = 0; il < n_layer; ++il)
+  for (int il = 0; il < n_layer; ++il) {
     for (K k :
          {K::kAttnNorm, K::kWq, K::kWk, K::kWv, K::kWo, K::kFfnNorm, K::kGate, K::kUp, K::kDown})
       ids.push_back({k, il});
+    if (attn_bias)
+      for (K k : {K::kBq, K::kBk, K::kBv}) ids.push_back({k, il});
+  }
   ids.push_back({K::kOutNorm, -1});
   if (include_output) ids.push_back({K::kOutput, -1});
   return ids;
@@ -84,6 +93,11 @@ std::vector<int64_t> expected_shape(const WeightId& id, const LlamaConfig& c) {
       return {c.kv_dim(), c.n_embd};
     case K::kWo:
       return {c.n_embd, c.q_dim()};
+    case K::kBq:
+      return {c.q_dim()};
+    case K::kBk:
+    case K::kBv:
+      return {c.kv_dim()};
     case K::kGate:
     case K::kUp:
       return {c.ffn_width(id.layer), c.n_embd};
@@ -98,9 +112,10 @@ std::vector<int64_t> expected_shape(const WeightId& id, const LlamaConfig& c) {
   return {};
 }
 
-bool is_norm(const WeightId& id) {
+bool is_vector(const WeightId& id) {
   using K = WeightId::Kind;
-  return id.kind == K::kOutNorm || id.kind == K::kAttnNorm || id.kind == K::kFfnNorm;
+  return id.kind == K::kOutNorm || id.kind == K::kAttnNorm || id.kind == K::kFfnNorm ||
+         id.kind == K::kBq || id.kind == K::kBk || id.kind == K::kBv;
 }
 
 }  // namespace rme

@@ -104,9 +104,10 @@ int64_t LlamaConfig::n_params() const {
 
 std::string LlamaConfig::summary() const {
   std::ostringstream s;
-  s << "llama: n_vocab=" << n_vocab << " n_embd=" << n_embd << " n_layer=" << n_layer
-    << " n_head=" << n_head << " n_head_kv=" << n_head_kv << " head_dim=" << head_dim
-    << " n_ff=" << n_ff << " n_ctx=" << n_ctx << " rope_theta=" << rope_theta
+  s << (attn_bias ? "qwen2 (q/k/v biases)" : "llama") << ": n_vocab=" << n_vocab
+    << " n_embd=" << n_embd << " n_layer=" << n_layer << " n_head=" << n_head
+    << " n_head_kv=" << n_head_kv << " head_dim=" << head_dim << " n_ff=" << n_ff
+    << " n_ctx=" << n_ctx << " rope_theta=" << rope_theta
     << " rope=" << (rope_style == RopeStyle::kHalf ? "half" : "interleaved")
     << " rms_eps=" << rms_eps << " tied_output=" << (tied_output ? "yes" : "no");
   if (rope_scaling.type == RopeScaling::Type::kLlama3)

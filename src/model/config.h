@@ -33,6 +33,7 @@ struct LlamaConfig {
   RopeStyle rope_style = RopeStyle::kInterleaved;
   RopeScaling rope_scaling;
   bool tied_output = false;  // output projection shares the token embedding
+  bool attn_bias = false;    // q/k/v projections add a bias (Qwen2; GGUF architecture "qwen2")
   // Explicit per-pair frequency divisors [Dh/2] (GGUF rope_freqs.weight); applied after
   // rope_scaling. Empty = none.
   std::vector<float> rope_freq_factors;

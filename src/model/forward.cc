@@ -341,6 +341,11 @@ void Forward::run_tokens(const int* tokens, int n_tok, float* logits) {
     matmul(kernels_, L.wv, xb_.data(), D, n_tok, v_.data(), KVD, pool_);  // v[T, Hkv*Dh]
     for (int t = 0; t < n_tok; ++t) {
       const KvView& kv = views_[view_[t]];
+      if (L.bq) {  // q/k/v biases (Qwen2), before RoPE
+        for (int i = 0; i < QD; ++i) q_[t * QD + i] += L.bq[i];
+        for (int i = 0; i < KVD; ++i) k_[t * KVD + i] += L.bk[i];
+        for (int i = 0; i < KVD; ++i) v_[t * KVD + i] += L.bv[i];
+      }
       rope(&q_[t * QD], H, Dh, pos_[t], inv_freq_.data(), c.rope_style);
       rope(&k_[t * KVD], c.n_head_kv, Dh, pos_[t], inv_freq_.data(), c.rope_style);
       const int64_t at = kv.offset(il, pos_[t]);

@@ -17,6 +17,11 @@ void Model::for_each_weight(const std::function<void(const WeightId&, const MatV
     fn({K::kWk, il}, l.wk);
     fn({K::kWv, il}, l.wv);
     fn({K::kWo, il}, l.wo);
+    if (config.attn_bias) {
+      fn({K::kBq, il}, MatView{DType::kF32, 1, config.q_dim(), l.bq});
+      fn({K::kBk, il}, MatView{DType::kF32, 1, config.kv_dim(), l.bk});
+      fn({K::kBv, il}, MatView{DType::kF32, 1, config.kv_dim(), l.bv});
+    }
     fn({K::kFfnNorm, il}, norm(l.ffn_norm));
     fn({K::kGate, il}, l.w_gate);
     fn({K::kUp, il}, l.w_up);

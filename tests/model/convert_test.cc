@@ -28,9 +28,12 @@ std::vector<float> logits_of(const LoadedModel& lm, const std::vector<int>& ids,
 const std::vector<int> kIds = {1, 5, 9, 2, 33, 40, 7, 7, 12, 60, 3, 0, 18};
 
 TEST(ConvertTest, SafetensorsToGgufToSafetensorsKeepsLogitsExactly) {
-  for (bool tied : {false, true}) {
-    auto w = test::random_weights(test::tiny_config(67, 64, 2, 4, 2, 96, tied), 7);
-    const std::string dir = test::temp_dir(tied ? "conv_tied" : "conv_untied");
+  for (int variant = 0; variant < 3; ++variant) {
+    const bool tied = variant == 1, qwen2 = variant == 2;  // qwen2: q/k/v biases
+    LlamaConfig cfg = test::tiny_config(67, 64, 2, 4, 2, 96, tied);
+    cfg.attn_bias = qwen2;
+    auto w = test::random_weights(cfg, 7);
+    const std::string dir = test::temp_dir("conv_" + std::to_string(variant));
     test::write_hf_dir(w, dir + "/a", DType::kF32);
     auto a = load_model(dir + "/a");
     ASSERT_TRUE(a.ok()) << a.status().message();
@@ -48,6 +51,8 @@ TEST(ConvertTest, SafetensorsToGgufToSafetensorsKeepsLogitsExactly) {
     for (size_t i = 0; i < la.size(); ++i) d = std::max(d, std::fabs(la[i] - lb[i]));
     EXPECT_LE(d, 1e-5f);
     EXPECT_EQ(b->model->config.tied_output, tied);
+    EXPECT_EQ(b->model->config.attn_bias, qwen2);
+    EXPECT_EQ(c->model->config.attn_bias, qwen2);
   }
 }
 

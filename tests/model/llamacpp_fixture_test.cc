@@ -64,7 +64,8 @@ TEST_P(LlamaCppFixture, LoadsAndMatchesTheOracleOnTheWeightsItHolds) {
 INSTANTIATE_TEST_SUITE_P(Files, LlamaCppFixture,
                          ::testing::Values("stories260K-f16.gguf", "random-q8_0.gguf",
                                            "random-q4_0.gguf",
-                                           "random-q8_0-split-00002-of-00002.gguf", "k-q4_k_m.gguf", "k-q5_k_m.gguf"),
+                                           "random-q8_0-split-00002-of-00002.gguf", "k-q4_k_m.gguf",
+                                           "k-q5_k_m.gguf"),
                          [](const auto& info) {
                            std::string n = info.param.substr(0, info.param.find(".gguf"));
                            for (char& ch : n)
@@ -159,6 +160,30 @@ TEST(LlamaCppFixtureTest, KQuantFilesHoldTheWeightsLlamaCppQuantized) {
     EXPECT_GT(kinds["Q6_K"], 0) << name;
     EXPECT_GT(kinds[std::string(name) == "k-q4_k_m.gguf" ? "Q4_K" : "Q5_K"], 0) << name;
   }
+}
+
+// Qwen2 as llama.cpp's gguf-py writes it: architecture "qwen2" (q/k/v biases, rotate-half RoPE),
+// a byte-level vocabulary with tokenizer.ggml.pre = qwen2 and ranked merges.
+TEST(LlamaCppFixtureTest, Qwen2FromGgufPyMatchesTheOracle) {
+  const std::string path = kDir + "qwen2-f16.gguf";
+  auto lm = load_model(path);
+  ASSERT_TRUE(lm.ok()) << lm.status().message();
+  const Model& m = *lm->model;
+  EXPECT_TRUE(m.config.attn_bias);
+  EXPECT_EQ(m.config.rope_style, RopeStyle::kHalf);
+  EXPECT_FALSE(m.config.tied_output);
+  ASSERT_TRUE(lm->tokenizer != nullptr);
+  const Tokenizer& tok = *lm->tokenizer;
+  EXPECT_EQ(tok.kind(), "byte-level-bpe (qwen2 split)");
+  EXPECT_EQ(tok.special().eos, 261);
+  // Merges "Ġ t", "h e", "Ġt he", "i n", "Ġ a": " the in a" -> Ġthe, Ġ, in, Ġa.
+  EXPECT_EQ(tok.encode(" the in a", false), (std::vector<int>{258, 32, 259, 260}));  // as llama.cpp
+  std::mt19937 rng(3);
+  std::vector<int> ids(23);
+  for (int& id : ids) id = static_cast<int>(rng() % m.config.n_vocab);
+  const std::vector<float> want = test::oracle_logits(test::read_gguf_weights(path, m.config), ids);
+  EXPECT_LE(max_abs_diff(engine_logits(m, ids, 8), want), 1e-4f);
+  EXPECT_LE(max_abs_diff(engine_logits(m, ids, 1), want), 1e-4f);
 }
 
 TEST(LlamaCppFixtureTest, SplitModelEqualsTheWholeFileAndNeedsEveryShard) {

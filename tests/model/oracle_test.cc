@@ -101,6 +101,12 @@ LlamaConfig gqa_untied() { return test::tiny_config(97, 40, 2, 5, 1, 71, false);
 LlamaConfig gqa_tied() { return test::tiny_config(83, 32, 2, 4, 2, 50, true); }
 LlamaConfig quant_untied() { return test::tiny_config(67, 64, 2, 4, 2, 96, false); }
 LlamaConfig quant_tied_odd_ff() { return test::tiny_config(61, 64, 2, 8, 2, 80, true); }
+LlamaConfig qwen2(bool tied) {  // q/k/v biases, rotate-half RoPE in every format
+  LlamaConfig c = test::tiny_config(73, 64, 2, 4, 2, 96, tied);
+  c.attn_bias = true;
+  c.rope_theta = 1000000;
+  return c;
+}
 LlamaConfig mha() { return test::tiny_config(50, 24, 3, 3, 3, 37, false); }
 LlamaConfig llama3_scaled() {
   LlamaConfig c = test::tiny_config(71, 32, 2, 4, 2, 48, false);
@@ -128,6 +134,10 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{"gguf_q4_0_untied", "gguf", DType::kQ4_0, quant_untied()},
                       Case{"gguf_q8_0_tied", "gguf", DType::kQ8_0, quant_tied_odd_ff()},
                       Case{"gguf_q4_0_tied", "gguf", DType::kQ4_0, quant_tied_odd_ff()},
+                      Case{"gguf_f32_qwen2", "gguf", DType::kF32, qwen2(false)},
+                      Case{"gguf_q8_0_qwen2_tied", "gguf", DType::kQ8_0, qwen2(true)},
+                      Case{"hf_bf16_qwen2", "hf", DType::kBF16, qwen2(false)},
+                      Case{"hf_f32_qwen2_tied", "hf", DType::kF32, qwen2(true), 2},
                       Case{"llama2c_v0_tied", "llama2c", DType::kF32, gqa_tied(), 0},
                       Case{"llama2c_v0_untied", "llama2c", DType::kF32, gqa_untied(), 0},
                       Case{"llama2c_v1_untied", "llama2c", DType::kF32, mha(), 1}),

@@ -20,8 +20,10 @@ using test::random_weights;
 using test::temp_dir;
 using test::tiny_config;
 
-std::unique_ptr<Model> tiny_dense(const std::string& name, int n_ff = 48) {
-  auto w = random_weights(tiny_config(64, 32, 2, 4, 2, n_ff, false), 7);
+std::unique_ptr<Model> tiny_dense(const std::string& name, int n_ff = 48, bool qwen2 = false) {
+  LlamaConfig c = tiny_config(64, 32, 2, 4, 2, n_ff, false);
+  c.attn_bias = qwen2;  // q/k/v biases: carried into the MoE unchanged
+  auto w = random_weights(c, 7);
   const std::string dir = temp_dir(name);
   test::write_hf_dir(w, dir, DType::kF32);
   auto lm = load_model(dir);
@@ -79,26 +81,29 @@ TEST(CarveTest, KmeansSeparatesClusters) {
 // The invariant: one expert holding every channel (no shared channels) is the dense model; so is
 // a shared expert holding every channel with an empty expert, whatever the routing.
 TEST(MoeTest, AllChannelsEqualsDense) {
-  auto dense = tiny_dense("moe_inv");
-  const int F = dense->config.n_ff, L = dense->config.n_layer;
-  std::vector<int> all(F);
-  std::iota(all.begin(), all.end(), 0);
-  const std::vector<int> ids = {1, 5, 9, 3, 60, 2, 2, 7, 33, 12, 0, 63};
-  const std::vector<float> want = logits_of(*dense, ids, 4);
+  for (bool qwen2 : {false, true}) {
+    auto dense = tiny_dense(qwen2 ? "moe_inv_qwen2" : "moe_inv", 48, qwen2);
+    EXPECT_EQ(dense->config.attn_bias, qwen2);
+    const int F = dense->config.n_ff, L = dense->config.n_layer;
+    std::vector<int> all(F);
+    std::iota(all.begin(), all.end(), 0);
+    const std::vector<int> ids = {1, 5, 9, 3, 60, 2, 2, 7, 33, 12, 0, 63};
+    const std::vector<float> want = logits_of(*dense, ids, 4);
 
-  ExpertLayout one{std::vector<std::vector<int>>(L), {std::vector<std::vector<int>>(L, all)}};
-  auto moe = build_moe(*dense, one, {"all"});
-  ASSERT_TRUE(moe.ok()) << moe.status().message();
-  RoutingOptions fixed{Routing::kFixed, 1, 0, 0, nullptr};
-  EXPECT_EQ(max_diff(logits_of(*moe, ids, 4, &fixed), want), 0.0f);
-  RoutingOptions random{Routing::kRandom, 1, 0, 5, nullptr};
-  EXPECT_EQ(max_diff(logits_of(*moe, ids, 4, &random), want), 0.0f);  // same chunking: exact
+    ExpertLayout one{std::vector<std::vector<int>>(L), {std::vector<std::vector<int>>(L, all)}};
+    auto moe = build_moe(*dense, one, {"all"});
+    ASSERT_TRUE(moe.ok()) << moe.status().message();
+    RoutingOptions fixed{Routing::kFixed, 1, 0, 0, nullptr};
+    EXPECT_EQ(max_diff(logits_of(*moe, ids, 4, &fixed), want), 0.0f);
+    RoutingOptions random{Routing::kRandom, 1, 0, 5, nullptr};
+    EXPECT_EQ(max_diff(logits_of(*moe, ids, 4, &random), want), 0.0f);  // same chunking: exact
 
-  ExpertLayout shared{std::vector<std::vector<int>>(L, all),
-                      {std::vector<std::vector<int>>(L), std::vector<std::vector<int>>(L)}};
-  auto moe2 = build_moe(*dense, shared, {"a", "b"});
-  ASSERT_TRUE(moe2.ok());
-  EXPECT_LT(max_diff(logits_of(*moe2, ids, 3, &random), want), 1e-5f);
+    ExpertLayout shared{std::vector<std::vector<int>>(L, all),
+                        {std::vector<std::vector<int>>(L), std::vector<std::vector<int>>(L)}};
+    auto moe2 = build_moe(*dense, shared, {"a", "b"});
+    ASSERT_TRUE(moe2.ok());
+    EXPECT_LT(max_diff(logits_of(*moe2, ids, 3, &random), want), 1e-5f);
+  }
 }
 
 // Routed experts cover their channels only: the split MoE with oracle routing differs from dense

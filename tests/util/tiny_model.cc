@@ -102,6 +102,11 @@ HfWeights random_weights(const LlamaConfig& c, uint64_t seed) {
     L.wk = randn(rng, KV * D, s);
     L.wv = randn(rng, KV * D, s);
     L.wo = randn(rng, D * QD, s);
+    if (c.attn_bias) {
+      L.bq = randn(rng, QD, 0.5f);
+      L.bk = randn(rng, KV, 0.5f);
+      L.bv = randn(rng, KV, 0.5f);
+    }
     L.ffn_norm = norm();
     L.gate = randn(rng, F * D, s);
     L.up = randn(rng, F * D, s);
@@ -134,6 +139,8 @@ HfWeights round_through(const HfWeights& w, DType t, bool norms) {
     for (auto& L : r.layers) {
       rt(L.attn_norm, c.n_embd);
       rt(L.ffn_norm, c.n_embd);
+      for (auto* b : {&L.bq, &L.bk, &L.bv})
+        if (!b->empty()) rt(*b, static_cast<int64_t>(b->size()));
     }
   }
   return r;
@@ -156,6 +163,11 @@ void write_hf_dir(const HfWeights& w, const std::string& dir, DType t, int shard
     items.push_back({p + "self_attn.k_proj.weight", &L.wk, {c.kv_dim(), c.n_embd}});
     items.push_back({p + "self_attn.v_proj.weight", &L.wv, {c.kv_dim(), c.n_embd}});
     items.push_back({p + "self_attn.o_proj.weight", &L.wo, {c.n_embd, c.q_dim()}});
+    if (c.attn_bias) {
+      items.push_back({p + "self_attn.q_proj.bias", &L.bq, {c.q_dim()}});
+      items.push_back({p + "self_attn.k_proj.bias", &L.bk, {c.kv_dim()}});
+      items.push_back({p + "self_attn.v_proj.bias", &L.bv, {c.kv_dim()}});
+    }
     items.push_back({p + "post_attention_layernorm.weight", &L.ffn_norm, {c.n_embd}});
     items.push_back({p + "mlp.gate_proj.weight", &L.gate, {c.n_ff, c.n_embd}});
     items.push_back({p + "mlp.up_proj.weight", &L.up, {c.n_ff, c.n_embd}});
@@ -182,8 +194,8 @@ void write_hf_dir(const HfWeights& w, const std::string& dir, DType t, int shard
     write_bytes(
         dir + "/model.safetensors.index.json",
         nlohmann::json{{"metadata", {{"total_size", 0}}}, {"weight_map", weight_map}}.dump());
-  nlohmann::json cfg = {{"architectures", {"LlamaForCausalLM"}},
-                        {"model_type", "llama"},
+  nlohmann::json cfg = {{"architectures", {c.attn_bias ? "Qwen2ForCausalLM" : "LlamaForCausalLM"}},
+                        {"model_type", c.attn_bias ? "qwen2" : "llama"},
                         {"vocab_size", c.n_vocab},
                         {"hidden_size", c.n_embd},
                         {"intermediate_size", c.n_ff},
@@ -207,15 +219,21 @@ void write_hf_dir(const HfWeights& w, const std::string& dir, DType t, int shard
 void write_gguf(const HfWeights& w, const std::string& path, DType t) {
   const LlamaConfig& c = w.config;
   GgufWriter g;
-  g.set_string("general.architecture", "llama");
-  g.set_u32("llama.context_length", c.n_ctx);
-  g.set_u32("llama.embedding_length", c.n_embd);
-  g.set_u32("llama.block_count", c.n_layer);
-  g.set_u32("llama.feed_forward_length", c.n_ff);
-  g.set_u32("llama.attention.head_count", c.n_head);
-  g.set_u32("llama.attention.head_count_kv", c.n_head_kv);
-  g.set_f32("llama.attention.layer_norm_rms_epsilon", c.rms_eps);
-  g.set_f32("llama.rope.freq_base", c.rope_theta);
+  // Qwen2 (q/k/v biases) is its own GGUF architecture, with HF's rotate-half Q/K rows.
+  const bool qwen2 = c.attn_bias;
+  const std::string a = qwen2 ? "qwen2" : "llama";
+  g.set_string("general.architecture", a);
+  g.set_u32(a + ".context_length", c.n_ctx);
+  g.set_u32(a + ".embedding_length", c.n_embd);
+  g.set_u32(a + ".block_count", c.n_layer);
+  g.set_u32(a + ".feed_forward_length", c.n_ff);
+  g.set_u32(a + ".attention.head_count", c.n_head);
+  g.set_u32(a + ".attention.head_count_kv", c.n_head_kv);
+  g.set_f32(a + ".attention.layer_norm_rms_epsilon", c.rms_eps);
+  g.set_f32(a + ".rope.freq_base", c.rope_theta);
+  auto qk = [&](const std::vector<float>& m, int n_head) {
+    return qwen2 ? m : to_interleaved(m, n_head, c.head_dim, c.n_embd);
+  };
   std::vector<std::vector<uint8_t>> keep;
   auto add = [&](const std::string& name, const std::vector<float>& v, std::vector<int64_t> shape,
                  bool norm) {
@@ -229,10 +247,13 @@ void write_gguf(const HfWeights& w, const std::string& path, DType t) {
     const auto& L = w.layers[l];
     const std::string p = "blk." + std::to_string(l) + ".";
     add(p + "attn_norm.weight", L.attn_norm, {c.n_embd}, true);
-    add(p + "attn_q.weight", to_interleaved(L.wq, c.n_head, c.head_dim, c.n_embd),
-        {c.q_dim(), c.n_embd}, false);
-    add(p + "attn_k.weight", to_interleaved(L.wk, c.n_head_kv, c.head_dim, c.n_embd),
-        {c.kv_dim(), c.n_embd}, false);
+    add(p + "attn_q.weight", qk(L.wq, c.n_head), {c.q_dim(), c.n_embd}, false);
+    add(p + "attn_k.weight", qk(L.wk, c.n_head_kv), {c.kv_dim(), c.n_embd}, false);
+    if (qwen2) {
+      add(p + "attn_q.bias", L.bq, {c.q_dim()}, true);
+      add(p + "attn_k.bias", L.bk, {c.kv_dim()}, true);
+      add(p + "attn_v.bias", L.bv, {c.kv_dim()}, true);
+    }
     add(p + "attn_v.weight", L.wv, {c.kv_dim(), c.n_embd}, false);
     add(p + "attn_output.weight", L.wo, {c.n_embd, c.q_dim()}, false);
     add(p + "ffn_norm.weight", L.ffn_norm, {c.n_embd}, true);
@@ -325,8 +346,18 @@ HfWeights read_gguf_weights(const std::string& path, const LlamaConfig& config) 
     const std::string p = "blk." + std::to_string(l) + ".";
     HfWeights::Layer L;
     L.attn_norm = get(p + "attn_norm.weight");
-    L.wq = from_interleaved(get(p + "attn_q.weight"), c.n_head, c.head_dim, c.n_embd);
-    L.wk = from_interleaved(get(p + "attn_k.weight"), c.n_head_kv, c.head_dim, c.n_embd);
+    if (config.rope_style == RopeStyle::kHalf) {  // qwen2: HF's layout already
+      L.wq = get(p + "attn_q.weight");
+      L.wk = get(p + "attn_k.weight");
+    } else {
+      L.wq = from_interleaved(get(p + "attn_q.weight"), c.n_head, c.head_dim, c.n_embd);
+      L.wk = from_interleaved(get(p + "attn_k.weight"), c.n_head_kv, c.head_dim, c.n_embd);
+    }
+    if (c.attn_bias) {
+      L.bq = get(p + "attn_q.bias");
+      L.bk = get(p + "attn_k.bias");
+      L.bv = get(p + "attn_v.bias");
+    }
     L.wv = get(p + "attn_v.weight");
     L.wo = get(p + "attn_output.weight");
     L.ffn_norm = get(p + "ffn_norm.weight");

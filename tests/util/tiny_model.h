@@ -18,6 +18,7 @@ struct HfWeights {
   std::vector<float> tok_embd, out_norm, output;  // output empty when tied
   struct Layer {
     std::vector<float> attn_norm, wq, wk, wv, wo, ffn_norm, gate, up, down;
+    std::vector<float> bq, bk, bv;  // q/k/v biases when config.attn_bias (Qwen2)
   };
   std::vector<Layer> layers;
 };

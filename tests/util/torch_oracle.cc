@@ -71,9 +71,17 @@ std::vector<float> oracle_logits(const HfWeights& w, const std::vector<int>& ids
   for (int l = 0; l < c.n_layer; ++l) {
     const auto& L = w.layers[l];
     auto h = rms_norm(x, t1(L.attn_norm), c.rms_eps);
-    auto q = h.matmul(t2(L.wq, H * Dh, D).t()).view({T, H, Dh});
-    auto k = h.matmul(t2(L.wk, Hkv * Dh, D).t()).view({T, Hkv, Dh});
-    auto v = h.matmul(t2(L.wv, Hkv * Dh, D).t()).view({T, Hkv, Dh});
+    auto q = h.matmul(t2(L.wq, H * Dh, D).t());
+    auto k = h.matmul(t2(L.wk, Hkv * Dh, D).t());
+    auto v = h.matmul(t2(L.wv, Hkv * Dh, D).t());
+    if (c.attn_bias) {  // Qwen2: nn.Linear(bias=True) on q/k/v
+      q = q + t1(L.bq);
+      k = k + t1(L.bk);
+      v = v + t1(L.bv);
+    }
+    q = q.view({T, H, Dh});
+    k = k.view({T, Hkv, Dh});
+    v = v.view({T, Hkv, Dh});
     q = q * cos + rotate_half(q) * sin;
     k = k * cos + rotate_half(k) * sin;
     k = k.repeat_interleave(H / Hkv, 1);
