@@ -53,11 +53,21 @@ Result<std::unique_ptr<Tokenizer>> gguf_tokenizer(const GgufFile& g) {
     v.mode = BpeVocab::Mode::kSentencePiece;
   } else if (model == "gpt2") {
     v.mode = BpeVocab::Mode::kByteLevel;
+    // llama.cpp's names for the splitters rme has; others are named, not guessed silently.
     std::string pre = get_string(g, "tokenizer.ggml.pre");
-    v.pre_tokenizer = (pre == "llama-bpe" || pre == "llama3" || pre == "smaug-bpe")
-                          ? PreTokenizer::kLlama3
-                      : pre == "qwen2" ? PreTokenizer::kQwen2
-                                       : PreTokenizer::kGpt2;
+    if (pre == "llama-bpe" || pre == "llama3" || pre == "llama-v3" || pre == "smaug-bpe" ||
+        pre == "falcon3") {
+      v.pre_tokenizer = PreTokenizer::kLlama3;
+    } else if (pre == "qwen2" || pre == "deepseek-r1-qwen") {
+      v.pre_tokenizer = PreTokenizer::kQwen2;
+    } else {
+      v.pre_tokenizer = PreTokenizer::kGpt2;
+      if (!pre.empty() && pre != "gpt-2" && pre != "default" && pre != "phi-2" &&
+          pre != "roberta-bpe")
+        log_warn(g.path() + ": tokenizer.ggml.pre '" + pre +
+                 "' is a pre-tokenizer rme does not have; splitting text as GPT-2 does, so "
+                 "token ids of text may differ from llama.cpp's");
+    }
     v.ignore_merges = v.pre_tokenizer == PreTokenizer::kLlama3;
     v.special.add_bos = false;
   } else {
