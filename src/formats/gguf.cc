@@ -3,8 +3,6 @@
 
 #include <cstdio>
 #include <cstring>
-#include <regex>
-#include <set>
 
 #include "tensor/kquant.h"
 #include "tensor/quant.h"
@@ -12,8 +10,6 @@
 
 namespace rme {
 namespace {
-
-constexpr uint32_t kMagic = 0x46554747;  // "GGUF" little-endian
 
 // GGUF tensor type ids for the dtypes rme computes in.
 bool dtype_from_ggml(uint32_t t, DType& out) {
@@ -38,61 +34,16 @@ bool dtype_from_ggml(uint32_t t, DType& out) {
 }
 // ggml's names for its type ids (ggml.h), so an unsupported tensor is named as llama.cpp names it.
 std::string ggml_type_name(uint32_t t) {
-  static const char* const kNames[] = {"F32",
-                                       "F16",
-                                       "Q4_0",
-                                       "Q4_1",
-                                       "Q4_2 (removed)",
-                                       "Q4_3 (removed)",
-                                       "Q5_0",
-                                       "Q5_1",
-                                       "Q8_0",
-                                       "Q8_1",
-                                       "Q2_K",
-                                       "Q3_K",
-                                       "Q4_K",
-                                       "Q5_K",
-                                       "Q6_K",
-                                       "Q8_K",
-                                       "IQ2_XXS",
-                                       "IQ2_XS",
-                                       "IQ3_XXS",
-                                       "IQ1_S",
-                                       "IQ4_NL",
-                                       "IQ3_S",
-                                       "IQ2_S",
-                                       "IQ4_XS",
-                                       "I8",
-                                       "I16",
-                                       "I32",
-                                       "I64",
-                                       "F64",
-                                       "IQ1_M",
-                                       "BF16",
-                                       "Q4_0_4_4 (removed)",
-                                       "Q4_0_4_8 (removed)",
-                                       "Q4_0_8_8 (removed)",
-                                       "TQ1_0",
-                                       "TQ2_0"};
+  // clang-format off
+  static const char* const kNames[] = {
+      "F32", "F16", "Q4_0", "Q4_1", "Q4_2 (removed)", "Q4_3 (removed)", "Q5_0", "Q5_1", "Q8_0",
+      "Q8_1", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "Q8_K", "IQ2_XXS", "IQ2_XS", "IQ3_XXS",
+      "IQ1_S", "IQ4_NL", "IQ3_S", "IQ2_S", "IQ4_XS", "I8", "I16", "I32", "I64", "F64", "IQ1_M",
+      "BF16", "Q4_0_4_4 (removed)", "Q4_0_4_8 (removed)", "Q4_0_8_8 (removed)", "TQ1_0", "TQ2_0"};
+  // clang-format on
   if (t < sizeof kNames / sizeof kNames[0])
     return std::string(kNames[t]) + " (" + std::to_string(t) + ")";
   return "id " + std::to_string(t);
-}
-
-uint32_t ggml_from_dtype(DType t) {
-  switch (t) {
-    case DType::kF32:
-      return 0;
-    case DType::kF16:
-      return 1;
-    case DType::kQ4_0:
-      return 2;
-    case DType::kQ8_0:
-      return 8;
-    case DType::kBF16:
-      return 30;
-  }
-  return 0;
 }
 
 size_t scalar_size(GgufValue::Type t) {
@@ -313,66 +264,13 @@ double GgufValue::as_double() const {
   return static_cast<double>(as_int());
 }
 
-Result<std::vector<std::unique_ptr<GgufFile>>> GgufFile::open_split(const std::string& path) {
-  std::vector<std::unique_ptr<GgufFile>> out;
-  RME_ASSIGN_OR_RETURN(std::unique_ptr<GgufFile> named, open(path));
-  const GgufValue* count = named->find("split.count");
-  const int64_t n = count && count->is_int() ? count->as_int() : 1;
-  if (n <= 1) {
-    out.push_back(std::move(named));
-    return out;
-  }
-  if (n > 9999) return corrupt(path + ": split.count " + std::to_string(n) + " is absurd");
-  std::smatch m;
-  static const std::regex kName(R"((.*)-(\d{5})-of-(\d{5})\.gguf)");
-  if (!std::regex_match(path, m, kName) || std::stoll(m[3].str()) != n)
-    return invalid_argument(path + ": a shard of a " + std::to_string(n) +
-                            "-file split model, but not named <name>-0000i-of-" +
-                            std::string(5 - std::min<size_t>(5, std::to_string(n).size()), '0') +
-                            std::to_string(n) + ".gguf");
-  const int64_t named_index = std::stoll(m[2].str()) - 1;
-  std::set<std::string> seen;
-  int64_t n_tensors = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    char suffix[32];
-    std::snprintf(suffix, sizeof suffix, "-%05lld-of-%05lld.gguf", static_cast<long long>(i + 1),
-                  static_cast<long long>(n));
-    const std::string shard = m[1].str() + suffix;
-    std::unique_ptr<GgufFile> g;
-    if (i == named_index) {
-      g = std::move(named);
-    } else {
-      auto opened = open(shard);
-      if (!opened.ok())
-        return opened.status().with_context("shard " + std::to_string(i + 1) + " of " +
-                                            std::to_string(n) + " of " + path);
-      g = std::move(opened).value();
-    }
-    const GgufValue* no = g->find("split.no");
-    const GgufValue* c = g->find("split.count");
-    if (!no || !no->is_int() || no->as_int() != i || !c || !c->is_int() || c->as_int() != n)
-      return corrupt(shard + ": split.no / split.count do not say shard " + std::to_string(i + 1) +
-                     " of " + std::to_string(n));
-    for (const GgufTensorInfo& t : g->tensors())
-      if (!seen.insert(t.name).second)
-        return corrupt(shard + ": tensor '" + t.name + "' is also in an earlier shard");
-    n_tensors += static_cast<int64_t>(g->tensors().size());
-    out.push_back(std::move(g));
-  }
-  if (const GgufValue* total = out[0]->find("split.tensors.count");
-      total && total->is_int() && total->as_int() != n_tensors)
-    return corrupt(path + ": split.tensors.count says " + std::to_string(total->as_int()) +
-                   " tensors, the shards hold " + std::to_string(n_tensors));
-  return out;
-}
-
 Result<std::unique_ptr<GgufFile>> GgufFile::open(const std::string& path) {
   auto g = std::unique_ptr<GgufFile>(new GgufFile());
   RME_ASSIGN_OR_RETURN(g->file_, MappedFile::open(path));
   Reader r(g->file_->data(), g->file_->size(), path);
   uint32_t magic = 0;
   RME_RETURN_IF_ERROR(r.read(magic, "magic"));
-  if (magic != kMagic) return corrupt(path + ": not a GGUF file (bad magic)");
+  if (magic != kGgufMagic) return corrupt(path + ": not a GGUF file (bad magic)");
   RME_RETURN_IF_ERROR(r.read(g->version_, "version"));
   if (g->version_ != 2 && g->version_ != 3)
     return unsupported(path + ": GGUF version " + std::to_string(g->version_) +
@@ -483,134 +381,6 @@ const GgufValue* GgufFile::find(const std::string& key) const {
 const GgufTensorInfo* GgufFile::find_tensor(const std::string& name) const {
   auto it = tensor_index_.find(name);
   return it == tensor_index_.end() ? nullptr : &tensors_[it->second];
-}
-
-// ---- writer ----
-namespace {
-template <typename T>
-void put(std::string& s, T v) {
-  s.append(reinterpret_cast<const char*>(&v), sizeof(T));
-}
-void put_str(std::string& s, const std::string& v) {
-  put<uint64_t>(s, v.size());
-  s += v;
-}
-}  // namespace
-
-void GgufWriter::set_u32(const std::string& k, uint32_t v) {
-  std::string s;
-  put<uint32_t>(s, 4);
-  put(s, v);
-  kv_.emplace_back(k, s);
-}
-void GgufWriter::set_i32(const std::string& k, int32_t v) {
-  std::string s;
-  put<uint32_t>(s, 5);
-  put(s, v);
-  kv_.emplace_back(k, s);
-}
-void GgufWriter::set_f32(const std::string& k, float v) {
-  std::string s;
-  put<uint32_t>(s, 6);
-  put(s, v);
-  kv_.emplace_back(k, s);
-}
-void GgufWriter::set_bool(const std::string& k, bool v) {
-  std::string s;
-  put<uint32_t>(s, 7);
-  put<uint8_t>(s, v ? 1 : 0);
-  kv_.emplace_back(k, s);
-}
-void GgufWriter::set_string(const std::string& k, const std::string& v) {
-  std::string s;
-  put<uint32_t>(s, 8);
-  put_str(s, v);
-  kv_.emplace_back(k, s);
-}
-void GgufWriter::set_strings(const std::string& k, const std::vector<std::string>& v) {
-  std::string s;
-  put<uint32_t>(s, 9);
-  put<uint32_t>(s, 8);
-  put<uint64_t>(s, v.size());
-  for (const auto& x : v) put_str(s, x);
-  kv_.emplace_back(k, s);
-}
-void GgufWriter::set_f32s(const std::string& k, const std::vector<float>& v) {
-  std::string s;
-  put<uint32_t>(s, 9);
-  put<uint32_t>(s, 6);
-  put<uint64_t>(s, v.size());
-  for (float x : v) put(s, x);
-  kv_.emplace_back(k, s);
-}
-void GgufWriter::set_i32s(const std::string& k, const std::vector<int32_t>& v) {
-  std::string s;
-  put<uint32_t>(s, 9);
-  put<uint32_t>(s, 5);
-  put<uint64_t>(s, v.size());
-  for (int32_t x : v) put(s, x);
-  kv_.emplace_back(k, s);
-}
-
-void GgufWriter::add_tensor(const std::string& name, DType dtype, const std::vector<int64_t>& shape,
-                            const void* data, uint32_t file_align) {
-  tensors_.push_back({name, dtype, shape, data, file_align});
-}
-
-Status GgufWriter::write(const std::string& path, uint32_t alignment) const {
-  std::string head;
-  put<uint32_t>(head, kMagic);
-  put<uint32_t>(head, 3);
-  put<uint64_t>(head, tensors_.size());
-  put<uint64_t>(head, kv_.size() + 1);
-  {
-    put_str(head, "general.alignment");
-    put<uint32_t>(head, 4);
-    put<uint32_t>(head, alignment);
-  }
-  for (const auto& [k, v] : kv_) {
-    put_str(head, k);
-    head += v;
-  }
-  // Offsets are fixed-width fields, so the header's length does not depend on their values:
-  // measure it first, then place tensors that ask for file alignment (an expert's range) there.
-  auto header_with = [&](const std::vector<uint64_t>& offsets) {
-    std::string h = head;
-    for (size_t i = 0; i < tensors_.size(); ++i) {
-      const auto& t = tensors_[i];
-      put_str(h, t.name);
-      put<uint32_t>(h, static_cast<uint32_t>(t.shape.size()));
-      for (auto it = t.shape.rbegin(); it != t.shape.rend(); ++it) put<uint64_t>(h, *it);
-      put<uint32_t>(h, ggml_from_dtype(t.dtype));
-      put<uint64_t>(h, offsets[i]);
-    }
-    return h;
-  };
-  std::vector<uint64_t> offsets(tensors_.size(), 0), sizes;
-  const uint64_t data_start = (header_with(offsets).size() + alignment - 1) / alignment * alignment;
-  uint64_t offset = 0;
-  for (size_t i = 0; i < tensors_.size(); ++i) {
-    const auto& t = tensors_[i];
-    if (t.file_align > alignment) {
-      if (t.file_align % alignment != 0)
-        return invalid_argument(path + ": tensor alignment " + std::to_string(t.file_align) +
-                                " is not a multiple of " + std::to_string(alignment));
-      const uint64_t a = t.file_align;
-      offset = (data_start + offset + a - 1) / a * a - data_start;
-    }
-    offsets[i] = offset;
-    sizes.push_back(Tensor{t.dtype, t.shape, t.data}.n_bytes());
-    offset += (sizes.back() + alignment - 1) / alignment * alignment;
-  }
-  RME_ASSIGN_OR_RETURN(auto w, AtomicFileWriter::create(path));
-  RME_RETURN_IF_ERROR(w->write(header_with(offsets)));
-  RME_RETURN_IF_ERROR(w->pad_to(alignment));
-  for (size_t i = 0; i < tensors_.size(); ++i) {
-    if (tensors_[i].file_align > alignment) RME_RETURN_IF_ERROR(w->pad_to(tensors_[i].file_align));
-    RME_RETURN_IF_ERROR(w->write(tensors_[i].data, sizes[i]));
-    RME_RETURN_IF_ERROR(w->pad_to(alignment));
-  }
-  return w->commit();
 }
 
 }  // namespace rme

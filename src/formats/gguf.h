@@ -16,6 +16,8 @@
 
 namespace rme {
 
+inline constexpr uint32_t kGgufMagic = 0x46554747;  // "GGUF", little-endian
+
 // One metadata value. Arrays hold homogeneous scalars, strings or arrays.
 struct GgufValue {
   enum class Type : uint32_t {

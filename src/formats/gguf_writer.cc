@@ -1,0 +1,153 @@
+// formats: the GGUF v3 writer (metadata, aligned tensor data, atomic write).
+#include <cstring>
+
+#include "core/file.h"
+#include "formats/gguf.h"
+
+namespace rme {
+namespace {
+
+// GGUF tensor type ids of rme's dtypes.
+uint32_t ggml_from_dtype(DType t) {
+  switch (t) {
+    case DType::kF32:
+      return 0;
+    case DType::kF16:
+      return 1;
+    case DType::kQ4_0:
+      return 2;
+    case DType::kQ8_0:
+      return 8;
+    case DType::kBF16:
+      return 30;
+  }
+  return 0;
+}
+
+template <typename T>
+void put(std::string& s, T v) {
+  s.append(reinterpret_cast<const char*>(&v), sizeof(T));
+}
+void put_str(std::string& s, const std::string& v) {
+  put<uint64_t>(s, v.size());
+  s += v;
+}
+}  // namespace
+
+void GgufWriter::set_u32(const std::string& k, uint32_t v) {
+  std::string s;
+  put<uint32_t>(s, 4);
+  put(s, v);
+  kv_.emplace_back(k, s);
+}
+void GgufWriter::set_i32(const std::string& k, int32_t v) {
+  std::string s;
+  put<uint32_t>(s, 5);
+  put(s, v);
+  kv_.emplace_back(k, s);
+}
+void GgufWriter::set_f32(const std::string& k, float v) {
+  std::string s;
+  put<uint32_t>(s, 6);
+  put(s, v);
+  kv_.emplace_back(k, s);
+}
+void GgufWriter::set_bool(const std::string& k, bool v) {
+  std::string s;
+  put<uint32_t>(s, 7);
+  put<uint8_t>(s, v ? 1 : 0);
+  kv_.emplace_back(k, s);
+}
+void GgufWriter::set_string(const std::string& k, const std::string& v) {
+  std::string s;
+  put<uint32_t>(s, 8);
+  put_str(s, v);
+  kv_.emplace_back(k, s);
+}
+void GgufWriter::set_strings(const std::string& k, const std::vector<std::string>& v) {
+  std::string s;
+  put<uint32_t>(s, 9);
+  put<uint32_t>(s, 8);
+  put<uint64_t>(s, v.size());
+  for (const auto& x : v) put_str(s, x);
+  kv_.emplace_back(k, s);
+}
+void GgufWriter::set_f32s(const std::string& k, const std::vector<float>& v) {
+  std::string s;
+  put<uint32_t>(s, 9);
+  put<uint32_t>(s, 6);
+  put<uint64_t>(s, v.size());
+  for (float x : v) put(s, x);
+  kv_.emplace_back(k, s);
+}
+void GgufWriter::set_i32s(const std::string& k, const std::vector<int32_t>& v) {
+  std::string s;
+  put<uint32_t>(s, 9);
+  put<uint32_t>(s, 5);
+  put<uint64_t>(s, v.size());
+  for (int32_t x : v) put(s, x);
+  kv_.emplace_back(k, s);
+}
+
+void GgufWriter::add_tensor(const std::string& name, DType dtype, const std::vector<int64_t>& shape,
+                            const void* data, uint32_t file_align) {
+  tensors_.push_back({name, dtype, shape, data, file_align});
+}
+
+Status GgufWriter::write(const std::string& path, uint32_t alignment) const {
+  std::string head;
+  put<uint32_t>(head, kGgufMagic);
+  put<uint32_t>(head, 3);
+  put<uint64_t>(head, tensors_.size());
+  put<uint64_t>(head, kv_.size() + 1);
+  {
+    put_str(head, "general.alignment");
+    put<uint32_t>(head, 4);
+    put<uint32_t>(head, alignment);
+  }
+  for (const auto& [k, v] : kv_) {
+    put_str(head, k);
+    head += v;
+  }
+  // Offsets are fixed-width fields, so the header's length does not depend on their values:
+  // measure it first, then place tensors that ask for file alignment (an expert's range) there.
+  auto header_with = [&](const std::vector<uint64_t>& offsets) {
+    std::string h = head;
+    for (size_t i = 0; i < tensors_.size(); ++i) {
+      const auto& t = tensors_[i];
+      put_str(h, t.name);
+      put<uint32_t>(h, static_cast<uint32_t>(t.shape.size()));
+      for (auto it = t.shape.rbegin(); it != t.shape.rend(); ++it) put<uint64_t>(h, *it);
+      put<uint32_t>(h, ggml_from_dtype(t.dtype));
+      put<uint64_t>(h, offsets[i]);
+    }
+    return h;
+  };
+  std::vector<uint64_t> offsets(tensors_.size(), 0), sizes;
+  const uint64_t data_start = (header_with(offsets).size() + alignment - 1) / alignment * alignment;
+  uint64_t offset = 0;
+  for (size_t i = 0; i < tensors_.size(); ++i) {
+    const auto& t = tensors_[i];
+    if (t.file_align > alignment) {
+      if (t.file_align % alignment != 0)
+        return invalid_argument(path + ": tensor alignment " + std::to_string(t.file_align) +
+                                " is not a multiple of " + std::to_string(alignment));
+      const uint64_t a = t.file_align;
+      offset = (data_start + offset + a - 1) / a * a - data_start;
+    }
+    offsets[i] = offset;
+    sizes.push_back(Tensor{t.dtype, t.shape, t.data}.n_bytes());
+    offset += (sizes.back() + alignment - 1) / alignment * alignment;
+  }
+  RME_ASSIGN_OR_RETURN(auto w, AtomicFileWriter::create(path));
+  RME_RETURN_IF_ERROR(w->write(header_with(offsets)));
+  RME_RETURN_IF_ERROR(w->pad_to(alignment));
+  for (size_t i = 0; i < tensors_.size(); ++i) {
+    if (tensors_[i].file_align > alignment) RME_RETURN_IF_ERROR(w->pad_to(tensors_[i].file_align));
+    RME_RETURN_IF_ERROR(w->write(tensors_[i].data, sizes[i]));
+    RME_RETURN_IF_ERROR(w->pad_to(alignment));
+  }
+  return w->commit();
+}
+
+}  // namespace rme
