@@ -1,8 +1,10 @@
 // formats: GGUF parsing with every length, count and offset checked against the file size.
 #include "formats/gguf.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <thread>
 
 #include "tensor/kquant.h"
 #include "tensor/quant.h"
@@ -359,13 +361,24 @@ Result<std::unique_ptr<GgufFile>> GgufFile::open(const std::string& path) {
     t.view.data = g->file_->data() + data_start + t.offset;
     if (t.stored_as) {  // K-quants: to Q8_0, row by row (rme's kernels have no K-quant path yet)
       auto buf = std::make_shared<Buffer>(dtype_row_bytes(DType::kQ8_0, cols) * rows);
-      std::vector<float> row(static_cast<size_t>(cols));
       const auto* src = static_cast<const uint8_t*>(t.view.data);
-      for (int64_t i = 0; i < rows; ++i) {
-        dequantize_kquant_row(*t.stored_as, src + i * row_bytes, row.data(), cols);
-        quantize_row(DType::kQ8_0, row.data(),
-                     buf->data() + i * dtype_row_bytes(DType::kQ8_0, cols), cols);
-      }
+      const KQuant kind = *t.stored_as;
+      auto convert = [&, kind](int64_t begin, int64_t end) {
+        std::vector<float> row(static_cast<size_t>(cols));
+        for (int64_t i = begin; i < end; ++i) {
+          dequantize_kquant_row(kind, src + i * row_bytes, row.data(), cols);
+          quantize_row(DType::kQ8_0, row.data(),
+                       buf->data() + i * dtype_row_bytes(DType::kQ8_0, cols), cols);
+        }
+      };
+      // A file's worth of K-quants takes seconds per GB on one core: use them all.
+      const int64_t n_threads = std::clamp<int64_t>(std::thread::hardware_concurrency(), 1,
+                                                    std::max<int64_t>(1, rows / 64));
+      std::vector<std::thread> workers;
+      for (int64_t w = 1; w < n_threads; ++w)
+        workers.emplace_back(convert, rows * w / n_threads, rows * (w + 1) / n_threads);
+      convert(0, rows / n_threads);
+      for (std::thread& w : workers) w.join();
       t.view.data = buf->data();
       g->converted_.push_back(std::move(buf));
     }
