@@ -58,12 +58,9 @@ const void* weight_for_writing(const WeightId& id, const MatView& v, DType to, c
   if (c.rope_style != target && (id.kind == K::kWk || id.kind == K::kBk))
     order = rope_row_order(c.n_head_kv, c.head_dim, c.rope_style, target);
   if (id.kind == K::kBq || id.kind == K::kBk) {  // a bias moves with its matrix's rows
-    if (order.empty()) return v.data;
-    const auto* src = static_cast<const float*>(v.data);
-    auto buf = std::make_shared<Buffer>(order.size() * sizeof(float));
-    auto* dst = reinterpret_cast<float*>(buf->data());
-    for (size_t i = 0; i < order.size(); ++i) dst[i] = src[order[i]];
-    keep.push_back(std::move(buf));
+    if (to == v.dtype && order.empty()) return v.data;
+    // As a column: one element per row, so rows reorder and convert like the matrix's.
+    keep.push_back(convert_matrix(MatView{v.dtype, v.n_in, 1, v.data}, to, order));
     return keep.back()->data();
   }
   if (to == v.dtype && order.empty()) return v.data;

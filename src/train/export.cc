@@ -38,6 +38,11 @@ Model model_from_torch(LlamaTorchImpl& m) {
     lw.wk = own_matrix(model, L.wk);
     lw.wv = own_matrix(model, L.wv);
     lw.wo = own_matrix(model, L.wo);
+    if (L.bq.defined()) {
+      lw.bq = own(model, L.bq);
+      lw.bk = own(model, L.bk);
+      lw.bv = own(model, L.bv);
+    }
     lw.ffn_norm = own(model, L.ffn_norm);
     lw.w_gate = own_matrix(model, L.gate);
     lw.w_up = own_matrix(model, L.up);

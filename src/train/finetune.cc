@@ -55,10 +55,6 @@ Status finetune_moe(const FinetuneOptions& o) {
   if (has_experts && layer_gate && !moe.moe.has_layer_gate)
     return invalid_argument(o.moe_dir + ": no layer-wise gates (run rme train-router first)");
   const int k = moe.moe.top_k, L = moe.config.n_layer;
-  if (moe.config.attn_bias)
-    return unsupported(o.moe_dir +
-                       ": q/k/v biases (qwen2) are not in rme's libtorch trainer yet: profile and "
-                       "moefy run on this model, train-router and finetune do not");
   LlamaTorch backbone(torch_config(moe.config));
   backbone->load_from(moe);
   std::optional<MoeExperts> experts;

@@ -31,10 +31,6 @@ Status train_router(const RouterTrainOptions& o) {
   if (dense_m.config.n_layer != L || dense_m.config.n_ff != moe.moe.parent_n_ff ||
       dense_m.moe.is_moe() || dense_m.config.n_vocab != moe.config.n_vocab)
     return invalid_argument(dense_path + ": not the dense parent of " + o.moe_dir);
-  if (dense_m.config.attn_bias)
-    return unsupported(dense_path +
-                       ": q/k/v biases (qwen2) are not in rme's libtorch trainer yet: profile and "
-                       "moefy run on this model, train-router and finetune do not");
   LlamaTorch dense(torch_config(dense_m.config));
   dense->load_from(dense_m);
   dense->eval();

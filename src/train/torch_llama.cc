@@ -32,6 +32,11 @@ LlamaTorchImpl::LlamaTorchImpl(const LlamaConfig& c) : config_(c) {
     L.wk = register_parameter(p + "wk", torch::empty({KV, D}));
     L.wv = register_parameter(p + "wv", torch::empty({KV, D}));
     L.wo = register_parameter(p + "wo", torch::empty({D, QD}));
+    if (c.attn_bias) {
+      L.bq = register_parameter(p + "bq", torch::zeros({QD}));
+      L.bk = register_parameter(p + "bk", torch::zeros({KV}));
+      L.bv = register_parameter(p + "bv", torch::zeros({KV}));
+    }
     L.ffn_norm = register_parameter(p + "ffn_norm", torch::ones({D}));
     L.gate = register_parameter(p + "gate", torch::empty({F, D}));
     L.up = register_parameter(p + "up", torch::empty({F, D}));
@@ -62,6 +67,8 @@ void LlamaTorchImpl::init_weights(uint64_t seed) {
     L.down.normal_(0, resid);
     L.attn_norm.fill_(1);
     L.ffn_norm.fill_(1);
+    for (auto* b : {&L.bq, &L.bk, &L.bv})
+      if (b->defined()) b->zero_();
   }
   out_norm.fill_(1);
   if (output.defined()) output.normal_(0, 0.02);
@@ -107,6 +114,15 @@ void LlamaTorchImpl::load_from(const Model& m) {
     L.wk.copy_(tensor_from(s.wk, k_order));
     L.wv.copy_(tensor_from(s.wv));
     L.wo.copy_(tensor_from(s.wo));
+    TORCH_CHECK(L.bq.defined() == (s.bq != nullptr), "load_from: q/k/v biases differ in layer ", l);
+    if (s.bq) {  // a bias moves with its matrix's rows
+      auto ordered = [](torch::Tensor b, const std::vector<int64_t>& order) {
+        return order.empty() ? b : b.index_select(0, torch::tensor(order, torch::kInt64));
+      };
+      L.bq.copy_(ordered(vec(s.bq, c.q_dim()), q_order));
+      L.bk.copy_(ordered(vec(s.bk, c.kv_dim()), k_order));
+      L.bv.copy_(vec(s.bv, c.kv_dim()));
+    }
     TORCH_CHECK(s.w_gate.n_out == L.gate.size(0), "load_from: FFN width differs in layer ", l);
     if (s.w_gate.n_out > 0) {
       L.gate.copy_(tensor_from(s.w_gate));
@@ -131,6 +147,8 @@ std::vector<torch::Tensor> LlamaTorchImpl::no_decay_params() const {
   for (const auto& L : layers) {
     p.push_back(L.attn_norm);
     p.push_back(L.ffn_norm);
+    for (const auto& b : {L.bq, L.bk, L.bv})
+      if (b.defined()) p.push_back(b);
   }
   return p;
 }
@@ -145,9 +163,16 @@ torch::Tensor LlamaTorchImpl::forward(const torch::Tensor& ids, const FfnHook& h
   auto mask = torch::full({T, T}, -INFINITY).triu(1);
   for (const Layer& L : layers) {
     auto h = rms_norm(x, L.attn_norm, c.rms_eps);
-    auto q = torch::matmul(h, L.wq.t()).view({B, T, H, Dh}).transpose(1, 2);    // [B, H, T, Dh]
-    auto k = torch::matmul(h, L.wk.t()).view({B, T, Hkv, Dh}).transpose(1, 2);  // [B, Hkv, T, Dh]
-    auto v = torch::matmul(h, L.wv.t()).view({B, T, Hkv, Dh}).transpose(1, 2);
+    auto q = torch::matmul(h, L.wq.t()), k = torch::matmul(h, L.wk.t()),
+         v = torch::matmul(h, L.wv.t());
+    if (L.bq.defined()) {  // Qwen2's q/k/v biases, before RoPE
+      q = q + L.bq;
+      k = k + L.bk;
+      v = v + L.bv;
+    }
+    q = q.view({B, T, H, Dh}).transpose(1, 2);    // [B, H, T, Dh]
+    k = k.view({B, T, Hkv, Dh}).transpose(1, 2);  // [B, Hkv, T, Dh]
+    v = v.view({B, T, Hkv, Dh}).transpose(1, 2);
     q = q * cos + rotate_half(q) * sin;
     k = k * cos + rotate_half(k) * sin;
     if (Hkv != H) {

@@ -35,11 +35,12 @@ class LlamaTorchImpl : public torch::nn::Module {
 
   struct Layer {
     torch::Tensor attn_norm, wq, wk, wv, wo, ffn_norm, gate, up, down;
+    torch::Tensor bq, bk, bv;  // q/k/v biases with config.attn_bias (Qwen2); else undefined
   };
   torch::Tensor tok_embd, out_norm, output;  // output undefined when tied
   std::vector<Layer> layers;
 
-  // Parameters that get weight decay (matrices) and those that do not (norm gains).
+  // Parameters that get weight decay (matrices) and those that do not (norm gains, biases).
   std::vector<torch::Tensor> decay_params() const;
   std::vector<torch::Tensor> no_decay_params() const;
 

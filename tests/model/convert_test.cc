@@ -53,6 +53,14 @@ TEST(ConvertTest, SafetensorsToGgufToSafetensorsKeepsLogitsExactly) {
     EXPECT_EQ(b->model->config.tied_output, tied);
     EXPECT_EQ(b->model->config.attn_bias, qwen2);
     EXPECT_EQ(c->model->config.attn_bias, qwen2);
+    // Written in f16 (biases included: they once kept their f32 bytes under an f16 header).
+    ASSERT_TRUE(write_hf_model(*a->model, a->tokenizer.get(), dir + "/h", DType::kF16).ok());
+    auto h = load_model(dir + "/h");
+    ASSERT_TRUE(h.ok()) << h.status().message();
+    const auto lh = logits_of(*h, kIds);
+    float dh = 0;
+    for (size_t i = 0; i < la.size(); ++i) dh = std::max(dh, std::fabs(la[i] - lh[i]));
+    EXPECT_LE(dh, 0.05f) << "f16 copy, variant " << variant;
   }
 }
 

@@ -1,5 +1,6 @@
 // tests/train: a LlamaTorch exported as a Hugging Face directory gives the engine the same logits
-// as libtorch (F32, max abs diff <= 1e-4), tied and untied, GQA.
+// as libtorch (F32, max abs diff <= 1e-4), tied and untied, GQA, with q/k/v biases (Qwen2); and
+// load_from reads it back.
 #include "train/export.h"
 
 #include <gtest/gtest.h>
@@ -13,17 +14,19 @@ namespace rme {
 namespace {
 
 TEST(ExportTest, EngineLogitsEqualTorchLogits) {
-  for (bool tied : {true, false}) {
+  for (int variant = 0; variant < 3; ++variant) {
+    const bool tied = variant == 0, qwen2 = variant == 2;  // qwen2: q/k/v biases
     LlamaConfig c = test::tiny_config(101, 48, 2, 6, 2, 80, tied);
     c.n_ctx = 32;
+    c.attn_bias = qwen2;
     LlamaTorch m(c);
     m->init_weights(42);
     {
-      // Trained models have non-trivial norms; perturb so the test covers them.
+      // Trained models have non-trivial norms and biases; perturb so the test covers them.
       torch::NoGradGuard ng;
       for (auto& p : m->no_decay_params()) p.add_(torch::randn_like(p) * 0.1);
     }
-    const std::string dir = test::temp_dir(tied ? "export_tied" : "export_untied");
+    const std::string dir = test::temp_dir("export_" + std::to_string(variant));
     ASSERT_TRUE(export_hf(*m, dir, DType::kF32).ok());
     std::vector<int64_t> ids64 = {1, 7, 99, 3, 3, 50, 12, 0, 100, 64, 8, 9, 31};
     torch::Tensor want;
@@ -41,7 +44,14 @@ TEST(ExportTest, EngineLogitsEqualTorchLogits) {
     float d = 0;
     const float* w = want.data_ptr<float>();
     for (size_t i = 0; i < got.size(); ++i) d = std::max(d, std::fabs(got[i] - w[i]));
-    EXPECT_LE(d, 1e-4f) << (tied ? "tied" : "untied");
+    EXPECT_LE(d, 1e-4f) << "variant " << variant;
+    EXPECT_EQ(lm->model->config.attn_bias, qwen2);
+    // And back: a LlamaTorch loaded from the engine's model computes the same logits.
+    LlamaTorch back(c);
+    back->load_from(*lm->model);
+    torch::NoGradGuard ng;
+    auto again = back->forward(torch::tensor(ids64).view({1, -1})).squeeze(0).contiguous();
+    EXPECT_LE((again - want).abs().max().item<float>(), 1e-5f) << "variant " << variant;
   }
 }
 
