@@ -9,10 +9,8 @@
 #include <map>
 #include <random>
 
-#include "core/thread_pool.h"
 #include "formats/gguf.h"
 #include "formats/model_io.h"
-#include "model/forward.h"
 #include "tensor/kquant.h"
 #include "tensor/quant.h"
 #include "util/tiny_model.h"
@@ -23,23 +21,8 @@ namespace {
 
 const std::string kDir = std::string(RME_SOURCE_DIR) + "/tests/data/gguf/";
 
-std::vector<float> engine_logits(const Model& m, const std::vector<int>& ids, int max_tokens) {
-  KvCache kv(m, static_cast<int>(ids.size()));
-  KernelConfig kernels = KernelConfig::best();
-  kernels.int8 = false;  // f32 activations: the oracle's math, up to f32 vs f64
-  Forward fwd(m, max_tokens, ThreadPool::global(), kernels);
-  std::vector<float> logits(ids.size() * m.config.n_vocab);
-  Status st = fwd.run(ids, 0, kv, logits.data(), true);
-  EXPECT_TRUE(st.ok()) << st.message();
-  return logits;
-}
-
-float max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
-  EXPECT_EQ(a.size(), b.size());
-  float m = 0;
-  for (size_t i = 0; i < std::min(a.size(), b.size()); ++i) m = std::max(m, std::fabs(a[i] - b[i]));
-  return m;
-}
+using test::engine_logits;
+using test::max_abs_diff;
 
 class LlamaCppFixture : public ::testing::TestWithParam<std::string> {};
 

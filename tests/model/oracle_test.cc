@@ -4,10 +4,8 @@
 #include <cmath>
 #include <random>
 
-#include "core/thread_pool.h"
 #include "formats/model_io.h"
 #include "kernels/dot_q8.h"
-#include "model/forward.h"
 #include "util/tiny_model.h"
 #include "util/torch_oracle.h"
 
@@ -27,29 +25,16 @@ std::vector<int> random_ids(int n, int vocab, uint64_t seed) {
   return ids;
 }
 
-// Chunks of max_tokens; int8: whether quantized weights meet int8 activations.
+// The engine's logits for the model at path (see test::engine_logits).
 std::vector<float> engine_logits(const std::string& path, const std::vector<int>& ids,
                                  int max_tokens, bool int8) {
   auto loaded = load_model(path);
   EXPECT_TRUE(loaded.ok()) << loaded.status().message();
   if (!loaded.ok()) return {};
-  const Model& m = *loaded->model;
-  KvCache kv(m, static_cast<int>(ids.size()));
-  KernelConfig kernels = KernelConfig::best();
-  kernels.int8 = int8;
-  Forward fwd(m, max_tokens, ThreadPool::global(), kernels);
-  std::vector<float> logits(ids.size() * m.config.n_vocab);
-  Status st = fwd.run(ids, 0, kv, logits.data(), true);
-  EXPECT_TRUE(st.ok()) << st.message();
-  return logits;
+  return test::engine_logits(*loaded->model, ids, max_tokens, int8);
 }
 
-float max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
-  EXPECT_EQ(a.size(), b.size());
-  float m = 0;
-  for (size_t i = 0; i < std::min(a.size(), b.size()); ++i) m = std::max(m, std::fabs(a[i] - b[i]));
-  return m;
-}
+using test::max_abs_diff;
 
 struct Case {
   std::string name;

@@ -6,12 +6,15 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <random>
 
 #include "core/check.h"
+#include "core/thread_pool.h"
 #include "formats/gguf.h"
 #include "formats/safetensors.h"
+#include "model/forward.h"
 #include "tensor/quant.h"
 
 namespace rme::test {
@@ -367,6 +370,24 @@ HfWeights read_gguf_weights(const std::string& path, const LlamaConfig& config) 
     w.layers.push_back(std::move(L));
   }
   return w;
+}
+
+std::vector<float> engine_logits(const Model& m, const std::vector<int>& ids, int max_tokens,
+                                 bool int8) {
+  KvCache kv(m, static_cast<int>(ids.size()));
+  KernelConfig kernels = KernelConfig::best();
+  kernels.int8 = int8;
+  Forward fwd(m, max_tokens, ThreadPool::global(), kernels);
+  std::vector<float> logits(ids.size() * m.config.n_vocab);
+  RME_CHECK(fwd.run(ids, 0, kv, logits.data(), true).ok());
+  return logits;
+}
+
+float max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
+  if (a.size() != b.size()) return std::numeric_limits<float>::infinity();
+  float m = 0;
+  for (size_t i = 0; i < a.size(); ++i) m = std::max(m, std::fabs(a[i] - b[i]));
+  return m;
 }
 
 std::string temp_dir(const std::string& name) {

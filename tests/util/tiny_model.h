@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "model/config.h"
+#include "model/weights.h"
 #include "tensor/dtype.h"
 
 namespace rme::test {
@@ -41,6 +42,13 @@ void write_llama2c(const HfWeights& w, const std::string& path, int version);
 // and Q/K rows turned back to HF's rotate_half layout: the oracle's input. Split files: name any
 // shard. config: the model's (rope_style set to kHalf in the result).
 HfWeights read_gguf_weights(const std::string& path, const LlamaConfig& config);
+
+// The engine's logits [T, V] (row-major) for ids run from position 0 in chunks of max_tokens.
+// int8: quantized weights meet int8 activations; otherwise f32 activations, the oracle's math.
+std::vector<float> engine_logits(const Model& m, const std::vector<int>& ids, int max_tokens,
+                                 bool int8 = false);
+// Largest |a[i] - b[i]|; infinity when the sizes differ (so a bound on it fails).
+float max_abs_diff(const std::vector<float>& a, const std::vector<float>& b);
 
 std::string temp_dir(const std::string& name);  // fresh empty directory under the test tmp dir
 
