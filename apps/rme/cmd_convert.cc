@@ -14,22 +14,27 @@ void add_convert_command(CLI::App& root, std::function<int()>& run) {
   args->add(*app);
   app->add_option("out", *out, "output .gguf file or directory")->required();
   app->add_option("--type", *type,
-                  "f32, f16, bf16, q8_0 or q4_0 (q8_0/q4_0: GGUF only; default: keep)");
+                  std::string(TypeChoice::names()) +
+                      " (quantized types and the K-quant mixes q4_k_m / q5_k_m: GGUF only; "
+                      "default: keep)");
   app->callback([=, &run] {
     run = [=]() -> int {
-      std::optional<DType> t;
+      TypeChoice t;
       if (!type->empty()) {
-        t = dtype_from_name(*type);
-        if (!t)
-          return fail(
-              invalid_argument("--type: '" + *type + "' is not one of f32, f16, bf16, q8_0, q4_0"));
+        auto parsed = TypeChoice::parse(*type);
+        if (!parsed.ok()) return fail(invalid_argument("--type: " + parsed.status().message()));
+        t = *parsed;
       }
+      const bool gguf = out->size() >= 5 && out->compare(out->size() - 5, 5, ".gguf") == 0;
+      if (!gguf && t.base && (dtype_is_quantized(*t.base) || t.medium))
+        return fail(invalid_argument("--type " + *type +
+                                     ": a Hugging Face directory holds f32, f16 or bf16; write a "
+                                     ".gguf for quantized types"));
       auto loaded = load(*args);
       if (!loaded.ok()) return fail(loaded.status());
       const double t0 = now_seconds();
-      const bool gguf = out->size() >= 5 && out->compare(out->size() - 5, 5, ".gguf") == 0;
       Status st = gguf ? write_gguf_model(*loaded->model, loaded->tokenizer.get(), *out, t)
-                       : write_hf_model(*loaded->model, loaded->tokenizer.get(), *out, t);
+                       : write_hf_model(*loaded->model, loaded->tokenizer.get(), *out, t.base);
       if (!st.ok()) return fail(st);
       std::fprintf(stderr, "wrote %s (%s) in %.2f s\n", out->c_str(),
                    gguf ? "gguf" : "safetensors directory", now_seconds() - t0);

@@ -21,6 +21,10 @@ struct InitRandomArgs {
   std::string router;
 };
 
+// The type random matrices are generated in: the asked one, or for a mix F16 (the writer then
+// quantizes each matrix to the mix's pick).
+DType generation_type(const TypeChoice& t) { return t.medium ? DType::kF16 : *t.base; }
+
 int write_timing_model(const std::string& shape, const std::string& router_from,
                        const std::string& type_name, double active, double shared, uint64_t seed,
                        const std::string& out) {
@@ -31,16 +35,17 @@ int write_timing_model(const std::string& shape, const std::string& router_from,
   const Model& src = *from->model;
   if (!src.moe.is_moe() || !src.router)
     return fail(invalid_argument(router_from + ": not a Read-ME MoE with a trained router"));
-  const auto type = dtype_from_name(type_name);
-  if (!type) return fail(invalid_argument("unknown --type " + type_name));
+  auto choice = TypeChoice::parse(type_name);
+  if (!choice.ok()) return fail(invalid_argument("--type: " + choice.status().message()));
+  const DType gen = generation_type(*choice);
   // The router reads only token ids: give the backbone the router's vocabulary and keep its
   // decisions; the backbone's weights are random, so its outputs mean nothing.
   c->n_vocab = src.config.n_vocab;
   const double t0 = now_seconds();
-  Model m = random_moe(*c, src.moe.n_expert, active, shared, *type, seed, ThreadPool::global());
+  Model m = random_moe(*c, src.moe.n_expert, active, shared, gen, seed, ThreadPool::global());
   m.router = src.router;
   m.moe.top_k = src.moe.top_k;
-  if (Status st = write_gguf_model(m, from->tokenizer.get(), out, std::nullopt); !st.ok())
+  if (Status st = write_gguf_model(m, from->tokenizer.get(), out, *choice); !st.ok())
     return fail(st);
   std::printf(
       "wrote %s: timing model, %s backbone (RANDOM weights) with %d experts driven by the trained "
@@ -58,8 +63,10 @@ void add_init_random_command(CLI::App& root, std::function<int()>& run) {
   g->add_option("--shape", a->shape, "tinyllama, llama2-7b or rme-mini");
   g->add_option("--config", a->config, "or: a model whose architecture to copy (any format)");
   g->require_option(1);
-  app->add_option("--type", a->type, "f32, f16, bf16, q8_0 or q4_0")
-      ->check(CLI::IsMember({"f32", "f16", "bf16", "q8_0", "q4_0"}));
+  app->add_option("--type", a->type, TypeChoice::names())->check([](const std::string& v) {
+    auto t = TypeChoice::parse(v);
+    return t.ok() ? std::string() : t.status().message();
+  });
   app->add_option("--seed", a->seed, "seed");
   app->add_option("--experts", a->experts,
                   "write a Read-ME MoE of this shape instead: N experts + a shared expert, random "
@@ -94,14 +101,17 @@ void add_init_random_command(CLI::App& root, std::function<int()>& run) {
         if (lm->model->moe.is_moe())
           return fail(invalid_argument(a->config + ": copy the shape of a dense model"));
       }
-      const DType type = *dtype_from_name(a->type);
+      auto parsed = TypeChoice::parse(a->type);  // checked by the option
+      if (!parsed.ok()) return fail(parsed.status());
+      const TypeChoice choice = *parsed;
+      const DType gen = generation_type(choice);
       const double t0 = now_seconds();
-      Model m = a->experts > 0 ? random_moe(c, a->experts, a->active, a->shared, type, a->seed,
+      Model m = a->experts > 0 ? random_moe(c, a->experts, a->active, a->shared, gen, a->seed,
                                             ThreadPool::global())
-                               : random_model(c, type, a->seed, ThreadPool::global());
+                               : random_model(c, gen, a->seed, ThreadPool::global());
       if (a->experts > 0)
         m.router = random_router(c, a->experts, default_router_shape(c), a->seed + 17);
-      if (Status st = write_gguf_model(m, nullptr, a->out, std::nullopt); !st.ok()) return fail(st);
+      if (Status st = write_gguf_model(m, nullptr, a->out, choice); !st.ok()) return fail(st);
       std::printf("wrote %s: %s, %s, %.2fB parameters, %.2f GB, RANDOM weights (%.1f s)\n",
                   a->out.c_str(), c.summary().c_str(), a->type.c_str(), c.n_params() / 1e9,
                   m.weight_bytes() / 1e9, now_seconds() - t0);

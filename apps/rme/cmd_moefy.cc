@@ -47,8 +47,8 @@ void add_moefy_command(CLI::App& root, std::function<int()>& run) {
   app->add_flag("--prune", a->prune,
                 "instead: the dense model pruned to the MoE's active width (global top channels)");
   app->add_option("--type", a->type,
-                  "stored dtype (default: the parent's; f32 for quantized parents)")
-      ->check(CLI::IsMember({"f32", "f16", "bf16", "q8_0", "q4_0"}));
+                  std::string("stored type: ") + TypeChoice::names() +
+                      " (default: the parent's; f32 for quantized parents)");
   app->add_option("-o,--out", a->out, "output: a directory (safetensors) or a .gguf file")
       ->required();
   app->callback([a, &run] {
@@ -133,14 +133,18 @@ void add_moefy_command(CLI::App& root, std::function<int()>& run) {
           (rest + ffn_total) / 1e6, 100.0 * ffn_active / ffn_dense);
       // Default: the parent's matrix dtype (f32 for quantized parents, whose slices are f32).
       const DType parent = dense.weights.layers[0].w_gate.dtype;
-      std::optional<DType> type = dtype_is_quantized(parent) ? DType::kF32 : parent;
+      TypeChoice type = dtype_is_quantized(parent) ? DType::kF32 : parent;
       if (!a->type.empty()) {
-        for (DType d : {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0, DType::kQ4_0})
-          if (a->type == dtype_name(d)) type = d;
+        auto parsed = TypeChoice::parse(a->type);
+        if (!parsed.ok()) return fail(invalid_argument("--type: " + parsed.status().message()));
+        type = *parsed;
       }
       const bool gguf = a->out.size() > 5 && a->out.substr(a->out.size() - 5) == ".gguf";
+      if (!gguf && (type.medium || dtype_is_quantized(*type.base)))
+        return fail(
+            invalid_argument("--type " + a->type + ": quantized types need a .gguf output"));
       Status st = gguf ? write_gguf_model(*moe, loaded->tokenizer.get(), a->out, type)
-                       : write_hf_model(*moe, loaded->tokenizer.get(), a->out, type);
+                       : write_hf_model(*moe, loaded->tokenizer.get(), a->out, type.base);
       if (!st.ok()) return fail(st);
       std::printf("wrote %s\n", a->out.c_str());
       return 0;

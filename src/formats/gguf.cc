@@ -4,9 +4,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
-#include <thread>
 
-#include "tensor/kquant.h"
 #include "tensor/quant.h"
 #include "tokenizer/utf8.h"
 
@@ -27,6 +25,15 @@ bool dtype_from_ggml(uint32_t t, DType& out) {
       return true;
     case 8:
       out = DType::kQ8_0;
+      return true;
+    case 12:
+      out = DType::kQ4_K;
+      return true;
+    case 13:
+      out = DType::kQ5_K;
+      return true;
+    case 14:
+      out = DType::kQ6_K;
       return true;
     case 30:
       out = DType::kBF16;
@@ -321,10 +328,7 @@ Result<std::unique_ptr<GgufFile>> GgufFile::open(const std::string& path) {
     }
     uint32_t type = 0;
     RME_RETURN_IF_ERROR(r.read(type, what + " type"));
-    t.stored_as = kquant_from_ggml(type);
-    if (t.stored_as) {
-      t.dtype = DType::kQ8_0;  // what rme computes with: converted below
-    } else if (!dtype_from_ggml(type, t.dtype)) {
+    if (!dtype_from_ggml(type, t.dtype)) {
       return unsupported(what + ": tensor type " + ggml_type_name(type) +
                          " (rme reads F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K)");
     }
@@ -332,12 +336,9 @@ Result<std::unique_ptr<GgufFile>> GgufFile::open(const std::string& path) {
     if (t.offset % alignment != 0)
       return corrupt(what + ": offset " + std::to_string(t.offset) +
                      " is not a multiple of alignment " + std::to_string(alignment));
-    const int64_t block = t.stored_as ? kKBlock : dtype_block_size(t.dtype);
-    if (t.ne[0] % block != 0)
+    if (t.ne[0] % dtype_block_size(t.dtype) != 0)
       return corrupt(what + ": row length " + std::to_string(t.ne[0]) +
-                     " is not a multiple of the " +
-                     (t.stored_as ? std::string(kquant_name(*t.stored_as))
-                                  : std::string(dtype_name(t.dtype))) +
+                     " is not a multiple of the " + std::string(dtype_name(t.dtype)) +
                      " block size");
     if (g->tensor_index_.count(t.name))
       return corrupt(path + ": duplicate tensor '" + t.name + "'");
@@ -349,8 +350,7 @@ Result<std::unique_ptr<GgufFile>> GgufFile::open(const std::string& path) {
     t.view.dtype = t.dtype;
     t.view.shape.assign(t.ne.rbegin(), t.ne.rend());
     const int64_t cols = t.ne[0], rows = t.view.n_elements() / cols;
-    const uint64_t row_bytes = t.stored_as ? cols / kKBlock * kquant_block_bytes(*t.stored_as)
-                                           : dtype_row_bytes(t.dtype, cols);
+    const uint64_t row_bytes = dtype_row_bytes(t.dtype, cols);
     const uint64_t bytes = row_bytes * static_cast<uint64_t>(rows);
     if (data_start > g->file_->size() || t.offset > g->file_->size() - data_start ||
         bytes > g->file_->size() - data_start - t.offset)
@@ -359,29 +359,6 @@ Result<std::unique_ptr<GgufFile>> GgufFile::open(const std::string& path) {
           std::to_string(data_start + t.offset + bytes) + ") lies past the end of the file (" +
           std::to_string(g->file_->size()) + " bytes)");
     t.view.data = g->file_->data() + data_start + t.offset;
-    if (t.stored_as) {  // K-quants: to Q8_0, row by row (rme's kernels have no K-quant path yet)
-      auto buf = std::make_shared<Buffer>(dtype_row_bytes(DType::kQ8_0, cols) * rows);
-      const auto* src = static_cast<const uint8_t*>(t.view.data);
-      const KQuant kind = *t.stored_as;
-      auto convert = [&, kind](int64_t begin, int64_t end) {
-        std::vector<float> row(static_cast<size_t>(cols));
-        for (int64_t i = begin; i < end; ++i) {
-          dequantize_kquant_row(kind, src + i * row_bytes, row.data(), cols);
-          quantize_row(DType::kQ8_0, row.data(),
-                       buf->data() + i * dtype_row_bytes(DType::kQ8_0, cols), cols);
-        }
-      };
-      // A file's worth of K-quants takes seconds per GB on one core: use them all.
-      const int64_t n_threads = std::clamp<int64_t>(std::thread::hardware_concurrency(), 1,
-                                                    std::max<int64_t>(1, rows / 64));
-      std::vector<std::thread> workers;
-      for (int64_t w = 1; w < n_threads; ++w)
-        workers.emplace_back(convert, rows * w / n_threads, rows * (w + 1) / n_threads);
-      convert(0, rows / n_threads);
-      for (std::thread& w : workers) w.join();
-      t.view.data = buf->data();
-      g->converted_.push_back(std::move(buf));
-    }
   }
   return g;
 }

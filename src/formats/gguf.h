@@ -11,7 +11,6 @@
 
 #include "core/file.h"
 #include "core/status.h"
-#include "tensor/kquant.h"
 #include "tensor/tensor.h"
 
 namespace rme {
@@ -54,8 +53,6 @@ struct GgufTensorInfo {
   DType dtype;
   uint64_t offset;  // relative to the data section
   Tensor view;      // row-major view into the mapping (shape reversed from ne)
-  // A K-quant in the file: `view` then holds its Q8_0 conversion (GgufFile::converted()).
-  std::optional<KQuant> stored_as;
 };
 
 // Owns the mapping; immutable after open; thread-safe to read. open() fails with a Status naming
@@ -75,8 +72,6 @@ class GgufFile {
   const std::vector<GgufTensorInfo>& tensors() const { return tensors_; }
   const GgufTensorInfo* find_tensor(const std::string& name) const;
   const std::shared_ptr<MappedFile>& file() const { return file_; }
-  // Buffers holding the Q8_0 conversions of K-quant tensors (their views point into them).
-  const std::vector<std::shared_ptr<Buffer>>& converted() const { return converted_; }
   const std::string& path() const { return file_->path(); }
 
  private:
@@ -86,7 +81,6 @@ class GgufFile {
   std::map<std::string, GgufValue> kv_;
   std::vector<GgufTensorInfo> tensors_;
   std::map<std::string, size_t> tensor_index_;
-  std::vector<std::shared_ptr<Buffer>> converted_;
 };
 
 // Accumulates metadata and tensors, then writes a GGUF v3 file atomically. Tensor data is

@@ -1,5 +1,6 @@
 // formats: Llama models and their vocabularies in GGUF (llama.cpp's key and tensor names).
 #include <cmath>
+#include <map>
 
 #include "core/log.h"
 #include "formats/bind.h"
@@ -193,15 +194,7 @@ Result<LoadedModel> load_gguf_model(const std::string& path) {
     return t ? &t->view : nullptr;
   };
   RME_RETURN_IF_ERROR(bind_weights(*m, lookup, NameScheme::kGguf, path));
-  int n_kquant = 0;
-  for (const auto& s : shards) {
-    m->files.push_back(s->file());
-    m->buffers.insert(m->buffers.end(), s->converted().begin(), s->converted().end());
-    for (const GgufTensorInfo& t : s->tensors()) n_kquant += t.stored_as.has_value();
-  }
-  if (n_kquant > 0)
-    log_info(path + ": " + std::to_string(n_kquant) +
-             " K-quant tensors converted to Q8_0 at load (rme has no K-quant kernels yet)");
+  for (const auto& s : shards) m->files.push_back(s->file());
   m->source = path;
   if (!layout.empty()) RME_RETURN_IF_ERROR(bind_moe(*m, lookup, NameScheme::kGguf, path));
   LoadedModel out;
@@ -245,10 +238,34 @@ void add_tokenizer(GgufWriter& w, const Tokenizer& tok) {
   if (!byte_level) w.set_bool("tokenizer.ggml.add_space_prefix", v.add_space_prefix);
 }
 
+// llama.cpp's llama_ftype for a file of mostly `t` (its "_M" mixes: medium), which its tools show
+// as the file's type (they guess one when the key is absent).
+uint32_t llama_file_type(DType t, bool medium) {
+  switch (t) {
+    case DType::kF32:
+      return 0;
+    case DType::kF16:
+      return 1;
+    case DType::kQ4_0:
+      return 2;
+    case DType::kQ8_0:
+      return 7;
+    case DType::kQ4_K:
+      return medium ? 15 : 14;
+    case DType::kQ5_K:
+      return medium ? 17 : 16;
+    case DType::kQ6_K:
+      return 18;
+    case DType::kBF16:
+      return 32;
+  }
+  return 0;
+}
+
 }  // namespace
 
 Status write_gguf_model(const Model& model, const Tokenizer* tokenizer, const std::string& path,
-                        std::optional<DType> type) {
+                        const TypeChoice& type) {
   const LlamaConfig& c = model.config;
   GgufWriter w;
   // Biased q/k/v is Qwen2's shape: llama.cpp reads it as "qwen2" (rotate-half RoPE, no permuting).
@@ -260,6 +277,9 @@ Status write_gguf_model(const Model& model, const Tokenizer* tokenizer, const st
                                    ? "random weights (rme init-random): outputs are meaningless"
                                    : "rme export");
   if (model.random_weights) w.set_bool("rme.random_weights", true);
+  w.set_u32(
+      "general.file_type",
+      llama_file_type(type.base ? *type.base : model.weights.layers[0].wq.dtype, type.medium));
   w.set_u32(p + "context_length", c.n_ctx);
   w.set_u32(p + "embedding_length", c.n_embd);
   w.set_u32(p + "block_count", c.n_layer);
@@ -294,25 +314,34 @@ Status write_gguf_model(const Model& model, const Tokenizer* tokenizer, const st
   }
 
   std::vector<std::shared_ptr<Buffer>> keep;
+  // Rows too short for the asked type's block, per fallback: how many and the first one.
+  std::map<std::string, std::pair<int, std::string>> fallbacks;
   if (model.moe.is_moe() || !c.n_ff_layer.empty())
     w.set_string("rme.moe", moe_layout_json(model, path));
   model.for_each_weight([&](const WeightId& id, const MatView& v) {
     const bool norm = is_vector(id);
     if (v.data == nullptr) return;  // a zero-width shared expert
-    DType to = norm || id.kind == WeightId::Kind::kLayerGate ? DType::kF32 : type.value_or(v.dtype);
-    if (dtype_is_quantized(to) && v.n_in % kQBlock != 0) {
-      log_info(tensor_name(id, NameScheme::kGguf) + ": row length " + std::to_string(v.n_in) +
-               " is not a multiple of 32; stored as f16");
-      to = DType::kF16;
+    const LlamaConfig& own = id.router ? model.router->config : c;
+    DType to = norm || id.kind == WeightId::Kind::kLayerGate ? DType::kF32
+                                                             : type.pick(id, own.n_layer, v.dtype);
+    if (const DType fits = dtype_for_row(to, v.n_in); fits != to) {
+      auto& [count, example] =
+          fallbacks[std::string(dtype_name(to)) + " -> " + std::string(dtype_name(fits))];
+      if (count++ == 0)
+        example =
+            tensor_name(id, NameScheme::kGguf) + " (row length " + std::to_string(v.n_in) + ")";
+      to = fits;
     }
-    const LlamaConfig& cfg = id.router ? model.router->config : c;
-    const void* data = weight_for_writing(id, v, to, cfg, target, keep);
+    const void* data = weight_for_writing(id, v, to, own, target, keep);
     std::vector<int64_t> shape =
         norm ? std::vector<int64_t>{v.n_in} : std::vector<int64_t>{v.n_out, v.n_in};
     // Each expert's slices for all layers form one page-aligned range (one read loads it).
     const bool starts_expert = id.kind == WeightId::Kind::kExpGate && id.layer == 0;
     w.add_tensor(tensor_name(id, NameScheme::kGguf), to, shape, data, starts_expert ? 4096 : 0);
   });
+  for (const auto& [change, what] : fallbacks)
+    log_info(path + ": " + std::to_string(what.first) + " matrices " + change +
+             ": rows not a multiple of the block, e.g. " + what.second);
   if (!factors.empty())
     w.add_tensor("rope_freqs.weight", DType::kF32, {static_cast<int64_t>(factors.size())},
                  factors.data());

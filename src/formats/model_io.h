@@ -7,6 +7,7 @@
 #include <string>
 
 #include "core/status.h"
+#include "model/type_choice.h"
 #include "model/weights.h"
 #include "tokenizer/tokenizer.h"
 
@@ -40,10 +41,11 @@ Result<LoadedModel> load_gguf_model(const std::string& path);
 Result<LoadedModel> load_hf_model(const std::string& dir);
 Result<LoadedModel> load_llama2c_model(const std::string& path, const std::string& tokenizer_path);
 
-// `type` converts every matrix (norms stay f32); nullopt keeps each tensor's stored type. Rows
-// whose length is not a multiple of 32 cannot be Q8_0/Q4_0 and are written as F16.
+// `type` converts the matrices (norms, biases and layer gates stay f32; no base keeps each
+// tensor's stored type; the _M mixes pick per matrix). Rows whose length is not a multiple of the
+// chosen type's block fall back as dtype_for_row says (logged). Conversions run on every core.
 Status write_gguf_model(const Model& model, const Tokenizer* tokenizer, const std::string& path,
-                        std::optional<DType> type);
+                        const TypeChoice& type);
 // Writes config.json, model.safetensors and the tokenizer (copied from an HF source directory,
 // else generated as tokenizer.json). type must be f32, f16 or bf16 (default: f32 for
 // quantized sources, else the stored type).

@@ -6,6 +6,7 @@
 
 #include "core/check.h"
 #include "kernels/blas.h"
+#include "kernels/dot_kquant.h"
 #include "kernels/dot_q8.h"
 #include "kernels/gemm_f32.h"
 #include "kernels/scratch.h"
@@ -85,6 +86,20 @@ void matmul(const KernelConfig& cfg, const MatView& w, const float* x, int64_t x
   // Rows per chunk: at least ~64K multiply-adds, so tiny matrices (small models, routers) run on
   // the calling thread instead of paying a hand-off per op.
   const int64_t grain = std::max<int64_t>(16, (int64_t{1} << 16) / std::max<int64_t>(1, n_in));
+  if (const GemmKFn kq = gemm_kquant(cfg, w.dtype)) {
+    // K-quants: one integer kernel for any number of tokens, batch-invariant (dot_kquant.h).
+    thread_local std::vector<Q8KActivations> xk;
+    if (static_cast<int64_t>(xk.size()) < n_tok) xk.resize(n_tok);
+    Q8KActivations* xs = xk.data();
+    pool.parallel_for(n_tok, std::max<int64_t>(1, 8192 / n_in), [&](int64_t t0, int64_t t1, int) {
+      for (int64_t t = t0; t < t1; ++t) xs[t].quantize(x + t * x_stride, n_in);
+    });
+    pool.parallel_for(
+        w.n_out, std::max<int64_t>(1, grain / n_tok), [&](int64_t r0, int64_t r1, int) {
+          kq(base + r0 * row_bytes, row_bytes, r1 - r0, xs, n_tok, n_in, y + r0, y_stride);
+        });
+    return;
+  }
   if (const GemmQ8Fn inv = gemm_q8_invariant(cfg, w.dtype)) {
     // One integer kernel for any number of tokens, each output the same bits whatever the batch
     // (AVX2 Q4_0 and Q8_0): decode, prefill and the batch-invariant mode alike. Rows in units of 8.

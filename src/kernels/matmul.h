@@ -12,12 +12,14 @@
 namespace rme {
 
 // The per-ISA building blocks. Each ISA file fills one table; matmul.cc picks the table once.
-// `k` is the row length in elements; for Q8_0/Q4_0 it is a multiple of 32.
+// `k` is the row length in elements, a multiple of the dtype's block. K-quant rows decode with the
+// scalar reference in every table: their fast path is the integer kernel (dot_kquant.h), these
+// serve the f32-activation mode (int8 off) and embedding lookups.
 struct RowKernels {
   // dot(W row of dtype t, x[k]) -> float
-  float (*dot[5])(const void* w, const float* x, int64_t k);
+  float (*dot[kDTypeCount])(const void* w, const float* x, int64_t k);
   // W row of dtype t -> out[k] f32
-  void (*to_f32[5])(const void* w, float* out, int64_t k);
+  void (*to_f32[kDTypeCount])(const void* w, float* out, int64_t k);
 };
 
 const RowKernels& row_kernels_ref();
@@ -49,7 +51,8 @@ struct MatView {
 
 // y[T, n_out] = x[T, n_in] · W[n_out, n_in]ᵀ. x, y row-major f32 with the given row strides
 // (in floats). Splits output rows across the pool. Kernels are cfg's (ISA, int8, batch
-// invariance, BLAS). On AVX2 with int8, Q4_0 and Q8_0 run one integer kernel for every T (decode,
+// invariance, BLAS). K-quants with int8 on AVX2/AVX-512 CPUs run one integer kernel for every T
+// (dot_kquant.h). On AVX2 with int8, Q4_0 and Q8_0 run one integer kernel for every T (decode,
 // prefill and batch invariance: gemm_q8_invariant). Otherwise, for T >= 4 tokens this is a matrix
 // product that reads each weight row once: on AVX-512, Q4_0/Q8_0 as an integer product on repacked
 // panels (gemm_q8_best) and float types as an f32 product on repacked panels (gemm_f32.h); on AVX2,

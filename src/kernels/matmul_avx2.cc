@@ -74,13 +74,16 @@ FloatRowsFn float_rows_avx2(DType t) { return simd::float_rows_for<simd::Avx2>(t
 
 const RowKernels& row_kernels_avx2() {
   using simd::BF16Row, simd::dot_row, simd::F16Row, simd::F32Row, simd::row_to_f32;
+  const RowKernels& ref = row_kernels_ref();
   static const RowKernels k = {
       {dot_row<S, F32Row<S>, float>, dot_row<S, F16Row<S>, uint16_t>,
        dot_row<S, BF16Row<S>, uint16_t>, dot_quant<Q8_0Block, q8_0_decode>,
-       dot_quant<Q4_0Block, q4_0_decode>},
+       dot_quant<Q4_0Block, q4_0_decode>, ref.dot[static_cast<int>(DType::kQ4_K)],
+       ref.dot[static_cast<int>(DType::kQ5_K)], ref.dot[static_cast<int>(DType::kQ6_K)]},
       {row_to_f32<S, F32Row<S>, float>, row_to_f32<S, F16Row<S>, uint16_t>,
        row_to_f32<S, BF16Row<S>, uint16_t>, to_f32_quant<Q8_0Block, q8_0_decode>,
-       to_f32_quant<Q4_0Block, q4_0_decode>},
+       to_f32_quant<Q4_0Block, q4_0_decode>, ref.to_f32[static_cast<int>(DType::kQ4_K)],
+       ref.to_f32[static_cast<int>(DType::kQ5_K)], ref.to_f32[static_cast<int>(DType::kQ6_K)]},
   };
   return k;
 }

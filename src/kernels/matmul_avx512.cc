@@ -151,11 +151,14 @@ void to_f32_quant(const void* w, float* out, int64_t k) {
 }  // namespace
 
 const RowKernels& row_kernels_avx512() {
+  const RowKernels& ref = row_kernels_ref();
   static const RowKernels k = {
       {dot_f32, dot_f16, dot_bf16, dot_quant<Q8_0Block, q8_0_decode>,
-       dot_quant<Q4_0Block, q4_0_decode>},
+       dot_quant<Q4_0Block, q4_0_decode>, ref.dot[static_cast<int>(DType::kQ4_K)],
+       ref.dot[static_cast<int>(DType::kQ5_K)], ref.dot[static_cast<int>(DType::kQ6_K)]},
       {to_f32_f32, to_f32_f16, to_f32_bf16, to_f32_quant<Q8_0Block, q8_0_decode>,
-       to_f32_quant<Q4_0Block, q4_0_decode>},
+       to_f32_quant<Q4_0Block, q4_0_decode>, ref.to_f32[static_cast<int>(DType::kQ4_K)],
+       ref.to_f32[static_cast<int>(DType::kQ5_K)], ref.to_f32[static_cast<int>(DType::kQ6_K)]},
   };
   return k;
 }

@@ -53,10 +53,13 @@ const RowKernels& row_kernels_neon() {
   const RowKernels& ref = row_kernels_ref();  // quantized rows decode with the reference
   static const RowKernels k = {
       {dot_row<S, F32Row<S>, float>, dot_row<S, F16Row<S>, uint16_t>,
-       dot_row<S, BF16Row<S>, uint16_t>, dot_quant<Q8_0Block>, dot_quant<Q4_0Block>},
+       dot_row<S, BF16Row<S>, uint16_t>, dot_quant<Q8_0Block>, dot_quant<Q4_0Block>,
+       ref.dot[static_cast<int>(DType::kQ4_K)], ref.dot[static_cast<int>(DType::kQ5_K)],
+       ref.dot[static_cast<int>(DType::kQ6_K)]},
       {row_to_f32<S, F32Row<S>, float>, row_to_f32<S, F16Row<S>, uint16_t>,
        row_to_f32<S, BF16Row<S>, uint16_t>, ref.to_f32[static_cast<int>(DType::kQ8_0)],
-       ref.to_f32[static_cast<int>(DType::kQ4_0)]},
+       ref.to_f32[static_cast<int>(DType::kQ4_0)], ref.to_f32[static_cast<int>(DType::kQ4_K)],
+       ref.to_f32[static_cast<int>(DType::kQ5_K)], ref.to_f32[static_cast<int>(DType::kQ6_K)]},
   };
   return k;
 }

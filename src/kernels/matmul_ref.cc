@@ -53,6 +53,19 @@ float dot_q4_0_ref(const void* w, const float* x, int64_t k) {
   return static_cast<float>(s);
 }
 
+// K-quants: each super-block decoded, then dotted in double.
+template <DType T>
+float dot_kquant_ref(const void* w, const float* x, int64_t k) {
+  const auto* b = static_cast<const uint8_t*>(w);
+  float wf[kKBlock];
+  double s = 0;
+  for (int64_t ib = 0; ib < k / kKBlock; ++ib) {
+    dequantize_row(T, b + ib * dtype_block_bytes(T), wf, kKBlock);
+    for (int i = 0; i < kKBlock; ++i) s += static_cast<double>(wf[i]) * x[ib * kKBlock + i];
+  }
+  return static_cast<float>(s);
+}
+
 template <DType T>
 void to_f32_ref(const void* w, float* out, int64_t k) {
   dequantize_row(T, w, out, k);
@@ -62,9 +75,11 @@ void to_f32_ref(const void* w, float* out, int64_t k) {
 
 const RowKernels& row_kernels_ref() {
   static const RowKernels k = {
-      {dot_f32_ref, dot_f16_ref, dot_bf16_ref, dot_q8_0_ref, dot_q4_0_ref},
+      {dot_f32_ref, dot_f16_ref, dot_bf16_ref, dot_q8_0_ref, dot_q4_0_ref,
+       dot_kquant_ref<DType::kQ4_K>, dot_kquant_ref<DType::kQ5_K>, dot_kquant_ref<DType::kQ6_K>},
       {to_f32_ref<DType::kF32>, to_f32_ref<DType::kF16>, to_f32_ref<DType::kBF16>,
-       to_f32_ref<DType::kQ8_0>, to_f32_ref<DType::kQ4_0>},
+       to_f32_ref<DType::kQ8_0>, to_f32_ref<DType::kQ4_0>, to_f32_ref<DType::kQ4_K>,
+       to_f32_ref<DType::kQ5_K>, to_f32_ref<DType::kQ6_K>},
   };
   return k;
 }

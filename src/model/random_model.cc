@@ -33,7 +33,7 @@ std::vector<std::string> shape_names() { return {"tinyllama", "llama2-7b", "rme-
 
 MatView random_matrix(Model& m, int64_t rows, int64_t cols, DType type, uint64_t seed,
                       ThreadPool& pool) {
-  if (dtype_is_quantized(type) && cols % kQBlock != 0) type = DType::kF16;
+  type = dtype_for_row(type, cols);
   const size_t row_bytes = dtype_row_bytes(type, cols);
   auto buf = std::make_shared<Buffer>(std::max<size_t>(1, row_bytes * rows));
   uint8_t* out = static_cast<uint8_t*>(buf->data());

@@ -1,27 +1,35 @@
-// tensor: llama.cpp's K-quant storage formats (Q4_K, Q5_K, Q6_K), read only: block layouts and a
-// reference dequantization. rme computes in its own dtypes, so readers convert these at load.
+// tensor: llama.cpp's K-quant storage formats (Q4_K, Q5_K, Q6_K): block layouts, reference
+// dequantization and rme's own quantizers (the kernels' integer dot products read these bytes).
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
-#include <optional>
+
+#include "tensor/dtype.h"
 
 namespace rme {
 
-// Super-blocks of 256 weights, as ggml lays them out (ggml-common.h):
+// Super-blocks of kKBlock = 256 weights, byte for byte as ggml lays them out (so GGUF files map
+// without conversion):
 //   Q4_K (144 bytes): f16 d, f16 dmin, 12 bytes of 6-bit scales and mins for 8 sub-blocks of 32,
-//        128 bytes of 4-bit quants; w = d * scale * q - dmin * min.
-//   Q5_K (176 bytes): as Q4_K plus 32 bytes holding each weight's fifth bit.
-//   Q6_K (210 bytes): 128 bytes of low 4 bits, 64 bytes of high 2 bits, 16 int8 scales (one per
-//        16 weights), f16 d; w = d * scale * (q - 32).
-enum class KQuant { kQ4_K, kQ5_K, kQ6_K };
+//        128 bytes of 4-bit quants: byte l of chunk c (32 bytes) holds weight 64c + l in its low
+//        nibble and 64c + 32 + l in its high nibble; w = d * scale_j * q - dmin * min_j.
+//   Q5_K (176 bytes): d, dmin, scales as Q4_K, then 32 bytes qh whose bit 2c (2c + 1) of byte l is
+//        the fifth bit of weight 64c + l (64c + 32 + l), then the 128 bytes of low nibbles.
+//   Q6_K (210 bytes): 128 bytes of low 4 bits, 64 bytes of high 2 bits, 16 int8 scales (scale i
+//        for weights 16i..16i+15), f16 d; w = d * scale * (q - 32). In each half h (128 weights):
+//        ql byte l (l < 64) low nibble is weight 128h + l, high nibble weight 128h + 64 + l; qh
+//        byte l (l < 32) holds bits 4-5 of weights 128h + l, + 32, + 64, + 96 in its bit pairs 0-3.
+inline constexpr size_t kQ4KBytes = 144, kQ5KBytes = 176, kQ6KBytes = 210;
 
-inline constexpr int kKBlock = 256;  // weights per super-block
+// The 6-bit scale and min of sub-block j (0..7) from a Q4_K/Q5_K super-block's 12 scale bytes.
+void kquant_scale_min(int j, const uint8_t* scales, int* scale, int* min);
 
-std::optional<KQuant> kquant_from_ggml(uint32_t ggml_type);  // 12, 13, 14
-const char* kquant_name(KQuant t);                           // "Q4_K", ...
-size_t kquant_block_bytes(KQuant t);
-// Converts n weights (a multiple of kKBlock) of type t at src into f32.
-void dequantize_kquant_row(KQuant t, const void* src, float* dst, int64_t n);
+// n weights (a multiple of kKBlock) of K-quant type t at src to f32.
+void dequantize_kquant_row(DType t, const void* src, float* dst, int64_t n);
+// n f32 values to K-quant type t. Each sub-block's scale (and Q4_K/Q5_K's min) is chosen by a
+// small search minimizing the squared error of the rounded weights, then refit by least squares;
+// the super-block's scales are quantized and the weights rounded against those.
+void quantize_kquant_row(DType t, const float* src, void* dst, int64_t n);
 
 }  // namespace rme

@@ -6,6 +6,7 @@
 
 #include "core/check.h"
 #include "tensor/half.h"
+#include "tensor/kquant.h"
 
 namespace rme {
 namespace {
@@ -65,6 +66,11 @@ void quantize_row(DType t, const float* src, void* dst, int64_t n) {
     case DType::kQ4_0:
       quantize_q4_0(src, static_cast<Q4_0Block*>(dst), n);
       return;
+    case DType::kQ4_K:
+    case DType::kQ5_K:
+    case DType::kQ6_K:
+      quantize_kquant_row(t, src, dst, n);
+      return;
   }
 }
 
@@ -99,6 +105,11 @@ void dequantize_row(DType t, const void* src, float* dst, int64_t n) {
       }
       return;
     }
+    case DType::kQ4_K:
+    case DType::kQ5_K:
+    case DType::kQ6_K:
+      dequantize_kquant_row(t, src, dst, n);
+      return;
   }
 }
 

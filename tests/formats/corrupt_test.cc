@@ -108,7 +108,7 @@ TEST_F(CorruptTest, GgufAbsurdShapeAndWrongOffset) {
   expect_error(dir_, "type.gguf", e, {"token_embd.weight", "tensor type Q2_K (10)"});
   std::string f = s;
   poke<uint32_t>(f, at + 4 + 16, 14);  // Q6_K needs rows of 256
-  expect_error(dir_, "k_row.gguf", f, {"token_embd.weight", "not a multiple of the Q6_K block"});
+  expect_error(dir_, "k_row.gguf", f, {"token_embd.weight", "not a multiple of the q6_k block"});
 }
 
 TEST_F(CorruptTest, GgufShapeDisagreesWithConfig) {

@@ -84,6 +84,35 @@ TEST(ConvertTest, QuantizingConvertMatchesOracleOnQuantizedWeights) {
   }
 }
 
+// K-quant mixes through rme's writer: each matrix gets the mix's type (rows too short for 256 fall
+// back to Q8_0), and the engine on the file equals the oracle on the weights the file holds.
+TEST(ConvertTest, KQuantMixWritesEachMatrixItsTypeAndMatchesTheOracle) {
+  auto w = test::random_weights(test::tiny_config(67, 256, 2, 4, 2, 288, false), 12);
+  const std::string dir = test::temp_dir("conv_kquant");
+  test::write_hf_dir(w, dir + "/a", DType::kF32);
+  auto a = load_model(dir + "/a");
+  ASSERT_TRUE(a.ok());
+  for (const char* mix : {"q4_k_m", "q5_k_m", "q6_k"}) {
+    const std::string out = dir + "/" + mix + ".gguf";
+    auto choice = TypeChoice::parse(mix);
+    ASSERT_TRUE(choice.ok());
+    ASSERT_TRUE(write_gguf_model(*a->model, nullptr, out, *choice).ok());
+    auto q = load_model(out);
+    ASSERT_TRUE(q.ok()) << q.status().message();
+    const LayerWeights& L = q->model->weights.layers[1];
+    const DType base = *choice->base;
+    EXPECT_EQ(L.w_gate.dtype, base) << mix;
+    EXPECT_EQ(L.wv.dtype, choice->medium ? DType::kQ6_K : base) << mix;
+    EXPECT_EQ(L.w_down.dtype, DType::kQ8_0) << mix << ": 288 is not a multiple of 256";
+    EXPECT_EQ(q->model->weights.output.dtype, DType::kQ6_K) << mix;
+    auto got = logits_of(*q, kIds, /*int8=*/false);
+    auto want = test::oracle_logits(test::read_gguf_weights(out, q->model->config), kIds);
+    float d = 0;
+    for (size_t i = 0; i < got.size(); ++i) d = std::max(d, std::fabs(got[i] - want[i]));
+    EXPECT_LE(d, 1e-4f) << mix;
+  }
+}
+
 TEST(ConvertTest, Llama3RopeScalingSurvivesGguf) {
   LlamaConfig c = test::tiny_config(71, 32, 2, 4, 2, 48, false);
   c.rope_scaling.type = RopeScaling::Type::kLlama3;

@@ -11,7 +11,7 @@
 
 #include "formats/gguf.h"
 #include "formats/model_io.h"
-#include "tensor/kquant.h"
+#include "formats/tensor_names.h"
 #include "tensor/quant.h"
 #include "util/tiny_model.h"
 #include "util/torch_oracle.h"
@@ -42,6 +42,11 @@ TEST_P(LlamaCppFixture, LoadsAndMatchesTheOracleOnTheWeightsItHolds) {
   const std::vector<float> want = test::oracle_logits(test::read_gguf_weights(path, m.config), ids);
   EXPECT_LE(max_abs_diff(engine_logits(m, ids, 8), want), 1e-4f) << "chunks of 8";
   EXPECT_LE(max_abs_diff(engine_logits(m, ids, 1), want), 1e-4f) << "token by token";
+  // Int8 activations (the integer kernels, K-quants' included): within 2% of the largest logit.
+  float scale = 1;
+  for (float v : want) scale = std::max(scale, std::fabs(v));
+  EXPECT_LE(max_abs_diff(engine_logits(m, ids, 8, true), want), 0.02f * scale) << "int8 chunks";
+  EXPECT_LE(max_abs_diff(engine_logits(m, ids, 1, true), want), 0.02f * scale) << "int8 decode";
 }
 
 INSTANTIATE_TEST_SUITE_P(Files, LlamaCppFixture,
@@ -132,17 +137,56 @@ TEST(LlamaCppFixtureTest, KQuantFilesHoldTheWeightsLlamaCppQuantized) {
         norm += b[i] * double(b[i]);
       }
       const double rel = std::sqrt(err / norm);
-      const std::string kind = t.stored_as ? kquant_name(*t.stored_as) : "other";
+      const std::string kind =
+          dtype_is_kquant(t.dtype) ? std::string(dtype_name(t.dtype)) : "other";
       ++kinds[kind];
-      const double bound = kind == "Q4_K"   ? 0.12
-                           : kind == "Q5_K" ? 0.06
-                           : kind == "Q6_K" ? 0.03
+      const double bound = kind == "q4_k"   ? 0.12
+                           : kind == "q5_k" ? 0.06
+                           : kind == "q6_k" ? 0.03
                                             : 0.01;
       EXPECT_LT(rel, bound) << name << " " << t.name << " (" << kind << ")";
     }
-    EXPECT_GT(kinds["Q6_K"], 0) << name;
-    EXPECT_GT(kinds[std::string(name) == "k-q4_k_m.gguf" ? "Q4_K" : "Q5_K"], 0) << name;
+    EXPECT_GT(kinds["q6_k"], 0) << name;
+    EXPECT_GT(kinds[std::string(name) == "k-q4_k_m.gguf" ? "q4_k" : "q5_k"], 0) << name;
   }
+}
+
+// rme's q4_k_m / q5_k_m pick, matrix by matrix, the types llama.cpp's quantizer gave the same
+// model's matrices (the fixtures above).
+TEST(LlamaCppFixtureTest, KQuantMixesPickTheTypesLlamaCppPicks) {
+  for (const char* name : {"k-q4_k_m.gguf", "k-q5_k_m.gguf"}) {
+    auto g = GgufFile::open(kDir + name);
+    ASSERT_TRUE(g.ok()) << g.status().message();
+    auto lm = load_model(kDir + name);
+    ASSERT_TRUE(lm.ok());
+    const LlamaConfig& c = lm->model->config;
+    auto mix = TypeChoice::parse(std::string(name).substr(2, 6));
+    ASSERT_TRUE(mix.ok());
+    int checked = 0;
+    for (const WeightId& id : all_weight_ids(c.n_layer, !c.tied_output, false)) {
+      if (is_vector(id)) continue;
+      const GgufTensorInfo* t = (*g)->find_tensor(tensor_name(id, NameScheme::kGguf));
+      ASSERT_NE(t, nullptr) << tensor_name(id, NameScheme::kGguf);
+      const DType want = dtype_for_row(mix->pick(id, c.n_layer, DType::kF32), t->ne[0]);
+      EXPECT_EQ(dtype_name(t->dtype), dtype_name(want)) << name << " " << t->name;
+      ++checked;
+    }
+    EXPECT_EQ(checked, 9);  // one layer: the fixtures are tiny
+  }
+  // 22 layers (tinyllama): llama-quantize Q4_K_M gave attn_v and ffn_down Q6_K in exactly these
+  // layers (read from its tinyllama-shape file with gguf-py; docs/formats.md).
+  auto parsed = TypeChoice::parse("q4_k_m");
+  ASSERT_TRUE(parsed.ok());
+  const TypeChoice mix = *parsed;
+  std::vector<int> q6;
+  for (int l = 0; l < 22; ++l)
+    if (mix.pick({WeightId::Kind::kWv, l}, 22, DType::kF16) == DType::kQ6_K) q6.push_back(l);
+  EXPECT_EQ(q6, (std::vector<int>{0, 1, 4, 7, 10, 13, 16, 19, 20, 21}));
+  EXPECT_EQ(mix.pick({WeightId::Kind::kDown, 4}, 22, DType::kF16), DType::kQ6_K);
+  EXPECT_EQ(mix.pick({WeightId::Kind::kExpDown, 4, 2}, 22, DType::kF16), DType::kQ6_K);
+  EXPECT_EQ(mix.pick({WeightId::Kind::kGate, 4}, 22, DType::kF16), DType::kQ4_K);
+  EXPECT_EQ(mix.pick({WeightId::Kind::kTokEmbd}, 22, DType::kF16), DType::kQ4_K);
+  EXPECT_EQ(mix.pick({WeightId::Kind::kOutput}, 22, DType::kF16), DType::kQ6_K);
 }
 
 // Qwen2 as llama.cpp's gguf-py writes it: architecture "qwen2" (q/k/v biases, rotate-half RoPE),

@@ -92,6 +92,9 @@ LlamaConfig qwen2(bool tied) {  // q/k/v biases, rotate-half RoPE in every forma
   c.rope_theta = 1000000;
   return c;
 }
+// K-quants need rows of 256: n_ff 320 leaves down_proj to the Q8_0 fallback.
+LlamaConfig kquant_untied() { return test::tiny_config(67, 256, 2, 4, 2, 512, false); }
+LlamaConfig kquant_tied_odd_ff() { return test::tiny_config(61, 256, 1, 4, 2, 320, true); }
 LlamaConfig mha() { return test::tiny_config(50, 24, 3, 3, 3, 37, false); }
 LlamaConfig llama3_scaled() {
   LlamaConfig c = test::tiny_config(71, 32, 2, 4, 2, 48, false);
@@ -119,6 +122,9 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{"gguf_q4_0_untied", "gguf", DType::kQ4_0, quant_untied()},
                       Case{"gguf_q8_0_tied", "gguf", DType::kQ8_0, quant_tied_odd_ff()},
                       Case{"gguf_q4_0_tied", "gguf", DType::kQ4_0, quant_tied_odd_ff()},
+                      Case{"gguf_q4_k_untied", "gguf", DType::kQ4_K, kquant_untied()},
+                      Case{"gguf_q5_k_untied", "gguf", DType::kQ5_K, kquant_untied()},
+                      Case{"gguf_q6_k_tied_odd_ff", "gguf", DType::kQ6_K, kquant_tied_odd_ff()},
                       Case{"gguf_f32_qwen2", "gguf", DType::kF32, qwen2(false)},
                       Case{"gguf_q8_0_qwen2_tied", "gguf", DType::kQ8_0, qwen2(true)},
                       Case{"hf_bf16_qwen2", "hf", DType::kBF16, qwen2(false)},

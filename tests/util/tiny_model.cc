@@ -124,7 +124,7 @@ HfWeights random_weights(const LlamaConfig& c, uint64_t seed) {
 HfWeights round_through(const HfWeights& w, DType t, bool norms) {
   HfWeights r = w;
   auto rt = [&](std::vector<float>& v, int64_t cols) {
-    DType tt = (dtype_is_quantized(t) && cols % kQBlock != 0) ? DType::kF16 : t;
+    const DType tt = dtype_for_row(t, cols);
     std::vector<uint8_t> enc = encode(v, tt, cols);
     for (size_t row = 0; row < v.size() / cols; ++row)
       dequantize_row(tt, enc.data() + row * dtype_row_bytes(tt, cols), v.data() + row * cols, cols);
@@ -240,8 +240,7 @@ void write_gguf(const HfWeights& w, const std::string& path, DType t) {
   std::vector<std::vector<uint8_t>> keep;
   auto add = [&](const std::string& name, const std::vector<float>& v, std::vector<int64_t> shape,
                  bool norm) {
-    DType tt = norm ? DType::kF32 : t;
-    if (dtype_is_quantized(tt) && shape.back() % kQBlock != 0) tt = DType::kF16;
+    const DType tt = norm ? DType::kF32 : dtype_for_row(t, shape.back());
     keep.push_back(encode(v, tt, shape.back()));
     g.add_tensor(name, tt, shape, keep.back().data());
   };

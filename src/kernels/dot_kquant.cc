@@ -1,0 +1,121 @@
+// kernels: Q8KActivations, the scalar K-quant reference product, and the K-quant kernel dispatch.
+#include "kernels/dot_kquant.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/check.h"
+#include "tensor/half.h"
+#include "tensor/kquant.h"
+
+namespace rme {
+
+void Q8KActivations::quantize(const float* x, int64_t k) {
+  RME_CHECK(k % kKBlock == 0);
+  const int64_t nb = k / kKBlock;
+  q.resize(static_cast<size_t>(k));
+  d.resize(static_cast<size_t>(nb));
+  bsum.resize(static_cast<size_t>(k / 16));
+  for (int64_t b = 0; b < nb; ++b) {
+    const float* xb = x + b * kKBlock;
+    float amax = 0;
+    for (int i = 0; i < kKBlock; ++i) amax = std::max(amax, std::fabs(xb[i]));
+    const float db = amax / 127.0f, id = amax > 0 ? 127.0f / amax : 0.0f;
+    d[b] = db;
+    int8_t* qb = q.data() + b * kKBlock;
+    for (int i = 0; i < kKBlock; ++i)
+      qb[i] =
+          static_cast<int8_t>(std::clamp(static_cast<int>(std::nearbyint(xb[i] * id)), -127, 127));
+    for (int g = 0; g < kKBlock / 16; ++g) {
+      int s = 0;
+      for (int i = 0; i < 16; ++i) s += qb[16 * g + i];
+      bsum[b * 16 + g] = static_cast<int16_t>(s);
+    }
+  }
+}
+
+namespace {
+
+float f16_at(const uint8_t* p) { return f16_to_f32(static_cast<uint16_t>(p[0] | p[1] << 8)); }
+
+// One super-block of a Q4_K/Q5_K row against one token's block (q: 256 quants, bs: 16 sums).
+double block_q45(const uint8_t* b, bool five, const int8_t* q, const int16_t* bs, float dx) {
+  const uint8_t* qh = five ? b + 16 : nullptr;
+  const uint8_t* qs = five ? b + 48 : b + 16;
+  int64_t isum = 0, imin = 0;
+  for (int j = 0; j < 8; ++j) {
+    int sc, m;
+    kquant_scale_min(j, b + 4, &sc, &m);
+    int64_t s = 0;
+    for (int l = 0; l < 32; ++l) {
+      const int i = 32 * j + l, c = i / 64;
+      const bool high = (i % 64) >= 32;
+      int w = high ? qs[32 * c + l] >> 4 : qs[32 * c + l] & 0xF;
+      if (qh && (qh[l] >> (2 * c + (high ? 1 : 0)) & 1)) w += 16;
+      s += w * q[i];
+    }
+    isum += sc * s;
+    imin += m * (bs[2 * j] + bs[2 * j + 1]);
+  }
+  return double(dx) * f16_at(b) * isum - double(dx) * f16_at(b + 2) * imin;
+}
+
+// One super-block of a Q6_K row: sum over 16-groups of scale * (q - 32) . x.
+double block_q6(const uint8_t* b, const int8_t* q, const int16_t* bs, float dx) {
+  const auto* sc = reinterpret_cast<const int8_t*>(b + 192);
+  int64_t isum = 0;
+  for (int i = 0; i < kKBlock; ++i) {
+    const int h = i / 128, r = i % 128, l = r % 32, part = r / 32;
+    const uint8_t* ql = b + 64 * h;
+    const uint8_t* qh = b + 128 + 32 * h;
+    const int low = part < 2 ? ql[l + 32 * part] & 0xF : ql[l + 32 * (part - 2)] >> 4;
+    const int w = low | (((qh[l] >> (2 * part)) & 3) << 4);
+    isum += int64_t{sc[i / 16]} * w * q[i];
+  }
+  int64_t ibias = 0;
+  for (int g = 0; g < 16; ++g) ibias += int64_t{sc[g]} * bs[g];
+  return double(dx) * f16_at(b + 208) * (isum - 32 * ibias);
+}
+
+template <DType T>
+void gemm_ref(const uint8_t* w, size_t row_bytes, int64_t n_rows, const Q8KActivations* xs,
+              int64_t n_tok, int64_t k, float* y, int64_t y_stride) {
+  const size_t bb = dtype_block_bytes(T);
+  for (int64_t r = 0; r < n_rows; ++r)
+    for (int64_t t = 0; t < n_tok; ++t) {
+      double s = 0;
+      for (int64_t b = 0; b < k / kKBlock; ++b) {
+        const uint8_t* blk = w + r * row_bytes + b * bb;
+        const int8_t* q = xs[t].q.data() + b * kKBlock;
+        const int16_t* bs = xs[t].bsum.data() + b * 16;
+        s += T == DType::kQ6_K ? block_q6(blk, q, bs, xs[t].d[b])
+                               : block_q45(blk, T == DType::kQ5_K, q, bs, xs[t].d[b]);
+      }
+      y[t * y_stride + r] = static_cast<float>(s);
+    }
+}
+
+}  // namespace
+
+GemmKFn gemm_kquant_ref(DType weights) {
+  switch (weights) {
+    case DType::kQ4_K:
+      return gemm_ref<DType::kQ4_K>;
+    case DType::kQ5_K:
+      return gemm_ref<DType::kQ5_K>;
+    case DType::kQ6_K:
+      return gemm_ref<DType::kQ6_K>;
+    default:
+      return nullptr;
+  }
+}
+
+GemmKFn gemm_kquant(const KernelConfig& cfg, DType weights) {
+  if (!cfg.int8 || !dtype_is_kquant(weights)) return nullptr;
+#if defined(__x86_64__)
+  if (cfg.isa == Isa::kAvx2 || cfg.isa == Isa::kAvx512) return gemm_kquant_avx2(weights);
+#endif
+  return nullptr;
+}
+
+}  // namespace rme

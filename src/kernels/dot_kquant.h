@@ -1,0 +1,42 @@
+// kernels: integer products of K-quant weight rows (Q4_K, Q5_K, Q6_K) with activations quantized
+// to 8 bits per 256-element super-block — decode and prefill for llama.cpp's K-quant files (AVX2),
+// with the scalar reference they are tested against.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "kernels/kernel_config.h"
+#include "tensor/dtype.h"
+
+namespace rme {
+
+// x quantized per super-block of 256: q = round(x / d), d = max|x| / 127, plus the sum of q over
+// each 16 elements (the K-quants' mins and offsets are applied through these sums, so a weight
+// sub-block's integer product needs no per-element correction). One scale per 256 rather than
+// Q8Activations' per 32: the sub-blocks' integer sums, each times its integer scale, then add up
+// exactly and meet floats once per super-block. Owns its buffers; reuse one per thread.
+struct Q8KActivations {
+  std::vector<int8_t> q;
+  std::vector<float> d;
+  std::vector<int16_t> bsum;
+  void quantize(const float* x, int64_t k);  // k a multiple of 256
+};
+
+// y[t * y_stride + r] = row r of w (n_rows rows of row_bytes, K-quant `weights`) . token t (xs[t])
+// for every r and t < n_tok. Single-threaded; callers split rows (any split).
+using GemmKFn = void (*)(const uint8_t* w, size_t row_bytes, int64_t n_rows,
+                         const Q8KActivations* xs, int64_t n_tok, int64_t k, float* y,
+                         int64_t y_stride);
+
+// The scalar reference: each super-block's integer sums exact, scaled and accumulated in double.
+GemmKFn gemm_kquant_ref(DType weights);
+// The AVX2 kernel (gemm_kquant_avx2.cc): every output bit-identical whatever n_tok is (tokens go in
+// tiles of up to 4, each token's operations the same in any tile), so it serves decode, prefill
+// and batch invariance alike; agrees with the reference to float rounding. Returned when cfg's
+// ISA is AVX2 or AVX-512 (an AVX-512 CPU runs the AVX2 kernel: no AVX-512 K-quant kernel yet) and
+// int8 is on; else nullptr (f32 activations through RowKernels).
+GemmKFn gemm_kquant(const KernelConfig& cfg, DType weights);
+GemmKFn gemm_kquant_avx2(DType weights);
+
+}  // namespace rme
