@@ -61,6 +61,9 @@ Result<std::unique_ptr<Tokenizer>> gguf_tokenizer(const GgufFile& g) {
       v.pre_tokenizer = PreTokenizer::kLlama3;
     } else if (pre == "qwen2" || pre == "deepseek-r1-qwen") {
       v.pre_tokenizer = PreTokenizer::kQwen2;
+    } else if (pre == "smollm" || pre == "starcoder" || pre == "refact" || pre == "command-r" ||
+               pre == "codeshell" || pre == "exaone" || pre == "minerva-7b") {
+      v.pre_tokenizer = PreTokenizer::kSmolLM;
     } else {
       v.pre_tokenizer = PreTokenizer::kGpt2;
       if (!pre.empty() && pre != "gpt-2" && pre != "default" && pre != "phi-2" &&
@@ -213,9 +216,10 @@ void add_tokenizer(GgufWriter& w, const Tokenizer& tok) {
   const bool byte_level = v.mode == BpeVocab::Mode::kByteLevel;
   w.set_string("tokenizer.ggml.model", byte_level ? "gpt2" : "llama");
   if (byte_level)
-    w.set_string("tokenizer.ggml.pre", v.pre_tokenizer == PreTokenizer::kLlama3  ? "llama-bpe"
-                                       : v.pre_tokenizer == PreTokenizer::kQwen2 ? "qwen2"
-                                                                                 : "gpt-2");
+    w.set_string("tokenizer.ggml.pre", v.pre_tokenizer == PreTokenizer::kLlama3   ? "llama-bpe"
+                                       : v.pre_tokenizer == PreTokenizer::kQwen2  ? "qwen2"
+                                       : v.pre_tokenizer == PreTokenizer::kSmolLM ? "smollm"
+                                                                                  : "gpt-2");
   w.set_strings("tokenizer.ggml.tokens", v.tokens);
   // A "llama" vocabulary is read by scores alone (llama.cpp ignores merges there): scores that
   // rank merges as the merge list does, never all zeros.

@@ -92,9 +92,10 @@ Result<std::unique_ptr<BpeTokenizer>> BpeTokenizer::create(BpeVocab vocab) {
 
 std::string BpeTokenizer::kind() const {
   if (vocab_.mode == BpeVocab::Mode::kByteLevel)
-    return vocab_.pre_tokenizer == PreTokenizer::kGpt2    ? "byte-level-bpe (gpt2 split)"
-           : vocab_.pre_tokenizer == PreTokenizer::kQwen2 ? "byte-level-bpe (qwen2 split)"
-                                                          : "byte-level-bpe (llama3 split)";
+    return vocab_.pre_tokenizer == PreTokenizer::kGpt2     ? "byte-level-bpe (gpt2 split)"
+           : vocab_.pre_tokenizer == PreTokenizer::kQwen2  ? "byte-level-bpe (qwen2 split)"
+           : vocab_.pre_tokenizer == PreTokenizer::kSmolLM ? "byte-level-bpe (smollm split)"
+                                                           : "byte-level-bpe (llama3 split)";
   return vocab_.merges.empty() ? "sentencepiece-bpe (scores)" : "sentencepiece-bpe (merges)";
 }
 

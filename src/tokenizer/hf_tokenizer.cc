@@ -91,7 +91,9 @@ Result<BpeVocab> parse_tokenizer_json(const json& j, const std::string& path) {
   if (has_type(pre, "ByteLevel") || has_type(j.value("decoder", json()), "ByteLevel")) {
     v.mode = BpeVocab::Mode::kByteLevel;
     std::string pat = split_pattern(pre);
-    if (pat.find("\\p{N}{1,3}") != std::string::npos) {
+    if (has_type(pre, "Digits") && pat.empty()) {  // SmolLM: Digits(individual) + ByteLevel
+      v.pre_tokenizer = PreTokenizer::kSmolLM;
+    } else if (pat.find("\\p{N}{1,3}") != std::string::npos) {
       v.pre_tokenizer = PreTokenizer::kLlama3;
     } else if (pat.find("\\p{N}|") != std::string::npos) {
       v.pre_tokenizer = PreTokenizer::kQwen2;
@@ -222,17 +224,26 @@ Status write_tokenizer_json(const BpeVocab& vocab, const std::string& path) {
         "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| "
         "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"};
     j["normalizer"] = nullptr;
-    j["pre_tokenizer"] = {
-        {"type", "Sequence"},
-        {"pretokenizers",
-         {{{"type", "Split"},
-           {"pattern", {{"Regex", kPatterns[static_cast<int>(vocab.pre_tokenizer)]}}},
-           {"behavior", "Isolated"},
-           {"invert", false}},
-          {{"type", "ByteLevel"},
-           {"add_prefix_space", false},
-           {"trim_offsets", true},
-           {"use_regex", false}}}}};
+    if (vocab.pre_tokenizer == PreTokenizer::kSmolLM)  // as SmolLM ships it
+      j["pre_tokenizer"] = {{"type", "Sequence"},
+                            {"pretokenizers",
+                             {{{"type", "Digits"}, {"individual_digits", true}},
+                              {{"type", "ByteLevel"},
+                               {"add_prefix_space", false},
+                               {"trim_offsets", true},
+                               {"use_regex", true}}}}};
+    else
+      j["pre_tokenizer"] = {
+          {"type", "Sequence"},
+          {"pretokenizers",
+           {{{"type", "Split"},
+             {"pattern", {{"Regex", kPatterns[static_cast<int>(vocab.pre_tokenizer)]}}},
+             {"behavior", "Isolated"},
+             {"invert", false}},
+            {{"type", "ByteLevel"},
+             {"add_prefix_space", false},
+             {"trim_offsets", true},
+             {"use_regex", false}}}}};
     j["decoder"] = {{"type", "ByteLevel"},
                     {"add_prefix_space", true},
                     {"trim_offsets", true},

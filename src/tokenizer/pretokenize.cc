@@ -56,6 +56,23 @@ size_t contraction(const std::vector<Cp>& c, size_t i, bool case_insensitive) {
 }  // namespace
 
 std::vector<std::string_view> pretokenize(std::string_view text, PreTokenizer kind) {
+  if (kind == PreTokenizer::kSmolLM) {  // as llama.cpp applies its two expressions in turn
+    std::vector<std::string_view> out;
+    size_t start = 0;
+    auto flush = [&](size_t end) {
+      if (end > start)
+        for (std::string_view p : pretokenize(text.substr(start, end - start), PreTokenizer::kGpt2))
+          out.push_back(p);
+    };
+    for (size_t i = 0; i < text.size(); ++i)
+      if (text[i] >= '0' && text[i] <= '9') {
+        flush(i);
+        out.push_back(text.substr(i, 1));
+        start = i + 1;
+      }
+    flush(text.size());
+    return out;
+  }
   const bool llama3 = kind != PreTokenizer::kGpt2;
   const size_t max_digits = kind == PreTokenizer::kQwen2 ? 1 : 3;
   std::vector<Cp> c;

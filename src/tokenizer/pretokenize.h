@@ -13,6 +13,7 @@ enum class PreTokenizer {
   kGpt2,    // 's|'t|... | ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
   kLlama3,  // case-insensitive contractions, [^\r\n\p{L}\p{N}]?\p{L}+, \p{N}{1,3}, ...
   kQwen2,   // as kLlama3 but digits one at a time (\p{N})
+  kSmolLM,  // each digit alone (\p{N}), then kGpt2 within the runs between (SmolLM, StarCoder)
 };
 
 // Splits text into the pieces BPE merges within. Without a Unicode database, code points >= 0x80

@@ -31,10 +31,21 @@ TEST(PretokenizeTest, Qwen2SplitsDigitsOneByOne) {
             (std::vector<std::string>{"x", " ", "2", "0", "2", "4"}));
 }
 
+// SmolLM (llama.cpp's "smollm", HF Digits(individual) + ByteLevel): every digit alone first, then
+// GPT-2's expression within the text between, so " 12" keeps no space on the digits.
+TEST(PretokenizeTest, SmolLMSplitsDigitsFirstThenAsGpt2) {
+  EXPECT_EQ(
+      split("abc 123 def45x don't", PreTokenizer::kSmolLM),
+      (std::vector<std::string>{"abc", " ", "1", "2", "3", " def", "4", "5", "x", " don", "'t"}));
+  EXPECT_EQ(split("7", PreTokenizer::kSmolLM), (std::vector<std::string>{"7"}));
+  EXPECT_TRUE(split("", PreTokenizer::kSmolLM).empty());
+}
+
 TEST(PretokenizeTest, LosslessOnUnicode) {
   const std::string s =
       "Ünïcödé 日本語のテキスト — «quotes» 🦙🦙  \t tabs\r\nend";
-  for (auto k : {PreTokenizer::kGpt2, PreTokenizer::kLlama3, PreTokenizer::kQwen2}) {
+  for (auto k :
+       {PreTokenizer::kGpt2, PreTokenizer::kLlama3, PreTokenizer::kQwen2, PreTokenizer::kSmolLM}) {
     std::string joined;
     for (auto& p : split(s, k)) joined += p;
     EXPECT_EQ(joined, s);
