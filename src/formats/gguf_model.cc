@@ -164,6 +164,8 @@ Result<LoadedModel> load_gguf_model(const std::string& path) {
                        std::to_string(n_rot) + " but the head size is " +
                        std::to_string(c.head_dim) + " (rme rotates whole heads)");
   RME_RETURN_IF_ERROR(get_float(*g, p + "attention.layer_norm_rms_epsilon", c.rms_eps));
+  // A Mistral window (llama.cpp's key for windowed models; it does not window "llama" files).
+  RME_RETURN_IF_ERROR(get_int(*g, p + "attention.sliding_window", c.sliding_window, false));
   RME_RETURN_IF_ERROR(get_float(*g, p + "rope.freq_base", c.rope_theta));
   if (get_string(*g, p + "rope.scaling.type") == "linear") {
     c.rope_scaling.type = RopeScaling::Type::kLinear;
@@ -295,6 +297,7 @@ Status write_gguf_model(const Model& model, const Tokenizer* tokenizer, const st
   w.set_u32(p + "rope.dimension_count", c.head_dim);
   w.set_u32(p + "vocab_size", c.n_vocab);
   w.set_f32(p + "attention.layer_norm_rms_epsilon", c.rms_eps);
+  if (c.sliding_window > 0) w.set_u32(p + "attention.sliding_window", c.sliding_window);
   w.set_f32(p + "rope.freq_base", c.rope_theta);
   if (c.rope_scaling.type == RopeScaling::Type::kLinear) {
     w.set_string(p + "rope.scaling.type", "linear");

@@ -61,12 +61,16 @@ Status parse_config(const json& j, const std::string& path, LlamaConfig& c) {
   c.rope_style = RopeStyle::kHalf;
   if (f.has("sliding_window") && j["sliding_window"].is_number_integer()) {
     const int64_t w = j["sliding_window"].get<int64_t>();
-    const bool used = type == "mistral" ||
-                      (j.contains("use_sliding_window") && j["use_sliding_window"] == true);
-    if (used && w > 0 && w < c.n_ctx)
-      log_warn(path + ": sliding_window " + std::to_string(w) +
-               " is not applied (rme attends to every earlier position): outputs past " +
-               std::to_string(w) + " tokens differ from the reference");
+    const bool used =
+        type == "mistral" || (j.contains("use_sliding_window") && j["use_sliding_window"] == true);
+    if (used && w > 0 && w < c.n_ctx) {
+      if (type == "mistral") {
+        c.sliding_window = static_cast<int>(w);  // every layer, as MistralForCausalLM
+      } else {  // Qwen2 windows only layers from max_window_layers on: not modelled
+        log_warn(path + ": sliding_window " + std::to_string(w) +
+                 " of some layers is not applied (rme attends to every earlier position)");
+      }
+    }
   }
   if (f.has("rope_scaling")) {
     const json& s = j["rope_scaling"];
@@ -203,8 +207,13 @@ Status write_hf_model(const Model& model, const Tokenizer* tokenizer, const std:
   });
   RME_RETURN_IF_ERROR(write_safetensors(dir + "/model.safetensors", entries, {{"format", "pt"}}));
 
-  json j = {{"architectures", {c.attn_bias ? "Qwen2ForCausalLM" : "LlamaForCausalLM"}},
-            {"model_type", c.attn_bias ? "qwen2" : "llama"},
+  const char* arch = c.attn_bias            ? "Qwen2ForCausalLM"
+                     : c.sliding_window > 0 ? "MistralForCausalLM"
+                                            : "LlamaForCausalLM";
+  json j = {{"architectures", {arch}},
+            {"model_type", c.attn_bias            ? "qwen2"
+                           : c.sliding_window > 0 ? "mistral"
+                                                  : "llama"},
             {"vocab_size", c.n_vocab},
             {"hidden_size", c.n_embd},
             {"intermediate_size", c.n_ff},
@@ -221,6 +230,7 @@ Status write_hf_model(const Model& model, const Tokenizer* tokenizer, const std:
                             : entries[1].dtype == DType::kBF16 ? "bfloat16"
                             : entries[1].dtype == DType::kF16  ? "float16"
                                                                : "float32"}};
+  if (c.sliding_window > 0) j["sliding_window"] = c.sliding_window;
   if (c.rope_scaling.type == RopeScaling::Type::kLlama3) {
     j["rope_scaling"] = {
         {"rope_type", "llama3"},

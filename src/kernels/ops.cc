@@ -84,25 +84,47 @@ void attention_head_paged(Isa isa, const float* q, const float* k, const float* 
                            scratch, out);
 }
 
+namespace {
+
+// Positions [first, n_kv) through the block table; scratch holds n_kv - first scores.
+void attention_range_ref(const float* q, const float* k, const float* v, const int* blocks,
+                         int64_t block_size, int64_t block_stride, int64_t stride, int64_t first,
+                         int64_t n_kv, int64_t head_dim, float* scratch, float* out) {
+  const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+  auto row = [&](const float* base, int64_t t) {
+    return base + blocks[t / block_size] * block_stride + (t % block_size) * stride;
+  };
+  for (int64_t t = first; t < n_kv; ++t)
+    scratch[t - first] = dot_f32(Isa::kScalar, q, row(k, t), head_dim) * scale;
+  softmax(scratch, n_kv - first);
+  std::fill(out, out + head_dim, 0.0f);
+  for (int64_t t = first; t < n_kv; ++t) {
+    const float* vt = row(v, t);
+    const float a = scratch[t - first];
+    for (int64_t i = 0; i < head_dim; ++i) out[i] += a * vt[i];
+  }
+}
+
+}  // namespace
+
 void attention_head_paged_ref(const float* q, const float* k, const float* v, const int* blocks,
                               int64_t block_size, int64_t block_stride, int64_t stride,
                               int64_t n_kv, int64_t head_dim, float* scratch, float* out) {
-  const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
-  for (int64_t b = 0, t = 0; t < n_kv; ++b) {
-    const float* kb = k + blocks[b] * block_stride;
-    for (int64_t r = 0; r < block_size && t < n_kv; ++r, ++t)
-      scratch[t] = dot_f32(Isa::kScalar, q, kb + r * stride, head_dim) * scale;
+  attention_range_ref(q, k, v, blocks, block_size, block_stride, stride, 0, n_kv, head_dim, scratch,
+                      out);
+}
+
+void attention_head_paged_window(Isa isa, const float* q, const float* k, const float* v,
+                                 const int* blocks, int64_t block_size, int64_t block_stride,
+                                 int64_t stride, int64_t first, int64_t n_kv, int64_t head_dim,
+                                 float* scratch, float* out) {
+  if (first <= 0) {
+    attention_head_paged(isa, q, k, v, blocks, block_size, block_stride, stride, n_kv, head_dim,
+                         scratch, out);
+    return;
   }
-  softmax(scratch, n_kv);
-  std::fill(out, out + head_dim, 0.0f);
-  for (int64_t b = 0, t = 0; t < n_kv; ++b) {
-    const float* vb = v + blocks[b] * block_stride;
-    for (int64_t r = 0; r < block_size && t < n_kv; ++r, ++t) {
-      const float* vt = vb + r * stride;
-      const float a = scratch[t];
-      for (int64_t i = 0; i < head_dim; ++i) out[i] += a * vt[i];
-    }
-  }
+  attention_range_ref(q, k, v, blocks, block_size, block_stride, stride, first, n_kv, head_dim,
+                      scratch, out);
 }
 
 }  // namespace rme

@@ -45,6 +45,14 @@ void attention_head_paged(Isa isa, const float* q, const float* k, const float* 
                           int64_t stride, int64_t n_kv, int64_t head_dim, float* scratch,
                           float* out);
 
+// As attention_head_paged over positions [first, n_kv) only (a sliding window). first 0 is
+// attention_head_paged; otherwise the scalar reference runs (windows bind only past W positions:
+// SIMD kernels for them wait for a model that needs the speed).
+void attention_head_paged_window(Isa isa, const float* q, const float* k, const float* v,
+                                 const int* blocks, int64_t block_size, int64_t block_stride,
+                                 int64_t stride, int64_t first, int64_t n_kv, int64_t head_dim,
+                                 float* scratch, float* out);
+
 // The scalar reference of attention_head_paged.
 void attention_head_paged_ref(const float* q, const float* k, const float* v, const int* blocks,
                               int64_t block_size, int64_t block_stride, int64_t stride,

@@ -34,6 +34,9 @@ struct LlamaConfig {
   RopeScaling rope_scaling;
   bool tied_output = false;  // output projection shares the token embedding
   bool attn_bias = false;    // q/k/v projections add a bias (Qwen2; GGUF architecture "qwen2")
+  // Mistral's sliding window: a position attends to itself and the sliding_window - 1 before it;
+  // 0 = every earlier position.
+  int sliding_window = 0;
   // Explicit per-pair frequency divisors [Dh/2] (GGUF rope_freqs.weight); applied after
   // rope_scaling. Empty = none.
   std::vector<float> rope_freq_factors;

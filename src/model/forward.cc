@@ -352,16 +352,19 @@ void Forward::run_tokens(const int* tokens, int n_tok, float* logits) {
       std::copy_n(&k_[t * KVD], KVD, kv.k + at);
       std::copy_n(&v_[t * KVD], KVD, kv.v + at);
     }
-    // att[T, H*Dh]: each (token, head) attends causally over its sequence's positions 0..pos.
+    // att[T, H*Dh]: each (token, head) attends causally over its sequence's positions 0..pos
+    // (the last sliding_window of them when the model has a window).
     pool_.parallel_for(n_tok * H, 1, [&](int64_t b, int64_t e, int thread) {
       float* scratch = scratch_.data() + thread * scratch_len;
       for (int64_t i = b; i < e; ++i) {
         const int64_t t = i / H, h = i % H, off = (h / group) * Dh;
         const KvView& kv = views_[view_[t]];
         const int64_t base = il * kv.layer_stride + off;
-        attention_head_paged(kernels_.isa, &q_[t * QD + h * Dh], kv.k + base, kv.v + base,
-                             kv.blocks, kv.block_size, kv.block_stride, kv.stride, pos_[t] + 1, Dh,
-                             scratch, &att_[t * QD + h * Dh]);
+        const int64_t first =
+            c.sliding_window > 0 ? std::max<int64_t>(0, pos_[t] + 1 - c.sliding_window) : 0;
+        attention_head_paged_window(kernels_.isa, &q_[t * QD + h * Dh], kv.k + base, kv.v + base,
+                                    kv.blocks, kv.block_size, kv.block_stride, kv.stride, first,
+                                    pos_[t] + 1, Dh, scratch, &att_[t * QD + h * Dh]);
       }
     });
     matmul(kernels_, L.wo, att_.data(), QD, n_tok, xb_.data(), D, pool_);  // [T, D]

@@ -161,6 +161,8 @@ torch::Tensor LlamaTorchImpl::forward(const torch::Tensor& ids, const FfnHook& h
   auto cos = cos_.narrow(0, 0, T).view({1, 1, T, Dh}),
        sin = sin_.narrow(0, 0, T).view({1, 1, T, Dh});
   auto mask = torch::full({T, T}, -INFINITY).triu(1);
+  if (c.sliding_window > 0)  // Mistral: key j is out of query i's window when j <= i - W
+    mask = mask + torch::full({T, T}, -INFINITY).tril(-c.sliding_window);
   for (const Layer& L : layers) {
     auto h = rms_norm(x, L.attn_norm, c.rms_eps);
     auto q = torch::matmul(h, L.wq.t()), k = torch::matmul(h, L.wk.t()),

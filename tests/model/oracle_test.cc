@@ -95,6 +95,12 @@ LlamaConfig qwen2(bool tied) {  // q/k/v biases, rotate-half RoPE in every forma
 // K-quants need rows of 256: n_ff 320 leaves down_proj to the Q8_0 fallback.
 LlamaConfig kquant_untied() { return test::tiny_config(67, 256, 2, 4, 2, 512, false); }
 LlamaConfig kquant_tied_odd_ff() { return test::tiny_config(61, 256, 1, 4, 2, 320, true); }
+// Mistral: a window of 5 positions, well inside the 29 tokens checked.
+LlamaConfig mistral_window() {
+  LlamaConfig c = test::tiny_config(59, 32, 2, 4, 2, 64, false);
+  c.sliding_window = 5;
+  return c;
+}
 LlamaConfig mha() { return test::tiny_config(50, 24, 3, 3, 3, 37, false); }
 LlamaConfig llama3_scaled() {
   LlamaConfig c = test::tiny_config(71, 32, 2, 4, 2, 48, false);
@@ -125,6 +131,8 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{"gguf_q4_k_untied", "gguf", DType::kQ4_K, kquant_untied()},
                       Case{"gguf_q5_k_untied", "gguf", DType::kQ5_K, kquant_untied()},
                       Case{"gguf_q6_k_tied_odd_ff", "gguf", DType::kQ6_K, kquant_tied_odd_ff()},
+                      Case{"hf_f32_mistral_window", "hf", DType::kF32, mistral_window()},
+                      Case{"gguf_f16_mistral_window", "gguf", DType::kF16, mistral_window()},
                       Case{"gguf_f32_qwen2", "gguf", DType::kF32, qwen2(false)},
                       Case{"gguf_q8_0_qwen2_tied", "gguf", DType::kQ8_0, qwen2(true)},
                       Case{"hf_bf16_qwen2", "hf", DType::kBF16, qwen2(false)},

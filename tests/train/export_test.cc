@@ -14,11 +14,12 @@ namespace rme {
 namespace {
 
 TEST(ExportTest, EngineLogitsEqualTorchLogits) {
-  for (int variant = 0; variant < 3; ++variant) {
+  for (int variant = 0; variant < 4; ++variant) {
     const bool tied = variant == 0, qwen2 = variant == 2;  // qwen2: q/k/v biases
     LlamaConfig c = test::tiny_config(101, 48, 2, 6, 2, 80, tied);
     c.n_ctx = 32;
     c.attn_bias = qwen2;
+    if (variant == 3) c.sliding_window = 4;  // Mistral: the training model windows as the engine
     LlamaTorch m(c);
     m->init_weights(42);
     {
@@ -46,6 +47,7 @@ TEST(ExportTest, EngineLogitsEqualTorchLogits) {
     for (size_t i = 0; i < got.size(); ++i) d = std::max(d, std::fabs(got[i] - w[i]));
     EXPECT_LE(d, 1e-4f) << "variant " << variant;
     EXPECT_EQ(lm->model->config.attn_bias, qwen2);
+    EXPECT_EQ(lm->model->config.sliding_window, c.sliding_window);
     // And back: a LlamaTorch loaded from the engine's model computes the same logits.
     LlamaTorch back(c);
     back->load_from(*lm->model);

@@ -197,8 +197,13 @@ void write_hf_dir(const HfWeights& w, const std::string& dir, DType t, int shard
     write_bytes(
         dir + "/model.safetensors.index.json",
         nlohmann::json{{"metadata", {{"total_size", 0}}}, {"weight_map", weight_map}}.dump());
-  nlohmann::json cfg = {{"architectures", {c.attn_bias ? "Qwen2ForCausalLM" : "LlamaForCausalLM"}},
-                        {"model_type", c.attn_bias ? "qwen2" : "llama"},
+  const char* arch = c.attn_bias            ? "Qwen2ForCausalLM"
+                     : c.sliding_window > 0 ? "MistralForCausalLM"
+                                            : "LlamaForCausalLM";
+  nlohmann::json cfg = {{"architectures", {arch}},
+                        {"model_type", c.attn_bias            ? "qwen2"
+                                       : c.sliding_window > 0 ? "mistral"
+                                                              : "llama"},
                         {"vocab_size", c.n_vocab},
                         {"hidden_size", c.n_embd},
                         {"intermediate_size", c.n_ff},
@@ -209,6 +214,7 @@ void write_hf_dir(const HfWeights& w, const std::string& dir, DType t, int shard
                         {"rms_norm_eps", c.rms_eps},
                         {"rope_theta", c.rope_theta},
                         {"tie_word_embeddings", c.tied_output}};
+  if (c.sliding_window > 0) cfg["sliding_window"] = c.sliding_window;
   if (c.rope_scaling.type == RopeScaling::Type::kLlama3)
     cfg["rope_scaling"] = {
         {"rope_type", "llama3"},
@@ -233,6 +239,7 @@ void write_gguf(const HfWeights& w, const std::string& path, DType t) {
   g.set_u32(a + ".attention.head_count", c.n_head);
   g.set_u32(a + ".attention.head_count_kv", c.n_head_kv);
   g.set_f32(a + ".attention.layer_norm_rms_epsilon", c.rms_eps);
+  if (c.sliding_window > 0) g.set_u32(a + ".attention.sliding_window", c.sliding_window);
   g.set_f32(a + ".rope.freq_base", c.rope_theta);
   auto qk = [&](const std::vector<float>& m, int n_head) {
     return qwen2 ? m : to_interleaved(m, n_head, c.head_dim, c.n_embd);

@@ -68,6 +68,8 @@ std::vector<float> oracle_logits(const HfWeights& w, const std::vector<int>& ids
   auto cos = e.cos().to(torch::kFloat64).unsqueeze(1),
        sin = e.sin().to(torch::kFloat64).unsqueeze(1);
   auto mask = torch::full({T, T}, -INFINITY, torch::kFloat64).triu(1);
+  if (c.sliding_window > 0)  // Mistral: key j is out of query i's window when j <= i - W
+    mask = mask + torch::full({T, T}, -INFINITY, torch::kFloat64).tril(-c.sliding_window);
   for (int l = 0; l < c.n_layer; ++l) {
     const auto& L = w.layers[l];
     auto h = rms_norm(x, t1(L.attn_norm), c.rms_eps);
