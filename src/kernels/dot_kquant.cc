@@ -10,12 +10,29 @@
 
 namespace rme {
 
-void Q8KActivations::quantize(const float* x, int64_t k) {
+void Q8KActivations::resize(int64_t k) {
   RME_CHECK(k % kKBlock == 0);
-  const int64_t nb = k / kKBlock;
   q.resize(static_cast<size_t>(k));
-  d.resize(static_cast<size_t>(nb));
+  d.resize(static_cast<size_t>(k / kKBlock));
   bsum.resize(static_cast<size_t>(k / 16));
+}
+
+void Q8KActivations::quantize(const float* x, int64_t k, Isa isa) {
+#if defined(__x86_64__)
+  if (isa == Isa::kAvx2 || isa == Isa::kAvx512) {
+    resize(k);
+    for (int64_t b = 0; b < k / kKBlock; ++b)
+      d[b] = quantize_q8k_block_avx2(x + b * kKBlock, q.data() + b * kKBlock, bsum.data() + b * 16);
+    return;
+  }
+#endif
+  (void)isa;
+  quantize_ref(x, k);
+}
+
+void Q8KActivations::quantize_ref(const float* x, int64_t k) {
+  resize(k);
+  const int64_t nb = k / kKBlock;
   for (int64_t b = 0; b < nb; ++b) {
     const float* xb = x + b * kKBlock;
     float amax = 0;

@@ -20,8 +20,14 @@ struct Q8KActivations {
   std::vector<int8_t> q;
   std::vector<float> d;
   std::vector<int16_t> bsum;
-  void quantize(const float* x, int64_t k);  // k a multiple of 256
+  // k a multiple of 256; AVX2 when isa is AVX2 or AVX-512, equal to quantize_ref bit for bit.
+  void quantize(const float* x, int64_t k, Isa isa);
+  void quantize_ref(const float* x, int64_t k);
+  void resize(int64_t k);
 };
+
+// The AVX2 quantizer of one super-block (q: 256 bytes, bsum: 16 sums); returns d.
+float quantize_q8k_block_avx2(const float* x, int8_t* q, int16_t* bsum);
 
 // y[t * y_stride + r] = row r of w (n_rows rows of row_bytes, K-quant `weights`) . token t (xs[t])
 // for every r and t < n_tok. Single-threaded; callers split rows (any split).

@@ -215,6 +215,46 @@ void gemm(const uint8_t* w, size_t row_bytes, int64_t n_rows, const Q8KActivatio
 
 }  // namespace
 
+float quantize_q8k_block_avx2(const float* x, int8_t* q, int16_t* bsum) {
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  __m256 amax = _mm256_setzero_ps();
+  for (int i = 0; i < kKBlock; i += 8)
+    amax = _mm256_max_ps(amax, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + i)));
+  __m128 m = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
+  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+  m = _mm_max_ss(m, _mm_movehdup_ps(m));
+  const float a = _mm_cvtss_f32(m);
+  // As quantize_ref: the same scalar scale, x * id rounded to nearest even, clamped to +-127.
+  const float id = a > 0 ? 127.0f / a : 0.0f;
+  const __m256 vid = _mm256_set1_ps(id);
+  const __m256i lo = _mm256_set1_epi32(-127), hi = _mm256_set1_epi32(127);
+  for (int i = 0; i < kKBlock; i += 32) {
+    __m256i v[4];
+    for (int j = 0; j < 4; ++j)
+      v[j] = _mm256_min_epi32(hi, _mm256_max_epi32(lo, _mm256_cvtps_epi32(_mm256_mul_ps(
+                                                           _mm256_loadu_ps(x + i + 8 * j), vid))));
+    // Pack 32 int32 to int8 in order: packs interleave 128-bit lanes, the permute undoes it.
+    const __m256i p16a = _mm256_packs_epi32(v[0], v[1]), p16b = _mm256_packs_epi32(v[2], v[3]);
+    const __m256i p8 = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(p16a, p16b),
+                                                   _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + i), p8);
+    // Two 16-sums: bytes widened to int16, pairs summed (madd with ones), then 8 lanes per half.
+    const __m256i s16 =
+        _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm256_castsi256_si128(p8)), _mm256_set1_epi16(1));
+    const __m256i t16 = _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm256_extracti128_si256(p8, 1)),
+                                          _mm256_set1_epi16(1));
+    auto sum8 = [](__m256i v) {  // the 8 int32 lanes' sum
+      __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+      s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+      s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+      return _mm_cvtsi128_si32(s);
+    };
+    bsum[i / 16] = static_cast<int16_t>(sum8(s16));
+    bsum[i / 16 + 1] = static_cast<int16_t>(sum8(t16));
+  }
+  return a / 127.0f;
+}
+
 GemmKFn gemm_kquant_avx2(DType weights) {
   switch (weights) {
     case DType::kQ4_K:

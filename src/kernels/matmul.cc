@@ -92,7 +92,7 @@ void matmul(const KernelConfig& cfg, const MatView& w, const float* x, int64_t x
     if (static_cast<int64_t>(xk.size()) < n_tok) xk.resize(n_tok);
     Q8KActivations* xs = xk.data();
     pool.parallel_for(n_tok, std::max<int64_t>(1, 8192 / n_in), [&](int64_t t0, int64_t t1, int) {
-      for (int64_t t = t0; t < t1; ++t) xs[t].quantize(x + t * x_stride, n_in);
+      for (int64_t t = t0; t < t1; ++t) xs[t].quantize(x + t * x_stride, n_in, cfg.isa);
     });
     pool.parallel_for(
         w.n_out, std::max<int64_t>(1, grain / n_tok), [&](int64_t r0, int64_t r1, int) {

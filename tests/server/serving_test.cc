@@ -141,6 +141,37 @@ TEST(BatchInvariance, GreedyOutputsDoNotDependOnBatchingPolicyCacheOrPreemption)
   EXPECT_TRUE(preempted);  // KV pressure forced recomputation somewhere
 }
 
+// A Read-ME MoE with K-quant experts (q4_k_m: Q4_K, and Q6_K down slices in the last layer),
+// served through the expert cache: the K-quant kernel is batch-invariant too.
+TEST(BatchInvariance, KQuantExpertsServeTheSameTokensBatchedAndCached) {
+  ThreadPool pool(2);
+  LlamaConfig c = test::tiny_config(96, 256, 2, 4, 2, 1024, false);
+  c.n_ctx = 128;
+  Model src = random_moe(c, 4, 0.5, 0.25, DType::kF16, 17, pool);
+  src.router = random_router(c, 4, default_router_shape(c), 19);
+  const std::string path = test::temp_dir("serving_kquant") + "/moe.gguf";
+  auto mix = TypeChoice::parse("q4_k_m");
+  ASSERT_TRUE(mix.ok());
+  ASSERT_TRUE(write_gguf_model(src, nullptr, path, *mix).ok());
+  auto lm = load_model(path);
+  ASSERT_TRUE(lm.ok()) << lm.status().message();
+  const Model& m = *lm->model;
+  EXPECT_EQ(m.weights.layers[0].experts[1].gate.dtype, DType::kQ4_K);
+  EXPECT_EQ(m.weights.layers[1].experts[1].down.dtype, DType::kQ6_K);
+  const std::vector<RequestParams>& reqs = fixture().requests;
+  const RunResult alone = run(m, reqs, "fcfs", 64, 64, 0, false);
+  const int64_t expert_bytes = [&] {
+    ExpertStoreOptions o;
+    o.budget_bytes = int64_t{1} << 30;
+    return ExpertStore::open(m, o).value()->expert_bytes();
+  }();
+  for (const std::string policy : {"fcfs", "expert"}) {
+    const RunResult r = run(m, reqs, policy, 16, 64, 2 * expert_bytes, true);
+    EXPECT_EQ(r.tokens, alone.tokens) << policy;
+    EXPECT_GT(r.cache.misses, 4) << policy;
+  }
+}
+
 TEST(BatchInvariance, DenseModelsBatchToo) {
   Fixture& f = fixture();
   const RunResult alone = run(*f.dense, f.requests, "fcfs", 64, 64, 0, false);
