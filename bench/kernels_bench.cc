@@ -64,7 +64,8 @@ void BM_Matmul(benchmark::State& state) {
 
 void args(benchmark::internal::Benchmark* b) {
   for (Isa isa : supported_isas())
-    for (DType t : {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0, DType::kQ4_0})
+    for (DType t : {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0, DType::kQ4_0,
+                    DType::kQ4_K, DType::kQ6_K})
       for (int64_t n_tok : {1, 2, 3, 4, 8, 64})  // decode, small batches (MoE experts), prefill
         b->Args({static_cast<int64_t>(isa), static_cast<int64_t>(t), n_tok});
 }
@@ -94,7 +95,8 @@ void BM_MatmulPrefill(benchmark::State& state) {
 }
 BENCHMARK(BM_MatmulPrefill)
     ->ArgsProduct({{static_cast<int64_t>(DType::kF16), static_cast<int64_t>(DType::kQ8_0),
-                    static_cast<int64_t>(DType::kQ4_0)},
+                    static_cast<int64_t>(DType::kQ4_0), static_cast<int64_t>(DType::kQ4_K),
+                    static_cast<int64_t>(DType::kQ6_K)},
                    {0, 1}})
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond)
