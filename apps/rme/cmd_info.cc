@@ -59,7 +59,7 @@ void add_info_command(CLI::App& root, std::function<int()>& run) {
         if (id.layer > 0) return;  // layer 0 stands for all layers
         std::string shape =
             is_vector(id) ? "[" + std::to_string(v.n_in) + "]"
-                        : "[" + std::to_string(v.n_out) + ", " + std::to_string(v.n_in) + "]";
+                          : "[" + std::to_string(v.n_out) + ", " + std::to_string(v.n_in) + "]";
         std::printf("  %-34s %-14s %s\n", tensor_name(id, NameScheme::kGguf).c_str(), shape.c_str(),
                     std::string(dtype_name(v.dtype)).c_str());
       });

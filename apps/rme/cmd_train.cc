@@ -24,7 +24,11 @@ void add_forwarding(CLI::App& root, std::function<int()>& run, const std::string
       auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
       const std::string exe = (self.parent_path() / "rme-train").string();
       if (ec || access(exe.c_str(), X_OK) != 0)
-        return fail(not_found(exe + ": rme-train is not built next to rme"));
+        return fail(not_found(
+            "`rme " + app->get_name() + "` runs rme-train, which is not installed next to rme (" +
+            exe +
+            "): training needs libtorch — apt-get install libtorch-dev libopenblas0-pthread, then "
+            "configure with -DRME_WITH_TORCH=ON (the default)"));
       std::vector<std::string> args = {exe, app->get_name()};
       for (const auto& a : app->remaining()) args.push_back(a);
       std::vector<char*> argv;

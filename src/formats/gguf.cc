@@ -4,43 +4,15 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <iterator>
+#include <utility>
 
-#include "tensor/quant.h"
+#include "core/check.h"
 #include "tokenizer/utf8.h"
 
 namespace rme {
 namespace {
 
-// GGUF tensor type ids for the dtypes rme computes in.
-bool dtype_from_ggml(uint32_t t, DType& out) {
-  switch (t) {
-    case 0:
-      out = DType::kF32;
-      return true;
-    case 1:
-      out = DType::kF16;
-      return true;
-    case 2:
-      out = DType::kQ4_0;
-      return true;
-    case 8:
-      out = DType::kQ8_0;
-      return true;
-    case 12:
-      out = DType::kQ4_K;
-      return true;
-    case 13:
-      out = DType::kQ5_K;
-      return true;
-    case 14:
-      out = DType::kQ6_K;
-      return true;
-    case 30:
-      out = DType::kBF16;
-      return true;
-  }
-  return false;
-}
 // ggml's names for its type ids (ggml.h), so an unsupported tensor is named as llama.cpp names it.
 std::string ggml_type_name(uint32_t t) {
   // clang-format off
@@ -328,7 +300,9 @@ Result<std::unique_ptr<GgufFile>> GgufFile::open(const std::string& path) {
     }
     uint32_t type = 0;
     RME_RETURN_IF_ERROR(r.read(type, what + " type"));
-    if (!dtype_from_ggml(type, t.dtype)) {
+    if (const std::optional<DType> d = dtype_from_ggml(type)) {
+      t.dtype = *d;
+    } else {
       return unsupported(what + ": tensor type " + ggml_type_name(type) +
                          " (rme reads F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K)");
     }
@@ -361,6 +335,27 @@ Result<std::unique_ptr<GgufFile>> GgufFile::open(const std::string& path) {
     t.view.data = g->file_->data() + data_start + t.offset;
   }
   return g;
+}
+
+namespace {
+// ggml's tensor type ids (ggml.h, enum ggml_type) of rme's dtypes: the one table both ways.
+constexpr std::pair<DType, uint32_t> kGgmlTypes[] = {
+    {DType::kF32, 0},   {DType::kF16, 1},   {DType::kQ4_0, 2},  {DType::kQ8_0, 8},
+    {DType::kQ4_K, 12}, {DType::kQ5_K, 13}, {DType::kQ6_K, 14}, {DType::kBF16, 30}};
+static_assert(std::size(kGgmlTypes) == kDTypeCount, "every DType has a ggml id");
+}  // namespace
+
+std::optional<DType> dtype_from_ggml(uint32_t ggml_type) {
+  for (const auto& [d, id] : kGgmlTypes)
+    if (id == ggml_type) return d;
+  return std::nullopt;
+}
+
+uint32_t ggml_type_of(DType t) {
+  for (const auto& [d, id] : kGgmlTypes)
+    if (d == t) return id;
+  RME_CHECK(false) << "no ggml type for " << dtype_name(t);
+  return 0;
 }
 
 const GgufValue* GgufFile::find(const std::string& key) const {

@@ -47,6 +47,11 @@ struct GgufValue {
   double as_double() const;
 };
 
+// ggml's tensor type id (ggml.h's enum ggml_type) of a dtype, and back (nullopt: a type rme does
+// not read).
+uint32_t ggml_type_of(DType t);
+std::optional<DType> dtype_from_ggml(uint32_t ggml_type);
+
 struct GgufTensorInfo {
   std::string name;
   std::vector<int64_t> ne;  // GGUF order: ne[0] is the contiguous dimension

@@ -7,29 +7,6 @@
 namespace rme {
 namespace {
 
-// GGUF tensor type ids of rme's dtypes.
-uint32_t ggml_from_dtype(DType t) {
-  switch (t) {
-    case DType::kF32:
-      return 0;
-    case DType::kF16:
-      return 1;
-    case DType::kQ4_0:
-      return 2;
-    case DType::kQ8_0:
-      return 8;
-    case DType::kQ4_K:
-      return 12;
-    case DType::kQ5_K:
-      return 13;
-    case DType::kQ6_K:
-      return 14;
-    case DType::kBF16:
-      return 30;
-  }
-  return 0;
-}
-
 template <typename T>
 void put(std::string& s, T v) {
   s.append(reinterpret_cast<const char*>(&v), sizeof(T));
@@ -124,7 +101,7 @@ Status GgufWriter::write(const std::string& path, uint32_t alignment) const {
       put_str(h, t.name);
       put<uint32_t>(h, static_cast<uint32_t>(t.shape.size()));
       for (auto it = t.shape.rbegin(); it != t.shape.rend(); ++it) put<uint64_t>(h, *it);
-      put<uint32_t>(h, ggml_from_dtype(t.dtype));
+      put<uint32_t>(h, ggml_type_of(t.dtype));
       put<uint64_t>(h, offsets[i]);
     }
     return h;

@@ -18,9 +18,9 @@ Result<LlamaConfig> named_shape(const std::string& name);
 std::vector<std::string> shape_names();
 
 // A model of config `c` whose matrices are uniform random with standard deviation 0.02 stored as
-// `type` (quantized types: quantized from the random f32 rows; rows whose length is not a
-// multiple of 32 fall back to F16), norms 1, RoPE interleaved. Deterministic for a seed whatever
-// the thread count. Marked random_weights. Owns its buffers.
+// `type` (quantized types: quantized from the random f32 rows; rows too short for the type's
+// block fall back as dtype_for_row says), norms 1, RoPE interleaved. Deterministic for a seed
+// whatever the thread count. Marked random_weights. Owns its buffers.
 Model random_model(const LlamaConfig& c, DType type, uint64_t seed, ThreadPool& pool);
 
 // A Read-ME-shaped MoE with random weights (timing models): shared expert of round(F * shared)

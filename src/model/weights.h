@@ -24,7 +24,7 @@ struct LayerWeights {
   MatView wq{}, wk{}, wv{}, wo{};    // [H*Dh, D], [Hkv*Dh, D], [Hkv*Dh, D], [D, H*Dh]
   // With config.attn_bias: [H*Dh], [Hkv*Dh], [Hkv*Dh] added to q, k, v (before RoPE); else null.
   const float *bq = nullptr, *bk = nullptr, *bv = nullptr;
-  const float* ffn_norm = nullptr;   // [D]
+  const float* ffn_norm = nullptr;  // [D]
   // [F, D], [F, D], [D, F]: the dense FFN, or an MoE's shared expert (F = ffn_width(layer)).
   MatView w_gate{}, w_up{}, w_down{};
   std::vector<ExpertWeights> experts;  // [n_expert]; empty for dense models
