@@ -11,6 +11,9 @@ template <typename T>
 void put(std::string& s, T v) {
   s.append(reinterpret_cast<const char*>(&v), sizeof(T));
 }
+using T = GgufValue::Type;
+void put_type(std::string& s, T t) { put<uint32_t>(s, static_cast<uint32_t>(t)); }
+
 void put_str(std::string& s, const std::string& v) {
   put<uint64_t>(s, v.size());
   s += v;
@@ -19,54 +22,54 @@ void put_str(std::string& s, const std::string& v) {
 
 void GgufWriter::set_u32(const std::string& k, uint32_t v) {
   std::string s;
-  put<uint32_t>(s, 4);
+  put_type(s, T::kU32);
   put(s, v);
   kv_.emplace_back(k, s);
 }
 void GgufWriter::set_i32(const std::string& k, int32_t v) {
   std::string s;
-  put<uint32_t>(s, 5);
+  put_type(s, T::kI32);
   put(s, v);
   kv_.emplace_back(k, s);
 }
 void GgufWriter::set_f32(const std::string& k, float v) {
   std::string s;
-  put<uint32_t>(s, 6);
+  put_type(s, T::kF32);
   put(s, v);
   kv_.emplace_back(k, s);
 }
 void GgufWriter::set_bool(const std::string& k, bool v) {
   std::string s;
-  put<uint32_t>(s, 7);
+  put_type(s, T::kBool);
   put<uint8_t>(s, v ? 1 : 0);
   kv_.emplace_back(k, s);
 }
 void GgufWriter::set_string(const std::string& k, const std::string& v) {
   std::string s;
-  put<uint32_t>(s, 8);
+  put_type(s, T::kString);
   put_str(s, v);
   kv_.emplace_back(k, s);
 }
 void GgufWriter::set_strings(const std::string& k, const std::vector<std::string>& v) {
   std::string s;
-  put<uint32_t>(s, 9);
-  put<uint32_t>(s, 8);
+  put_type(s, T::kArray);
+  put_type(s, T::kString);
   put<uint64_t>(s, v.size());
   for (const auto& x : v) put_str(s, x);
   kv_.emplace_back(k, s);
 }
 void GgufWriter::set_f32s(const std::string& k, const std::vector<float>& v) {
   std::string s;
-  put<uint32_t>(s, 9);
-  put<uint32_t>(s, 6);
+  put_type(s, T::kArray);
+  put_type(s, T::kF32);
   put<uint64_t>(s, v.size());
   for (float x : v) put(s, x);
   kv_.emplace_back(k, s);
 }
 void GgufWriter::set_i32s(const std::string& k, const std::vector<int32_t>& v) {
   std::string s;
-  put<uint32_t>(s, 9);
-  put<uint32_t>(s, 5);
+  put_type(s, T::kArray);
+  put_type(s, T::kI32);
   put<uint64_t>(s, v.size());
   for (int32_t x : v) put(s, x);
   kv_.emplace_back(k, s);

@@ -20,12 +20,6 @@
 
 namespace rme {
 
-double cosine_lr(int step, int steps, int warmup, double lr, double min_lr) {
-  if (step < warmup) return lr * (step + 1) / warmup;
-  const double p = std::min(1.0, double(step - warmup) / std::max(1, steps - warmup));
-  return min_lr + 0.5 * (lr - min_lr) * (1 + std::cos(M_PI * p));
-}
-
 void set_lr(torch::optim::AdamW& opt, double lr) {
   for (auto& g : opt.param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
 }

@@ -12,12 +12,11 @@
 #include "model/weights.h"
 #include "train/moe_torch.h"
 #include "train/torch_llama.h"
+#include "train/train_config.h"
 #include "train/train_util.h"
 
 namespace rme {
 
-// Linear warmup, then cosine from lr to min_lr.
-double cosine_lr(int step, int steps, int warmup, double lr, double min_lr);
 void set_lr(torch::optim::AdamW& opt, double lr);
 
 // KL(softmax(score / tau) || softmax(logits)), mean over tokens.

@@ -8,11 +8,14 @@
 
 namespace rme {
 
+double cosine_lr(int step, int steps, int warmup, double lr, double min_lr) {
+  if (step < warmup) return lr * (step + 1) / warmup;
+  const double p = std::min(1.0, double(step - warmup) / std::max(1, steps - warmup));
+  return min_lr + 0.5 * (lr - min_lr) * (1 + std::cos(M_PI * p));
+}
+
 double TrainConfig::lr_at(int step) const {
-  if (step < warmup_steps) return lr * (step + 1) / warmup_steps;
-  const double progress =
-      std::min(1.0, double(step - warmup_steps) / std::max(1, steps - warmup_steps));
-  return min_lr + 0.5 * (lr - min_lr) * (1 + std::cos(M_PI * progress));
+  return cosine_lr(step, steps, warmup_steps, lr, min_lr);
 }
 
 Result<TrainConfig> read_train_config(const std::string& path) {

@@ -9,6 +9,10 @@
 
 namespace rme {
 
+// Learning rate at `step` (from 0): linear warmup over `warmup` steps to lr, then cosine from lr
+// to min_lr at `steps`. The one schedule of dense training, router training and fine-tuning.
+double cosine_lr(int step, int steps, int warmup, double lr, double min_lr);
+
 struct TrainConfig {
   LlamaConfig model;  // n_vocab comes from the corpus
   int seq_len = 256;
@@ -27,7 +31,7 @@ struct TrainConfig {
   std::string source_json;  // the config as read (stored in checkpoints to detect changes)
 
   int64_t tokens_per_step() const { return int64_t{seq_len} * batch_size * grad_accum; }
-  double lr_at(int step) const;  // step counts from 0
+  double lr_at(int step) const;  // step counts from 0: cosine_lr with this config's values
 };
 
 Result<TrainConfig> read_train_config(const std::string& path);

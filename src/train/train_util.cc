@@ -10,19 +10,9 @@
 #include <filesystem>
 #include <random>
 
+#include "core/file.h"
+
 namespace rme {
-namespace {
-
-Status fsync_path(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return io_error(path + ": cannot open for fsync");
-  int rc = fsync(fd);
-  ::close(fd);
-  return rc == 0 ? Status::Ok() : io_error(path + ": fsync failed");
-}
-
-}  // namespace
-
 Result<std::vector<Domain>> open_domains(const std::string& dir, int seq_len,
                                          const std::map<std::string, double>& mixture,
                                          int& n_vocab) {
@@ -114,16 +104,19 @@ std::vector<std::vector<double>> tensor_to_rows(const torch::Tensor& t) {
 }
 
 Status save_archive_atomic(torch::serialize::OutputArchive& a, const std::string& path) {
-  const std::string tmp = path + ".tmp";
+  // core's one atomic writer (temp file, fsync, rename, directory fsync), fed by the archive.
+  RME_ASSIGN_OR_RETURN(std::unique_ptr<AtomicFileWriter> out, AtomicFileWriter::create(path));
+  Status st = Status::Ok();
   try {
-    a.save_to(tmp);
+    a.save_to([&](const void* data, size_t n) -> size_t {
+      if (st.ok()) st = out->write(data, n);
+      return st.ok() ? n : 0;
+    });
   } catch (const std::exception& e) {
-    return io_error(tmp + ": " + e.what());
+    return io_error(path + ": " + e.what());
   }
-  RME_RETURN_IF_ERROR(fsync_path(tmp));
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) return io_error(path + ": rename failed");
-  std::string parent = std::filesystem::path(path).parent_path().string();
-  return fsync_path(parent.empty() ? "." : parent);
+  RME_RETURN_IF_ERROR(st);
+  return out->commit();
 }
 
 std::string fmt_duration(double s) {
