@@ -183,9 +183,11 @@ Result<std::vector<std::vector<int>>> make_prompts(const BenchServeArgs& a,
     return prompts;
   }
   std::vector<std::string> files = a.corpus;
-  if (files.empty())
+  if (files.empty()) {
+    RME_ASSIGN_OR_RETURN(const std::string data, data_dir());
     for (const char* d : {"books", "code", "dialogue", "math", "qa", "stories", "wiki"})
-      files.push_back(std::string(RME_DATA_DIR) + "/eval/" + d + ".txt");
+      files.push_back(data + "/eval/" + d + ".txt");
+  }
   std::vector<int> ids;
   for (const auto& f : files) {
     RME_ASSIGN_OR_RETURN(std::string text, read_file(f));

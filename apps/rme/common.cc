@@ -4,6 +4,10 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+#include <vector>
 
 #include "core/thread_pool.h"
 #include "core/timer.h"
@@ -33,6 +37,28 @@ Result<LoadedModel> load(const ModelArgs& args) {
   LoadOptions o;
   o.tokenizer_path = args.tokenizer;
   return load_model(args.model, o);
+}
+
+Result<std::string> data_dir() {
+  std::vector<std::string> tried;
+  if (const char* env = std::getenv("RME_DATA_DIR"); env != nullptr && *env != '\0') {
+    if (std::filesystem::is_directory(env)) return std::string(env);
+    tried.push_back(std::string(env) + " ($RME_DATA_DIR)");
+  }
+  std::error_code ec;
+  const std::filesystem::path exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    const std::filesystem::path bin = exe.parent_path();
+    for (const std::filesystem::path& d :
+         {bin.parent_path() / "share" / "rme" / "data", bin.parent_path().parent_path() / "data"}) {
+      if (std::filesystem::is_directory(d / "eval")) return d.lexically_normal().string();
+      tried.push_back(d.lexically_normal().string());
+    }
+  }
+  std::string list;
+  for (const auto& t : tried) list += (list.empty() ? "" : ", ") + t;
+  return not_found("rme's data directory not found (looked in " + list +
+                   "); set RME_DATA_DIR or pass the files explicitly");
 }
 
 int fail(const Status& st) {

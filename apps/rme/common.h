@@ -44,6 +44,12 @@ Result<LoadedModel> load(const ModelArgs& args);
 // Prints "rme: error: <message>" to stderr and returns exit code 1.
 int fail(const Status& st);
 
+// The shipped data directory (eval text, calibration text, models), found at run time, never
+// through a compile-time path: $RME_DATA_DIR if set, else `share/rme/data` beside an installed
+// binary's prefix, else the source tree's `data/` above a build tree's `bin/`. Fails naming the
+// places it looked.
+Result<std::string> data_dir();
+
 // A one-line stderr progress bar with rate and ETA, redrawn at most 10 times a second.
 class Progress {
  public:
