@@ -140,9 +140,6 @@ void add_moefy_command(CLI::App& root, std::function<int()>& run) {
         type = *parsed;
       }
       const bool gguf = a->out.size() > 5 && a->out.substr(a->out.size() - 5) == ".gguf";
-      if (!gguf && (type.medium || dtype_is_quantized(*type.base)))
-        return fail(
-            invalid_argument("--type " + a->type + ": quantized types need a .gguf output"));
       Status st = gguf ? write_gguf_model(*moe, loaded->tokenizer.get(), a->out, type)
                        : write_hf_model(*moe, loaded->tokenizer.get(), a->out, type.base);
       if (!st.ok()) return fail(st);

@@ -1,5 +1,6 @@
 // formats: the GGUF v3 writer (metadata, aligned tensor data, atomic write).
 #include <cstring>
+#include <type_traits>
 
 #include "core/file.h"
 #include "formats/gguf.h"
@@ -20,59 +21,56 @@ void put_str(std::string& s, const std::string& v) {
 }
 }  // namespace
 
-void GgufWriter::set_u32(const std::string& k, uint32_t v) {
+namespace {
+// A value's bytes: its type id, then the value (a string: length + bytes).
+template <typename V>
+std::string scalar(T type, const V& v) {
   std::string s;
-  put_type(s, T::kU32);
-  put(s, v);
-  kv_.emplace_back(k, s);
+  put_type(s, type);
+  if constexpr (std::is_same_v<V, std::string>)
+    put_str(s, v);
+  else
+    put(s, v);
+  return s;
+}
+// An array's bytes: kArray, the element type, the count, the elements.
+template <typename V>
+std::string array(T elem, const std::vector<V>& v) {
+  std::string s;
+  put_type(s, T::kArray);
+  put_type(s, elem);
+  put<uint64_t>(s, v.size());
+  for (const V& x : v) {
+    if constexpr (std::is_same_v<V, std::string>)
+      put_str(s, x);
+    else
+      put(s, x);
+  }
+  return s;
+}
+}  // namespace
+
+void GgufWriter::set_u32(const std::string& k, uint32_t v) {
+  kv_.emplace_back(k, scalar(T::kU32, v));
 }
 void GgufWriter::set_i32(const std::string& k, int32_t v) {
-  std::string s;
-  put_type(s, T::kI32);
-  put(s, v);
-  kv_.emplace_back(k, s);
+  kv_.emplace_back(k, scalar(T::kI32, v));
 }
-void GgufWriter::set_f32(const std::string& k, float v) {
-  std::string s;
-  put_type(s, T::kF32);
-  put(s, v);
-  kv_.emplace_back(k, s);
-}
+void GgufWriter::set_f32(const std::string& k, float v) { kv_.emplace_back(k, scalar(T::kF32, v)); }
 void GgufWriter::set_bool(const std::string& k, bool v) {
-  std::string s;
-  put_type(s, T::kBool);
-  put<uint8_t>(s, v ? 1 : 0);
-  kv_.emplace_back(k, s);
+  kv_.emplace_back(k, scalar(T::kBool, static_cast<uint8_t>(v)));
 }
 void GgufWriter::set_string(const std::string& k, const std::string& v) {
-  std::string s;
-  put_type(s, T::kString);
-  put_str(s, v);
-  kv_.emplace_back(k, s);
+  kv_.emplace_back(k, scalar(T::kString, v));
 }
 void GgufWriter::set_strings(const std::string& k, const std::vector<std::string>& v) {
-  std::string s;
-  put_type(s, T::kArray);
-  put_type(s, T::kString);
-  put<uint64_t>(s, v.size());
-  for (const auto& x : v) put_str(s, x);
-  kv_.emplace_back(k, s);
+  kv_.emplace_back(k, array(T::kString, v));
 }
 void GgufWriter::set_f32s(const std::string& k, const std::vector<float>& v) {
-  std::string s;
-  put_type(s, T::kArray);
-  put_type(s, T::kF32);
-  put<uint64_t>(s, v.size());
-  for (float x : v) put(s, x);
-  kv_.emplace_back(k, s);
+  kv_.emplace_back(k, array(T::kF32, v));
 }
 void GgufWriter::set_i32s(const std::string& k, const std::vector<int32_t>& v) {
-  std::string s;
-  put_type(s, T::kArray);
-  put_type(s, T::kI32);
-  put<uint64_t>(s, v.size());
-  for (int32_t x : v) put(s, x);
-  kv_.emplace_back(k, s);
+  kv_.emplace_back(k, array(T::kI32, v));
 }
 
 void GgufWriter::add_tensor(const std::string& name, DType dtype, const std::vector<int64_t>& shape,

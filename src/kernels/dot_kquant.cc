@@ -55,22 +55,15 @@ namespace {
 
 float f16_at(const uint8_t* p) { return f16_to_f32(static_cast<uint16_t>(p[0] | p[1] << 8)); }
 
-// One super-block of a Q4_K/Q5_K row against one token's block (q: 256 quants, bs: 16 sums).
-double block_q45(const uint8_t* b, bool five, const int8_t* q, const int16_t* bs, float dx) {
-  const uint8_t* qh = five ? b + 16 : nullptr;
-  const uint8_t* qs = five ? b + 48 : b + 16;
+// One super-block of a Q4_K/Q5_K row against one token's block (q: 256 quants, bs: 16 sums):
+// sum over sub-blocks j of scale_j * (quants . q) - min_j * (the sub-block's activation sum).
+double block_q45(DType t, const uint8_t* b, const int8_t* q, const int16_t* bs, float dx) {
   int64_t isum = 0, imin = 0;
   for (int j = 0; j < 8; ++j) {
     int sc, m;
     kquant_scale_min(j, b + 4, &sc, &m);
     int64_t s = 0;
-    for (int l = 0; l < 32; ++l) {
-      const int i = 32 * j + l, c = i / 64;
-      const bool high = (i % 64) >= 32;
-      int w = high ? qs[32 * c + l] >> 4 : qs[32 * c + l] & 0xF;
-      if (qh && (qh[l] >> (2 * c + (high ? 1 : 0)) & 1)) w += 16;
-      s += w * q[i];
-    }
+    for (int i = 32 * j; i < 32 * j + 32; ++i) s += kquant_quant(t, b, i) * q[i];
     isum += sc * s;
     imin += m * (bs[2 * j] + bs[2 * j + 1]);
   }
@@ -80,16 +73,9 @@ double block_q45(const uint8_t* b, bool five, const int8_t* q, const int16_t* bs
 // One super-block of a Q6_K row: sum over 16-groups of scale * (q - 32) . x.
 double block_q6(const uint8_t* b, const int8_t* q, const int16_t* bs, float dx) {
   const auto* sc = reinterpret_cast<const int8_t*>(b + 192);
-  int64_t isum = 0;
-  for (int i = 0; i < kKBlock; ++i) {
-    const int h = i / 128, r = i % 128, l = r % 32, part = r / 32;
-    const uint8_t* ql = b + 64 * h;
-    const uint8_t* qh = b + 128 + 32 * h;
-    const int low = part < 2 ? ql[l + 32 * part] & 0xF : ql[l + 32 * (part - 2)] >> 4;
-    const int w = low | (((qh[l] >> (2 * part)) & 3) << 4);
-    isum += int64_t{sc[i / 16]} * w * q[i];
-  }
-  int64_t ibias = 0;
+  int64_t isum = 0, ibias = 0;
+  for (int i = 0; i < kKBlock; ++i)
+    isum += int64_t{sc[i / 16]} * kquant_quant(DType::kQ6_K, b, i) * q[i];
   for (int g = 0; g < 16; ++g) ibias += int64_t{sc[g]} * bs[g];
   return double(dx) * f16_at(b + 208) * (isum - 32 * ibias);
 }
@@ -106,7 +92,7 @@ void gemm_ref(const uint8_t* w, size_t row_bytes, int64_t n_rows, const Q8KActiv
         const int8_t* q = xs[t].q.data() + b * kKBlock;
         const int16_t* bs = xs[t].bsum.data() + b * 16;
         s += T == DType::kQ6_K ? block_q6(blk, q, bs, xs[t].d[b])
-                               : block_q45(blk, T == DType::kQ5_K, q, bs, xs[t].d[b]);
+                               : block_q45(T, blk, q, bs, xs[t].d[b]);
       }
       y[t * y_stride + r] = static_cast<float>(s);
     }

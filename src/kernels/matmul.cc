@@ -37,12 +37,14 @@ constexpr int64_t kBlasMinTokens = 4;
 // rows); 128 rows halve that (F16 pp128 42 -> 52 tok/s, 2-core EPYC, alternating).
 constexpr int64_t kPanelRows = 128;
 // Every token's activations quantized (split across the pool: done serially it was ~25% of
-// Q4_0 prefill). Valid until the calling thread's next call.
-const Q8Activations* quantize_tokens(Isa isa, const float* x, int64_t x_stride, int64_t n_tok,
-                                     int64_t n_in, ThreadPool& pool) {
-  thread_local std::vector<Q8Activations> xq;
+// Q4_0 prefill), as Q8Activations (per 32) or Q8KActivations (per 256, K-quants). Valid until the
+// calling thread's next call for the same type.
+template <typename Acts = Q8Activations>
+const Acts* quantize_tokens(Isa isa, const float* x, int64_t x_stride, int64_t n_tok, int64_t n_in,
+                            ThreadPool& pool) {
+  thread_local std::vector<Acts> xq;
   if (static_cast<int64_t>(xq.size()) < n_tok) xq.resize(n_tok);
-  Q8Activations* xs = xq.data();
+  Acts* xs = xq.data();
   pool.parallel_for(n_tok, std::max<int64_t>(1, 8192 / n_in), [&](int64_t t0, int64_t t1, int) {
     for (int64_t t = t0; t < t1; ++t) xs[t].quantize(x + t * x_stride, n_in, isa);
   });
@@ -88,12 +90,8 @@ void matmul(const KernelConfig& cfg, const MatView& w, const float* x, int64_t x
   const int64_t grain = std::max<int64_t>(16, (int64_t{1} << 16) / std::max<int64_t>(1, n_in));
   if (const GemmKFn kq = gemm_kquant(cfg, w.dtype)) {
     // K-quants: one integer kernel for any number of tokens, batch-invariant (dot_kquant.h).
-    thread_local std::vector<Q8KActivations> xk;
-    if (static_cast<int64_t>(xk.size()) < n_tok) xk.resize(n_tok);
-    Q8KActivations* xs = xk.data();
-    pool.parallel_for(n_tok, std::max<int64_t>(1, 8192 / n_in), [&](int64_t t0, int64_t t1, int) {
-      for (int64_t t = t0; t < t1; ++t) xs[t].quantize(x + t * x_stride, n_in, cfg.isa);
-    });
+    const Q8KActivations* xs =
+        quantize_tokens<Q8KActivations>(cfg.isa, x, x_stride, n_tok, n_in, pool);
     pool.parallel_for(
         w.n_out, std::max<int64_t>(1, grain / n_tok), [&](int64_t r0, int64_t r1, int) {
           kq(base + r0 * row_bytes, row_bytes, r1 - r0, xs, n_tok, n_in, y + r0, y_stride);

@@ -32,7 +32,6 @@ void store_f16(uint8_t* p, float v) {
   p[1] = static_cast<uint8_t>(h >> 8);
 }
 
-// Weight i of a Q4_K/Q5_K super-block as its unsigned quant (0..15 / 0..31).
 int q45_quant(const uint8_t* qs, const uint8_t* qh, int i) {
   const int c = i / 64, l = i % 32;
   const bool high = (i % 64) >= 32;
@@ -53,7 +52,6 @@ void dequant_q45(const uint8_t* b, float* y, bool five) {
   }
 }
 
-// Weight i of a Q6_K super-block as its unsigned quant (0..63).
 int q6_quant(const uint8_t* b, int i) {
   const int h = i / 128, r = i % 128, l = r % 32, part = r / 32;  // part: + 0, 32, 64, 96
   const uint8_t* ql = b + 64 * h;
@@ -193,6 +191,12 @@ void quant_q6(const float* x, uint8_t* b) {
 }
 
 }  // namespace
+
+int kquant_quant(DType t, const uint8_t* b, int i) {
+  if (t == DType::kQ6_K) return q6_quant(b, i);
+  const bool five = t == DType::kQ5_K;
+  return q45_quant(five ? b + 48 : b + 16, five ? b + 16 : nullptr, i);
+}
 
 void dequantize_kquant_row(DType t, const void* src, float* dst, int64_t n) {
   RME_CHECK(dtype_is_kquant(t) && n % kKBlock == 0);

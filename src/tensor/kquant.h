@@ -25,6 +25,10 @@ inline constexpr size_t kQ4KBytes = 144, kQ5KBytes = 176, kQ6KBytes = 210;
 // The 6-bit scale and min of sub-block j (0..7) from a Q4_K/Q5_K super-block's 12 scale bytes.
 void kquant_scale_min(int j, const uint8_t* scales, int* scale, int* min);
 
+// Weight i (0..255) of a K-quant super-block of type t as its unsigned quant: 0..15 (Q4_K), 0..31
+// (Q5_K), 0..63 (Q6_K, whose weight is scale * (quant - 32)).
+int kquant_quant(DType t, const uint8_t* block, int i);
+
 // n weights (a multiple of kKBlock) of K-quant type t at src to f32.
 void dequantize_kquant_row(DType t, const void* src, float* dst, int64_t n);
 // n f32 values to K-quant type t. Each sub-block's scale (and Q4_K/Q5_K's min) is chosen by a
