@@ -22,17 +22,6 @@ void print_piece(const std::string& piece) {
   std::fflush(stdout);
 }
 
-struct GenerateArgs {
-  ModelArgs model;
-  RoutingArgs routing;
-  std::string prompt;
-  int tokens = 256;
-  int new_tokens = 0;
-  int ctx = 0;
-  SamplingParams sampling;
-  bool ignore_eos = false;
-};
-
 }  // namespace
 
 void add_generate_command(CLI::App& root, std::function<int()>& run) {
@@ -65,60 +54,59 @@ void add_generate_command(CLI::App& root, std::function<int()>& run) {
       ->default_val(64);
   app->add_option("-s,--seed", a->sampling.seed, "RNG seed (same seed, same text)")->default_val(0);
   app->add_flag("--ignore-eos", a->ignore_eos, "keep generating past end-of-sequence tokens");
-  app->callback([a, &run] {
-    run = [a]() -> int {
-      auto loaded = load(a->model);
-      if (!loaded.ok()) return fail(loaded.status());
-      if (!loaded->tokenizer)
-        return fail(
-            invalid_argument(a->model.model +
-                             ": no tokenizer (pass --tokenizer: tokenizer.bin for a llama2.c "
-                             "file, else a directory with tokenizer.json or "
-                             "tokenizer.model)"));
-      const Model& m = *loaded->model;
-      const Tokenizer& tok = *loaded->tokenizer;
-      const int n_ctx = a->ctx > 0 ? a->ctx : std::min(m.config.n_ctx, 4096);
-      std::vector<int> ids = tok.encode(a->prompt, tok.special().add_bos);
-      if (ids.empty()) {
-        if (tok.special().bos < 0)
-          return fail(invalid_argument("empty prompt and the tokenizer has no BOS"));
-        ids.push_back(tok.special().bos);
-      }
-      const bool has_bos = tok.special().bos >= 0 && ids[0] == tok.special().bos;
-      GenerationLimits limits;
-      limits.stop_at_eos = !a->ignore_eos;
-      if (a->new_tokens > 0) {
-        limits.max_total = 0;
-        limits.max_new = a->new_tokens;
-      } else {
-        limits.max_total = a->tokens + (has_bos ? 1 : 0);
-      }
-      auto kernels = a->model.kernels();
-      if (!kernels.ok()) return fail(kernels.status());
-      Generator gen(m, tok, ThreadPool::global(), n_ctx, *kernels);
-      std::unique_ptr<Model> dense;
-      if (Status st = a->routing.apply(gen.forward(), dense); !st.ok()) return fail(st);
-      int prev = -1;
-      for (int id : ids) {  // echo the prompt as llama2.c does
-        print_piece(tok.decode_token(prev, id));
-        prev = id;
-      }
-      auto st = gen.generate(ids, limits, a->sampling, [&](int id) {
-        print_piece(tok.decode_token(prev, id));
-        prev = id;
-        return true;
-      });
-      std::printf("\n");
-      std::fflush(stdout);
-      if (!st.ok()) return fail(st.status());
-      std::fprintf(
-          stderr,
-          "prompt: %d tokens, %.1f tok/s | generation: %d tokens, %.1f tok/s | %d threads, %s\n",
-          st->n_prompt, st->prompt_tps(), st->n_generated, st->gen_tps(),
-          ThreadPool::global().n_threads(), kernels->describe().c_str());
-      return 0;
-    };
+  app->callback([a, &run] { run = [a] { return run_generate(*a); }; });
+}
+
+int run_generate(const GenerateArgs& a) {
+  auto loaded = load(a.model);
+  if (!loaded.ok()) return fail(loaded.status());
+  if (!loaded->tokenizer)
+    return fail(invalid_argument(a.model.model +
+                                 ": no tokenizer (pass --tokenizer: tokenizer.bin for a llama2.c "
+                                 "file, else a directory with tokenizer.json or "
+                                 "tokenizer.model)"));
+  const Model& m = *loaded->model;
+  const Tokenizer& tok = *loaded->tokenizer;
+  const int n_ctx = a.ctx > 0 ? a.ctx : std::min(m.config.n_ctx, 4096);
+  std::vector<int> ids = tok.encode(a.prompt, tok.special().add_bos);
+  if (ids.empty()) {
+    if (tok.special().bos < 0)
+      return fail(invalid_argument("empty prompt and the tokenizer has no BOS"));
+    ids.push_back(tok.special().bos);
+  }
+  const bool has_bos = tok.special().bos >= 0 && ids[0] == tok.special().bos;
+  GenerationLimits limits;
+  limits.stop_at_eos = !a.ignore_eos;
+  if (a.new_tokens > 0) {
+    limits.max_total = 0;
+    limits.max_new = a.new_tokens;
+  } else {
+    limits.max_total = a.tokens + (has_bos ? 1 : 0);
+  }
+  auto kernels = a.model.kernels();
+  if (!kernels.ok()) return fail(kernels.status());
+  Generator gen(m, tok, ThreadPool::global(), n_ctx, *kernels);
+  std::unique_ptr<Model> dense;
+  if (Status st = a.routing.apply(gen.forward(), dense); !st.ok()) return fail(st);
+  int prev = -1;
+  for (int id : ids) {  // echo the prompt as llama2.c does
+    print_piece(tok.decode_token(prev, id));
+    prev = id;
+  }
+  auto st = gen.generate(ids, limits, a.sampling, [&](int id) {
+    print_piece(tok.decode_token(prev, id));
+    prev = id;
+    return true;
   });
+  std::printf("\n");
+  std::fflush(stdout);
+  if (!st.ok()) return fail(st.status());
+  std::fprintf(
+      stderr,
+      "prompt: %d tokens, %.1f tok/s | generation: %d tokens, %.1f tok/s | %d threads, %s\n",
+      st->n_prompt, st->prompt_tps(), st->n_generated, st->gen_tps(),
+      ThreadPool::global().n_threads(), kernels->describe().c_str());
+  return 0;
 }
 
 }  // namespace rme::cli

@@ -12,15 +12,6 @@
 
 namespace rme::cli {
 
-struct InitRandomArgs {
-  std::string shape, config, type = "f16", out;
-  uint64_t seed = 1;
-  int threads = 0;
-  int experts = 0;
-  double active = 0.5, shared = 0.25;
-  std::string router;
-};
-
 // The type random matrices are generated in: the asked one, or for a mix F16 (the writer then
 // quantizes each matrix to the mix's pick).
 DType generation_type(const TypeChoice& t) { return t.medium ? DType::kF16 : *t.base; }
@@ -81,43 +72,41 @@ void add_init_random_command(CLI::App& root, std::function<int()>& run) {
                   "the random backbone: a timing model (same as moefy --random-backbone)");
   app->add_option("-t,--threads", a->threads, "worker threads (default: all cores)");
   app->add_option("-o,--out", a->out, "output .gguf")->required();
-  app->callback([a, &run] {
-    run = [a]() -> int {
-      if (a->threads > 0) ThreadPool::set_default_threads(a->threads);
-      if (!a->router.empty()) {
-        if (a->shape.empty()) return fail(invalid_argument("--router needs --shape"));
-        return write_timing_model(a->shape, a->router, a->type, a->active, a->shared, a->seed,
-                                  a->out);
-      }
-      LlamaConfig c;
-      if (!a->shape.empty()) {
-        auto s = named_shape(a->shape);
-        if (!s.ok()) return fail(s.status());
-        c = *s;
-      } else {
-        auto lm = load_model(a->config);
-        if (!lm.ok()) return fail(lm.status());
-        c = lm->model->config;
-        if (lm->model->moe.is_moe())
-          return fail(invalid_argument(a->config + ": copy the shape of a dense model"));
-      }
-      auto parsed = TypeChoice::parse(a->type);  // checked by the option
-      if (!parsed.ok()) return fail(parsed.status());
-      const TypeChoice choice = *parsed;
-      const DType gen = generation_type(choice);
-      const double t0 = now_seconds();
-      Model m = a->experts > 0 ? random_moe(c, a->experts, a->active, a->shared, gen, a->seed,
-                                            ThreadPool::global())
-                               : random_model(c, gen, a->seed, ThreadPool::global());
-      if (a->experts > 0)
-        m.router = random_router(c, a->experts, default_router_shape(c), a->seed + 17);
-      if (Status st = write_gguf_model(m, nullptr, a->out, choice); !st.ok()) return fail(st);
-      std::printf("wrote %s: %s, %s, %.2fB parameters, %.2f GB, RANDOM weights (%.1f s)\n",
-                  a->out.c_str(), c.summary().c_str(), a->type.c_str(), c.n_params() / 1e9,
-                  m.weight_bytes() / 1e9, now_seconds() - t0);
-      return 0;
-    };
-  });
+  app->callback([a, &run] { run = [a] { return run_init_random(*a); }; });
+}
+
+int run_init_random(const InitRandomArgs& a) {
+  if (a.threads > 0) ThreadPool::set_default_threads(a.threads);
+  if (!a.router.empty()) {
+    if (a.shape.empty()) return fail(invalid_argument("--router needs --shape"));
+    return write_timing_model(a.shape, a.router, a.type, a.active, a.shared, a.seed, a.out);
+  }
+  LlamaConfig c;
+  if (!a.shape.empty()) {
+    auto s = named_shape(a.shape);
+    if (!s.ok()) return fail(s.status());
+    c = *s;
+  } else {
+    auto lm = load_model(a.config);
+    if (!lm.ok()) return fail(lm.status());
+    c = lm->model->config;
+    if (lm->model->moe.is_moe())
+      return fail(invalid_argument(a.config + ": copy the shape of a dense model"));
+  }
+  auto parsed = TypeChoice::parse(a.type);  // checked by the option
+  if (!parsed.ok()) return fail(parsed.status());
+  const TypeChoice choice = *parsed;
+  const DType gen = generation_type(choice);
+  const double t0 = now_seconds();
+  Model m = a.experts > 0
+                ? random_moe(c, a.experts, a.active, a.shared, gen, a.seed, ThreadPool::global())
+                : random_model(c, gen, a.seed, ThreadPool::global());
+  if (a.experts > 0) m.router = random_router(c, a.experts, default_router_shape(c), a.seed + 17);
+  if (Status st = write_gguf_model(m, nullptr, a.out, choice); !st.ok()) return fail(st);
+  std::printf("wrote %s: %s, %s, %.2fB parameters, %.2f GB, RANDOM weights (%.1f s)\n",
+              a.out.c_str(), c.summary().c_str(), a.type.c_str(), c.n_params() / 1e9,
+              m.weight_bytes() / 1e9, now_seconds() - t0);
+  return 0;
 }
 
 }  // namespace rme::cli

@@ -2,27 +2,16 @@
 // expert-aware scheduling and the budgeted expert cache.
 #include <csignal>
 #include <cstdio>
-#include <fstream>
 
 #include "commands.h"
 #include "common.h"
 #include "core/thread_pool.h"
 #include "kernels/matmul.h"
+#include "scheduler/expert_trace.h"
 #include "server/http_server.h"
 
 namespace rme::cli {
 namespace {
-
-struct ServeArgs {
-  ModelArgs model;
-  RoutingArgs routing;
-  HttpOptions http;
-  std::string policy, eviction = "belady", trace_out, load_mode = "copy";
-  double expert_cache_mb = 0;
-  bool direct_io = false, no_prefetch = false, fast_prefill = false, mlock = false;
-  int block_size = 16, kv_blocks = 0, max_seq_len = 0, max_body_kb = 1024;
-  StepBudget budget;
-};
 
 HttpServer* g_server = nullptr;
 void on_signal(int) {
@@ -95,83 +84,75 @@ void add_serve_command(CLI::App& root, std::function<int()>& run) {
   app->add_flag("--mlock", a->mlock,
                 "pin the weights in memory (never paged out; needs the memlock limit, ulimit -l)");
   app->add_option("--trace-out", a->trace_out, "write the per-step expert trace (CSV) on exit");
-  app->callback([a, &run] {
-    run = [a]() -> int {
-      auto loaded = load(a->model);
-      if (!loaded.ok()) return fail(loaded.status());
-      if (!loaded->tokenizer)
-        return fail(invalid_argument(
-            "serve: the model has no tokenizer (pass --tokenizer: a directory with tokenizer.json "
-            "or tokenizer.model)"));
-      const Model& m = *loaded->model;
-      a->http.max_body_bytes = static_cast<size_t>(a->max_body_kb) * 1024;
-      ServingOptions so;
-      // Measured (docs/serving.md): expert ties fcfs with every expert resident and gains hit
-      // rate (and throughput with Q4_0 experts) under a cache, so it is the MoE default.
-      so.policy = !a->policy.empty() ? a->policy : m.moe.is_moe() ? "expert" : "fcfs";
-      so.budget = a->budget;
-      so.expert_cache_bytes = static_cast<int64_t>(a->expert_cache_mb * (1 << 20));
-      so.eviction = parse_eviction(a->eviction).value();
-      so.direct_io = a->direct_io;
-      so.prefetch = !a->no_prefetch;
-      std::unique_ptr<Model> dense;
-      if (m.moe.is_moe()) {
-        auto routing = a->routing.options(m, dense);
-        if (!routing.ok()) return fail(routing.status());
-        so.routing = *routing;
-      } else if (a->routing.mode != "router") {
-        return fail(invalid_argument("--routing " + a->routing.mode + ": the model is dense"));
-      }
-      BatchEngineOptions eo;
-      auto kernels = a->model.kernels();
-      if (!kernels.ok()) return fail(kernels.status());
-      eo.kernels = *kernels;
-      eo.kernels.batch_invariant = !a->fast_prefill;
-      eo.block_size = a->block_size;
-      eo.n_block = a->kv_blocks;
-      eo.max_seq_len = a->max_seq_len;
-      auto loop = ServingLoop::create(m, ThreadPool::global(), eo, so);
-      if (!loop.ok()) return fail(loop.status());
-      // Weights in memory before /health says ready: copied (the default), or faulted in from the
-      // mapping; experts under a cache budget stay on disk (read into slots, checked).
-      const bool skip_experts = so.expert_cache_bytes > 0;
-      if (a->load_mode == "copy")
-        if (Status st = detach_model_files(m, skip_experts); !st.ok()) return fail(st);
-      if (a->load_mode == "mmap" || a->mlock)
-        if (Status st = fault_in_model_files(m, skip_experts, a->mlock); !st.ok()) return fail(st);
-      HttpServer server(**loop, *loaded->tokenizer, a->http);
-      if (Status st = server.bind(); !st.ok()) return fail(st);
-      g_server = &server;
-      std::signal(SIGINT, on_signal);
-      std::signal(SIGTERM, on_signal);
-      std::signal(SIGPIPE, SIG_IGN);
-      (*loop)->start();
-      std::fprintf(stderr, "rme serve: %s on http://%s:%d (policy %s%s)\n", m.source.c_str(),
-                   a->http.host.c_str(), server.port(), so.policy.c_str(),
-                   so.expert_cache_bytes ? ", expert cache" : "");
-      const StepCostParams cost = (*loop)->step_cost();
-      if (cost.enabled())
-        std::fprintf(
-            stderr,
-            "rme serve: step cost model (calibrated): %.1f ms per step + %.2f ms per token "
-            "+ %.2f ms per routed expert read%s\n",
-            cost.fixed * 1e3, cost.per_token * 1e3, cost.per_expert * 1e3,
-            cost.per_load > 0 ? " (+ a load when not resident)" : "");
-      std::fflush(stderr);
-      Status st = server.listen();
-      (*loop)->stop();
-      g_server = nullptr;
-      if (!a->trace_out.empty()) {
-        std::ofstream out(a->trace_out);
-        out << "step,expert,tokens,seqs,seconds,predicted,loads,stall\n";
-        for (const auto& s : (*loop)->take_steps())
-          for (int e : s.experts)
-            out << s.step << "," << e << "," << s.n_tokens << "," << s.n_seqs << "," << s.seconds
-                << "," << s.predicted << "," << s.loads << "," << s.stall << "\n";
-      }
-      return st.ok() ? 0 : fail(st);
-    };
-  });
+  app->callback([a, &run] { run = [a] { return run_serve(*a); }; });
+}
+
+int run_serve(ServeArgs a) {
+  auto loaded = load(a.model);
+  if (!loaded.ok()) return fail(loaded.status());
+  if (!loaded->tokenizer)
+    return fail(invalid_argument(
+        "serve: the model has no tokenizer (pass --tokenizer: a directory with tokenizer.json "
+        "or tokenizer.model)"));
+  const Model& m = *loaded->model;
+  a.http.max_body_bytes = static_cast<size_t>(a.max_body_kb) * 1024;
+  ServingOptions so;
+  // Measured (docs/serving.md): expert ties fcfs with every expert resident and gains hit
+  // rate (and throughput with Q4_0 experts) under a cache, so it is the MoE default.
+  so.policy = !a.policy.empty() ? a.policy : m.moe.is_moe() ? "expert" : "fcfs";
+  so.budget = a.budget;
+  so.expert_cache_bytes = static_cast<int64_t>(a.expert_cache_mb * (1 << 20));
+  so.eviction = parse_eviction(a.eviction).value();
+  so.direct_io = a.direct_io;
+  so.prefetch = !a.no_prefetch;
+  if (m.moe.is_moe()) {
+    auto routing = a.routing.options();
+    if (!routing.ok()) return fail(routing.status());
+    so.routing = *routing;
+  } else if (a.routing.mode != "router") {
+    return fail(invalid_argument("--routing " + a.routing.mode + ": the model is dense"));
+  }
+  BatchEngineOptions eo;
+  auto kernels = a.model.kernels();
+  if (!kernels.ok()) return fail(kernels.status());
+  eo.kernels = *kernels;
+  eo.kernels.batch_invariant = !a.fast_prefill;
+  eo.block_size = a.block_size;
+  eo.n_block = a.kv_blocks;
+  eo.max_seq_len = a.max_seq_len;
+  auto loop = ServingLoop::create(m, ThreadPool::global(), eo, so);
+  if (!loop.ok()) return fail(loop.status());
+  // Weights in memory before /health says ready: copied (the default), or faulted in from the
+  // mapping; experts under a cache budget stay on disk (read into slots, checked).
+  const bool skip_experts = so.expert_cache_bytes > 0;
+  if (a.load_mode == "copy")
+    if (Status st = detach_model_files(m, skip_experts); !st.ok()) return fail(st);
+  if (a.load_mode == "mmap" || a.mlock)
+    if (Status st = fault_in_model_files(m, skip_experts, a.mlock); !st.ok()) return fail(st);
+  HttpServer server(**loop, *loaded->tokenizer, a.http);
+  if (Status st = server.bind(); !st.ok()) return fail(st);
+  g_server = &server;
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+  std::signal(SIGPIPE, SIG_IGN);
+  (*loop)->start();
+  std::fprintf(stderr, "rme serve: %s on http://%s:%d (policy %s%s)\n", m.source.c_str(),
+               a.http.host.c_str(), server.port(), so.policy.c_str(),
+               so.expert_cache_bytes ? ", expert cache" : "");
+  const StepCostParams cost = (*loop)->step_cost();
+  if (cost.enabled())
+    std::fprintf(stderr,
+                 "rme serve: step cost model (calibrated): %.1f ms per step + %.2f ms per token "
+                 "+ %.2f ms per routed expert read%s\n",
+                 cost.fixed * 1e3, cost.per_token * 1e3, cost.per_expert * 1e3,
+                 cost.per_load > 0 ? " (+ a load when not resident)" : "");
+  std::fflush(stderr);
+  Status st = server.listen();
+  (*loop)->stop();
+  g_server = nullptr;
+  if (!a.trace_out.empty())
+    if (Status w = write_step_trace(a.trace_out, (*loop)->take_steps()); !w.ok()) return fail(w);
+  return st.ok() ? 0 : fail(st);
 }
 
 }  // namespace rme::cli

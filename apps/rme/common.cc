@@ -6,16 +6,22 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "core/thread_pool.h"
 #include "core/timer.h"
+#include "moefy/baseline_routers.h"
 
 namespace rme::cli {
 
 void ModelArgs::add(CLI::App& app) {
-  app.add_option("model", model, "GGUF file, Hugging Face directory, or llama2.c .bin")->required();
+  app.add_option("model", model,
+                 "GGUF file, Hugging Face directory, or llama2.c .bin; or the name of a shipped "
+                 "model (rme-mini, stories260K: data/models/)")
+      ->required()
+      ->transform([](const std::string& m) { return shipped_model(m).value_or(m); });
   app.add_option("--tokenizer", tokenizer,
                  "llama2.c tokenizer.bin (for .bin checkpoints); for GGUF / HF models, a directory "
                  "with tokenizer.json or tokenizer.model to use instead of the model's own");
@@ -59,6 +65,19 @@ Result<std::string> data_dir() {
   for (const auto& t : tried) list += (list.empty() ? "" : ", ") + t;
   return not_found("rme's data directory not found (looked in " + list +
                    "); set RME_DATA_DIR or pass the files explicitly");
+}
+
+std::optional<std::string> shipped_model(const std::string& name) {
+  if (name.empty() || name.find('/') != std::string::npos || std::filesystem::exists(name)) {
+    return std::nullopt;
+  }
+  auto dir = data_dir();
+  if (!dir.ok()) return std::nullopt;
+  for (const std::string& c : {name, name + ".bin", name + ".gguf"}) {
+    const std::filesystem::path p = std::filesystem::path(*dir) / "models" / c;
+    if (std::filesystem::exists(p)) return p.string();
+  }
+  return std::nullopt;
 }
 
 int fail(const Status& st) {
@@ -114,31 +133,25 @@ void RoutingArgs::add(CLI::App& app) {
   app.add_option("--route-seed", seed, "seed of --routing random")->group("MoE");
 }
 
-Result<RoutingOptions> RoutingArgs::options(const Model& m,
-                                            std::unique_ptr<Model>& dense_model) const {
+Result<RoutingOptions> RoutingArgs::options() const {
   RoutingOptions o;
   o.top_k = top_k;
   o.seed = seed;
   if (mode == "router") {
-    o.mode = Routing::kRouter;
-  } else if (mode == "oracle") {
-    o.mode = Routing::kOracle;
-    const std::string path = dense.empty() ? m.moe.parent : dense;
-    if (path.empty()) return invalid_argument("--routing oracle needs --dense PARENT");
-    RME_ASSIGN_OR_RETURN(LoadedModel lm, load_model(path));
-    dense_model = std::move(lm.model);
-    o.dense = dense_model.get();
+    o.mode = RoutingOptions::Mode::kRouter;
   } else if (mode == "random") {
-    o.mode = Routing::kRandom;
-  } else if (mode == "layer-gate") {
-    o.mode = Routing::kLayerGate;
+    o.mode = RoutingOptions::Mode::kRandom;
   } else if (mode.rfind("expert:", 0) == 0) {
-    o.mode = Routing::kFixed;
+    o.mode = RoutingOptions::Mode::kFixed;
     try {
       o.fixed_expert = std::stoi(mode.substr(7));
     } catch (const std::exception&) {
       return invalid_argument("--routing " + mode + ": expected expert:N");
     }
+  } else if (mode == "oracle" || mode == "layer-gate") {
+    return invalid_argument("--routing " + mode +
+                            ": needs the backbone's activations, so experts are not known ahead; "
+                            "use router, random or expert:N");
   } else {
     return invalid_argument("--routing " + mode +
                             ": expected router, oracle, random, layer-gate or expert:N");
@@ -152,7 +165,24 @@ Status RoutingArgs::apply(Forward& fwd, std::unique_ptr<Model>& dense_model) con
     if (mode != "router") return invalid_argument("--routing " + mode + ": the model is dense");
     return Status::Ok();
   }
-  RME_ASSIGN_OR_RETURN(RoutingOptions o, options(m, dense_model));
+  const int k = top_k > 0 ? top_k : m.moe.top_k;
+  if (mode == "oracle") {  // analysis baselines: moefy's routers
+    const std::string path = dense.empty() ? m.moe.parent : dense;
+    if (path.empty()) return invalid_argument("--routing oracle needs --dense PARENT");
+    RME_ASSIGN_OR_RETURN(LoadedModel lm, load_model(path));
+    dense_model = std::move(lm.model);
+    RME_ASSIGN_OR_RETURN(auto r, OracleRouter::create(m, *dense_model, k, fwd.max_tokens(),
+                                                      fwd.pool(), fwd.kernels()));
+    fwd.set_router(std::move(r));
+    return Status::Ok();
+  }
+  if (mode == "layer-gate") {
+    RME_ASSIGN_OR_RETURN(
+        auto r, LayerGateRouter::create(m, k, fwd.max_tokens(), fwd.pool(), fwd.kernels()));
+    fwd.set_layer_router(std::move(r));
+    return Status::Ok();
+  }
+  RME_ASSIGN_OR_RETURN(RoutingOptions o, options());
   return fwd.set_routing(o);
 }
 

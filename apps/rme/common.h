@@ -2,6 +2,7 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <optional>
 #include <string>
 
 #include "core/status.h"
@@ -29,9 +30,11 @@ struct RoutingArgs {
   int top_k = 0;
   uint64_t seed = 1;
   void add(CLI::App& app);
-  // The options these flags name for MoE m; loads the dense parent into `dense` for oracle.
-  Result<RoutingOptions> options(const Model& m, std::unique_ptr<Model>& dense) const;
-  // Sets fwd's routing when its model is an MoE (via options()).
+  // The inference router these flags name (router, random, expert:N); fails for the analysis
+  // baselines (oracle, layer-gate), which need the backbone's activations.
+  Result<RoutingOptions> options() const;
+  // Sets fwd's router when its model is an MoE: inference's (options()) or moefy's baselines
+  // (oracle loads the dense parent into `dense`, which must outlive fwd).
   Status apply(Forward& fwd, std::unique_ptr<Model>& dense) const;
 };
 
@@ -49,6 +52,10 @@ int fail(const Status& st);
 // binary's prefix, else the source tree's `data/` above a build tree's `bin/`. Fails naming the
 // places it looked.
 Result<std::string> data_dir();
+
+// The shipped model a bare name (no '/', not an existing path) names: data_dir()/models/<name>,
+// <name>.bin or <name>.gguf; nullopt when there is none (the name is then used as a path).
+std::optional<std::string> shipped_model(const std::string& name);
 
 // A one-line stderr progress bar with rate and ETA, redrawn at most 10 times a second.
 class Progress {

@@ -9,7 +9,7 @@ int main(int argc, char** argv) {
   CLI::App app{
       "rme: refactor dense Llama models into router-decoupled MoEs and serve them (Read-ME)"};
   app.require_subcommand(1);
-  app.set_version_flag("--version", "rme 0.1.0");
+  app.set_version_flag("--version", "rme " RME_VERSION);
   std::function<int()> run;
   rme::cli::add_info_command(app, run);
   rme::cli::add_generate_command(app, run);

@@ -5,35 +5,10 @@
 #include <algorithm>
 #include <cmath>
 
-#include "core/hash.h"
 #include "kernels/ops.h"
 #include "tensor/quant.h"
 
 namespace rme {
-namespace {
-
-// Writes the k largest of scores[0..n) (ties: lower index) and their softmax weights over those k.
-void top_k(const float* scores, int n, int k, int* experts, float* weights, bool softmax_weights) {
-  for (int j = 0; j < k; ++j) {
-    int best = -1;
-    for (int e = 0; e < n; ++e) {
-      bool taken = false;
-      for (int i = 0; i < j; ++i) taken |= experts[i] == e;
-      if (!taken && (best < 0 || scores[e] > scores[best])) best = e;
-    }
-    experts[j] = best;
-  }
-  if (k == 1 || !softmax_weights) {
-    for (int j = 0; j < k; ++j) weights[j] = 1.0f / k;
-    return;
-  }
-  float sum = 0;
-  for (int j = 0; j < k; ++j) sum += weights[j] = std::exp(scores[experts[j]] - scores[experts[0]]);
-  for (int j = 0; j < k; ++j) weights[j] /= sum;
-}
-
-}  // namespace
-
 Forward::Forward(const Model& model, int max_tokens, ThreadPool& pool, const KernelConfig& kernels)
     : model_(model), pool_(pool), kernels_(kernels), max_tokens_(std::max(1, max_tokens)) {
   const LlamaConfig& c = model.config;
@@ -58,62 +33,38 @@ Forward::Forward(const Model& model, int max_tokens, ThreadPool& pool, const Ker
     const size_t rows = t * moe.n_expert;  // top-k <= n_expert rows per token
     route_expert_.resize(rows);
     route_weight_.resize(rows);
-    route_scores_.resize(rows);
     xg_.resize(rows * c.n_embd);
     eo_.resize(rows * c.n_embd);
     eg_.resize(rows * width);
     eu_.resize(rows * width);
     slot_.resize(rows);
-    top_k_ = moe.top_k;
-    if (model.router)
-      router_fwd_ = std::make_unique<Forward>(*model.router, max_tokens_, pool, kernels_);
+    if (model.router) {  // the default: the model's trained router at its own top-k
+      auto r = PregateRouter::create(model, moe.top_k, max_tokens_, pool, kernels_);
+      if (r.ok()) router_ = std::move(*r);
+    }
   }
 }
 
 Forward::~Forward() = default;
 
 Status Forward::set_routing(const RoutingOptions& o) {
-  const MoeConfig& moe = model_.moe;
-  if (!moe.is_moe()) return invalid_argument("routing: the model is dense (no experts)");
-  const int k = o.top_k > 0 ? o.top_k : moe.top_k;
-  if (k < 1 || k > moe.n_expert)
-    return invalid_argument("routing: top-k " + std::to_string(k) + " outside 1.." +
-                            std::to_string(moe.n_expert));
-  switch (o.mode) {
-    case Routing::kRouter:
-      if (!model_.router)
-        return invalid_argument(model_.source +
-                                ": the MoE has no router yet (run `rme train-router`, or pick "
-                                "--routing oracle|random|fixed)");
-      break;
-    case Routing::kOracle:
-      if (o.dense == nullptr || o.dense->moe.is_moe() ||
-          o.dense->config.n_layer != model_.config.n_layer ||
-          o.dense->config.ffn_width(0) != moe.parent_n_ff ||
-          o.dense->config.n_vocab != model_.config.n_vocab)
-        return invalid_argument(
-            "routing: oracle routing needs the dense parent (same layers, vocabulary and FFN "
-            "width " +
-            std::to_string(moe.parent_n_ff) + ")");
-      dense_fwd_ = std::make_unique<Forward>(*o.dense, max_tokens_, pool_, kernels_);
-      dense_kv_.reset();
-      break;
-    case Routing::kFixed:
-      if (o.fixed_expert < 0 || o.fixed_expert >= moe.n_expert)
-        return invalid_argument("routing: expert " + std::to_string(o.fixed_expert) +
-                                " outside 0.." + std::to_string(moe.n_expert - 1));
-      if (k != 1) return invalid_argument("routing: a fixed expert means top-k 1");
-      break;
-    case Routing::kLayerGate:
-      if (!moe.has_layer_gate)
-        return invalid_argument(model_.source + ": the MoE has no layer-wise gates");
-      break;
-    case Routing::kRandom:
-      break;
-  }
-  routing_ = o;
-  top_k_ = k;
+  RME_ASSIGN_OR_RETURN(router_, make_router(model_, o, max_tokens_, pool_, kernels_));
+  layer_router_.reset();
   return Status::Ok();
+}
+
+void Forward::set_router(std::unique_ptr<TokenRouter> router) {
+  router_ = std::move(router);
+  layer_router_.reset();
+}
+
+void Forward::set_layer_router(std::unique_ptr<LayerRouter> router) {
+  layer_router_ = std::move(router);
+}
+
+int Forward::route_k() const {
+  if (layer_router_) return layer_router_->k();
+  return router_ ? router_->k() : model_.moe.top_k;
 }
 
 Status Forward::run(std::span<const int> tokens, int pos, KvCache& kv, float* logits,
@@ -138,8 +89,8 @@ Status Forward::run(std::span<const int> tokens, int pos, KvCache& kv, float* lo
     bool last = done + n == tokens.size();
     float* out = all_logits ? logits + done * c.n_output() : (last ? logits : nullptr);
     const int p = pos + static_cast<int>(done);
-    if (model_.moe.is_moe())
-      RME_RETURN_IF_ERROR(route(tokens.data() + done, n, p, kv.router(), kv.n_ctx(),
+    if (model_.moe.is_moe() && !layer_router_)
+      RME_RETURN_IF_ERROR(route(tokens.subspan(done, n), p, kv.router(), kv.n_ctx(),
                                 route_expert_.data(), route_weight_.data()));
     for (int t = 0; t < n; ++t) {
       pos_[t] = p + t;
@@ -157,10 +108,11 @@ Status Forward::run(std::span<const int> tokens, int pos, KvCache& kv, float* lo
 Status Forward::run_batch(std::span<const SeqChunk> chunks, float* logits) {
   const LlamaConfig& c = model_.config;
   const bool moe = model_.moe.is_moe();
-  if (moe && routing_.mode == Routing::kOracle)
-    return invalid_argument("forward: oracle routing cannot run batched");
-  const bool routed_ahead = moe && routing_.mode != Routing::kLayerGate;
-  const int k = top_k_;
+  const bool routed_ahead = moe && !layer_router_;
+  if (routed_ahead && router_ && !router_->batchable())
+    return invalid_argument(
+        "forward: this router holds one sequence's state; it cannot run batched");
+  const int k = route_k();
   int n = 0, max_pos = 0;
   views_.clear();
   logit_rows_.clear();
@@ -205,93 +157,35 @@ Status Forward::run_batch(std::span<const SeqChunk> chunks, float* logits) {
 
 Status Forward::route_tokens(std::span<const int> tokens, int pos, KvCache* router_kv, int* experts,
                              float* weights) {
-  const MoeConfig& moe = model_.moe;
-  if (!moe.is_moe()) return invalid_argument("routing: the model is dense (no experts)");
-  if (routing_.mode == Routing::kOracle || routing_.mode == Routing::kLayerGate)
-    return invalid_argument("routing: oracle and layer-gate routing need the backbone");
+  if (!model_.moe.is_moe()) return invalid_argument("routing: the model is dense (no experts)");
+  if (layer_router_)
+    return invalid_argument("routing: a layer router needs the backbone's activations");
   for (int t : tokens)
     if (t < 0 || t >= model_.config.n_vocab)
       return invalid_argument("routing: token id " + std::to_string(t) + " out of range");
   const int n_ctx = router_kv ? router_kv->n_ctx() : 0;
-  if (routing_.mode == Routing::kRouter &&
-      (pos < 0 || pos + static_cast<int64_t>(tokens.size()) > n_ctx))
+  if (router_kv != nullptr && (pos < 0 || pos + static_cast<int64_t>(tokens.size()) > n_ctx))
     return invalid_argument("routing: positions beyond the router cache");
-  for (size_t done = 0; done < tokens.size();) {
-    const int n = static_cast<int>(std::min<size_t>(max_tokens_, tokens.size() - done));
-    RME_RETURN_IF_ERROR(route(tokens.data() + done, n, pos + static_cast<int>(done), router_kv,
-                              n_ctx, experts + done * top_k_, weights + done * top_k_));
-    done += n;
-  }
-  return Status::Ok();
+  return route(tokens, pos, router_kv, n_ctx, experts, weights);
 }
 
-// Fills experts/weights [n_tok, k] for a chunk (all modes but kLayerGate, which routes per layer).
-Status Forward::route(const int* tokens, int n_tok, int pos, KvCache* router_kv, int n_ctx,
+// Fills experts/weights [n_tok, k] for a chunk through the token router.
+Status Forward::route(std::span<const int> tokens, int pos, KvCache* router_kv, int n_ctx,
                       int* experts, float* weights) {
-  const MoeConfig& moe = model_.moe;
-  const int E = moe.n_expert, k = top_k_;
-  switch (routing_.mode) {
-    case Routing::kRouter: {
-      if (!router_fwd_ || router_kv == nullptr)
-        return invalid_argument(
-            "forward: the MoE has no router, or the KV cache was not built "
-            "from the model");
-      RME_RETURN_IF_ERROR(router_fwd_->run(std::span<const int>(tokens, n_tok), pos, *router_kv,
-                                           route_scores_.data(), true));
-      for (int t = 0; t < n_tok; ++t)
-        top_k(&route_scores_[t * E], E, k, &experts[t * k], &weights[t * k], true);
-      break;
-    }
-    case Routing::kOracle: {
-      if (!dense_kv_ || dense_kv_->n_ctx() != n_ctx)
-        dense_kv_ = std::make_unique<KvCache>(*routing_.dense, n_ctx);
-      std::fill_n(route_scores_.begin(), static_cast<size_t>(n_tok) * E, 0.0f);
-      dense_fwd_->set_ffn_probe([&](int layer, int n, const float* act, int64_t width) {
-        add_expert_mass(moe, layer, act, n, width, route_scores_.data());
-      });
-      RME_RETURN_IF_ERROR(
-          dense_fwd_->run(std::span<const int>(tokens, n_tok), pos, *dense_kv_, nullptr, false));
-      for (int t = 0; t < n_tok; ++t)
-        top_k(&route_scores_[t * E], E, k, &experts[t * k], &weights[t * k], false);
-      break;
-    }
-    case Routing::kRandom:
-      for (int t = 0; t < n_tok; ++t) {
-        uint64_t h =
-            splitmix(routing_.seed ^ splitmix(static_cast<uint64_t>(pos + t) * 1315423911u +
-                                              static_cast<uint64_t>(tokens[t])));
-        for (int e = 0; e < E; ++e)
-          route_scores_[t * E + e] = static_cast<float>((h = splitmix(h)) >> 40);
-        top_k(&route_scores_[t * E], E, k, &experts[t * k], &weights[t * k], false);
-      }
-      break;
-    case Routing::kFixed:
-      for (int t = 0; t < n_tok; ++t) {
-        experts[t] = routing_.fixed_expert;
-        weights[t] = 1.0f;
-      }
-      break;
-    case Routing::kLayerGate:
-      return Status::Ok();
-  }
-  if (observer_) observer_(-1, pos, n_tok, k, experts);
+  if (!router_)
+    return invalid_argument(model_.source +
+                            ": the MoE has no router yet (run `rme train-router`, or pick "
+                            "--routing oracle|random|expert:N)");
+  RME_RETURN_IF_ERROR(router_->route(tokens, pos, router_kv, n_ctx, experts, weights));
+  if (observer_) observer_(-1, pos, static_cast<int>(tokens.size()), router_->k(), experts);
   return Status::Ok();
-}
-
-void Forward::layer_gate_route(const LayerWeights& L, int layer, int n_tok) {
-  const int E = model_.moe.n_expert, k = top_k_;
-  const int64_t D = model_.config.n_embd;
-  matmul(kernels_, L.layer_gate, xb_.data(), D, n_tok, route_scores_.data(), E, pool_);  // [T, E]
-  for (int t = 0; t < n_tok; ++t)
-    top_k(&route_scores_[t * E], E, k, &route_expert_[t * k], &route_weight_[t * k], true);
-  if (observer_) observer_(layer, pos_[0], n_tok, k, route_expert_.data());
 }
 
 // Adds each token's routed expert outputs to x_. Tokens are grouped by expert so each expert's
 // weights are read once per chunk, whatever the number of tokens that chose it.
 void Forward::expert_ffn(const LayerWeights& L, int layer, int n_tok) {
   const int64_t D = model_.config.n_embd;
-  const int k = top_k_;
+  const int k = route_k();
   for (int e = 0; e < model_.moe.n_expert; ++e) {
     int n = 0;
     for (int s = 0; s < n_tok * k; ++s)
@@ -371,7 +265,10 @@ void Forward::run_tokens(const int* tokens, int n_tok, float* logits) {
     for (int64_t i = 0; i < n_tok * D; ++i) x_[i] += xb_[i];
 
     for (int t = 0; t < n_tok; ++t) rmsnorm(&x_[t * D], L.ffn_norm, D, c.rms_eps, &xb_[t * D]);
-    if (moe && routing_.mode == Routing::kLayerGate) layer_gate_route(L, il, n_tok);
+    if (moe && layer_router_) {
+      layer_router_->route(il, xb_.data(), n_tok, route_expert_.data(), route_weight_.data());
+      if (observer_) observer_(il, pos_[0], n_tok, layer_router_->k(), route_expert_.data());
+    }
     // Dense FFN, or the MoE's shared expert: F = this layer's width (0 = none).
     const int64_t F = L.w_gate.n_out;
     if (F > 0) {

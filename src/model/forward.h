@@ -11,29 +11,13 @@
 #include "core/thread_pool.h"
 #include "kernels/kernel_config.h"
 #include "model/kv_cache.h"
+#include "model/router.h"
 #include "model/weights.h"
 
 namespace rme {
 
-// How an MoE picks each token's expert(s).
-enum class Routing {
-  kRouter,     // Read-ME: the pre-gating router over token ids (one decision for all layers)
-  kOracle,     // the expert holding most of the dense parent's activation mass (needs `dense`)
-  kRandom,     // uniform, a pure function of (seed, position, token)
-  kFixed,      // always fixed_expert
-  kLayerGate,  // a linear gate per layer on the hidden state (conventional MoE baseline)
-};
-
-struct RoutingOptions {
-  Routing mode = Routing::kRouter;
-  int top_k = 0;  // 0 = the model's own
-  int fixed_expert = 0;
-  uint64_t seed = 0;
-  const Model* dense = nullptr;  // kOracle: the parent the experts were carved from
-};
-
-// Sees each chunk's choices: layer -1 for a decision shared by all layers, else the layer
-// (kLayerGate). experts is [n_tok, k].
+// Sees each chunk's choices: layer -1 for a decision shared by all layers (a TokenRouter), else
+// the layer (a LayerRouter). experts is [n_tok, k].
 using RouteObserver = std::function<void(int layer, int pos, int n_tok, int k, const int* experts)>;
 // Sees the down_proj input of the dense FFN / shared expert: act [n_tok, width].
 using FfnProbe = std::function<void(int layer, int n_tok, const float* act, int64_t width)>;
@@ -51,10 +35,10 @@ struct SeqChunk {
 
 // Holds activation buffers preallocated for up to max_tokens tokens per call, so steady-state
 // decoding allocates nothing. Borrows the Model (must outlive it) and the pool; runs every kernel
-// with its own copy of `kernels` (a router or dense parent it steps uses the same). Not
-// thread-safe: one Forward per engine thread. Fails (Status) on positions past the cache, bad token
-// ids, or a routing mode the model cannot serve (no router, no layer gates, a mismatched dense
-// parent).
+// with its own copy of `kernels` (the pre-gating router it steps uses the same). Owns its MoE
+// router: by default the model's trained router (PregateRouter, the model's top-k), replaced by
+// set_routing / set_router / set_layer_router. Not thread-safe: one Forward per engine thread.
+// Fails (Status) on positions past the cache, bad token ids, or an MoE with no router to run.
 class Forward {
  public:
   Forward(const Model& model, int max_tokens, ThreadPool& pool,
@@ -68,19 +52,19 @@ class Forward {
 
   // Runs chunks of several sequences as one step: sum of their tokens <= max_tokens(). Each
   // token attends over its own sequence only. Writes one logits row [n_output] per chunk that
-  // wants logits, in chunk order. An MoE needs every chunk's experts (route_tokens), except in
-  // kLayerGate mode; kOracle is refused.
+  // wants logits, in chunk order. An MoE needs every chunk's experts (route_tokens), except with
+  // a layer router; a router that is not batchable() is refused.
   Status run_batch(std::span<const SeqChunk> chunks, float* logits);
 
   // Routes tokens at positions pos.. without running the backbone: experts [n, k] and weights
-  // [n, k], k = route_k(). kRouter steps the model's router on router_kv (a KvCache built from
-  // model.router->config, holding this sequence's earlier tokens); kRandom and kFixed need no
-  // cache. Fails for kOracle and kLayerGate, which need the backbone's activations.
+  // [n, k], k = route_k(), through the token router (the pre-gating router steps router_kv: a
+  // KvCache built from model.router->config, holding this sequence's earlier tokens; random and
+  // fixed need no cache). Fails with a layer router, which needs the backbone's activations.
   Status route_tokens(std::span<const int> tokens, int pos, KvCache* router_kv, int* experts,
                       float* weights);
-  int route_k() const { return top_k_; }
+  // Experts per token of the current router.
+  int route_k() const;
   int max_tokens() const { return max_tokens_; }
-  const RoutingOptions& routing() const { return routing_; }
 
   // Where routed experts' weights are read from: table[e] points at n_layer ExpertWeights (e.g. an
   // expert cache's resident copy); null entries, or an empty table, mean the model's own. The
@@ -89,19 +73,23 @@ class Forward {
     expert_table_ = std::move(table);
   }
 
+  // Routers: one of inference's (make_router), any TokenRouter (moefy's oracle), or a
+  // LayerRouter that routes inside every layer instead (moefy's layer-wise baseline).
   Status set_routing(const RoutingOptions& options);
+  void set_router(std::unique_ptr<TokenRouter> router);
+  void set_layer_router(std::unique_ptr<LayerRouter> router);
   void set_route_observer(RouteObserver observer) { observer_ = std::move(observer); }
   void set_ffn_probe(FfnProbe probe) { probe_ = std::move(probe); }
   const Model& model() const { return model_; }
   const KernelConfig& kernels() const { return kernels_; }
+  ThreadPool& pool() const { return pool_; }
 
  private:
-  Status route(const int* tokens, int n_tok, int pos, KvCache* router_kv, int n_ctx, int* experts,
+  Status route(std::span<const int> tokens, int pos, KvCache* router_kv, int n_ctx, int* experts,
                float* weights);
   // Runs n_tok tokens: token t at position pos_[t] of sequence views_[view_[t]]; writes logits
   // for the rows listed in logit_rows_.
   void run_tokens(const int* tokens, int n_tok, float* logits);
-  void layer_gate_route(const LayerWeights& L, int layer, int n_tok);
   void expert_ffn(const LayerWeights& L, int layer, int n_tok);
 
   const Model& model_;
@@ -117,14 +105,12 @@ class Forward {
   std::vector<const ExpertWeights*> expert_table_;
 
   // MoE state. route_expert_/route_weight_ are [max_tokens, k] for the chunk being run.
-  RoutingOptions routing_;
-  int top_k_ = 1;
+  std::unique_ptr<TokenRouter> router_;
+  std::unique_ptr<LayerRouter> layer_router_;
   std::vector<int> route_expert_;
-  std::vector<float> route_weight_, route_scores_;
+  std::vector<float> route_weight_;
   std::vector<float> xg_, eg_, eu_, eo_;  // gathered rows of one expert's tokens
   std::vector<int> slot_;                 // token*k+j of each gathered row
-  std::unique_ptr<Forward> router_fwd_, dense_fwd_;
-  std::unique_ptr<KvCache> dense_kv_;
   RouteObserver observer_;
   FfnProbe probe_;
 };

@@ -57,4 +57,30 @@ double RoutingStats::mutual_information(int l) const {
   return mi;
 }
 
+std::vector<std::vector<double>> RoutingStats::load_shares() const {
+  std::vector<std::vector<double>> shares;
+  for (const auto& l : load_) {
+    int64_t total = 0;
+    for (int64_t x : l) total += x;
+    auto& row = shares.emplace_back(n_expert_, 0.0);
+    for (int e = 0; e < n_expert_; ++e) row[e] = total ? double(l[e]) / total : 0;
+  }
+  return shares;
+}
+
+std::vector<std::vector<double>> RoutingStats::transition_probabilities() const {
+  if (trans_.empty()) return {};
+  std::vector<std::vector<double>> p(n_expert_, std::vector<double>(n_expert_, 0.0));
+  for (const auto& layer : trans_)
+    for (int a = 0; a < n_expert_; ++a)
+      for (int b = 0; b < n_expert_; ++b) p[a][b] += static_cast<double>(layer[a][b]);
+  for (auto& row : p) {
+    double total = 0;
+    for (double x : row) total += x;
+    if (total > 0)
+      for (double& x : row) x /= total;
+  }
+  return p;
+}
+
 }  // namespace rme

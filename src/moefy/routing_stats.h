@@ -27,6 +27,11 @@ class RoutingStats {
   const std::vector<std::vector<std::vector<int64_t>>>& transitions() const { return trans_; }
   // Mutual information (bits) between rows l and l + 1 from the transition counts.
   double mutual_information(int l) const;
+  // [d][e]: share of domain d's choices that went to expert e (rows sum to 1; 0 for no tokens).
+  std::vector<std::vector<double>> load_shares() const;
+  // [e][e']: P(expert e' at row l + 1 | expert e at row l), every pair of adjacent rows pooled
+  // (rows sum to 1, or 0 where e was never chosen); empty with one row.
+  std::vector<std::vector<double>> transition_probabilities() const;
 
  private:
   int n_expert_, n_rows_;

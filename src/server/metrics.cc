@@ -61,16 +61,33 @@ ServingMetrics::ServingMetrics()
       step_experts(linear_buckets(0, 1, 17)) {}
 
 void ServingMetrics::add(const std::string& counter, int64_t v) {
-  std::lock_guard<std::mutex> lock(mu);
-  counters[counter] += v;
+  std::lock_guard<std::mutex> lock(mu_);
+  counters_[counter] += v;
 }
 
-std::string ServingMetrics::render() {
+int64_t ServingMetrics::counter(const std::string& name) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = counters_.find(name);
+  return it == counters_.end() ? 0 : it->second;
+}
+
+void ServingMetrics::set_gauges(const ServingGauges& g) {
+  std::lock_guard<std::mutex> lock(mu_);
+  gauges_ = g;
+}
+
+ServingGauges ServingMetrics::gauges() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return gauges_;
+}
+
+std::string ServingMetrics::render() const {
   std::ostringstream o;
   {
-    std::lock_guard<std::mutex> lock(mu);
+    std::lock_guard<std::mutex> lock(mu_);
+    const ServingGauges& g = gauges_;
     std::string last;
-    for (const auto& [key, v] : counters) {
+    for (const auto& [key, v] : counters_) {
       const std::string base = key.substr(0, key.find('{'));
       if (base != last) o << "# TYPE rme_" << base << " counter\n";
       last = base;
@@ -83,14 +100,14 @@ std::string ServingMetrics::render() {
     auto counter = [&](const char* name, double v) {
       o << "# TYPE rme_" << name << " counter\nrme_" << name << " " << v << "\n";
     };
-    gauge("running_requests", running);
-    gauge("waiting_requests", waiting);
-    gauge("kv_blocks_used", kv_blocks_used);
-    gauge("expert_cache_hit_rate", cache_hit_rate);
-    counter("expert_cache_hits_total", static_cast<double>(cache_hits));
-    counter("expert_cache_misses_total", static_cast<double>(cache_misses));
-    counter("expert_cache_bytes_read_total", static_cast<double>(cache_bytes_read));
-    counter("expert_io_stall_seconds_total", io_stall_seconds);
+    gauge("running_requests", g.running);
+    gauge("waiting_requests", g.waiting);
+    gauge("kv_blocks_used", g.kv_blocks_used);
+    gauge("expert_cache_hit_rate", g.cache_hit_rate);
+    counter("expert_cache_hits_total", static_cast<double>(g.cache_hits));
+    counter("expert_cache_misses_total", static_cast<double>(g.cache_misses));
+    counter("expert_cache_bytes_read_total", static_cast<double>(g.cache_bytes_read));
+    counter("expert_io_stall_seconds_total", g.io_stall_seconds);
   }
   o << ttft.render("rme_time_to_first_token_seconds", "Time from arrival to the first token.");
   o << tpot.render("rme_time_per_output_token_seconds", "Mean gap between output tokens.");

@@ -60,12 +60,7 @@ Result<std::unique_ptr<ServingLoop>> ServingLoop::create(const Model& model, Thr
   loop->options_ = options;
   RME_ASSIGN_OR_RETURN(loop->policy_, make_policy(options.policy));
   if (model.moe.is_moe()) {
-    const RoutingOptions& r = options.routing;
-    if (r.mode == Routing::kOracle || r.mode == Routing::kLayerGate)
-      return invalid_argument(
-          "serve: oracle and layer-gate routing need the backbone's activations, so experts "
-          "are not known ahead; use the router, random or expert:N");
-    RME_RETURN_IF_ERROR(loop->engine_.set_routing(r));
+    RME_RETURN_IF_ERROR(loop->engine_.set_routing(options.routing));
     loop->table_ = loop->engine_.make_table();  // top-k may have changed
   }
   if (options.cost_prior.enabled()) {
@@ -103,10 +98,10 @@ int64_t ServingLoop::max_seq_len() const {
 
 std::shared_ptr<RequestStream> ServingLoop::submit(RequestParams request) {
   auto stream = std::make_shared<RequestStream>();
-  stream->submitted = now_seconds();
+  const double submitted = now_seconds();
   {
     std::lock_guard<std::mutex> lock(mu_);
-    incoming_.emplace_back(std::move(request), stream);
+    incoming_.push_back({std::move(request), stream, submitted});
   }
   wake_.notify_all();
   return stream;
@@ -197,31 +192,31 @@ void ServingLoop::fail_request(int64_t id, const Status& status) {
   auto it = live_.find(id);
   if (it == live_.end()) return;
   metrics_.add("requests_total{status=\"error\"}");
-  it->second->finish(FinishReason::kError, status);
+  it->second.stream->finish(FinishReason::kError, status);
   live_.erase(it);
 }
 
 Result<bool> ServingLoop::step() {
   // Admission and cancellation.
-  std::deque<std::pair<RequestParams, std::shared_ptr<RequestStream>>> incoming;
+  std::deque<Incoming> incoming;
   {
     std::lock_guard<std::mutex> lock(mu_);
     incoming.swap(incoming_);
   }
-  for (auto& [req, stream] : incoming) {
-    auto id = engine_.admit(req, arrivals_++, step_, &table_);
+  for (Incoming& in : incoming) {
+    auto id = engine_.admit(in.request, arrivals_++, step_, &table_);
     if (!id.ok()) {
       metrics_.add("requests_total{status=\"rejected\"}");
-      stream->finish(FinishReason::kError, id.status());
+      in.stream->finish(FinishReason::kError, id.status());
       continue;
     }
-    live_[*id] = stream;
+    live_[*id] = Live{std::move(in.stream), in.submitted};
   }
   for (auto it = live_.begin(); it != live_.end();) {
-    if (it->second->cancelled()) {
+    if (it->second.stream->cancelled()) {
       table_.remove(it->first);
-      const FinishReason why = it->second->cancel_reason();
-      it->second->finish(why);
+      const FinishReason why = it->second.stream->cancel_reason();
+      it->second.stream->finish(why);
       metrics_.add(std::string("requests_total{status=\"") + finish_reason_name(why) + "\"}");
       it = live_.erase(it);
     } else {
@@ -229,9 +224,10 @@ Result<bool> ServingLoop::step() {
     }
   }
   if (live_.empty()) {
-    std::lock_guard<std::mutex> lock(metrics_.mu);
-    metrics_.running = metrics_.waiting = 0;
-    metrics_.kv_blocks_used = table_.n_block() - table_.free_blocks();
+    ServingGauges g = metrics_.gauges();
+    g.running = g.waiting = 0;
+    g.kv_blocks_used = table_.n_block() - table_.free_blocks();
+    metrics_.set_gauges(g);
     return false;
   }
 
@@ -280,7 +276,7 @@ Result<bool> ServingLoop::step() {
   for (TokenEvent& ev : events) {
     auto it = live_.find(ev.id);
     if (it == live_.end()) continue;
-    RequestStream& s = *it->second;
+    Live& s = it->second;
     if (ev.token >= 0) {
       if (s.n_tokens == 0) {
         s.first_token = t1;
@@ -288,14 +284,14 @@ Result<bool> ServingLoop::step() {
       }
       s.last_token = t1;
       ++s.n_tokens;
-      s.push({ev.token, ev.logprob, std::move(ev.top)});
+      s.stream->push({ev.token, ev.logprob, std::move(ev.top)});
       metrics_.add("generated_tokens_total");
     }
     if (ev.finish != FinishReason::kNone) {
       metrics_.e2e.observe(t1 - s.submitted);
       if (s.n_tokens > 1) metrics_.tpot.observe((s.last_token - s.first_token) / (s.n_tokens - 1));
       metrics_.add(std::string("requests_total{status=\"") + finish_reason_name(ev.finish) + "\"}");
-      s.finish(ev.finish, ev.error);
+      s.stream->finish(ev.finish, ev.error);
       live_.erase(it);
     }
   }
@@ -311,18 +307,19 @@ Result<bool> ServingLoop::step() {
   metrics_.batch_seqs.observe(static_cast<double>(plan.chunks.size()));
   if (model_.moe.is_moe()) metrics_.step_experts.observe(static_cast<double>(experts.size()));
   {
-    std::lock_guard<std::mutex> lock(metrics_.mu);
-    metrics_.running = table_.n_running();  // holding KV blocks
-    metrics_.waiting = static_cast<double>(table_.size()) - table_.n_running();
-    metrics_.kv_blocks_used = table_.n_block() - table_.free_blocks();
+    ServingGauges g;
+    g.running = table_.n_running();  // holding KV blocks
+    g.waiting = static_cast<double>(table_.size()) - table_.n_running();
+    g.kv_blocks_used = table_.n_block() - table_.free_blocks();
     if (store_) {
       const ExpertStoreStats st = store_->stats();
-      metrics_.cache_hit_rate = st.hit_rate();
-      metrics_.cache_hits = st.hits;
-      metrics_.cache_misses = st.misses;
-      metrics_.cache_bytes_read = st.bytes_read;
-      metrics_.io_stall_seconds = st.stall_seconds;
+      g.cache_hit_rate = st.hit_rate();
+      g.cache_hits = st.hits;
+      g.cache_misses = st.misses;
+      g.cache_bytes_read = st.bytes_read;
+      g.io_stall_seconds = st.stall_seconds;
     }
+    metrics_.set_gauges(g);
   }
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -342,7 +339,7 @@ void ServingLoop::start() {
       if (!worked.ok()) {  // an engine invariant broke: fail the live requests, keep serving
         for (auto& [id, s] : live_) {
           table_.remove(id);
-          s->finish(FinishReason::kError, worked.status());
+          s.stream->finish(FinishReason::kError, worked.status());
         }
         live_.clear();
         continue;

@@ -15,6 +15,7 @@
 #include "core/status.h"
 #include "engine/batch_engine.h"
 #include "engine/expert_store.h"
+#include "scheduler/expert_trace.h"
 #include "scheduler/schedule.h"
 #include "scheduler/step_cost.h"
 #include "server/metrics.h"
@@ -50,9 +51,6 @@ class RequestStream {
   void push(StreamToken token);
   void finish(FinishReason reason, Status error = Status::Ok());
 
-  double submitted = 0, first_token = 0, last_token = 0;  // seconds (loop clock)
-  int n_tokens = 0;
-
  private:
   mutable std::mutex mu_;
   std::condition_variable cv_;
@@ -78,17 +76,6 @@ struct ServingOptions {
   // Used instead of the start-up calibration when enabled() (a cost model measured elsewhere;
   // tests that want a policy to group). Measured steps correct it all the same.
   StepCostParams cost_prior;
-};
-
-// One step's record (for --trace-out and the benchmark's experts-per-step figure).
-struct StepRecord {
-  int64_t step;
-  int n_tokens, n_seqs;
-  std::vector<int> experts;
-  double seconds;
-  double predicted;  // the step cost model's prediction when the step was planned
-  int loads = 0;     // experts the plan reads that were not resident when it was made
-  double stall = 0;  // seconds the step waited for expert I/O
 };
 
 // Owns the engine, the policy and the expert store; borrows the model and pool. submit() and
@@ -136,9 +123,20 @@ class ServingLoop {
   mutable std::mutex mu_;       // guards incoming_, steps_, cost_params_
   StepCostParams cost_params_;  // a copy of cost_'s for other threads
   std::condition_variable wake_;
-  std::deque<std::pair<RequestParams, std::shared_ptr<RequestStream>>> incoming_;
+  struct Incoming {
+    RequestParams request;
+    std::shared_ptr<RequestStream> stream;
+    double submitted;  // seconds (loop clock)
+  };
+  std::deque<Incoming> incoming_;
   std::vector<StepRecord> steps_;
-  std::map<int64_t, std::shared_ptr<RequestStream>> live_;
+  // The loop thread's own: each admitted request's stream and latency bookkeeping.
+  struct Live {
+    std::shared_ptr<RequestStream> stream;
+    double submitted = 0, first_token = 0, last_token = 0;
+    int n_tokens = 0;
+  };
+  std::map<int64_t, Live> live_;
   std::atomic<bool> stop_{false};
   std::thread thread_;
 };

@@ -4,11 +4,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <numeric>
 
 #include "formats/model_io.h"
 #include "formats/moe_meta.h"
 #include "model/forward.h"
+#include "moefy/baseline_routers.h"
 #include "moefy/carve.h"
 #include "moefy/router_init.h"
 #include "util/tiny_model.h"
@@ -31,17 +33,26 @@ std::unique_ptr<Model> tiny_dense(const std::string& name, int n_ff = 48, bool q
   return std::move(lm->model);
 }
 
+// setup picks the router (default: the model's own).
 std::vector<float> logits_of(const Model& m, const std::vector<int>& ids, int max_tokens,
-                             const RoutingOptions* routing = nullptr) {
+                             const std::function<void(Forward&)>& setup = {}) {
   KvCache kv(m, static_cast<int>(ids.size()));
   Forward fwd(m, max_tokens, ThreadPool::global());
-  if (routing) {
-    EXPECT_TRUE(fwd.set_routing(*routing).ok());
-  }
+  if (setup) setup(fwd);
   std::vector<float> out(ids.size() * m.config.n_output());
   Status st = fwd.run(ids, 0, kv, out.data(), true);
   EXPECT_TRUE(st.ok()) << st.message();
   return out;
+}
+
+std::function<void(Forward&)> routed(RoutingOptions o) {
+  return [o](Forward& f) { EXPECT_TRUE(f.set_routing(o).ok()); };
+}
+
+void layer_gates(Forward& f) {
+  auto r = LayerGateRouter::create(f.model(), 1, f.max_tokens(), f.pool(), f.kernels());
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  f.set_layer_router(std::move(*r));
 }
 
 float max_diff(const std::vector<float>& a, const std::vector<float>& b) {
@@ -93,16 +104,16 @@ TEST(MoeTest, AllChannelsEqualsDense) {
     ExpertLayout one{std::vector<std::vector<int>>(L), {std::vector<std::vector<int>>(L, all)}};
     auto moe = build_moe(*dense, one, {"all"});
     ASSERT_TRUE(moe.ok()) << moe.status().message();
-    RoutingOptions fixed{Routing::kFixed, 1, 0, 0, nullptr};
-    EXPECT_EQ(max_diff(logits_of(*moe, ids, 4, &fixed), want), 0.0f);
-    RoutingOptions random{Routing::kRandom, 1, 0, 5, nullptr};
-    EXPECT_EQ(max_diff(logits_of(*moe, ids, 4, &random), want), 0.0f);  // same chunking: exact
+    const auto fixed = routed({RoutingOptions::Mode::kFixed, 1, 0, 0});
+    EXPECT_EQ(max_diff(logits_of(*moe, ids, 4, fixed), want), 0.0f);
+    const auto random = routed({RoutingOptions::Mode::kRandom, 1, 0, 5});
+    EXPECT_EQ(max_diff(logits_of(*moe, ids, 4, random), want), 0.0f);  // same chunking: exact
 
     ExpertLayout shared{std::vector<std::vector<int>>(L, all),
                         {std::vector<std::vector<int>>(L), std::vector<std::vector<int>>(L)}};
     auto moe2 = build_moe(*dense, shared, {"a", "b"});
     ASSERT_TRUE(moe2.ok());
-    EXPECT_LT(max_diff(logits_of(*moe2, ids, 3, &random), want), 1e-5f);
+    EXPECT_LT(max_diff(logits_of(*moe2, ids, 3, random), want), 1e-5f);
   }
 }
 
@@ -133,7 +144,10 @@ TEST(MoeTest, OracleRoutingPicksHighestMassExpert) {
   std::vector<int> seen;
   KvCache kv(*moe, 8);
   Forward fwd(*moe, 3, ThreadPool::global());
-  ASSERT_TRUE(fwd.set_routing({Routing::kOracle, 1, 0, 0, dense.get()}).ok());
+  auto oracle = OracleRouter::create(*moe, *dense, 1, 3, ThreadPool::global(), fwd.kernels());
+  ASSERT_TRUE(oracle.ok()) << oracle.status().message();
+  EXPECT_FALSE((*oracle)->batchable());
+  fwd.set_router(std::move(*oracle));
   fwd.set_route_observer([&](int layer, int, int n, int k, const int* e) {
     EXPECT_EQ(layer, -1);
     seen.insert(seen.end(), e, e + n * k);
@@ -144,10 +158,15 @@ TEST(MoeTest, OracleRoutingPicksHighestMassExpert) {
   for (size_t t = 0; t < ids.size(); ++t)
     EXPECT_EQ(seen[t], scores[2 * t + 1] > scores[2 * t] ? 1 : 0) << t;
   // Oracle needs a matching dense parent; a router needs a router.
-  EXPECT_FALSE(fwd.set_routing({Routing::kOracle, 1, 0, 0, moe->router.get()}).ok());
-  EXPECT_FALSE(fwd.set_routing({Routing::kRouter, 1, 0, 0, nullptr}).ok());
-  EXPECT_FALSE(fwd.set_routing({Routing::kLayerGate, 1, 0, 0, nullptr}).ok());
-  EXPECT_FALSE(fwd.set_routing({Routing::kFixed, 1, 2, 0, nullptr}).ok());
+  // The batched step refuses a router holding one sequence's state.
+  SeqChunk chunk{std::span<const int>(ids.data(), 1), 0, kv.view(), true, {}, {}};
+  EXPECT_FALSE(fwd.run_batch(std::span<const SeqChunk>(&chunk, 1), logits.data()).ok());
+  // Oracle needs a matching dense parent; a router needs a router; gates need gates.
+  EXPECT_FALSE(OracleRouter::create(*moe, *moe, 1, 3, ThreadPool::global(), fwd.kernels()).ok());
+  EXPECT_FALSE(fwd.set_routing({RoutingOptions::Mode::kRouter, 1, 0, 0}).ok());
+  EXPECT_FALSE(LayerGateRouter::create(*moe, 1, 3, ThreadPool::global(), fwd.kernels()).ok());
+  EXPECT_FALSE(fwd.set_routing({RoutingOptions::Mode::kFixed, 1, 2, 0}).ok());
+  EXPECT_FALSE(fwd.set_routing({RoutingOptions::Mode::kRandom, 3, 0, 0}).ok());
 }
 
 TEST(MoeTest, RouterIncrementalEqualsFullRecomputation) {
@@ -194,9 +213,8 @@ void expect_same_moe(const Model& a, const Model& b, const std::vector<int>& ids
   EXPECT_EQ(a.moe.expert_names, b.moe.expert_names);
   ASSERT_EQ(static_cast<bool>(a.router), static_cast<bool>(b.router));
   EXPECT_LT(max_diff(logits_of(a, ids, 4), logits_of(b, ids, 4)), tol);
-  RoutingOptions gate{Routing::kLayerGate, 1, 0, 0, nullptr};
   if (a.moe.has_layer_gate) {
-    EXPECT_LT(max_diff(logits_of(a, ids, 4, &gate), logits_of(b, ids, 4, &gate)), tol);
+    EXPECT_LT(max_diff(logits_of(a, ids, 4, layer_gates), logits_of(b, ids, 4, layer_gates)), tol);
   }
 }
 

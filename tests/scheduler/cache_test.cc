@@ -6,6 +6,7 @@
 
 #include "scheduler/cache_policy.h"
 #include "scheduler/cache_sim.h"
+#include "scheduler/expert_trace.h"
 
 namespace rme {
 namespace {
@@ -105,6 +106,19 @@ TEST(CacheTest, ParsesStepAndRoutingTraces) {
   auto crlf = parse_expert_trace("step,expert\r\n0,3\r\n0,1\r\n1,3\r\n", 1, 0);
   ASSERT_TRUE(crlf.ok()) << crlf.status().message();
   EXPECT_EQ(crlf->steps, steps->steps);
+}
+
+// The step trace a serving run writes reads back as the steps it ran (a dense step, with no
+// routed experts, has no rows and so no step).
+TEST(CacheTest, StepTraceWriterAndReaderAgree) {
+  const std::vector<StepRecord> ran = {{0, 5, 2, {1, 3}, 0.01, 0.012, 1, 0.0},
+                                       {1, 2, 2, {}, 0.005, 0.004, 0, 0.0},
+                                       {2, 7, 3, {0, 2, 3}, 0.02, 0.018, 2, 0.001}};
+  const std::string csv = step_trace_csv(ran);
+  EXPECT_EQ(csv.substr(0, csv.find('\n')), "step,expert,tokens,seqs,seconds,predicted,loads,stall");
+  auto back = parse_expert_trace(csv, 1, 4);
+  ASSERT_TRUE(back.ok()) << back.status().message();
+  EXPECT_EQ(back->steps, (std::vector<std::vector<int>>{{1, 3}, {0, 2, 3}}));
 }
 
 // File order decodes one domain at a time; mixed order interleaves them, so a step sees more

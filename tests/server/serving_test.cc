@@ -102,10 +102,7 @@ RunResult run(const Model& m, const std::vector<RequestParams>& reqs, const std:
       drain(one);
     }
   }
-  {
-    std::lock_guard<std::mutex> lock((*loop)->metrics().mu);
-    out.preemptions = (*loop)->metrics().counters["preemptions_total"];
-  }
+  out.preemptions = (*loop)->metrics().counter("preemptions_total");
   out.cache = (*loop)->cache_stats();
   for (const auto& s : (*loop)->take_steps())
     out.max_step_experts = std::max(out.max_step_experts, static_cast<int>(s.experts.size()));
@@ -244,7 +241,9 @@ TEST(ServingTest, BadRequestsFinishWithAnErrorAndTheLoopKeepsServing) {
     EXPECT_FALSE((*s)->error().message().empty());
   }
   EXPECT_EQ(ok->finished(), FinishReason::kLength);
-  EXPECT_EQ(ok->n_tokens, 12);
+  int n_tokens = 0;
+  for (StreamToken t; ok->next(&t, 0);) ++n_tokens;
+  EXPECT_EQ(n_tokens, 12);
 }
 
 TEST(ServingTest, CancelledRequestsFreeTheirBlocks) {

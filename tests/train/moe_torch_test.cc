@@ -8,6 +8,7 @@
 #include "core/thread_pool.h"
 #include "formats/model_io.h"
 #include "model/forward.h"
+#include "moefy/baseline_routers.h"
 #include "moefy/carve.h"
 #include "moefy/router_init.h"
 #include "util/tiny_model.h"
@@ -39,10 +40,10 @@ Fixture make(int top_k) {
   return f;
 }
 
-std::vector<float> engine_logits(const Model& m, const std::vector<int>& ids, Routing mode) {
+std::vector<float> engine_logits(const Model& m, const std::vector<int>& ids) {
   KvCache kv(m, static_cast<int>(ids.size()));
   Forward fwd(m, 5, ThreadPool::global());
-  EXPECT_TRUE(fwd.set_routing({mode, 0, 0, 0, nullptr}).ok());
+  EXPECT_TRUE(fwd.set_routing({RoutingOptions::Mode::kRouter, 0, 0, 0}).ok());
   std::vector<float> out(ids.size() * m.config.n_vocab);
   EXPECT_TRUE(fwd.run(ids, 0, kv, out.data(), true).ok());
   return out;
@@ -72,8 +73,7 @@ TEST(MoeTorchTest, RouterRoutedLogitsMatchEngine) {
         backbone->forward(t_ids, [&](int l, const torch::Tensor& h2, const torch::Tensor&) {
           return experts->forward(l, h2, route);
         });
-    EXPECT_LE(max_diff(engine_logits(f.moe, ids, Routing::kRouter), logits.contiguous()), 1e-4f)
-        << "top-" << k;
+    EXPECT_LE(max_diff(engine_logits(f.moe, ids), logits.contiguous()), 1e-4f) << "top-" << k;
   }
 }
 
@@ -95,7 +95,9 @@ TEST(MoeTorchTest, DenseTargetsPickTheEngineOracle) {
   std::vector<int> seen;
   KvCache kv(f.moe, 8);
   Forward fwd(f.moe, 8, ThreadPool::global());
-  ASSERT_TRUE(fwd.set_routing({Routing::kOracle, 1, 0, 0, f.dense.get()}).ok());
+  auto oracle = OracleRouter::create(f.moe, *f.dense, 1, 8, ThreadPool::global(), fwd.kernels());
+  ASSERT_TRUE(oracle.ok()) << oracle.status().message();
+  fwd.set_router(std::move(*oracle));
   fwd.set_route_observer(
       [&](int, int, int n, int, const int* e) { seen.insert(seen.end(), e, e + n); });
   std::vector<float> logits(8 * 64);
