@@ -29,7 +29,7 @@ if [[ $what == tsan || $what == all ]]; then
   configure build-tsan -DRME_TSAN=ON
   cmake --build build-tsan -j"$jobs" --target core_tests scheduler_tests engine_tests server_tests \
     loadgen_tests
-  export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
+  export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:suppressions=$PWD/scripts/tsan.supp"
   for t in core_tests scheduler_tests engine_tests server_tests loadgen_tests; do
     echo "tsan: $t"
     build-tsan/bin/$t --gtest_brief=1

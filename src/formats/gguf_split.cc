@@ -28,7 +28,7 @@ Result<std::vector<std::unique_ptr<GgufFile>>> GgufFile::open_split(const std::s
   std::set<std::string> seen;
   int64_t n_tensors = 0;
   for (int64_t i = 0; i < n; ++i) {
-    char suffix[32];
+    char suffix[64];  // two 64-bit counts at most: "-%05lld-of-%05lld.gguf" fits
     std::snprintf(suffix, sizeof suffix, "-%05lld-of-%05lld.gguf", static_cast<long long>(i + 1),
                   static_cast<long long>(n));
     const std::string shard = m[1].str() + suffix;

@@ -48,17 +48,20 @@ Forward::Forward(const Model& model, int max_tokens, ThreadPool& pool, const Ker
 Forward::~Forward() = default;
 
 Status Forward::set_routing(const RoutingOptions& o) {
-  RME_ASSIGN_OR_RETURN(router_, make_router(model_, o, max_tokens_, pool_, kernels_));
-  layer_router_.reset();
+  RME_ASSIGN_OR_RETURN(auto router, make_router(model_, o, max_tokens_, pool_, kernels_));
+  set_router(std::move(router));
   return Status::Ok();
 }
 
+// Route buffers hold n_expert choices per token: a router choosing more is a bug.
 void Forward::set_router(std::unique_ptr<TokenRouter> router) {
+  RME_CHECK(router == nullptr || (router->k() >= 1 && router->k() <= model_.moe.n_expert));
   router_ = std::move(router);
   layer_router_.reset();
 }
 
 void Forward::set_layer_router(std::unique_ptr<LayerRouter> router) {
+  RME_CHECK(router == nullptr || (router->k() >= 1 && router->k() <= model_.moe.n_expert));
   layer_router_ = std::move(router);
 }
 
