@@ -51,8 +51,8 @@ int run_analyze_routing(const AnalyzeArgs& a) {
   const int len = std::min(a.seq_len, m.config.n_ctx);
   auto kernels = a.model.kernels();
   if (!kernels.ok()) return fail(kernels.status());
+  std::unique_ptr<Model> dense;  // oracle routing's parent: outlives the router using it
   Forward fwd(m, 64, ThreadPool::global(), *kernels);
-  std::unique_ptr<Model> dense;
   if (Status st = a.routing.apply(fwd, dense); !st.ok()) return fail(st);
   const bool layer_wise = a.routing.mode == "layer-gate";
   const int rows = layer_wise ? m.config.n_layer : 1;

@@ -68,8 +68,8 @@ int run_bench(BenchArgs a) {
   if (a.tg + 1 > m.config.n_ctx) return fail(invalid_argument("--tg exceeds the context"));
   const int n_ctx = std::max(max_pp, a.tg + 1);
   if (m.moe.is_moe() && !m.router && a.routing.mode == "router") a.routing.mode = "random";
+  std::unique_ptr<Model> dense;  // oracle routing's parent: outlives the router using it
   Forward fwd(m, std::min(max_pp, 512), pool, *kernels);
-  std::unique_ptr<Model> dense;
   if (Status st = a.routing.apply(fwd, dense); !st.ok()) return fail(st);
   KvCache kv(m, n_ctx);
   std::vector<float> logits(static_cast<size_t>(max_pp) * m.config.n_output());

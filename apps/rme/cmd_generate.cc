@@ -85,8 +85,8 @@ int run_generate(const GenerateArgs& a) {
   }
   auto kernels = a.model.kernels();
   if (!kernels.ok()) return fail(kernels.status());
+  std::unique_ptr<Model> dense;  // oracle routing's parent: outlives the router using it
   Generator gen(m, tok, ThreadPool::global(), n_ctx, *kernels);
-  std::unique_ptr<Model> dense;
   if (Status st = a.routing.apply(gen.forward(), dense); !st.ok()) return fail(st);
   int prev = -1;
   for (int id : ids) {  // echo the prompt as llama2.c does

@@ -50,8 +50,8 @@ int run_perplexity(const PerplexityArgs& a) {
   KvCache kv(m, n_ctx);
   auto kernels = a.model.kernels();
   if (!kernels.ok()) return fail(kernels.status());
+  std::unique_ptr<Model> dense;  // oracle routing's parent: outlives the router using it
   Forward fwd(m, 64, ThreadPool::global(), *kernels);
-  std::unique_ptr<Model> dense;
   if (Status st = a.routing.apply(fwd, dense); !st.ok()) return fail(st);
   const int V = m.config.n_vocab;
   std::vector<float> logits(static_cast<size_t>(n_ctx) * V);
