@@ -12,6 +12,15 @@
 
 namespace rme {
 
+Status check_route_k(const Model& moe, int k) {
+  const MoeConfig& m = moe.moe;
+  if (!m.is_moe()) return invalid_argument("routing: the model is dense (no experts)");
+  if (k < 1 || k > m.n_expert)
+    return invalid_argument("routing: top-k " + std::to_string(k) + " outside 1.." +
+                            std::to_string(m.n_expert));
+  return Status::Ok();
+}
+
 void select_top_k(const float* scores, int n, int k, int* experts, float* weights,
                   bool softmax_weights) {
   for (int j = 0; j < k; ++j) {
@@ -35,13 +44,11 @@ void select_top_k(const float* scores, int n, int k, int* experts, float* weight
 Result<std::unique_ptr<PregateRouter>> PregateRouter::create(const Model& moe, int k,
                                                              int max_tokens, ThreadPool& pool,
                                                              const KernelConfig& kernels) {
+  RME_RETURN_IF_ERROR(check_route_k(moe, k));
   if (!moe.router)
     return invalid_argument(moe.source +
                             ": the MoE has no router yet (run `rme train-router`, or pick "
                             "--routing oracle|random|expert:N)");
-  if (k < 1 || k > moe.moe.n_expert)
-    return invalid_argument("routing: top-k " + std::to_string(k) + " outside 1.." +
-                            std::to_string(moe.moe.n_expert));
   return std::unique_ptr<PregateRouter>(
       new PregateRouter(*moe.router, moe.moe.n_expert, k, max_tokens, pool, kernels));
 }
@@ -95,11 +102,8 @@ Result<std::unique_ptr<TokenRouter>> make_router(const Model& moe, const Routing
                                                  int max_tokens, ThreadPool& pool,
                                                  const KernelConfig& kernels) {
   const MoeConfig& m = moe.moe;
-  if (!m.is_moe()) return invalid_argument("routing: the model is dense (no experts)");
   const int k = o.top_k > 0 ? o.top_k : m.top_k;
-  if (k < 1 || k > m.n_expert)
-    return invalid_argument("routing: top-k " + std::to_string(k) + " outside 1.." +
-                            std::to_string(m.n_expert));
+  RME_RETURN_IF_ERROR(check_route_k(moe, k));
   switch (o.mode) {
     case RoutingOptions::Mode::kRouter: {
       RME_ASSIGN_OR_RETURN(auto r, PregateRouter::create(moe, k, max_tokens, pool, kernels));

@@ -47,6 +47,9 @@ class LayerRouter {
   virtual void route(int layer, const float* xb, int n, int* experts, float* weights) = 0;
 };
 
+// Every router's precondition: `moe` is an MoE and k is in 1..n_expert (else invalid_argument).
+Status check_route_k(const Model& moe, int k);
+
 // Writes the k largest of scores[0..n) (ties: lower index) to experts, and to weights either the
 // softmax of their scores over those k (softmax_weights) or 1/k.
 void select_top_k(const float* scores, int n, int k, int* experts, float* weights,

@@ -13,15 +13,12 @@ Result<std::unique_ptr<OracleRouter>> OracleRouter::create(const Model& moe, con
                                                            int k, int max_tokens, ThreadPool& pool,
                                                            const KernelConfig& kernels) {
   const MoeConfig& m = moe.moe;
-  if (!m.is_moe()) return invalid_argument("routing: the model is dense (no experts)");
+  RME_RETURN_IF_ERROR(check_route_k(moe, k));
   if (dense.moe.is_moe() || dense.config.n_layer != moe.config.n_layer ||
       dense.config.ffn_width(0) != m.parent_n_ff || dense.config.n_vocab != moe.config.n_vocab)
     return invalid_argument(
         "routing: oracle routing needs the dense parent (same layers, vocabulary and FFN width " +
         std::to_string(m.parent_n_ff) + ")");
-  if (k < 1 || k > m.n_expert)
-    return invalid_argument("routing: top-k " + std::to_string(k) + " outside 1.." +
-                            std::to_string(m.n_expert));
   return std::unique_ptr<OracleRouter>(new OracleRouter(moe, dense, k, max_tokens, pool, kernels));
 }
 
@@ -59,12 +56,9 @@ Status OracleRouter::route(std::span<const int> tokens, int pos, KvCache*, int n
 Result<std::unique_ptr<LayerGateRouter>> LayerGateRouter::create(const Model& moe, int k,
                                                                  int max_tokens, ThreadPool& pool,
                                                                  const KernelConfig& kernels) {
-  if (!moe.moe.is_moe()) return invalid_argument("routing: the model is dense (no experts)");
+  RME_RETURN_IF_ERROR(check_route_k(moe, k));
   if (!moe.moe.has_layer_gate)
     return invalid_argument(moe.source + ": the MoE has no layer-wise gates");
-  if (k < 1 || k > moe.moe.n_expert)
-    return invalid_argument("routing: top-k " + std::to_string(k) + " outside 1.." +
-                            std::to_string(moe.moe.n_expert));
   return std::unique_ptr<LayerGateRouter>(new LayerGateRouter(moe, k, max_tokens, pool, kernels));
 }
 

@@ -1,6 +1,6 @@
-// Tests: the load generator against a stub streaming server on 127.0.0.1 — the client pool's
-// bound (open and closed loop), latency from the due time, failures reported not thrown — plus
-// SSE splitting, percentiles and trace parsing.
+// Tests: the load generator against a stub streaming server on 127.0.0.1 (pool bound in open and
+// closed loop, latency from the due time, failures reported not thrown), SSE splitting,
+// percentiles and trace parsing.
 #include <gtest/gtest.h>
 #include <httplib.h>
 
