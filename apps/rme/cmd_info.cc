@@ -1,4 +1,5 @@
 // apps/rme: `rme info MODEL` — architecture, shapes, dtypes, parameter count, tokenizer.
+#include <algorithm>
 #include <cstdio>
 #include <map>
 
@@ -49,6 +50,11 @@ int run_info(const InfoArgs& a) {
         "per token:    %.2f MB of weights read per decoded token (dense parts, router "
         "and top-%d experts)\n",
         m.decode_weight_bytes() / 1e6, moe.top_k);
+    // What the other routing width would cost (`--route-top-k`), so the choice is priced.
+    for (int k = 1; k <= std::min(2, moe.n_expert); ++k)
+      if (k != moe.top_k)
+        std::printf("  at top-%d:  %.2f MB per decoded token\n", k,
+                    m.decode_weight_bytes(k) / 1e6);
   }
   std::map<std::string, int> dtypes;
   m.for_each_weight(

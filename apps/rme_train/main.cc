@@ -111,7 +111,9 @@ int main(int argc, char** argv) {
   ft->add_option("--checkpoint-every", fo.checkpoint_every, "steps between checkpoints")
       ->check(CLI::Range(1, 1 << 24));
   ft->add_option("--threads", fo.threads, "BLAS threads (0 = all)");
-  ft->add_option("--seed", fo.seed, "seed");
+  ft->add_option("--seed", fo.seed, "seed of the data order");
+  ft->add_option("--top-k", fo.top_k, "experts per token while tuning (default: the model's)")
+      ->check(CLI::Range(1, 1024));
   ft->add_option("--export-type", fo.export_dtype, "f32, f16, bf16 (default: as the backbone)");
   ft->add_option("--kill-at-step", fo.kill_at_step, "testing")->group("");
   ft->callback([&] { run = [&] { return guarded([&] { return rme::finetune_moe(fo); }); }; });

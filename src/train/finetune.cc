@@ -45,8 +45,15 @@ std::vector<Phase> phases_of(const FinetuneOptions& o) {
 Status finetune_moe(const FinetuneOptions& o) {
   RME_ASSIGN_OR_RETURN(MoeSetup s,
                        open_moe(o.moe_dir, o.corpus_dir, o.seq_len + 1, o.threads, true));
+  const bool has_experts = s.moe->moe.is_moe();
+  if (o.top_k != 0) {
+    if (!has_experts) return invalid_argument(o.moe_dir + ": --top-k needs an MoE");
+    if (o.top_k < 1 || o.top_k > s.moe->moe.n_expert)
+      return invalid_argument("--top-k " + std::to_string(o.top_k) + " outside 1.." +
+                              std::to_string(s.moe->moe.n_expert));
+    s.moe->moe.top_k = o.top_k;  // tuned and exported with it
+  }
   const Model& moe = *s.moe;
-  const bool has_experts = moe.moe.is_moe();
   const bool layer_gate = o.routing == "layer-gate";
   if (o.routing != "router" && !layer_gate)
     return invalid_argument("--routing " + o.routing + ": expected router or layer-gate");
@@ -123,7 +130,7 @@ Status finetune_moe(const FinetuneOptions& o) {
       {"steps", o.steps}, {"router_steps", o.router_steps},
       {"batch", o.batch}, {"seq_len", o.seq_len},
       {"lr", o.lr},       {"router_lr", o.router_lr},
-      {"seed", o.seed}}.dump();
+      {"seed", o.seed},   {"top_k", k}}.dump();
   Table log{{"step", "round", "phase", "loss"}, {}};
   Table val{{"step"}, {}};
   for (const auto& d : s.domains)
@@ -242,8 +249,10 @@ Status finetune_moe(const FinetuneOptions& o) {
     for (; phase_step < p.steps; ++phase_step) {
       set_lr(*opt,
              cosine_lr(phase_step, p.steps, std::min(o.warmup, p.steps / 4 + 1), p.lr, p.lr * 0.1));
-      auto ids =
-          sample_batch(s.domains, o.seed + 7919 * phase_i, phase_step, 0, o.batch, o.seq_len);
+      // Batches depend on the round and the phase's kind, not its index, so a model without a
+      // router phase (dense, pruned) sees exactly the expert phases' tokens of the MoE.
+      const uint64_t stream = 2 * static_cast<uint64_t>(p.round) + (p.router ? 1 : 0);
+      auto ids = sample_batch(s.domains, o.seed + 7919 * stream, phase_step, 0, o.batch, o.seq_len);
       torch::Tensor loss;
       if (p.router) {
         torch::Tensor score;

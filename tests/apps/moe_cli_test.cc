@@ -1,6 +1,6 @@
 // tests/apps: the Read-ME pipeline end to end on the shipped rme-mini — profile, moefy (and the
 // all-channels invariant through files), corpus, train-router, generate, analyze-routing,
-// finetune (killed and resumed to identical results), and clear errors on misuse.
+// finetune (killed and resumed to identical results; top-2 mixing), and clear errors on misuse.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
@@ -126,6 +126,30 @@ TEST_F(MoePipelineTest, FinetuneKilledAndResumedMatchesStraightRun) {
             read_file(dir_ + "/ft-b/model.safetensors").value());
   CmdResult g = rme("generate " + dir_ + "/ft-a --prompt Hi --new-tokens 4");
   EXPECT_EQ(g.code, 0) << g.err;
+}
+
+TEST_F(MoePipelineTest, FinetuneTopTwoMixesExpertsAndExportsTheWidth) {
+  const std::string args = " --corpus " + dir_ +
+                           "/corpus --rounds 1 --steps 2 --batch 2 --seq-len 32 --eval-tokens 64 "
+                           "--export-type f32 --out ";
+  CmdResult one = rme("finetune " + dir_ + "/moe-r" + args + dir_ + "/ft-k1");
+  ASSERT_EQ(one.code, 0) << one.err;
+  CmdResult two = rme("finetune " + dir_ + "/moe-r --top-k 2" + args + dir_ + "/ft-k2");
+  ASSERT_EQ(two.code, 0) << two.err;
+  // Same seed, same batches: only the mixing differs, so the first losses differ.
+  const std::string log1 = read_file(dir_ + "/ft-k1/train/finetune_log.csv").value();
+  const std::string log2 = read_file(dir_ + "/ft-k2/train/finetune_log.csv").value();
+  EXPECT_NE(log1, log2);
+  CmdResult info = rme("info " + dir_ + "/ft-k2");
+  ASSERT_EQ(info.code, 0) << info.err;
+  EXPECT_NE(info.out.find("2 experts, top-2"), std::string::npos) << info.out;
+  EXPECT_NE(info.out.find("at top-1:"), std::string::npos) << info.out;
+  CmdResult bad = rme("finetune " + dir_ + "/moe-r --top-k 3" + args + dir_ + "/ft-k3");
+  EXPECT_EQ(bad.code, 1);
+  EXPECT_NE(bad.err.find("--top-k 3 outside 1..2"), std::string::npos) << bad.err;
+  bad = rme("finetune " + kMini + " --top-k 2" + args + dir_ + "/ft-dense");
+  EXPECT_EQ(bad.code, 1);
+  EXPECT_NE(bad.err.find("--top-k needs an MoE"), std::string::npos) << bad.err;
 }
 
 TEST_F(MoePipelineTest, MisuseGivesClearErrors) {
