@@ -1,129 +1,169 @@
 #!/usr/bin/env bash
 # Reproduces the tables of docs/results.md: Read-ME refactoring of rme-mini (one expert per
-# domain) and stories260K (--cluster 4), the baselines, router accuracy, routing locality and
-# decode speed. Needs ../shared/data (RME_DATA overrides). Resumable: finished steps are skipped
-# (delete build/results to start over). About 45 minutes on 2 cores.
+# domain; every trained row over three seeds) against equal-budget dense models, top-2 routing,
+# the baselines, router accuracy, routing locality, decode speed, and stories260K (--cluster 4).
+# Needs ../shared/data (RME_DATA overrides). Resumable: finished steps are skipped (delete
+# build/results to start over). About 4.5 hours on 2 cores, 2 of them the from-scratch model.
+# RME_QUICK=1: a smoke run with tiny step counts into build/results-quick; docs are not touched.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/rme-mini-corpus.sh
+source scripts/lib/results-table.sh
 S=${RME_DATA:-../shared/data}
-W=${RME_WORK:-build/results}
+QUICK=${RME_QUICK:-0}
+if [ "$QUICK" = 1 ]; then
+  W=${RME_WORK:-build/results-quick}
+  SEEDS=${RME_SEEDS:-1 2}
+  R_STEPS=4 F_STEPS=3 F_RSTEPS=2 EVAL_BYTES=3000 STORIES_BYTES=3000 CAL_TOKENS=512 SPEED_RUNS=1
+  FT_EVAL=256
+else
+  W=${RME_WORK:-build/results}
+  SEEDS=${RME_SEEDS:-1 2 3}
+  R_STEPS=600 F_STEPS=150 F_RSTEPS=75 EVAL_BYTES=100000 STORIES_BYTES=200000 CAL_TOKENS=16384
+  SPEED_RUNS=7 FT_EVAL=8192
+fi
 ROUNDS=${RME_ROUNDS:-2}
 [ -x build/bin/rme ] || scripts/build.sh
 RME=build/bin/rme
 mkdir -p "$W"
 log() { echo "== $*" >&2; }
 DOMAINS="stories books wiki qa dialogue math code"
-
 # ---------- rme-mini ----------
 M=$W/mini
+DENSE=data/models/rme-mini
 if [ ! -f "$M/corpus/manifest.json" ]; then
   log "rme-mini corpus"
-  rme_mini_corpus $RME data/models/rme-mini "$M/corpus" "$S"
+  rme_mini_corpus $RME $DENSE "$M/corpus" "$S"
 fi
 if [ ! -f "$M/stats.safetensors" ]; then
   log "profile rme-mini on data/calibration"
-  $RME profile data/models/rme-mini --tokens 16384 --out "$M/stats.safetensors" \
+  timed profile $RME profile $DENSE --tokens $CAL_TOKENS --out "$M/stats.safetensors" \
     $(for d in $DOMAINS; do echo "--domain $d=data/calibration/$d.txt"; done)
 fi
-[ -f "$M/moe/config.json" ] || $RME moefy data/models/rme-mini --stats "$M/stats.safetensors" --out "$M/moe" | tee "$M/moefy.txt"
-[ -f "$M/pruned/config.json" ] || $RME moefy data/models/rme-mini --stats "$M/stats.safetensors" --prune --out "$M/pruned"
-[ -f "$M/moe-r/config.json" ] || $RME train-router "$M/moe" --corpus "$M/corpus" --out "$M/moe-r" \
-  --steps 600 --eval-tokens 16384 | tee "$M/router.txt"
-[ -f "$M/moe-f/config.json" ] || $RME finetune "$M/moe-r" --corpus "$M/corpus" --out "$M/moe-f" \
-  --rounds "$ROUNDS" --steps 150 --router-steps 75
-[ -f "$M/lg-f/config.json" ] || $RME finetune "$M/moe-r" --routing layer-gate --corpus "$M/corpus" \
-  --out "$M/lg-f" --rounds "$ROUNDS" --steps 150
-[ -f "$M/pruned-f/config.json" ] || $RME finetune "$M/pruned" --corpus "$M/corpus" --out "$M/pruned-f" \
-  --rounds "$ROUNDS" --steps 150
+[ -f "$M/moe/config.json" ] || $RME moefy $DENSE --stats "$M/stats.safetensors" --out "$M/moe" | tee "$M/moefy.txt"
+[ -f "$M/pruned/config.json" ] || $RME moefy $DENSE --stats "$M/stats.safetensors" --prune --out "$M/pruned"
+
+# Every trained row per seed: the seed sets the router's initialisation and the order of the
+# data, and one seed gives every tuned model (MoE, dense, pruned) exactly the same batches.
+FT="--corpus $M/corpus --rounds $ROUNDS --steps $F_STEPS --router-steps $F_RSTEPS --eval-tokens $FT_EVAL"
+for s in $SEEDS; do
+  D=$M/seed$s
+  mkdir -p "$D"
+  log "rme-mini seed $s"
+  [ -f "$D/moe-r/config.json" ] || timed router $RME train-router "$M/moe" --corpus "$M/corpus" \
+    --out "$D/moe-r" --steps $R_STEPS --eval-tokens $CAL_TOKENS --seed $s | tee "$D/router.txt"
+  [ -f "$D/moe-f/config.json" ] || timed finetune $RME finetune "$D/moe-r" $FT --seed $s --out "$D/moe-f"
+  [ -f "$D/moe-f2/config.json" ] || timed finetune $RME finetune "$D/moe-r" $FT --seed $s --top-k 2 \
+    --out "$D/moe-f2"
+  [ -f "$D/dense-f/config.json" ] || timed finetune $RME finetune $DENSE $FT --seed $s --out "$D/dense-f"
+  [ -f "$D/pruned-f/config.json" ] || timed finetune $RME finetune "$M/pruned" $FT --seed $s \
+    --out "$D/pruned-f"
+  [ -f "$D/lg-f/config.json" ] || timed finetune $RME finetune "$D/moe-r" --routing layer-gate $FT \
+    --seed $s --out "$D/lg-f"
+done
+
+# A dense model of the MoE's active size (FFN = shared + one expert = 512 in every layer) trained
+# from scratch like the parent for the parent's 13,107,200 tokens plus the 614,400 tokens the
+# MoE's experts were tuned on (configs/rme-mini-active.json: 3,350 steps x 16 x 256). One run:
+# it alone takes about two hours here.
+SCRATCH_CFG=configs/rme-mini-active.json
+if [ "$QUICK" = 1 ]; then
+  SCRATCH_CFG=$W/scratch-config.json
+  sed -E 's/"steps": [0-9]+/"steps": 6/; s/"warmup_steps": [0-9]+/"warmup_steps": 2/;
+    s/"eval_every": [0-9]+/"eval_every": 3/; s/"eval_tokens": [0-9]+/"eval_tokens": 512/' \
+    configs/rme-mini-active.json > "$SCRATCH_CFG"
+fi
+[ -f "$M/scratch/model/config.json" ] || timed scratch $RME train --config "$SCRATCH_CFG" \
+  --corpus "$M/corpus" --out "$M/scratch" --export-type bf16
 
 # Held-out text: the first 100 KB of each domain's validation split.
 mkdir -p "$M/eval"
 for d in $DOMAINS; do
-  [ -f "$M/eval/$d.txt" ] || head -c 100000 "$M/corpus/$d.valid.txt" > "$M/eval/$d.txt"
+  [ -f "$M/eval/$d.txt" ] || head -c $EVAL_BYTES "$M/corpus/$d.valid.txt" > "$M/eval/$d.txt"
 done
-# bpb MODEL ROUTING DOMAIN -> bits per byte (cached)
-bpb() {
-  local key
-  key=$(echo "$1-$2-$3" | tr '/:' '__')
-  local out="$W/cache/$key.json"
-  mkdir -p "$W/cache"
-  if [ ! -s "$out" ]; then
-    if [ "$2" = dense ]; then
-      $RME perplexity "$1" -f "$4" --ctx 256 --json > "$out.tmp" 2>/dev/null
-    else
-      $RME perplexity "$1" -f "$4" --ctx 256 --json --routing "$2" --dense "${5:-}" > "$out.tmp" 2>/dev/null
-    fi
-    mv "$out.tmp" "$out"
-  fi
-  sed -E 's/.*"bits_per_byte": ([0-9.]+).*/\1/' "$out"
-}
-# row LABEL MODEL ROUTING DENSE DIR DOMAINS... -> markdown row with the mean
-row() {
-  local label=$1 model=$2 routing=$3 dense=$4 dir=$5
-  shift 5
-  local line="| $label |" sum=0 n=0 v
-  for d in "$@"; do
-    v=$(bpb "$model" "$routing" "$(basename "$dir")-$d" "$dir/$d.txt" "$dense")
-    line="$line $v |"
-    sum=$(awk -v a="$sum" -v b="$v" 'BEGIN{print a+b}')
-    n=$((n + 1))
-  done
-  echo "$line **$(awk -v a="$sum" -v n="$n" 'BEGIN{printf "%.4f", a/n}')** |"
-}
-header() {
-  local h="| model |" s="|---|"
-  for d in "$@"; do h="$h $d |"; s="$s---:|"; done
-  echo "$h mean |"
-  echo "$s---:|"
-}
-DENSE=data/models/rme-mini
+SD1=$M/seed1
+seed_list=$(echo $SEEDS | sed 's/ /, /g')
+extra_tokens=$((ROUNDS * F_STEPS * 16 * 128))
 log "evaluating rme-mini variants"
 {
   echo "### rme-mini: bits per byte on held-out text (lower is better)"
   echo
+  echo "Rows with n > 1 are the mean over seeds $seed_list (router initialisation and data"
+  echo "order); *spread* is the largest minus the smallest per-seed mean. Per-domain columns are"
+  echo "means over the seeds. Rows with n = 1 are single runs (no seed of theirs varies)."
+  echo
   echo "After router training (experts are the dense parent's channels, untouched):"
   echo
   header $DOMAINS
-  row "(a) dense parent" $DENSE dense "" "$M/eval" $DOMAINS
-  row "(b) Read-ME (pre-gating router)" "$M/moe-r" router "" "$M/eval" $DOMAINS
-  row "(c) oracle routing" "$M/moe-r" oracle $DENSE "$M/eval" $DOMAINS
-  row "(d) random routing" "$M/moe-r" random "" "$M/eval" $DOMAINS
-  row "(e) pruned dense, same active width" "$M/pruned" dense "" "$M/eval" $DOMAINS
-  row "(f) layer-wise gates" "$M/moe-r" layer-gate "" "$M/eval" $DOMAINS
+  E="$M/eval"
+  srow a "(a) dense parent" $DENSE dense "" "$E" $DOMAINS
+  srow b0 "(b) Read-ME (pre-gating router, top-1)" "$M/seed{s}/moe-r" router "" "$E" $DOMAINS
+  srow b20 "(b2) Read-ME top-2 on the same experts" "$M/seed{s}/moe-r" router@2 "" "$E" $DOMAINS
+  srow c0 "(c) oracle routing" "$M/seed{s}/moe-r" oracle $DENSE "$E" $DOMAINS
+  srow d0 "(d) random routing" "$M/seed{s}/moe-r" random "" "$E" $DOMAINS
+  srow e0 "(e) pruned dense, same active width" "$M/pruned" dense "" "$E" $DOMAINS
+  srow f0 "(f) layer-wise gates" "$M/seed{s}/moe-r" layer-gate "" "$E" $DOMAINS
   echo
-  echo "After $ROUNDS rounds of fine-tuning (each model tuned with the same steps and data):"
+  echo "After $ROUNDS rounds of fine-tuning: every tuned row saw the same $extra_tokens extra"
+  echo "tokens per seed (same batches, same schedule and per-round decay):"
   echo
   header $DOMAINS
-  row "(a) dense parent (not tuned)" $DENSE dense "" "$M/eval" $DOMAINS
-  row "(b) Read-ME" "$M/moe-f" router "" "$M/eval" $DOMAINS
-  row "(c) oracle routing on (b)'s experts" "$M/moe-f" oracle $DENSE "$M/eval" $DOMAINS
-  row "(d) random routing on (b)'s experts" "$M/moe-f" random "" "$M/eval" $DOMAINS
-  row "(e) pruned dense, tuned" "$M/pruned-f" dense "" "$M/eval" $DOMAINS
-  row "(f) layer-wise gates, tuned with them" "$M/lg-f" layer-gate "" "$M/eval" $DOMAINS
+  srow a "(a) dense parent (not tuned)" $DENSE dense "" "$E" $DOMAINS
+  srow a2 "(a2) dense parent tuned with the MoE's extra tokens" "$M/seed{s}/dense-f" dense "" "$E" $DOMAINS
+  srow g "(g) dense of the MoE's active size, from scratch, parent's + extra tokens" "$M/scratch/model" dense "" "$E" $DOMAINS
+  srow b "(b) Read-ME top-1" "$M/seed{s}/moe-f" router "" "$E" $DOMAINS
+  srow b2 "(b2) Read-ME top-2, tuned with top-2" "$M/seed{s}/moe-f2" router "" "$E" $DOMAINS
+  srow b21 "(b2') top-2 on (b)'s experts (tuned top-1)" "$M/seed{s}/moe-f" router@2 "" "$E" $DOMAINS
+  srow c "(c) oracle routing on (b)'s experts" "$M/seed{s}/moe-f" oracle $DENSE "$E" $DOMAINS
+  srow d "(d) random routing on (b)'s experts" "$M/seed{s}/moe-f" random "" "$E" $DOMAINS
+  srow e "(e) pruned dense, tuned" "$M/seed{s}/pruned-f" dense "" "$E" $DOMAINS
+  srow f "(f) layer-wise gates, tuned with them" "$M/seed{s}/lg-f" layer-gate "" "$E" $DOMAINS
   echo
-  echo "Model sizes (from \`rme moefy\`):"
+  echo "Who wins (mean bits per byte of the second model minus the first; a difference within the"
+  echo "larger spread of the two is a tie):"
+  echo
+  echo "| comparison | difference | spread | verdict for the first-named |"
+  echo "|---|---:|---:|---|"
+  compare g b "(b) Read-ME vs (g) dense of the same active size from scratch"
+  compare e b "(b) Read-ME vs (e) pruned dense, tuned"
+  compare f b "(b) Read-ME vs (f) layer-wise gates"
+  compare a2 b "(b) Read-ME vs (a2) dense parent with the same extra tokens"
+  compare a b "(b) Read-ME vs (a) dense parent, not tuned"
+  compare b b2 "(b2) top-2 vs (b) top-1, both tuned"
+  compare b b21 "(b2') top-2 vs (b) top-1 on the same tuned experts"
+  compare b0 b20 "(b2) top-2 vs (b) top-1 on the untuned experts"
+  echo
+  echo "Model sizes and bytes read per decoded token (weights in BF16; from \`rme moefy\` and"
+  echo "\`rme info\`):"
+  echo
+  mb() { $RME info "$1" 2>/dev/null | sed -nE "s/^$2 +([0-9.]+) MB.*/\1/p"; }
+  echo "| model | MB per token |"
+  echo "|---|---:|"
+  echo "| (a) dense parent | $(awk 'BEGIN{printf "%.2f", 6950144*2/1e6}') |"
+  echo "| (b) Read-ME top-1 (router + shared + 1 expert) | $(mb "$SD1/moe-f" "per token:") |"
+  echo "| (b2) Read-ME top-2 (router + shared + 2 experts) | $(mb "$SD1/moe-f2" "per token:") |"
+  echo "| (e) pruned dense / (g) dense of the active size | $(mb "$SD1/pruned-f" "per token:") |"
   echo
   echo '```'
   grep -E "^parameters" "$M/moefy.txt"
   echo '```'
   echo
-  echo "Router accuracy against the oracle expert on held-out text (from \`rme train-router\`):"
+  echo "Router accuracy against the oracle expert on held-out text (\`rme train-router\`, seed 1):"
   echo
   echo '```'
-  grep -A9 "^domain" "$M/router.txt"
+  grep -A9 "^domain" "$SD1/router.txt"
   echo '```'
 } > "$W/mini.md"
 
 log "routing analysis"
 for r in router layer-gate; do
-  [ -f "$M/analysis-$r/locality.csv" ] || $RME analyze-routing "$M/moe-r" --routing $r --tokens 16384 \
+  [ -f "$M/analysis-$r/locality.csv" ] || $RME analyze-routing "$SD1/moe-r" --routing $r --tokens $CAL_TOKENS \
     $(for d in $DOMAINS; do echo "--domain $d=$M/eval/$d.txt"; done) --out "$M/analysis-$r" > "$M/analysis-$r.txt"
 done
 {
   echo "### Routing of rme-mini's MoE on held-out text (\`rme analyze-routing\`)"
   echo
-  echo "(b) Read-ME router (one expert per token for all layers):"
+  echo "(b) Read-ME router (seed 1; one expert per token for all layers):"
   echo
   echo '```'
   cat "$M/analysis-router.txt"
@@ -143,21 +183,21 @@ gen_tps() {
     sed -nE 's/.*generation: [0-9]+ tokens, ([0-9.]+) tok\/s.*/\1/p'
 }
 rm -f "$W"/speed-*.txt
-for i in 1 2 3 4 5 6 7; do
+for i in $(seq $SPEED_RUNS); do
   gen_tps $DENSE >> "$W/speed-dense.txt"
-  gen_tps "$M/moe-f" >> "$W/speed-moe.txt"
-  gen_tps "$M/pruned-f" >> "$W/speed-pruned.txt"
+  gen_tps "$SD1/moe-f" >> "$W/speed-moe.txt"
+  gen_tps "$SD1/pruned-f" >> "$W/speed-pruned.txt"
 done
-med() { sort -n "$1" | sed -n 4p; }
+med() { sort -n "$1" | sed -n "$(((SPEED_RUNS + 1) / 2))p"; }
 {
-  echo "### Decode speed, rme-mini (2 threads, 200 new tokens, median of 7 alternating runs)"
+  echo "### Decode speed, rme-mini (2 threads, 200 new tokens, median of $SPEED_RUNS alternating runs)"
   echo
   echo "| model | tok/s | MB of weights read per token |"
   echo "|---|---:|---:|"
   mb() { $RME info "$1" 2>/dev/null | sed -nE 's/^per token: +([0-9.]+) MB.*/\1/p'; }
   echo "| (a) dense parent | $(med "$W/speed-dense.txt") | $(awk 'BEGIN{printf "%.2f", 6950144*2/1e6}') |"
-  echo "| (b) Read-ME MoE (router + shared + 1 expert) | $(med "$W/speed-moe.txt") | $(mb "$M/moe-f") |"
-  echo "| (e) pruned dense | $(med "$W/speed-pruned.txt") | $(mb "$M/pruned-f") |"
+  echo "| (b) Read-ME MoE (router + shared + 1 expert) | $(med "$W/speed-moe.txt") | $(mb "$SD1/moe-f") |"
+  echo "| (e) pruned dense (same shapes as (g)) | $(med "$W/speed-pruned.txt") | $(mb "$SD1/pruned-f") |"
 } > "$W/speed.md"
 
 # ---------- stories260K (no domain labels: 4 k-means pseudo-domains) ----------
@@ -167,22 +207,21 @@ mkdir -p "$T"
 if [ ! -f "$T/stats.safetensors" ]; then
   log "profile stories260K"
   head -c 400000 "$S/stories/tinystories_train_head.txt" > "$T/calib.txt"
-  $RME profile $SD --tokens 65536 --domain stories="$T/calib.txt" --out "$T/stats.safetensors"
+  timed profile $RME profile $SD --tokens $((CAL_TOKENS * 4)) --domain stories="$T/calib.txt" --out "$T/stats.safetensors"
 fi
 [ -f "$T/moe/config.json" ] || $RME moefy $SD --stats "$T/stats.safetensors" --cluster 4 --out "$T/moe" | tee "$T/moefy.txt"
 [ -f "$T/pruned/config.json" ] || $RME moefy $SD --stats "$T/stats.safetensors" --cluster 4 --prune --out "$T/pruned"
 [ -f "$T/corpus/manifest.json" ] || $RME corpus --tokenizer "$T/moe" --out "$T/corpus" \
   --domain stories="$S/stories/tinystories_train_head.txt" --valid stories="$S/stories/tinystories_valid_head.txt"
-[ -f "$T/moe-r/config.json" ] || $RME train-router "$T/moe" --corpus "$T/corpus" --out "$T/moe-r" \
-  --steps 400 --eval-tokens 16384 | tee "$T/router.txt"
-[ -f "$T/moe-f/config.json" ] || $RME finetune "$T/moe-r" --corpus "$T/corpus" --out "$T/moe-f" \
-  --rounds "$ROUNDS" --steps 150 --router-steps 75
-[ -f "$T/lg-f/config.json" ] || $RME finetune "$T/moe-r" --routing layer-gate --corpus "$T/corpus" \
-  --out "$T/lg-f" --rounds "$ROUNDS" --steps 150
-[ -f "$T/pruned-f/config.json" ] || $RME finetune "$T/pruned" --corpus "$T/corpus" --out "$T/pruned-f" \
-  --rounds "$ROUNDS" --steps 150
+[ -f "$T/moe-r/config.json" ] || timed router $RME train-router "$T/moe" --corpus "$T/corpus" \
+  --out "$T/moe-r" --steps $((R_STEPS * 2 / 3)) --eval-tokens $CAL_TOKENS | tee "$T/router.txt"
+TFT="--corpus $T/corpus --rounds $ROUNDS --steps $F_STEPS --router-steps $F_RSTEPS --eval-tokens $FT_EVAL"
+[ -f "$T/moe-f/config.json" ] || timed finetune $RME finetune "$T/moe-r" $TFT --out "$T/moe-f"
+[ -f "$T/lg-f/config.json" ] || timed finetune $RME finetune "$T/moe-r" --routing layer-gate $TFT \
+  --out "$T/lg-f"
+[ -f "$T/pruned-f/config.json" ] || timed finetune $RME finetune "$T/pruned" $TFT --out "$T/pruned-f"
 mkdir -p "$T/eval"
-[ -f "$T/eval/stories.txt" ] || head -c 200000 "$T/corpus/stories.valid.txt" > "$T/eval/stories.txt"
+[ -f "$T/eval/stories.txt" ] || head -c $STORIES_BYTES "$T/corpus/stories.valid.txt" > "$T/eval/stories.txt"
 # The dense parent as an HF directory, so every row reads the same tokenizer.
 [ -f "$T/dense/config.json" ] || $RME convert $SD "$T/dense" --type f32
 log "evaluating stories260K variants"
@@ -191,7 +230,7 @@ log "evaluating stories260K variants"
   echo
   echo "| model | after router training | after $ROUNDS rounds of fine-tuning |"
   echo "|---|---:|---:|"
-  one() { bpb "$1" "$2" "stories260K-$3" "$T/eval/stories.txt" "$T/dense"; }
+  one() { bpb "$1" "$2" "$T/eval/stories.txt" "$T/dense"; }
   echo "| (a) dense parent | $(one "$T/dense" dense a) | (not tuned) |"
   echo "| (b) Read-ME | $(one "$T/moe-r" router b) | $(one "$T/moe-f" router bf) |"
   echo "| (c) oracle routing | $(one "$T/moe-r" oracle c) | $(one "$T/moe-f" oracle cf) |"
@@ -205,17 +244,28 @@ log "evaluating stories260K variants"
   echo '```'
 } > "$W/stories.md"
 
-# Plots people would rather look at than read, next to the results.
-mkdir -p docs/img
-cp "$M/analysis-router/expert_load.png" docs/img/mini-expert-load-router.png
-cp "$M/analysis-layer-gate/expert_load.png" docs/img/mini-expert-load-layer-gate.png
-cp "$M/analysis-layer-gate/transitions.png" docs/img/mini-layer-transitions.png
-cp "$M/moe-r/train/router_accuracy.png" docs/img/mini-router-accuracy.png
-cp "$M/moe-f/train/finetune_val.png" docs/img/mini-finetune-val.png
+# Plots people would rather look at than read, next to the results (a smoke run keeps its own).
+IMG=docs/img
+[ "$QUICK" = 1 ] && IMG=$W/img
+mkdir -p "$IMG"
+cp "$M/analysis-router/expert_load.png" "$IMG/mini-expert-load-router.png"
+cp "$M/analysis-layer-gate/expert_load.png" "$IMG/mini-expert-load-layer-gate.png"
+cp "$M/analysis-layer-gate/transitions.png" "$IMG/mini-layer-transitions.png"
+cp "$SD1/moe-r/train/router_accuracy.png" "$IMG/mini-router-accuracy.png"
+cp "$SD1/moe-f/train/finetune_val.png" "$IMG/mini-finetune-val.png"
+cp "$M/scratch/val_loss.png" "$IMG/mini-active-scratch-val.png"
+
+# What all of it cost, summed over every run of this script that built a part of it.
+compute=$(awk '{t[$1] += $2; all += $2}
+  END {printf "%.0f min in all: from-scratch model %.0f, router training %.0f, fine-tuning %.0f, evaluation %.0f, profiling %.0f", all/60, t["scratch"]/60, t["router"]/60, t["finetune"]/60, t["eval"]/60, t["profile"]/60}' "$W/times.tsv")
+cpu=$(lscpu | sed -nE 's/^Model name: +//p' | head -1)
 
 # ---------- docs/results.md: replace the generated block ----------
 {
   echo "<!-- results:begin (generated by scripts/reproduce-results.sh; do not edit) -->"
+  echo
+  echo "Compute for this block: $compute (${cpu:-unknown CPU}, $(nproc) threads; decode-speed runs"
+  echo "not counted)."
   echo
   cat "$W/mini.md"
   echo
@@ -226,6 +276,7 @@ cp "$M/moe-f/train/finetune_val.png" docs/img/mini-finetune-val.png
   echo "![layer transitions, layer-wise gates](img/mini-layer-transitions.png)"
   echo "![router accuracy during distillation](img/mini-router-accuracy.png)"
   echo "![validation loss during fine-tuning](img/mini-finetune-val.png)"
+  echo "![validation loss of (g), the dense model of the active size trained from scratch](img/mini-active-scratch-val.png)"
   echo
   cat "$W/speed.md"
   echo
@@ -233,6 +284,10 @@ cp "$M/moe-f/train/finetune_val.png" docs/img/mini-finetune-val.png
   echo
   echo "<!-- results:end -->"
 } > "$W/block.md"
+if [ "$QUICK" = 1 ]; then
+  log "smoke run done: $W/block.md (docs/results.md untouched)"
+  exit 0
+fi
 awk -v blockfile="$W/block.md" '
   /<!-- results:begin/ { while ((getline l < blockfile) > 0) print l; skip = 1; next }
   /<!-- results:end -->/ { skip = 0; next }
