@@ -53,8 +53,7 @@ int run_info(const InfoArgs& a) {
     // What the other routing width would cost (`--route-top-k`), so the choice is priced.
     for (int k = 1; k <= std::min(2, moe.n_expert); ++k)
       if (k != moe.top_k)
-        std::printf("  at top-%d:  %.2f MB per decoded token\n", k,
-                    m.decode_weight_bytes(k) / 1e6);
+        std::printf("  at top-%d:  %.2f MB per decoded token\n", k, m.decode_weight_bytes(k) / 1e6);
   }
   std::map<std::string, int> dtypes;
   m.for_each_weight(

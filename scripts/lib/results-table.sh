@@ -88,3 +88,28 @@ compare() {
       printf "| %s | %+.4f | %.4f | %s |\n", text, d, tol, verdict
     }' "$W/summary/$1" "$W/summary/$2"
 }
+
+# seed_plot PNG TITLE ID=LABEL... -> a PNG of each row's mean bits per byte with a bar from its
+# smallest to its largest per-seed mean (rows in the order given, top to bottom).
+seed_plot() {
+  local png=$1 title=$2 dat i=0 arg
+  shift 2
+  dat=$(mktemp)
+  for arg in "$@"; do
+    awk -v i="$i" -v label="${arg#*=}" '{s+=$1; if(NR==1||$1<lo)lo=$1; if(NR==1||$1>hi)hi=$1; n++}
+      END{printf "%d %.6f %.6f %.6f \"%s\"\n", i, s/n, lo, hi, label}' "$W/summary/${arg%%=*}" >> "$dat"
+    i=$((i + 1))
+  done
+  gnuplot <<EOF || echo "seed_plot: gnuplot failed; $png not written" >&2
+set terminal pngcairo size 900,$((120 + 34 * i)) font ",10"
+set output "$png"
+set title "$title"
+set xlabel "bits per byte on held-out text (lower is better); bar: smallest to largest seed"
+set yrange [$i:-1]
+set ytics scale 0
+set grid xtics
+unset key
+plot "$dat" using 2:1:3:4:ytic(5) with xerrorbars pointtype 7 pointsize 1.2 linewidth 2
+EOF
+  rm -f "$dat"
+}

@@ -125,12 +125,13 @@ Status finetune_moe(const FinetuneOptions& o) {
   std::filesystem::create_directories(tdir, ec);
   if (ec) return io_error(tdir + ": " + ec.message());
   const std::string ckpt = tdir + "/finetune_checkpoint.pt";
-  const std::string fingerprint = nlohmann::json{
-      {"moe", o.moe_dir}, {"rounds", o.rounds},
-      {"steps", o.steps}, {"router_steps", o.router_steps},
-      {"batch", o.batch}, {"seq_len", o.seq_len},
-      {"lr", o.lr},       {"router_lr", o.router_lr},
-      {"seed", o.seed},   {"top_k", k}}.dump();
+  const std::string fingerprint =
+      nlohmann::json{{"moe", o.moe_dir}, {"rounds", o.rounds},
+                     {"steps", o.steps}, {"router_steps", o.router_steps},
+                     {"batch", o.batch}, {"seq_len", o.seq_len},
+                     {"lr", o.lr},       {"router_lr", o.router_lr},
+                     {"seed", o.seed},   {"top_k", k}}
+          .dump();
   Table log{{"step", "round", "phase", "loss"}, {}};
   Table val{{"step"}, {}};
   for (const auto& d : s.domains)

@@ -41,8 +41,8 @@ struct FinetuneOptions {
   int eval_tokens = 8192;
   int checkpoint_every = 50;
   int threads = 0;
-  uint64_t seed = 1;   // data order; the same seed gives every model the same batches
-  int top_k = 0;       // experts mixed per token while tuning (and exported); 0 = the model's
+  uint64_t seed = 1;  // data order; the same seed gives every model the same batches
+  int top_k = 0;      // experts mixed per token while tuning (and exported); 0 = the model's
   std::string export_dtype;
   int kill_at_step = -1;  // testing: SIGKILL after this global step
 };
