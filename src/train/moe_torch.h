@@ -13,9 +13,10 @@ namespace rme {
 
 // Per layer, every expert's gate/up rows and down columns concatenated (expert e owns channels
 // offset[e] .. offset[e+1]). A token's output is the sum over experts of its route weight times
-// the expert's SwiGLU: computing all experts and masking by the route keeps training a few dense
-// matmuls (experts are small), and gives every expert's activations for free (router targets).
-// Owns its parameters; not thread-safe.
+// the expert's SwiGLU, computed for routed (token, expert) pairs only; when every expert's
+// activations are wanted (router targets), one dense pass over all channels masked by the route.
+// Both give the same outputs and gradients (tests/train/moe_torch_test.cc). Owns its parameters;
+// not thread-safe.
 class MoeExpertsImpl : public torch::nn::Module {
  public:
   explicit MoeExpertsImpl(const Model& moe);
