@@ -1,7 +1,8 @@
 # Sourced by scripts/reproduce-results.sh: cached bits-per-byte evaluations, seeded table rows
 # (mean over seeds, spread = max - min of the per-seed means) and win/tie/loss comparisons.
-# Needs RME (the rme binary) and W (the work directory). Every measured step appends
-# "name seconds" to $W/times.tsv, so a resumed run still reports the whole compute.
+# Needs RME and W (the rme binary and the work directory; exported, for run_bpb_queue's
+# workers). Every measured step appends "name seconds" to $W/times.tsv, so a resumed run still
+# reports the whole compute.
 
 # timed NAME CMD... -> runs CMD, records its wall time.
 timed() {
@@ -20,8 +21,14 @@ bpb() {
   key=$(echo "$model-$routing-$file" | tr '/:@' '___')
   out="$W/cache/$key.json"
   mkdir -p "$W/cache"
+  if [ ! -s "$out" ] && [ -n "${BPB_QUEUE:-}" ]; then
+    # Collecting: note the evaluation for run_bpb_queue, answer a placeholder.
+    [ -f "$model/config.json" ] && echo "$model $routing $file ${dense:--}" >> "$BPB_QUEUE"
+    echo 0
+    return
+  fi
   if [ ! -s "$out" ]; then
-    args=(perplexity "$model" -f "$file" --ctx 256 --json)
+    args=(perplexity "$model" -f "$file" --ctx 256 --json --threads "${BPB_THREADS:-0}")
     if [ "$routing" != dense ]; then
       args+=(--routing "${routing%@*}")
       [[ $routing == *@* ]] && args+=(--route-top-k "${routing#*@}")
@@ -31,6 +38,18 @@ bpb() {
     mv "$out.tmp" "$out"
   fi
   sed -E 's/.*"bits_per_byte": ([0-9.]+).*/\1/' "$out"
+}
+
+# run_bpb_queue QUEUE LANES -> runs the evaluations noted in QUEUE (by bpb with BPB_QUEUE set),
+# LANES at a time with one thread each (two one-thread runs get more from two cores than one
+# two-thread run); LANES=1 runs them one by one on all cores.
+run_bpb_queue() {
+  local queue=$1 lanes=$2 threads=1
+  [ -s "$queue" ] || return 0
+  [ "$lanes" = 1 ] && threads=0
+  sort -u "$queue" | BPB_THREADS=$threads xargs -P "$lanes" -L 1 bash -c \
+    'source scripts/lib/results-table.sh; bpb "$1" "$2" "$3" "${4#-}" > /dev/null' _
+  rm -f "$queue"
 }
 
 header() {
