@@ -98,9 +98,10 @@ stories260k_part() {
 # expert = 512 in every layer) trained from scratch like the parent for the parent's 13,107,200
 # tokens plus the 614,400 tokens the MoE's experts were tuned on (configs/rme-mini-active.json:
 # 3,350 steps x 16 x 256), on one thread; then stories260K. It holds $M/scratch.lock while it
-# runs; lane B's commands take one thread while the lock is held, both cores after.
+# runs (no two runs train it at once); lane B's commands take one thread while lane A runs,
+# both cores after.
 SCRATCH_LOCK=$M/scratch.lock
-thr() { if flock -n "$SCRATCH_LOCK" true; then echo 0; else echo 1; fi; }
+thr() { if kill -0 "$LANE_A" 2> /dev/null; then echo 1; else echo 0; fi; }
 sed -E 's/"threads": [0-9]+/"threads": 1/' configs/rme-mini-active.json > "$M/scratch-config.json"
 if [ "$QUICK" = 1 ]; then
   sed -i -E 's/"steps": [0-9]+/"steps": 6/; s/"warmup_steps": [0-9]+/"warmup_steps": 2/;
@@ -114,7 +115,6 @@ fi
   BPB_THREADS=1 stories260k_part 1 > "$W/stories260K.log" 2>&1
 ) 9> "$SCRATCH_LOCK" &
 LANE_A=$!
-sleep 1
 
 # Every trained row per seed: the seed sets the router's initialisation and the order of the
 # data, and one seed gives every tuned model (MoE, dense, pruned) exactly the same batches.
@@ -224,11 +224,11 @@ mini_table() {
 # Evaluations first, two at a time once lane A is done (lane A's model goes last).
 log "evaluating rme-mini variants"
 BPB_QUEUE=$W/bpb-queue mini_table > /dev/null
-if [ "$(thr)" = 1 ]; then run_bpb_queue "$W/bpb-queue" 1 1; else run_bpb_queue "$W/bpb-queue" 2 1; fi
+run_bpb_queue "$W/bpb-queue" $((2 - $(thr)))  # one lane while lane A runs, two after
 log "waiting for lane A (from-scratch model, stories260K)"
 wait $LANE_A || { echo "lane A failed: see $M/scratch.log, $W/stories260K.log" >&2; exit 1; }
 BPB_QUEUE=$W/bpb-queue mini_table > /dev/null
-run_bpb_queue "$W/bpb-queue" 2 1
+run_bpb_queue "$W/bpb-queue" 2
 mini_table > "$W/mini.md"
 
 log "routing analysis"

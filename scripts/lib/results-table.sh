@@ -42,12 +42,11 @@ bpb() {
 
 # run_bpb_queue QUEUE LANES -> runs the evaluations noted in QUEUE (by bpb with BPB_QUEUE set),
 # LANES at a time with one thread each (two one-thread runs get more from two cores than one
-# two-thread run); LANES=1 runs them one by one on all cores.
+# two-thread run).
 run_bpb_queue() {
-  local queue=$1 lanes=$2 threads=1
+  local queue=$1 lanes=$2
   [ -s "$queue" ] || return 0
-  [ "$lanes" = 1 ] && threads=0
-  sort -u "$queue" | BPB_THREADS=$threads xargs -P "$lanes" -L 1 bash -c \
+  sort -u "$queue" | BPB_THREADS=1 xargs -P "$lanes" -L 1 bash -c \
     'source scripts/lib/results-table.sh; bpb "$1" "$2" "$3" "${4#-}" > /dev/null' _
   rm -f "$queue"
 }
