@@ -137,7 +137,19 @@ void HttpServer::complete(const httplib::Request& req, httplib::Response& res, b
                  "prompt (" + std::to_string(n_prompt) + " tokens) + max_tokens (" +
                      std::to_string(r->params.max_new) + ") exceeds the context of " +
                      std::to_string(loop_.max_seq_len()));
-  auto stream = loop_.submit(r->params);
+  // The loop watches for the stop strings with its own copy of the text, token by token, so the
+  // request ends (and is counted) as stopped at the very token where this thread will see it.
+  StopCheck stop_check;
+  if (!r->stop.empty()) {
+    auto watch = std::make_shared<CompletionText>(tok_, r->params.prompt.back(), r->stop);
+    stop_check = [watch](int token) {
+      StreamToken t;
+      t.id = token;
+      watch->push(std::move(t));
+      return watch->stopped();
+    };
+  }
+  auto stream = loop_.submit(r->params, std::move(stop_check));
   const std::string id = next_id(chat ? "chatcmpl-" : "cmpl-");
   const int64_t created = unix_now();
   const size_t echo_len = r->echo_text.size();

@@ -96,12 +96,12 @@ int64_t ServingLoop::max_seq_len() const {
   return engine_options_.max_seq_len > 0 ? engine_options_.max_seq_len : model_.config.n_ctx;
 }
 
-std::shared_ptr<RequestStream> ServingLoop::submit(RequestParams request) {
+std::shared_ptr<RequestStream> ServingLoop::submit(RequestParams request, StopCheck stop) {
   auto stream = std::make_shared<RequestStream>();
   const double submitted = now_seconds();
   {
     std::lock_guard<std::mutex> lock(mu_);
-    incoming_.push_back({std::move(request), stream, submitted});
+    incoming_.push_back({std::move(request), stream, submitted, std::move(stop)});
   }
   wake_.notify_all();
   return stream;
@@ -210,7 +210,7 @@ Result<bool> ServingLoop::step() {
       in.stream->finish(FinishReason::kError, id.status());
       continue;
     }
-    live_[*id] = Live{std::move(in.stream), in.submitted};
+    live_[*id] = Live{std::move(in.stream), std::move(in.stop), in.submitted};
   }
   for (auto it = live_.begin(); it != live_.end();) {
     if (it->second.stream->cancelled()) {
@@ -284,8 +284,14 @@ Result<bool> ServingLoop::step() {
       }
       s.last_token = t1;
       ++s.n_tokens;
+      // A stop string outranks the length and end-of-text rules, as the client reports it.
+      const bool stop = s.stop && s.stop(ev.token);
       s.stream->push({ev.token, ev.logprob, std::move(ev.top)});
       metrics_.add("generated_tokens_total");
+      if (stop) {
+        table_.remove(ev.id);  // frees its blocks now; a request the table ended is unknown
+        ev.finish = FinishReason::kStop;
+      }
     }
     if (ev.finish != FinishReason::kNone) {
       metrics_.e2e.observe(t1 - s.submitted);

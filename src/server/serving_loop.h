@@ -6,6 +6,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -61,6 +62,12 @@ class RequestStream {
   std::atomic<int> cancel_reason_{static_cast<int>(FinishReason::kCancelled)};
 };
 
+// Watches a request's tokens on the loop thread, in order; true when the text up to and including
+// this token reaches a stop string. The loop then ends the request with kStop at once, so the
+// finish reason and its count never race with the length or end-of-text rules, and no step is
+// spent past the stop. Called on the loop thread only.
+using StopCheck = std::function<bool(int token)>;
+
 struct ServingOptions {
   std::string policy = "fcfs";
   StepBudget budget;               // max_tokens, max_seqs, max_experts, prefill_chunk, aging_steps
@@ -89,8 +96,8 @@ class ServingLoop {
   ~ServingLoop();
 
   // Queues a request; validation that needs the engine happens at admission (the stream then
-  // finishes with kError and a message).
-  std::shared_ptr<RequestStream> submit(RequestParams request);
+  // finishes with kError and a message). stop, when set, ends it at a stop string.
+  std::shared_ptr<RequestStream> submit(RequestParams request, StopCheck stop = nullptr);
   // Admits, schedules and executes one step. Returns false when there was nothing to do.
   Result<bool> step();
   void start();  // a thread calling step(), sleeping when idle
@@ -127,12 +134,14 @@ class ServingLoop {
     RequestParams request;
     std::shared_ptr<RequestStream> stream;
     double submitted;  // seconds (loop clock)
+    StopCheck stop;
   };
   std::deque<Incoming> incoming_;
   std::vector<StepRecord> steps_;
   // The loop thread's own: each admitted request's stream and latency bookkeeping.
   struct Live {
     std::shared_ptr<RequestStream> stream;
+    StopCheck stop;
     double submitted = 0, first_token = 0, last_token = 0;
     int n_tokens = 0;
   };

@@ -262,6 +262,40 @@ TEST(ServingTest, CancelledRequestsFreeTheirBlocks) {
   EXPECT_NE(m.find("rme_kv_blocks_used 0"), std::string::npos) << m;
 }
 
+// A stop string found on the loop thread ends the request at that token with kStop and frees its
+// blocks, even at the token where the length rule would also end it (the client saw the stop
+// there too: the finish and its count must not depend on which thread looked first).
+TEST(ServingTest, StopChecksEndRequestsAtTheirTokenAndOutrankTheLengthRule) {
+  Fixture& f = fixture();
+  ThreadPool pool(2);
+  auto loop = ServingLoop::create(*f.moe, pool, {}, {}).value();
+  RequestParams r = f.requests[1];
+  r.max_new = 6;
+  auto stop_at = [](int n) {
+    auto seen = std::make_shared<int>(0);
+    return [seen, n](int) { return ++*seen == n; };
+  };
+  auto early = loop->submit(r, stop_at(3)), last = loop->submit(r, stop_at(6)),
+       never = loop->submit(r, stop_at(7));
+  while (loop->step().value()) {
+  }
+  auto count = [](RequestStream& s) {
+    int n = 0;
+    for (StreamToken t; s.next(&t, 0);) ++n;
+    return n;
+  };
+  EXPECT_EQ(early->finished(), FinishReason::kStop);
+  EXPECT_EQ(count(*early), 3);
+  EXPECT_EQ(last->finished(), FinishReason::kStop);
+  EXPECT_EQ(count(*last), 6);
+  EXPECT_EQ(never->finished(), FinishReason::kLength);
+  EXPECT_EQ(count(*never), 6);
+  EXPECT_EQ(loop->metrics().counter("requests_total{status=\"stop\"}"), 2);
+  EXPECT_EQ(loop->metrics().counter("requests_total{status=\"length\"}"), 1);
+  const std::string m = loop->metrics().render();
+  EXPECT_NE(m.find("rme_kv_blocks_used 0"), std::string::npos) << m;
+}
+
 // The gauges say how many live requests hold KV (running) and how many wait (not admitted yet, or
 // preempted); the expert cache's totals are counters.
 TEST(ServingTest, MetricsCountRunningAndWaitingRequests) {
