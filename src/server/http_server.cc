@@ -169,7 +169,6 @@ void HttpServer::complete(const httplib::Request& req, httplib::Response& res, b
         return;
       }
     }
-    if (out.stopped()) stream->cancel(FinishReason::kStop);  // free the blocks now
     const FinishReason fin = stream->finished();
     if (!out.stopped() && fin == FinishReason::kError) {
       const int status = http_status(stream->error());
@@ -222,7 +221,6 @@ void HttpServer::complete(const httplib::Request& req, httplib::Response& res, b
             return false;
           }
         }
-        if (st->out.stopped()) stream->cancel(FinishReason::kStop);
         if (!piece.empty() && !send(chunk(piece))) {
           stream->cancel();
           return false;

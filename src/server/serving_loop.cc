@@ -215,9 +215,8 @@ Result<bool> ServingLoop::step() {
   for (auto it = live_.begin(); it != live_.end();) {
     if (it->second.stream->cancelled()) {
       table_.remove(it->first);
-      const FinishReason why = it->second.stream->cancel_reason();
-      it->second.stream->finish(why);
-      metrics_.add(std::string("requests_total{status=\"") + finish_reason_name(why) + "\"}");
+      it->second.stream->finish(FinishReason::kCancelled);
+      metrics_.add("requests_total{status=\"cancelled\"}");
       it = live_.erase(it);
     } else {
       ++it;

@@ -39,14 +39,10 @@ class RequestStream {
   bool next(StreamToken* token, double timeout_s);
   FinishReason finished() const;
   Status error() const;  // why, when finished() is kError
-  // Ends the request at the next step: kCancelled (the client left) or kStop (a stop string,
-  // found by the client side, ended it); the loop finishes the stream with that reason.
-  void cancel(FinishReason why = FinishReason::kCancelled) {
-    cancel_reason_ = static_cast<int>(why);
-    cancelled_ = true;
-  }
+  // Ends the request at the next step with kCancelled (the client left) and frees its blocks.
+  // Stop strings end requests on the loop thread instead (StopCheck).
+  void cancel() { cancelled_ = true; }
   bool cancelled() const { return cancelled_; }
-  FinishReason cancel_reason() const { return static_cast<FinishReason>(cancel_reason_.load()); }
 
   // Loop side.
   void push(StreamToken token);
@@ -59,7 +55,6 @@ class RequestStream {
   FinishReason finish_ = FinishReason::kNone;
   Status error_;
   std::atomic<bool> cancelled_{false};
-  std::atomic<int> cancel_reason_{static_cast<int>(FinishReason::kCancelled)};
 };
 
 // Watches a request's tokens on the loop thread, in order; true when the text up to and including
