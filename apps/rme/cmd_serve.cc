@@ -1,5 +1,7 @@
 // apps/rme: `rme serve` — the OpenAI-compatible server with continuous batching, pre-gated
 // expert-aware scheduling and the budgeted expert cache.
+#include <malloc.h>
+
 #include <csignal>
 #include <cstdio>
 
@@ -38,6 +40,10 @@ void add_serve_command(CLI::App& root, std::function<int()>& run) {
   app->add_option("--max-connections", a->http.max_connections,
                   "connections still sending a request, at most (default 1024; more get 503)")
       ->check(CLI::Range(1, 1 << 20));
+  app->add_option("--max-connections-per-client", a->http.max_connections_per_client,
+                  "of those, from one address (default 256; 0 = no limit; behind a proxy, "
+                  "at least the proxy's connection limit)")
+      ->check(CLI::Range(0, 1 << 20));
   app->add_option("--threads-http", a->http.threads,
                   "request handler threads (default 96; each streaming client holds one)")
       ->check(CLI::Range(1, 4096));
@@ -95,6 +101,10 @@ int run_serve(ServeArgs a) {
         "serve: the model has no tokenizer (pass --tokenizer: a directory with tokenizer.json "
         "or tokenizer.model)"));
   const Model& m = *loaded->model;
+  // Request bodies (up to --max-body-kb each, many at once) come from mmap and go back to the
+  // system when freed: glibc's default raises this threshold after the first large free, and
+  // its arenas then keep an attack's worth of bodies for the life of the process.
+  mallopt(M_MMAP_THRESHOLD, 128 * 1024);
   a.http.max_body_bytes = static_cast<size_t>(a.max_body_kb) * 1024;
   ServingOptions so;
   // Measured (docs/serving.md): expert ties fcfs with every expert resident and gains hit

@@ -14,6 +14,8 @@
 #include <chrono>
 #include <cstring>
 
+#include "server/http_framing.h"
+
 namespace rme {
 namespace {
 
@@ -57,6 +59,10 @@ class BufferedSocketStream : public httplib::Stream {
       const size_t n = std::min(size, buf_.size() - at_);
       std::memcpy(ptr, buf_.data() + at_, n);
       at_ += n;
+      if (at_ == buf_.size()) {  // all handed over: free it before the handler runs
+        std::string().swap(buf_);
+        at_ = 0;
+      }
       return static_cast<ssize_t>(n);
     }
     if (!wait(POLLIN, read_ms_)) return -1;
@@ -119,48 +125,26 @@ class BufferedSocketStream : public httplib::Stream {
   int read_ms_, write_ms_;
 };
 
-enum class Completeness { kWaiting, kComplete, kHandOver };
+constexpr size_t kProbation = 64;        // connections over a limit, held at most
+constexpr double kProbationSeconds = 2;  // to send a whole /health or /metrics request
+constexpr double kLingerSeconds = 2;     // draining a rejected request before closing
 
-// Whether buf holds a whole request. kHandOver: not worth waiting for (malformed, too large):
-// httplib reads the rest itself and answers with the right error.
-Completeness request_state(std::string& buf, size_t max_bytes, bool* wants_continue) {
-  *wants_continue = false;
-  const size_t he = buf.find("\r\n\r\n");
-  if (he == std::string::npos)
-    return buf.size() > 65536 ? Completeness::kHandOver : Completeness::kWaiting;
-  std::string head = buf.substr(0, he + 2);
-  std::transform(head.begin(), head.end(), head.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  // Every rme route reads JSON whatever the declared type; `curl -d` declares a form, which
-  // cpp-httplib caps at 8 KB (413 for a long prompt). Declare JSON instead (once: then recount).
-  static const std::string kForm = "\r\ncontent-type: application/x-www-form-urlencoded";
-  if (const size_t ct = head.find(kForm); ct != std::string::npos) {
-    buf.replace(ct + kForm.size() - 33, 33, "application/json");
-    return request_state(buf, max_bytes, wants_continue);
-  }
-  const size_t body_at = he + 4, have = buf.size() - body_at;
-  if (head.find("\r\ntransfer-encoding:") != std::string::npos) {
-    if (buf.find("\r\n0\r\n\r\n", he) != std::string::npos ||
-        buf.compare(body_at, 5, "0\r\n\r\n") == 0)
-      return Completeness::kComplete;
-    return buf.size() > max_bytes ? Completeness::kHandOver : Completeness::kWaiting;
-  }
-  uint64_t length = 0;
-  const size_t cl = head.find("\r\ncontent-length:");
-  if (cl != std::string::npos) {
-    char* end = nullptr;
-    length = std::strtoull(head.c_str() + cl + 17, &end, 10);
-    if (end == head.c_str() + cl + 17) return Completeness::kHandOver;
-  }
-  if (length > max_bytes) return Completeness::kHandOver;  // httplib answers 413
-  if (have >= length) return Completeness::kComplete;
-  const size_t ex = head.find("\r\nexpect: 100-continue\r\n");
-  if (ex != std::string::npos) {
-    // Answer the interim response here and drop the header, so httplib does not send another.
-    *wants_continue = true;
-    buf.erase(ex + 2, 22);  // "expect: 100-continue\r\n"
-  }
-  return Completeness::kWaiting;
+std::string peer_address(int fd) {
+  sockaddr_storage a{};
+  socklen_t len = sizeof a;
+  if (getpeername(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) return "";
+  char host[INET6_ADDRSTRLEN] = {};
+  if (a.ss_family == AF_INET)
+    inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(&a)->sin_addr, host, sizeof host);
+  else if (a.ss_family == AF_INET6)
+    inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(&a)->sin6_addr, host, sizeof host);
+  return host;
+}
+
+// The requests a connection on probation may make: cheap, read-only, what monitors poll.
+bool monitoring_request(const std::string& buf) {
+  return buf.starts_with("GET /health ") || buf.starts_with("GET /health?") ||
+         buf.starts_with("GET /metrics ") || buf.starts_with("GET /metrics?");
 }
 
 }  // namespace
@@ -168,7 +152,11 @@ Completeness request_state(std::string& buf, size_t max_bytes, bool* wants_conti
 struct GuardedHttpServer::Conn {
   int fd = -1;
   std::string buf;
+  std::string client;  // the peer's address
   double deadline = 0;
+  bool counted = false;    // against per_client_ / n_counted_
+  bool probation = false;  // over a limit: monitoring requests only
+  bool closing = false;    // answered; draining until the client closes or the deadline
 };
 
 GuardedHttpServer::GuardedHttpServer(FrontOptions options) : options_(options) {
@@ -219,6 +207,7 @@ void GuardedHttpServer::add(socket_t sock, std::string buffered, double idle_s) 
   auto c = std::make_unique<Conn>();
   c->fd = sock;
   c->buf = std::move(buffered);
+  c->client = peer_address(sock);
   c->deadline = now_s() + (c->buf.empty() ? idle_s : options_.request_timeout_s);
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -233,37 +222,101 @@ void GuardedHttpServer::add(socket_t sock, std::string buffered, double idle_s) 
   (void)!::write(wake_fd_, &one, sizeof one);
 }
 
+void GuardedHttpServer::release(Conn& c) {
+  if (!c.counted) return;
+  c.counted = false;
+  --n_counted_;
+  auto it = per_client_.find(c.client);
+  if (it != per_client_.end() && --it->second == 0) per_client_.erase(it);
+}
+
 void GuardedHttpServer::drop(socket_t sock, const char* response) {
   epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, sock, nullptr);
   if (response) (void)!::send(sock, response, std::strlen(response), MSG_NOSIGNAL | MSG_DONTWAIT);
   ::shutdown(sock, SHUT_RDWR);
   ::close(sock);
-  conns_.erase(sock);
+  if (auto it = conns_.find(sock); it != conns_.end()) {
+    release(*it->second);
+    conns_.erase(it);
+  }
+}
+
+void GuardedHttpServer::linger(int fd, const std::string& response) {
+  Conn& c = *conns_.at(fd);
+  release(c);
+  // Closing with unread bytes would reset the connection and could destroy the answer before
+  // the client reads it: answer, stop sending, and drain what the client still sends.
+  (void)!::send(fd, response.data(), response.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+  ::shutdown(fd, SHUT_WR);
+  c.closing = true;
+  std::string().swap(c.buf);
+  c.deadline = now_s() + kLingerSeconds;
+}
+
+void GuardedHttpServer::admit(std::unique_ptr<Conn> c) {
+  static const std::string k503 = framing_error_response(503, "too many connections");
+  const int fd = c->fd;
+  const int from_client = options_.max_connections_per_client > 0 && per_client_.count(c->client)
+                              ? per_client_[c->client]
+                              : 0;
+  const bool over = n_counted_ >= options_.max_connections ||
+                    (options_.max_connections_per_client > 0 &&
+                     from_client >= options_.max_connections_per_client);
+  if (over) {
+    while (probation_.size() >= kProbation) {  // the oldest goes: a flood cannot hold them all
+      const int old = probation_.front();
+      probation_.pop_front();
+      if (auto it = conns_.find(old); it != conns_.end() && it->second->probation)
+        drop(old, k503.c_str());
+    }
+    c->probation = true;
+    c->deadline = std::min(c->deadline, now_s() + kProbationSeconds);
+    probation_.push_back(fd);
+  } else {
+    c->counted = true;
+    ++n_counted_;
+    ++per_client_[c->client];
+  }
+  set_blocking(fd, false);
+  epoll_event ev{};
+  ev.events = EPOLLIN | EPOLLRDHUP;
+  ev.data.fd = fd;
+  const bool carried = !c->buf.empty();  // a pipelined request may already be whole
+  conns_[fd] = std::move(c);
+  epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev);
+  if (carried) check(fd);
+}
+
+void GuardedHttpServer::check(int fd) {
+  static const std::string k503 =
+      framing_error_response(503, "too many connections from this client or in all");
+  auto it = conns_.find(fd);
+  Conn& c = *it->second;
+  if (c.closing) return;
+  const Framing f = frame_request(c.buf, options_.max_request_bytes);
+  if (f.send_continue) {
+    static const char k100[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    (void)!::send(fd, k100, sizeof k100 - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+  }
+  if (f.kind == Framing::Kind::kWaiting) {
+    if (f.need > c.buf.capacity()) c.buf.reserve(f.need);  // one allocation for the body
+    return;
+  }
+  if (f.kind == Framing::Kind::kReject)
+    return linger(fd, framing_error_response(f.status, f.message));
+  if (c.probation && !monitoring_request(c.buf)) return linger(fd, k503);
+  epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
+  release(c);
+  Conn* ready = it->second.release();
+  conns_.erase(it);
+  workers_->enqueue([this, ready] { serve(std::unique_ptr<Conn>(ready)); });
 }
 
 void GuardedHttpServer::front_loop() {
   static const char* k408 =
       "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
-  static const char* k503 =
-      "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
   epoll_event events[64];
   char tmp[16384];
-  // Hands the connection to a worker once its request is whole (or not worth waiting for).
-  auto check = [&](int fd) {
-    auto it = conns_.find(fd);
-    bool wants_continue = false;
-    const Completeness st =
-        request_state(it->second->buf, options_.max_request_bytes, &wants_continue);
-    if (wants_continue) {
-      static const char k100[] = "HTTP/1.1 100 Continue\r\n\r\n";
-      (void)!::send(fd, k100, sizeof k100 - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
-    }
-    if (st == Completeness::kWaiting) return;
-    epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
-    Conn* ready = it->second.release();
-    conns_.erase(it);
-    workers_->enqueue([this, ready] { serve(std::unique_ptr<Conn>(ready)); });
-  };
   for (;;) {
     const int n = epoll_wait(epoll_fd_, events, 64, 100);
     for (int i = 0; i < n; ++i) {
@@ -280,7 +333,8 @@ void GuardedHttpServer::front_loop() {
       for (;;) {
         const ssize_t r = ::recv(fd, tmp, sizeof tmp, MSG_DONTWAIT);
         if (r > 0) {
-          if (c.buf.empty()) c.deadline = now_s() + options_.request_timeout_s;
+          if (c.closing) continue;  // draining a rejected request
+          if (c.buf.empty() && !c.probation) c.deadline = now_s() + options_.request_timeout_s;
           c.buf.append(tmp, static_cast<size_t>(r));
           if (c.buf.size() > options_.max_request_bytes + 65536) break;
           continue;
@@ -302,21 +356,12 @@ void GuardedHttpServer::front_loop() {
       stopping = stopping_;
     }
     for (auto& c : fresh) {
-      const int fd = c->fd;
-      if (stopping || static_cast<int>(conns_.size()) >= options_.max_connections) {
-        (void)!::send(fd, k503, std::strlen(k503), MSG_NOSIGNAL | MSG_DONTWAIT);
-        ::shutdown(fd, SHUT_RDWR);
-        ::close(fd);
+      if (stopping) {
+        ::shutdown(c->fd, SHUT_RDWR);
+        ::close(c->fd);
         continue;
       }
-      set_blocking(fd, false);
-      epoll_event ev{};
-      ev.events = EPOLLIN | EPOLLRDHUP;
-      ev.data.fd = fd;
-      const bool carried = !c->buf.empty();  // a pipelined request may already be whole
-      conns_[fd] = std::move(c);
-      epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev);
-      if (carried) check(fd);
+      admit(std::move(c));
     }
     if (stopping) {
       while (!conns_.empty()) drop(conns_.begin()->first, nullptr);
@@ -326,7 +371,10 @@ void GuardedHttpServer::front_loop() {
     std::vector<int> expired;
     for (const auto& [fd, c] : conns_)
       if (now > c->deadline) expired.push_back(fd);
-    for (int fd : expired) drop(fd, conns_[fd]->buf.empty() ? nullptr : k408);
+    for (int fd : expired) {
+      const Conn& c = *conns_[fd];
+      drop(fd, c.closing || c.buf.empty() ? nullptr : k408);
+    }
   }
 }
 

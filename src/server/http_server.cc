@@ -58,7 +58,7 @@ HttpServer::HttpServer(ServingLoop& loop, const Tokenizer& tokenizer, HttpOption
       options_(std::move(options)),
       http_(std::make_unique<GuardedHttpServer>(
           FrontOptions{options_.threads, options_.request_timeout_s, 5.0, options_.max_connections,
-                       options_.max_body_bytes})),
+                       options_.max_connections_per_client, options_.max_body_bytes})),
       stop_ids_(tok_.stop_ids()) {
   routes();
 }

@@ -23,9 +23,10 @@ struct HttpOptions {
   int port = 8080;                 // 0 = any free port (tests)
   std::string api_key;             // non-empty: require "Authorization: Bearer <key>"
   size_t max_body_bytes = 1 << 20;
-  int threads = 96;               // request handlers (each streaming client holds one)
-  double request_timeout_s = 10;  // a client must send its whole request within this
-  int max_connections = 1024;     // connections still sending their request, at most
+  int threads = 96;                      // request handlers (each streaming client holds one)
+  double request_timeout_s = 10;         // a client must send its whole request within this
+  int max_connections = 1024;            // connections still sending their request, at most
+  int max_connections_per_client = 256;  // of those, from one address (0: no limit)
   std::string model_name = "rme";
   ApiLimits limits;
 };

@@ -1,6 +1,7 @@
 // server: OpenAI request parsing/validation and response rendering.
 #include "server/openai.h"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -54,11 +55,27 @@ const std::set<std::string>& known_fields(bool chat) {
   return chat ? kChat : kCompletion;
 }
 
-Result<std::vector<int>> prompt_tokens(const json& p, const Tokenizer& tok, bool unwrap = true) {
-  if (p.is_string()) return tok.encode(p.get<std::string>(), true);
+Status too_long(size_t max_tokens) {
+  return invalid_argument("the prompt has more than " + std::to_string(max_tokens) +
+                          " tokens, the limit");
+}
+
+// Tokenizes at most max_tokens + 1 tokens of the text: an over-long prompt is refused having
+// cost about its bytes, not a full tokenization.
+Result<std::vector<int>> text_tokens(const std::string& text, const Tokenizer& tok,
+                                     size_t max_tokens) {
+  auto ids = tok.encode_at_most(text, true, max_tokens);
+  if (!ids) return too_long(max_tokens);
+  return std::move(*ids);
+}
+
+Result<std::vector<int>> prompt_tokens(const json& p, const Tokenizer& tok, size_t max_tokens,
+                                       bool unwrap = true) {
+  if (p.is_string()) return text_tokens(p.get_ref<const std::string&>(), tok, max_tokens);
   // One level of [prompt] is unwrapped (OpenAI's batch form with one prompt); never recursively.
   if (unwrap && p.is_array() && p.size() == 1 && (p[0].is_string() || p[0].is_array()))
-    return prompt_tokens(p[0], tok, false);
+    return prompt_tokens(p[0], tok, max_tokens, false);
+  if (p.is_array() && p.size() > max_tokens) return too_long(max_tokens);
   if (p.is_array() && !p.empty()) {
     std::vector<int> ids;
     for (const auto& x : p) {
@@ -89,7 +106,7 @@ Result<std::string> message_content(const json& c) {
   return text;
 }
 
-Result<std::vector<int>> chat_tokens(const json& body, const Tokenizer& tok) {
+Result<std::vector<int>> chat_tokens(const json& body, const Tokenizer& tok, size_t max_tokens) {
   if (!body.contains("messages") || !body["messages"].is_array() || body["messages"].empty())
     return type_error("messages", "a non-empty array");
   std::vector<ChatMessage> msgs;
@@ -106,7 +123,7 @@ Result<std::vector<int>> chat_tokens(const json& body, const Tokenizer& tok) {
     RME_ASSIGN_OR_RETURN(std::string content, message_content(m["content"]));
     msgs.push_back({role, std::move(content)});
   }
-  return tok.encode(chat_prompt(msgs), true);
+  return text_tokens(chat_prompt(msgs), tok, max_tokens);
 }
 
 Result<std::vector<std::string>> stop_strings(const json& body) {
@@ -228,17 +245,14 @@ Result<ApiRequest> parse_api_request(const std::string& text, bool chat, const T
                              .boolean("include_usage", false));
   }
   std::vector<int> ids;
+  const size_t max_prompt = static_cast<size_t>(std::max(0, limits.max_prompt_tokens));
   if (chat) {
-    RME_ASSIGN_OR_RETURN(ids, chat_tokens(body, tok));
+    RME_ASSIGN_OR_RETURN(ids, chat_tokens(body, tok, max_prompt));
   } else {
     if (!body.contains("prompt")) return invalid_argument("'prompt' is required");
-    RME_ASSIGN_OR_RETURN(ids, prompt_tokens(body["prompt"], tok));
+    RME_ASSIGN_OR_RETURN(ids, prompt_tokens(body["prompt"], tok, max_prompt));
   }
   if (ids.empty()) return invalid_argument("'prompt' encodes to no tokens");
-  if (static_cast<int>(ids.size()) > limits.max_prompt_tokens)
-    return invalid_argument("the prompt has " + std::to_string(ids.size()) +
-                            " tokens, more than the limit of " +
-                            std::to_string(limits.max_prompt_tokens));
   const char* max_key = f.has("max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
   RME_ASSIGN_OR_RETURN(int64_t max_new,
                        f.integer(max_key, limits.default_max_tokens, 1, limits.max_new_tokens));

@@ -87,6 +87,17 @@ Result<std::unique_ptr<BpeTokenizer>> BpeTokenizer::create(BpeVocab vocab) {
   std::sort(tok->specials_.begin(), tok->specials_.end(),
             [](const auto& x, const auto& y) { return x.first.size() > y.first.size(); });
   tok->special_ = v.special;
+  tok->word_split_ = v.mode == BpeVocab::Mode::kSentencePiece && !v.space_marker.empty();
+  for (size_t i = 0; i < n && tok->word_split_; ++i) {
+    const std::string& s = v.tokens[i];
+    const std::string& m = v.space_marker;
+    for (size_t at = s.find(m, 1); at != std::string::npos; at = s.find(m, at + 1))
+      if (at < m.size() || s.compare(at - m.size(), m.size(), m) != 0) {
+        tok->word_split_ = false;  // e.g. "a▁": a merge could join two words
+        break;
+      }
+  }
+  tok->cache_max_token_bytes();
   return tok;
 }
 
@@ -206,11 +217,13 @@ void BpeTokenizer::merge(std::vector<int>& ids) const {
   ids.resize(w);
 }
 
-void BpeTokenizer::encode_plain(std::string_view text, bool at_start, std::vector<int>& out) const {
+void BpeTokenizer::encode_plain(std::string_view text, bool at_start, size_t max_tokens,
+                                std::vector<int>& out) const {
   if (text.empty()) return;
   std::vector<int> ids;
   if (vocab_.mode == BpeVocab::Mode::kByteLevel) {
     for (std::string_view word : pretokenize(text, vocab_.pre_tokenizer)) {
+      if (out.size() > max_tokens) return;
       ids.clear();
       if (vocab_.ignore_merges) {
         std::string mapped;
@@ -244,7 +257,16 @@ void BpeTokenizer::encode_plain(std::string_view text, bool at_start, std::vecto
       s += ch;
     }
   }
+  const std::string& m = vocab_.space_marker;
   for (size_t i = 0; i < s.size();) {
+    // A word boundary: a marker after another character. Merge what came before on its own.
+    if (word_split_ && i > 0 && !ids.empty() && s.compare(i, m.size(), m) == 0 &&
+        (i < m.size() || s.compare(i - m.size(), m.size(), m) != 0)) {
+      merge(ids);
+      out.insert(out.end(), ids.begin(), ids.end());
+      ids.clear();
+      if (out.size() > max_tokens) return;
+    }
     size_t len = static_cast<size_t>(utf8_len(static_cast<unsigned char>(s[i])));
     len = std::min(len, s.size() - i);
     int id = find(std::string_view(s).substr(i, len));
@@ -267,12 +289,13 @@ void BpeTokenizer::encode_plain(std::string_view text, bool at_start, std::vecto
   out.insert(out.end(), ids.begin(), ids.end());
 }
 
-std::vector<int> BpeTokenizer::encode(std::string_view text, bool add_bos) const {
+std::vector<int> BpeTokenizer::encode_until(std::string_view text, bool add_bos,
+                                            size_t max_tokens) const {
   std::vector<int> out;
   if (add_bos && special_.bos >= 0) out.push_back(special_.bos);
   size_t start = 0, i = 0;
   bool at_start = true;
-  while (i < text.size()) {
+  while (i < text.size() && out.size() <= max_tokens) {
     int matched = -1;
     size_t matched_len = 0;
     if (text[i] == '<') {
@@ -288,13 +311,14 @@ std::vector<int> BpeTokenizer::encode(std::string_view text, bool add_bos) const
       ++i;
       continue;
     }
-    encode_plain(text.substr(start, i - start), at_start, out);
+    encode_plain(text.substr(start, i - start), at_start, max_tokens, out);
     out.push_back(matched);
     at_start = false;
     i += matched_len;
     start = i;
   }
-  encode_plain(text.substr(start), at_start && start == 0, out);
+  if (out.size() <= max_tokens)
+    encode_plain(text.substr(start), at_start && start == 0, max_tokens, out);
   return out;
 }
 

@@ -21,7 +21,9 @@ class BpeTokenizer final : public Tokenizer {
   // Validates the vocabulary (sizes agree, merges name known tokens, special ids in range).
   static Result<std::unique_ptr<BpeTokenizer>> create(BpeVocab vocab);
 
-  std::vector<int> encode(std::string_view text, bool add_bos) const override;
+  std::vector<int> encode(std::string_view text, bool add_bos) const override {
+    return encode_until(text, add_bos, SIZE_MAX);
+  }
   std::string decode_token(int prev, int token) const override;
   const std::string& token_text(int id) const override { return vocab_.tokens[id]; }
   TokenType token_type(int id) const override { return vocab_.types[id]; }
@@ -35,9 +37,14 @@ class BpeTokenizer final : public Tokenizer {
 
  private:
   explicit BpeTokenizer(BpeVocab vocab) : vocab_(std::move(vocab)) {}
+  // Stops after the pre-tokenized word (byte-level) or space-led word (SentencePiece style,
+  // when word_split_) that takes the output past max_tokens.
+  std::vector<int> encode_until(std::string_view text, bool add_bos,
+                                size_t max_tokens) const override;
   // Merges the symbols of one piece in place (symbols are token ids).
   void merge(std::vector<int>& ids) const;
-  void encode_plain(std::string_view text, bool at_start, std::vector<int>& out) const;
+  void encode_plain(std::string_view text, bool at_start, size_t max_tokens,
+                    std::vector<int>& out) const;
   bool pair_priority(int a, int b, float& priority, int& merged) const;
 
   BpeVocab vocab_;
@@ -45,6 +52,9 @@ class BpeTokenizer final : public Tokenizer {
   std::unordered_map<uint64_t, std::pair<int, int>> merge_rank_;  // (a,b) -> (rank, merged id)
   std::vector<std::pair<std::string, int>> specials_;             // matched verbatim in text
   int byte_token_[256];                                           // <0xNN> ids or -1
+  // SentencePiece style: no token has a space marker after another character, so no merge
+  // crosses the start of a space-led word and words merge alone (the same tokens, sooner).
+  bool word_split_ = false;
 };
 
 // SentencePiece scores that rank a SentencePiece-style vocabulary's merges as its merge list does,

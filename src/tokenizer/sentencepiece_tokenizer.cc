@@ -42,6 +42,7 @@ Result<std::unique_ptr<SentencePieceTokenizer>> SentencePieceTokenizer::load(
   s.unk = tok->sp_->unk_id();
   s.pad = tok->sp_->pad_id();
   tok->special_ = s;
+  tok->cache_max_token_bytes();
   return tok;
 }
 

@@ -27,4 +27,20 @@ std::string Tokenizer::decode(std::span<const int> ids) const {
   return out;
 }
 
+size_t Tokenizer::max_token_bytes() const {
+  if (max_token_bytes_ > 0) return max_token_bytes_;
+  size_t most = 4;
+  for (int id = 0; id < n_vocab(); ++id) most = std::max(most, token_text(id).size());
+  return most;
+}
+
+std::optional<std::vector<int>> Tokenizer::encode_at_most(std::string_view text, bool add_bos,
+                                                          size_t max_tokens) const {
+  // ceil(bytes / max_token_bytes) tokens at least, BOS aside: past the limit without reading.
+  if (text.size() > max_tokens * max_token_bytes()) return std::nullopt;
+  std::vector<int> ids = encode_until(text, add_bos, max_tokens);
+  if (ids.size() > max_tokens) return std::nullopt;
+  return ids;
+}
+
 }  // namespace rme

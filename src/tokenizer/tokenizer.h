@@ -1,6 +1,7 @@
 // tokenizer: the Tokenizer interface every vocabulary kind implements (text <-> token ids).
 #pragma once
 
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -37,8 +38,29 @@ class Tokenizer {
 
   std::string decode(std::span<const int> ids) const;
 
+  // The text's tokens (BOS first with add_bos), or nullopt when there are more than max_tokens
+  // of them. Time and memory are bounded by max_tokens, not by the text, so refusing an
+  // over-long prompt costs little: a text of more than max_tokens x max_token_bytes() bytes is
+  // refused unread (no token stands for more bytes), and a tokenizer that can stop part way
+  // (encode_until) stops once past the limit.
+  std::optional<std::vector<int>> encode_at_most(std::string_view text, bool add_bos,
+                                                 size_t max_tokens) const;
+  // The most text bytes one token stands for: its stored form's length (which is never shorter
+  // than the bytes it decodes to), at least 4 (an unknown UTF-8 character).
+  size_t max_token_bytes() const;
+
  protected:
+  // Encodes until more than max_tokens tokens are out; it may stop there, the rest untokenized
+  // (the first max_tokens are exact either way). The default encodes everything.
+  virtual std::vector<int> encode_until(std::string_view text, bool add_bos,
+                                        size_t /*max_tokens*/) const {
+    return encode(text, add_bos);
+  }
+  // For implementations to cache max_token_bytes() once their vocabulary is final.
+  void cache_max_token_bytes() { max_token_bytes_ = max_token_bytes(); }
+
   SpecialTokens special_;
+  size_t max_token_bytes_ = 0;  // 0: not cached, computed per call
 };
 
 }  // namespace rme

@@ -37,6 +37,7 @@ class HttpTest : public ::testing::Test {
     ho.limits.max_new_tokens = 32;
     ho.api_key = "";
     ho.request_timeout_s = 2;  // the slow-client tests wait for it
+    ho.max_connections_per_client = 200;
     server_ = new HttpServer(*loop_, *model_->tokenizer, ho);
     ASSERT_TRUE(server_->bind().ok());
     thread_ = new std::thread([] { (void)server_->listen(); });

@@ -27,6 +27,50 @@ int connect_raw(int port) {
   return fd;
 }
 
+// A connection from `from` (a loopback address: each is another client to the server).
+int connect_from(int port, const char* from) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in src{};
+  src.sin_family = AF_INET;
+  inet_pton(AF_INET, from, &src.sin_addr);
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&src), sizeof src) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+// Sends raw bytes on a new connection and reads until the server closes it (or 5 s pass):
+// everything received, and whether the server closed the connection.
+std::pair<std::string, bool> exchange(int port, const std::string& bytes,
+                                      const char* from = "127.0.0.1") {
+  const int fd = connect_from(port, from);
+  if (fd < 0) return {"", false};
+  (void)!::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+  timeval tv{5, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  std::string got;
+  char buf[4096];
+  ssize_t n;
+  while ((n = ::recv(fd, buf, sizeof buf, 0)) > 0) got.append(buf, static_cast<size_t>(n));
+  ::close(fd);
+  return {got, n == 0};
+}
+
+int count(const std::string& s, const std::string& what) {
+  int n = 0;
+  for (size_t at = s.find(what); at != std::string::npos; at = s.find(what, at + 1)) ++n;
+  return n;
+}
+
 std::string completion_text(const json& j) { return j["choices"][0]["text"].get<std::string>(); }
 
 // Concatenated "text" of an SSE completion stream, and its finish reason.
@@ -213,6 +257,83 @@ TEST_F(HttpTest, ANonStreamingClientThatLeavesCancelsItsRequest) {
   for (int i = 0; i < 50 && metric("rme_kv_blocks_used") != 0; ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   EXPECT_EQ(metric("rme_kv_blocks_used"), 0);
+  EXPECT_TRUE(healthy());
+}
+
+const std::string kPost = "POST /v1/completions HTTP/1.1\r\nHost: x\r\n";
+const std::string kBody = R"({"prompt":"Once upon a time","max_tokens":2})";
+
+// Request smuggling: a request a proxy could frame one way and rme another is answered 400 and
+// its connection closed, so nothing after it on the connection is ever read as a request.
+TEST_F(HttpTest, AmbiguousFramingIsRefusedAndTheConnectionClosed) {
+  const std::string smuggled = "GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n";
+  for (const std::string& head :
+       {std::string("Content-Length: 4\r\nTransfer-Encoding: chunked\r\n"),
+        std::string("Transfer-Encoding: chunked\r\nContent-Length: 4\r\n"),
+        "Content-Length: 2\r\nContent-Length: " + std::to_string(kBody.size()) + "\r\n",
+        "Content-Length : " + std::to_string(kBody.size()) + "\r\n"}) {
+    auto [got, closed] = exchange(server_->port(), kPost + head + "\r\n" + kBody + smuggled);
+    EXPECT_EQ(got.rfind("HTTP/1.1 400 ", 0), 0u) << head << got;
+    EXPECT_EQ(count(got, "HTTP/1.1 "), 1) << head << got;  // the smuggled request: no answer
+    EXPECT_TRUE(closed) << head;
+  }
+  auto [gz, gz_closed] = exchange(server_->port(), kPost + "Transfer-Encoding: gzip\r\n\r\n");
+  EXPECT_EQ(gz.rfind("HTTP/1.1 501 ", 0), 0u) << gz;
+  EXPECT_TRUE(gz_closed);
+  EXPECT_TRUE(healthy());
+}
+
+TEST_F(HttpTest, OversizedChunksAreRefusedAndChunkedRequestsStillWork) {
+  for (const std::string size : {"ffffffffffffffffffffffff", "10000000000000000", "1001"}) {
+    auto [got, closed] =
+        exchange(server_->port(), kPost + "Transfer-Encoding: chunked\r\n\r\n" + size + "\r\n");
+    EXPECT_EQ(got.rfind("HTTP/1.1 413 ", 0), 0u) << size << got;
+    EXPECT_TRUE(closed);
+  }
+  // A valid chunked request, then a pipelined one on the same connection: both answered.
+  char hex[16];
+  std::snprintf(hex, sizeof hex, "%zx", kBody.size() - 5);
+  const std::string chunked = kPost + "Transfer-Encoding: chunked\r\n\r\n" + hex + "\r\n" +
+                              kBody.substr(0, kBody.size() - 5) + "\r\n5\r\n" +
+                              kBody.substr(kBody.size() - 5) + "\r\n0\r\n\r\n";
+  auto [got, closed] = exchange(
+      server_->port(), chunked + "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  EXPECT_EQ(got.rfind("HTTP/1.1 200 ", 0), 0u) << got;
+  EXPECT_NE(got.find("\"completion_tokens\":2"), std::string::npos) << got;
+  EXPECT_EQ(count(got, "HTTP/1.1 200 "), 2) << got;
+  EXPECT_TRUE(closed);
+}
+
+// 1,100 half-sent requests from one address: that client gets at most its share of the front
+// and 503 past it, while /health and /metrics still answer (even from that address) and
+// another client is served as usual.
+TEST_F(HttpTest, OneClientCannotHoldEveryConnectionSlot) {
+  std::vector<int> fds;
+  const std::string half = kPost + "Content-Length: 40\r\n\r\n{";
+  for (int i = 0; i < 1100; ++i) {
+    const int fd = connect_from(server_->port(), "127.0.0.1");
+    ASSERT_GE(fd, 0) << i;
+    (void)!::send(fd, half.data(), half.size(), MSG_NOSIGNAL);
+    fds.push_back(fd);
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // the front has seen them all
+  for (const char* path : {"/health", "/metrics"}) {
+    const auto t0 = std::chrono::steady_clock::now();
+    auto [got, closed] = exchange(server_->port(), std::string("GET ") + path +
+                                                       " HTTP/1.1\r\nHost: x\r\nConnection: "
+                                                       "close\r\n\r\n");
+    EXPECT_EQ(got.rfind("HTTP/1.1 200 ", 0), 0u) << path << got;
+    EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 1.0);
+  }
+  const std::string req = kPost + "Content-Length: " + std::to_string(kBody.size()) +
+                          "\r\nConnection: close\r\n\r\n" + kBody;
+  auto [same, same_closed] = exchange(server_->port(), req, "127.0.0.1");
+  EXPECT_EQ(same.rfind("HTTP/1.1 503 ", 0), 0u) << same;  // over its share: refused
+  auto [other, other_closed] = exchange(server_->port(), req, "127.0.0.2");
+  EXPECT_EQ(other.rfind("HTTP/1.1 200 ", 0), 0u) << other;
+  for (int fd : fds) ::close(fd);
+  for (int i = 0; i < 50 && !healthy(); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
   EXPECT_TRUE(healthy());
 }
 

@@ -125,6 +125,17 @@ TEST_F(ByteLevelTest, SpecialTokensAndBos) {
   EXPECT_EQ(tok_->decode(ids), "hithere");  // control tokens print nothing
 }
 
+TEST_F(ByteLevelTest, BoundedEncodingStopsExactlyPastTheLimit) {
+  for (std::string s : {std::string("The quick brown fox jumps over the lazy dog."),
+                        std::string("hi<|eot_id|>there and <|eot_id|> again"),
+                        std::string("Ünïcödé — 日本語 🦙! tabs\tand\r\n")}) {
+    const std::vector<int> ids = tok_->encode(s, true);
+    EXPECT_EQ(tok_->encode_at_most(s, true, ids.size()), ids) << s;
+    EXPECT_EQ(tok_->encode_at_most(s, true, ids.size() - 1), std::nullopt) << s;
+    EXPECT_EQ(tok_->encode_at_most(s, true, 1), std::nullopt) << s;
+  }
+}
+
 TEST(BpeTest, HandBuiltMergesGiveExpectedPieces) {
   json v = json::object();
   int n = 0;

@@ -91,5 +91,26 @@ TEST_F(Llama2TokenizerTest, DerivedTokenizerJsonMatchesSentencePiece) {
     ASSERT_EQ((*tok)->encode(s, true), sp_->encode(s, true)) << "text: " << s;
 }
 
+// encode_at_most is encode below the limit and nullopt above it, exactly at the boundary, for
+// both engines; a megabyte of text is refused without being tokenized whole.
+TEST_F(Llama2TokenizerTest, BoundedEncodingIsExactAtTheLimit) {
+  auto bpe = BpeTokenizer::create(sp_->export_vocab());
+  ASSERT_TRUE(bpe.ok());
+  std::string all;
+  for (const auto& s : corpus()) all += s + "\n";
+  std::vector<std::string> texts = corpus();
+  texts.push_back(all);
+  for (const Tokenizer* t :
+       {static_cast<const Tokenizer*>(sp_.get()), static_cast<const Tokenizer*>(bpe->get())}) {
+    EXPECT_GE(t->max_token_bytes(), 16u);
+    for (const auto& s : texts) {
+      const std::vector<int> ids = t->encode(s, true);
+      EXPECT_EQ(t->encode_at_most(s, true, ids.size()), ids) << s;
+      EXPECT_EQ(t->encode_at_most(s, true, ids.size() - 1), std::nullopt) << s;
+    }
+    EXPECT_EQ(t->encode_at_most(std::string(1 << 20, 'a'), true, 2048), std::nullopt);
+  }
+}
+
 }  // namespace
 }  // namespace rme
