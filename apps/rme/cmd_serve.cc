@@ -7,6 +7,7 @@
 
 #include "commands.h"
 #include "common.h"
+#include "core/file.h"
 #include "core/thread_pool.h"
 #include "kernels/matmul.h"
 #include "scheduler/expert_trace.h"
@@ -94,6 +95,9 @@ void add_serve_command(CLI::App& root, std::function<int()>& run) {
 }
 
 int run_serve(ServeArgs a) {
+  // The trace is written at exit: a path it could never be written to fails now, not then.
+  if (!a.trace_out.empty())
+    if (auto t = regular_file_target(a.trace_out); !t.ok()) return fail(t.status());
   auto loaded = load(a.model);
   if (!loaded.ok()) return fail(loaded.status());
   if (!loaded->tokenizer)

@@ -146,10 +146,41 @@ bool is_directory(const std::string& path) {
   return stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
 }
 
+Result<std::string> regular_file_target(const std::string& path) {
+  std::string p = path;
+  for (int hops = 0; hops < 40; ++hops) {
+    struct stat st {};
+    if (::lstat(p.c_str(), &st) != 0) {
+      if (errno == ENOENT) return p;  // a new file
+      return io_error(path + ": cannot stat: " + std::strerror(errno));
+    }
+    if (S_ISREG(st.st_mode)) return p;
+    if (!S_ISLNK(st.st_mode)) {
+      const char* kind = S_ISDIR(st.st_mode)                          ? "a directory"
+                         : S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) ? "a device"
+                         : S_ISFIFO(st.st_mode)                       ? "a FIFO"
+                         : S_ISSOCK(st.st_mode)                       ? "a socket"
+                                                                      : "not a file";
+      return invalid_argument(path + ": is " + std::string(kind) +
+                              ", not a regular file (files are written whole, then renamed into "
+                              "place; give a file path)");
+    }
+    std::string target(static_cast<size_t>(st.st_size > 0 ? st.st_size : 4096) + 1, '\0');
+    const ssize_t n = ::readlink(p.c_str(), target.data(), target.size());
+    if (n < 0) return io_error(path + ": cannot read link: " + std::strerror(errno));
+    target.resize(static_cast<size_t>(n));
+    if (target.front() != '/' && p.find('/') != std::string::npos)
+      target = p.substr(0, p.rfind('/') + 1) + target;
+    p = target;
+  }
+  return io_error(path + ": too many levels of symbolic links");
+}
+
 Result<std::unique_ptr<AtomicFileWriter>> AtomicFileWriter::create(const std::string& path) {
+  RME_ASSIGN_OR_RETURN(std::string target, regular_file_target(path));
   auto w = std::unique_ptr<AtomicFileWriter>(new AtomicFileWriter());
-  w->path_ = path;
-  w->tmp_path_ = path + ".tmp." + std::to_string(getpid());
+  w->path_ = target;
+  w->tmp_path_ = target + ".tmp." + std::to_string(getpid());
   w->fd_ = ::open(w->tmp_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (w->fd_ < 0) return io_error(w->tmp_path_ + ": cannot create: " + std::strerror(errno));
   return w;
@@ -188,8 +219,9 @@ Status AtomicFileWriter::pad_to(uint64_t alignment) {
 
 Status AtomicFileWriter::commit() {
   if (fsync(fd_) != 0) return io_error(tmp_path_ + ": fsync failed: " + std::strerror(errno));
-  ::close(fd_);
+  const int closed = ::close(fd_);
   fd_ = -1;
+  if (closed != 0) return io_error(tmp_path_ + ": close failed: " + std::strerror(errno));
   if (::rename(tmp_path_.c_str(), path_.c_str()) != 0)
     return io_error(path_ + ": rename failed: " + std::strerror(errno));
   committed_ = true;

@@ -53,8 +53,16 @@ Result<std::string> read_file(const std::string& path);
 bool file_exists(const std::string& path);
 bool is_directory(const std::string& path);
 
+// The file a write to `path` replaces: `path` itself, or the file its symbolic links lead to
+// (the links are kept). An error when that is not a regular file (a device such as /dev/full, a
+// directory, a FIFO or socket: renaming over it would replace the node itself) or a component
+// cannot be read. Commands that write at exit check their output paths with it at start.
+Result<std::string> regular_file_target(const std::string& path);
+
 // Writes a file so that a crash leaves either the old or the new contents: write to a temp file
-// beside it, fsync, rename over the target, fsync the directory.
+// beside it, fsync, rename over the target, fsync the directory. The target is resolved by
+// regular_file_target (create() fails for a device, directory, FIFO or socket); every write,
+// fsync, close and rename error is returned.
 class AtomicFileWriter {
  public:
   static Result<std::unique_ptr<AtomicFileWriter>> create(const std::string& path);

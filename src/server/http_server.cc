@@ -7,6 +7,7 @@
 #include <atomic>
 #include <chrono>
 
+#include "core/log.h"
 #include "server/http_front.h"
 
 namespace rme {
@@ -43,6 +44,13 @@ int http_status(const Status& st) {
 }
 const char* error_type(int status) {
   return status == 400 ? "invalid_request_error" : "server_error";
+}
+
+// What a client is told of a failed request: the cause without server paths; the whole
+// message goes to the log.
+std::string client_message(const Status& st) {
+  log_error("request failed: " + st.message());
+  return redact_paths(st.message());
 }
 
 void append(TextPiece& to, TextPiece from) {
@@ -172,7 +180,7 @@ void HttpServer::complete(const httplib::Request& req, httplib::Response& res, b
     const FinishReason fin = stream->finished();
     if (!out.stopped() && fin == FinishReason::kError) {
       const int status = http_status(stream->error());
-      return error(res, status, stream->error().message(), error_type(status));
+      return error(res, status, client_message(stream->error()), error_type(status));
     }
     append(all, out.finish());
     const char* finish = out.stopped() ? "stop" : finish_reason_name(fin);
@@ -232,7 +240,7 @@ void HttpServer::complete(const httplib::Request& req, httplib::Response& res, b
         }
         if (!st->out.stopped() && fin == FinishReason::kError) {
           const std::string ev =
-              "data: " + api_error(stream->error().message(), "server_error") + "\n\n";
+              "data: " + api_error(client_message(stream->error()), "server_error") + "\n\n";
           sink.write(ev.data(), ev.size());
         } else {
           send(chunk_body(*r, id, created, "",

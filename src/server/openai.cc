@@ -214,6 +214,29 @@ Status refused_fields(const json& body, const JsonFields& f, bool chat) {
 
 }  // namespace
 
+std::string redact_paths(const std::string& message) {
+  std::string out;
+  out.reserve(message.size());
+  auto stops = [](char c) {
+    return c == ' ' || c == '\t' || c == '\n' || c == ':' || c == '\'' || c == '"' || c == ')' ||
+           c == ',' || c == ';';
+  };
+  for (size_t i = 0; i < message.size();) {
+    const bool starts = message[i] == '/' && (i == 0 || stops(message[i - 1]) ||
+                                              message[i - 1] == '(' || message[i - 1] == '=');
+    if (!starts) {
+      out += message[i++];
+      continue;
+    }
+    size_t end = i;
+    while (end < message.size() && !stops(message[end])) ++end;
+    const std::string_view path(message.data() + i, end - i);
+    out += path.substr(path.rfind('/') + 1);  // the file name; "" for a directory's trailing '/'
+    i = end;
+  }
+  return out;
+}
+
 std::string chat_prompt(const std::vector<ChatMessage>& messages) {
   std::string s;
   for (const auto& m : messages) s += "<|" + m.role + "|>\n" + m.content + "\n";

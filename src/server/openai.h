@@ -52,6 +52,11 @@ Result<ApiRequest> parse_api_request(const std::string& body, bool chat, const T
 //   "<|system|>\n{content}\n" ... "<|user|>\n{content}\n" ... "<|assistant|>\n"
 std::string chat_prompt(const std::vector<ChatMessage>& messages);
 
+// A server-side error message as clients may see it: every absolute path (a checkpoint, an
+// expert file) shortened to its file name, so responses tell the expert and the cause without
+// revealing the server's directories (the log keeps the whole message).
+std::string redact_paths(const std::string& message);
+
 // OpenAI's error shape: {"error": {"message", "type", "param", "code"}}.
 std::string api_error(const std::string& message,
                       const std::string& type = "invalid_request_error");

@@ -1,6 +1,7 @@
 // tests/apps: the rme binary end to end — pinned golden story, --help for every command, exit
 // codes on bad input, logits .npy shape, convert round trip, bench-serve against rme serve.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -195,6 +196,19 @@ TEST(CliTest, TokenizerOverrideForAGgufWithoutOne) {
     EXPECT_NE(big.err.find("tokenizer of 32000 tokens for a model of 4096"), std::string::npos)
         << big.err;
   }
+}
+
+// `--trace-out` naming a device or FIFO fails at start (exit 1), leaving the node as it was;
+// renaming the trace over it at exit once replaced /dev/full.
+TEST(CliTest, ServeRefusesATraceOutputThatIsNotAFile) {
+  const std::string fifo = test::temp_dir("cli_trace_fifo") + "/trace.csv";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  CmdResult r = rme("serve " + kRoot + "/data/models/rme-mini --port 0 --trace-out " + fifo);
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("is a FIFO, not a regular file"), std::string::npos) << r.err;
+  struct stat s {};
+  ASSERT_EQ(::lstat(fifo.c_str(), &s), 0);
+  EXPECT_TRUE(S_ISFIFO(s.st_mode));
 }
 
 // A closed loop of 3 clients against a real `rme serve` (rme-mini): every request completes and

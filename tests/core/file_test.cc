@@ -2,6 +2,8 @@
 #include "core/file.h"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <filesystem>
 
@@ -52,6 +54,33 @@ TEST(FileTest, FaultInAndLockKeepTheBytes) {
   ASSERT_TRUE(m->detach().ok());
   EXPECT_TRUE(m->fault_in().ok());
   EXPECT_EQ(std::string(reinterpret_cast<const char*>(m->data()), m->size()), bytes);
+}
+
+// Renaming over a device, FIFO or directory would replace the node itself (`rme serve
+// --trace-out /dev/full` as root once did): such targets are refused, and symbolic links are
+// followed to the file they name, which is replaced while the link stays.
+TEST(FileTest, AtomicWritesRefuseSpecialFilesAndFollowLinks) {
+  const std::string dir = test::temp_dir("atomic_special");
+  const std::string fifo = dir + "/fifo";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  for (const std::string& target : {fifo, dir, dir + "/link_to_fifo"}) {
+    if (target == dir + "/link_to_fifo") {
+      ASSERT_EQ(::symlink("fifo", target.c_str()), 0);
+    }
+    Status st = write_file_atomic(target, "x");
+    EXPECT_FALSE(st.ok()) << target;
+    EXPECT_NE(st.message().find("not a regular file"), std::string::npos) << st.message();
+  }
+  struct stat s {};
+  ASSERT_EQ(::lstat(fifo.c_str(), &s), 0);
+  EXPECT_TRUE(S_ISFIFO(s.st_mode));  // untouched
+  ASSERT_TRUE(write_file_atomic(dir + "/real", "old").ok());
+  ASSERT_EQ(::symlink("real", (dir + "/link").c_str()), 0);
+  ASSERT_TRUE(write_file_atomic(dir + "/link", "new").ok());
+  ASSERT_EQ(::lstat((dir + "/link").c_str(), &s), 0);
+  EXPECT_TRUE(S_ISLNK(s.st_mode));
+  EXPECT_EQ(read_file(dir + "/real").value(), "new");
+  EXPECT_EQ(regular_file_target(dir + "/absent").value(), dir + "/absent");
 }
 
 TEST(FileTest, MissingFileIsAnError) {

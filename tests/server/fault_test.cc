@@ -11,6 +11,7 @@
 #include "formats/model_io.h"
 #include "model/random_model.h"
 #include "moefy/router_init.h"
+#include "server/openai.h"
 #include "server/serving_loop.h"
 #include "util/tiny_model.h"
 
@@ -91,6 +92,12 @@ TEST_F(FaultTest, ChangedCheckpointFailsRequestsUntilWholeAgain) {
   ASSERT_EQ(::truncate(path_.c_str(), static_cast<off_t>(good_.size() / 2)), 0);
   auto [t1, e1] = run(*loop);
   EXPECT_NE(e1.find("short read"), std::string::npos) << e1;  // an error, not garbage or SIGBUS
+  // What an HTTP client is told (a 500): the file and the cause, not the server's directories.
+  const std::string told = redact_paths(e1);
+  EXPECT_EQ(told.find(path_.substr(0, path_.rfind('/'))), std::string::npos) << told;
+  EXPECT_EQ(told.find('/'), std::string::npos) << told;
+  EXPECT_NE(told.find("moe.gguf"), std::string::npos) << told;
+  EXPECT_NE(told.find("short read"), std::string::npos) << told;
 
   std::string flipped = good_;  // same size, every byte of the second half changed
   for (size_t i = good_.size() / 2; i < good_.size(); ++i)

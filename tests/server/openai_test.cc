@@ -81,6 +81,16 @@ TEST(CompletionTextTest, StopStringAcrossTokensIsExcluded) {
   EXPECT_EQ(feed(f, {0, 1}), "H");
 }
 
+TEST(RedactPathsTest, AbsolutePathsBecomeFileNames) {
+  EXPECT_EQ(redact_paths("/srv/models/moe.gguf: expert 3 of layer 2: short read (0 of 4096 "
+                         "bytes)"),
+            "moe.gguf: expert 3 of layer 2: short read (0 of 4096 bytes)");
+  EXPECT_EQ(redact_paths("open '/a/b/c.bin' failed (path=/x/y.z, /tmp/dir/)"),
+            "open 'c.bin' failed (path=y.z, )");
+  EXPECT_EQ(redact_paths("3/4 of the tokens; a/b stays"), "3/4 of the tokens; a/b stays");
+  EXPECT_EQ(redact_paths(""), "");
+}
+
 TEST(ChatPromptTest, DocumentedDefaultTemplate) {
   EXPECT_EQ(chat_prompt({{"system", "Be brief."}, {"user", "Hi"}}),
             "<|system|>\nBe brief.\n<|user|>\nHi\n<|assistant|>\n");
