@@ -57,7 +57,7 @@ std::string pct(double x) {
 
 Status open_checkpoint(const std::string& path, const std::string& fingerprint,
                        torch::serialize::InputArchive& a) {
-  a.load_from(path);
+  RME_RETURN_IF_ERROR(load_archive(a, path));
   c10::IValue fp;
   a.read("fingerprint", fp);
   if (!fp.isString() || fp.toStringRef() != fingerprint)

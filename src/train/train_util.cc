@@ -108,15 +108,28 @@ Status save_archive_atomic(torch::serialize::OutputArchive& a, const std::string
   RME_ASSIGN_OR_RETURN(std::unique_ptr<AtomicFileWriter> out, AtomicFileWriter::create(path));
   Status st = Status::Ok();
   try {
+    // Every write is reported as done, even after one failed (disk full): libtorch's zip
+    // writer enforces full writes and, from its destructor, terminates the process on a short
+    // one. The first error is kept and returned after; the temp file is then removed and the
+    // previous checkpoint stays as it was.
     a.save_to([&](const void* data, size_t n) -> size_t {
       if (st.ok()) st = out->write(data, n);
-      return st.ok() ? n : 0;
+      return n;
     });
   } catch (const std::exception& e) {
-    return io_error(path + ": " + e.what());
+    return io_error(path + ": cannot save: " + e.what());
   }
   RME_RETURN_IF_ERROR(st);
   return out->commit();
+}
+
+Status load_archive(torch::serialize::InputArchive& a, const std::string& path) {
+  try {
+    a.load_from(path);
+  } catch (const std::exception& e) {
+    return corrupt(path + ": cannot read checkpoint: " + e.what());
+  }
+  return Status::Ok();
 }
 
 std::string fmt_duration(double s) {

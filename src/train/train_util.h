@@ -44,8 +44,12 @@ void configure_threads(int n);
 torch::Tensor rows_to_tensor(const std::vector<std::vector<double>>& rows, size_t cols);
 std::vector<std::vector<double>> tensor_to_rows(const torch::Tensor& t);
 
-// Saves to path + ".tmp", fsyncs, renames over path, fsyncs the directory.
+// The only ways training code saves and loads libtorch archives: no libtorch error escapes as
+// an exception or an abort. save: through core's AtomicFileWriter (temp file beside path, fsync,
+// rename, directory fsync); a failed write (disk full, file size limit) returns an error, removes
+// the temp file and leaves the previous file intact. load: an unreadable archive is kCorrupt.
 Status save_archive_atomic(torch::serialize::OutputArchive& a, const std::string& path);
+Status load_archive(torch::serialize::InputArchive& a, const std::string& path);
 
 std::string fmt_duration(double seconds);
 // "\r<what> step s/n | <extra> | <rate> | elapsed | ETA" on stderr.

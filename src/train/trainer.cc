@@ -64,7 +64,7 @@ Result<int> load_checkpoint(const std::string& path, LlamaTorch& model, torch::o
                             History& h, const TrainConfig& c) {
   try {
     torch::serialize::InputArchive a;
-    a.load_from(path);
+    RME_RETURN_IF_ERROR(load_archive(a, path));
     c10::IValue cfg;
     a.read("config", cfg);
     if (!cfg.isString() || cfg.toStringRef() != c.source_json)

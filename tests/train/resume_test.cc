@@ -76,6 +76,31 @@ TEST(ResumeTest, KilledRunResumesToTheSameLossTrajectory) {
             read_file(dir + "/straight/model/model.safetensors").value());
 }
 
+// A checkpoint that cannot be written whole (the disk fills: here a file size limit, EFBIG)
+// ends the run with exit 1 and a message, not libtorch's abort; no temp file is left and the
+// previous checkpoint is byte for byte what it was.
+TEST(ResumeTest, AFullDiskFailsTheRunCleanlyAndKeepsTheLastCheckpoint) {
+  const std::string corpus = make_corpus();
+  const std::string dir = test::temp_dir("resume_full_disk");
+  EXPECT_EQ(train(corpus, dir + "/run", 6), 128 + 9);  // checkpointed at 5
+  const std::string before = read_file(dir + "/run/checkpoint.pt").value();
+  ASSERT_GT(before.size(), 8192u);
+  // bash's `ulimit -f` counts KiB; a file may grow to about half the checkpoint.
+  const std::string cmd = "bash -c \"trap '' XFSZ; ulimit -f " +
+                          std::to_string(before.size() / 2048) + "; exec " + RME_TRAIN_BIN +
+                          " train --config " + corpus + "/config.json --corpus " + corpus +
+                          " --out " + dir + "/run --export-type f32\" 2>" + dir + "/run.log";
+  const int st = std::system(cmd.c_str());
+  ASSERT_TRUE(WIFEXITED(st)) << "killed by a signal: " << read_file(dir + "/run.log").value();
+  EXPECT_EQ(WEXITSTATUS(st), 1) << read_file(dir + "/run.log").value();
+  const std::string log = read_file(dir + "/run.log").value();
+  EXPECT_NE(log.find("checkpoint.pt"), std::string::npos) << log;
+  EXPECT_NE(log.find("File too large"), std::string::npos) << log;
+  EXPECT_EQ(read_file(dir + "/run/checkpoint.pt").value(), before);
+  for (const auto& e : std::filesystem::directory_iterator(dir + "/run"))
+    EXPECT_EQ(e.path().filename().string().find(".tmp."), std::string::npos) << e.path();
+}
+
 TEST(ResumeTest, ChangedConfigIsRefused) {
   const std::string corpus = make_corpus();
   const std::string dir = test::temp_dir("resume_changed");
