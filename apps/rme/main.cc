@@ -2,10 +2,12 @@
 #include <cstdio>
 
 #include "commands.h"
+#include "core/file.h"
 #include "tokenizer/sentencepiece_tokenizer.h"
 
 int main(int argc, char** argv) {
-  rme::register_sentencepiece_loader();  // HF directories with tokenizer.model
+  rme::register_sentencepiece_loader();       // HF directories with tokenizer.model
+  rme::exit_cleanly_on_truncated_mappings();  // a model truncated under a command: exit 1
   CLI::App app{
       "rme: refactor dense Llama models into router-decoupled MoEs and serve them (Read-ME)"};
   app.require_subcommand(1);

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "core/file.h"
 #include "train/moe_trainer.h"
 #include "train/trainer.h"
 
@@ -40,6 +41,7 @@ int main(int argc, char** argv) {
            "glibc.malloc.mmap_threshold=4294967296:glibc.malloc.trim_threshold=4294967296", 1);
     execv("/proc/self/exe", argv);  // on failure, carry on with the defaults
   }
+  rme::exit_cleanly_on_truncated_mappings();  // a model truncated under a run: exit 1
   CLI::App app{"rme-train: training with libtorch (usually run as `rme train ...`)"};
   app.require_subcommand(1);
   std::function<int()> run;

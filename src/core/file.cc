@@ -13,6 +13,10 @@
 #include <sstream>
 
 namespace rme {
+namespace internal {  // mapping_fault.cc: what the SIGBUS handler can name
+void register_mapping(const void* data, size_t size, const std::string& path);
+void unregister_mapping(const void* data);
+}  // namespace internal
 
 Result<std::shared_ptr<MappedFile>> MappedFile::open(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -36,6 +40,7 @@ Result<std::shared_ptr<MappedFile>> MappedFile::open(const std::string& path) {
       return io_error(path + ": cannot mmap: " + std::strerror(errno));
     }
     file->data_ = static_cast<const uint8_t*>(p);
+    internal::register_mapping(file->data_, file->size_, path);
   }
   ::close(fd);
   return file;
@@ -124,6 +129,7 @@ Status MappedFile::fault_in(std::vector<std::pair<uint64_t, uint64_t>> holes, bo
 }
 
 MappedFile::~MappedFile() {
+  internal::unregister_mapping(data_);
   if (data_ != nullptr) munmap(const_cast<uint8_t*>(data_), size_);
 }
 

@@ -49,6 +49,14 @@ class MappedFile {
   bool detached_ = false;
 };
 
+// Makes a SIGBUS from touching a MappedFile's pages that its file no longer has (the file was
+// truncated or rewritten in place while mapped) end the process with exit status 1 and a line
+// naming the file, instead of a signal death; any other SIGBUS keeps the default action. For
+// commands that read mapped models for a long time (generate, perplexity, profile, moefy,
+// training); a server instead detaches its mappings (MappedFile::detach). Idempotent; the
+// mapping registry it reads is kept by MappedFile whether or not this was called.
+void exit_cleanly_on_truncated_mappings();
+
 Result<std::string> read_file(const std::string& path);
 bool file_exists(const std::string& path);
 bool is_directory(const std::string& path);
