@@ -14,11 +14,16 @@ void add_info_command(CLI::App& root, std::function<int()>& run) {
       root.add_subcommand("info", "Show a model's architecture, shapes, dtypes and tokenizer");
   auto a = std::make_shared<InfoArgs>();
   a->model.add(*app);
+  app->add_flag("--check", a->check,
+                "check the file whole: every weight scanned for NaN/Inf (as --check-weights); "
+                "exit 1 naming the first bad tensor");
   app->callback([a, &run] { run = [a] { return run_info(*a); }; });
 }
 
 int run_info(const InfoArgs& a) {
-  auto loaded = load(a.model);
+  ModelArgs margs = a.model;
+  margs.check_weights = margs.check_weights || a.check;
+  auto loaded = load(margs);
   if (!loaded.ok()) return fail(loaded.status());
   const Model& m = *loaded->model;
   const LlamaConfig& c = m.config;

@@ -117,6 +117,7 @@ int run_generate(const GenerateArgs& a);
 // rme info
 struct InfoArgs {
   ModelArgs model;
+  bool check = false;  // --check: every weight scanned for NaN/Inf (--check-weights)
 };
 int run_info(const InfoArgs& a);
 

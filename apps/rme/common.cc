@@ -30,6 +30,9 @@ void ModelArgs::add(CLI::App& app) {
   app.add_option("--isa", isa,
                  "kernels' instruction set: scalar, avx2, avx512 or neon (default: RME_ISA, else "
                  "the widest this CPU runs)");
+  app.add_flag("--check-weights", check_weights,
+               "scan every weight for NaN/Inf and fail on one (default: norms and the first and "
+               "last row of each matrix, with a warning)");
 }
 
 Result<KernelConfig> ModelArgs::kernels() const {
@@ -42,6 +45,7 @@ Result<LoadedModel> load(const ModelArgs& args) {
   if (args.threads > 0) ThreadPool::set_default_threads(args.threads);
   LoadOptions o;
   o.tokenizer_path = args.tokenizer;
+  if (args.check_weights) o.check_weights = WeightCheck::kFull;
   return load_model(args.model, o);
 }
 

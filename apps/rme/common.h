@@ -16,7 +16,8 @@ struct ModelArgs {
   std::string model;
   std::string tokenizer;
   int threads = 0;
-  std::string isa;  // --isa; "" = RME_ISA or the widest the CPU runs
+  std::string isa;             // --isa; "" = RME_ISA or the widest the CPU runs
+  bool check_weights = false;  // --check-weights: scan every weight for NaN/Inf (else a quick scan)
   void add(CLI::App& app);
   // The kernels to run: KernelConfig::from_env() (RME_ISA, RME_INT8, RME_BLAS), then --isa.
   // Fails on an ISA the CPU does not run.

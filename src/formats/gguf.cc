@@ -245,6 +245,54 @@ double GgufValue::as_double() const {
   return static_cast<double>(as_int());
 }
 
+namespace {
+
+// Tensor data must tile the data section as GGUF writers lay it out: no two tensors share bytes
+// (an alias, or offsets zeroed), and no tensor is followed by more unused bytes than alignment
+// padding explains (its type or shape then describes fewer bytes than it occupies: e.g. a type
+// code changed from Q8_0 to Q4_0). Padding up to a page boundary before a page-aligned tensor
+// is allowed (rme places experts so).
+Status check_layout(const std::string& path, const std::vector<GgufTensorInfo>& tensors,
+                    uint64_t data_start, uint64_t alignment, uint64_t file_size) {
+  constexpr uint64_t kPage = 4096;
+  std::vector<const GgufTensorInfo*> order;
+  for (const GgufTensorInfo& t : tensors) order.push_back(&t);
+  std::sort(order.begin(), order.end(),
+            [](const GgufTensorInfo* a, const GgufTensorInfo* b) { return a->offset < b->offset; });
+  auto bytes = [](const GgufTensorInfo& t) {
+    return dtype_row_bytes(t.dtype, t.ne[0]) * static_cast<uint64_t>(t.view.n_elements() / t.ne[0]);
+  };
+  auto range = [&](const GgufTensorInfo& t) {
+    return "'" + t.name + "' [" + std::to_string(data_start + t.offset) + ", " +
+           std::to_string(data_start + t.offset + bytes(t)) + ")";
+  };
+  if (!order.empty()) {  // writers pad the last tensor to the alignment, and stop there
+    const GgufTensorInfo& last = *order.back();
+    const uint64_t end = data_start + last.offset + bytes(last);
+    if (file_size - end >= alignment)
+      return corrupt(path + ": the last tensor " + range(last) + " is followed by " +
+                     std::to_string(file_size - end) + " unused bytes: its type " +
+                     std::string(dtype_name(last.dtype)) +
+                     " and shape describe fewer bytes than it occupies (a changed type code?)");
+  }
+  for (size_t i = 1; i < order.size(); ++i) {
+    const GgufTensorInfo &a = *order[i - 1], &b = *order[i];
+    const uint64_t a_end = a.offset + bytes(a);
+    if (a_end > b.offset)
+      return corrupt(path + ": tensors " + range(a) + " and " + range(b) +
+                     " overlap (aliased data, or a type or shape that does not match the bytes)");
+    const uint64_t gap = b.offset - a_end;
+    const bool page_padding = (data_start + b.offset) % kPage == 0 && gap < kPage;
+    if (gap >= alignment && !page_padding)
+      return corrupt(path + ": tensor " + range(a) + " is followed by " + std::to_string(gap) +
+                     " unused bytes: its type " + std::string(dtype_name(a.dtype)) +
+                     " and shape describe fewer bytes than it occupies (a changed type code?)");
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
 Result<std::unique_ptr<GgufFile>> GgufFile::open(const std::string& path) {
   auto g = std::unique_ptr<GgufFile>(new GgufFile());
   RME_ASSIGN_OR_RETURN(g->file_, MappedFile::open(path));
@@ -334,6 +382,7 @@ Result<std::unique_ptr<GgufFile>> GgufFile::open(const std::string& path) {
           std::to_string(g->file_->size()) + " bytes)");
     t.view.data = g->file_->data() + data_start + t.offset;
   }
+  RME_RETURN_IF_ERROR(check_layout(path, g->tensors_, data_start, alignment, g->file_->size()));
   return g;
 }
 

@@ -145,6 +145,14 @@ Result<LoadedModel> load_gguf_model(const std::string& path) {
   if (arch.empty()) return not_found(path + ": metadata 'general.architecture' is missing");
   if (arch != "llama" && arch != "qwen2")
     return unsupported(path + ": architecture '" + arch + "' (rme runs llama and qwen2)");
+  // Norms and biases are F32 in every llama/qwen2 GGUF (llama.cpp's converters and quantizer
+  // keep 1-D tensors so): another type is a damaged type code whose bytes would be misread.
+  for (const auto& shard : shards)
+    for (const GgufTensorInfo& t : shard->tensors())
+      if (t.ne.size() == 1 && t.dtype != DType::kF32)
+        return corrupt(path + ": tensor '" + t.name + "' is 1-D (a norm or bias) of type " +
+                       std::string(dtype_name(t.dtype)) + "; " + arch +
+                       " GGUF files store those as F32 (a changed type code?)");
   auto m = std::make_unique<Model>();
   LlamaConfig& c = m->config;
   const std::string p = arch + ".";

@@ -95,7 +95,9 @@ Result<LoadedModel> load_model(const std::string& path, const LoadOptions& optio
   // The readers check types and ranges themselves; this is the net under them, so that no input
   // file can end the process with an uncaught exception (std::terminate) instead of an error.
   try {
-    return load_model_unguarded(path, options);
+    RME_ASSIGN_OR_RETURN(LoadedModel m, load_model_unguarded(path, options));
+    RME_RETURN_IF_ERROR(check_weights(*m.model, options.check_weights));
+    return m;
   } catch (const std::bad_alloc&) {
     return resource_exhausted(path + ": out of memory while loading");
   } catch (const std::exception& e) {

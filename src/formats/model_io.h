@@ -7,6 +7,7 @@
 #include <string>
 
 #include "core/status.h"
+#include "formats/weight_check.h"
 #include "model/type_choice.h"
 #include "model/weights.h"
 #include "tokenizer/tokenizer.h"
@@ -22,6 +23,8 @@ struct LoadOptions {
   // llama2.c: its tokenizer.bin (default: beside the checkpoint). GGUF / HF: an override, a
   // directory holding tokenizer.json or tokenizer.model (its vocabulary at most the model's).
   std::string tokenizer_path;
+  // NaN/Inf scan after loading (weight_check.h): quick (warnings) unless asked for all or none.
+  WeightCheck check_weights = WeightCheck::kQuick;
 };
 
 enum class ModelFormat { kGguf, kHf, kLlama2c };

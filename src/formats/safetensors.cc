@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <cstring>
 #include <nlohmann/json.hpp>
+#include <tuple>
+#include <vector>
 
 #include "core/json.h"
 
@@ -55,6 +57,7 @@ Result<std::unique_ptr<SafetensorsFile>> SafetensorsFile::open(const std::string
   if (!h.is_object()) return corrupt(path + ": header is not a JSON object (or not valid UTF-8)");
   const uint8_t* data = st->file_->data() + 8 + n;
   const uint64_t data_size = size - 8 - n;
+  std::vector<std::tuple<uint64_t, uint64_t, std::string>> ranges;  // [begin, end), name
   for (const auto& [name, info] : h.items()) {
     if (name == "__metadata__") {
       if (!info.is_object()) return corrupt(path + ": __metadata__ is not an object");
@@ -97,6 +100,18 @@ Result<std::unique_ptr<SafetensorsFile>> SafetensorsFile::open(const std::string
                      shape_string(t.shape) + " " + dt + " needs " + std::to_string(expect));
     t.data = data + b;
     st->tensors_.emplace(name, std::move(t));
+    if (e > b) ranges.emplace_back(b, e, name);
+  }
+  // No two tensors share bytes (the format indexes each byte of the data section once): an
+  // alias or overlap means a damaged header, and writes through one would read as the other.
+  std::sort(ranges.begin(), ranges.end());
+  for (size_t i = 1; i < ranges.size(); ++i) {
+    const auto& [b0, e0, n0] = ranges[i - 1];
+    const auto& [b1, e1, n1] = ranges[i];
+    if (b1 < e0)
+      return corrupt(path + ": tensors '" + n0 + "' [" + std::to_string(b0) + ", " +
+                     std::to_string(e0) + ") and '" + n1 + "' [" + std::to_string(b1) + ", " +
+                     std::to_string(e1) + ") overlap (a damaged header)");
   }
   return st;
 }

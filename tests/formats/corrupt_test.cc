@@ -2,11 +2,14 @@
 // vs found), never a crash, hang or huge allocation.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstring>
 #include <fstream>
+#include <nlohmann/json.hpp>
 
 #include "core/file.h"
 #include "formats/model_io.h"
+#include "tensor/finite.h"
 #include "tokenizer/llama2c_vocab.h"
 #include "util/tiny_model.h"
 
@@ -114,8 +117,97 @@ TEST_F(CorruptTest, GgufAbsurdShapeAndWrongOffset) {
 TEST_F(CorruptTest, GgufShapeDisagreesWithConfig) {
   std::string s = gguf_;
   const size_t at = s.find("blk.0.attn_q.weight") + std::strlen("blk.0.attn_q.weight");
-  poke<uint64_t>(s, at + 4 + 8, 16);  // ne1 32 -> 16 (rows)
-  expect_error(dir_, "shape.gguf", s, {"blk.0.attn_q.weight", "[16, 32] != [32, 32]"});
+  poke<uint64_t>(s, at + 4 + 8, 16);  // ne1 32 -> 16 (rows): half its bytes left unexplained
+  expect_error(dir_, "shape.gguf", s, {"blk.0.attn_q.weight", "unused bytes"});
+}
+
+// Files that parse but do not hold together: a matrix's type code changed (F16 reads past its
+// bytes into the next tensor's, Q4_0 leaves half of them unexplained, Q6_K cannot split its
+// rows), a norm's type changed, every offset zeroed (all tensors alias one another).
+TEST_F(CorruptTest, GgufInconsistentTypesAndOffsets) {
+  const std::string q = "blk.0.attn_q.weight";
+  const size_t at = gguf_.find(q) + q.size();  // n_dims, ne0, ne1, type, offset
+  std::string s = gguf_;
+  poke<uint32_t>(s, at + 4 + 16, 1);
+  expect_error(dir_, "type_f16.gguf", s, {q, "overlap"});
+  s = gguf_;
+  poke<uint32_t>(s, at + 4 + 16, 2);
+  expect_error(dir_, "type_q4_0.gguf", s, {q, "unused bytes", "q4_0"});
+  s = gguf_;
+  poke<uint32_t>(s, at + 4 + 16, 14);
+  expect_error(dir_, "type_q6_k.gguf", s, {q, "q6_k"});
+  const std::string norm = "blk.0.attn_norm.weight";
+  const size_t nat = gguf_.find(norm) + norm.size();  // n_dims (1), ne0, type, offset
+  s = gguf_;
+  poke<uint32_t>(s, nat + 4 + 8, 1);
+  expect_error(dir_, "norm_f16.gguf", s, {norm, "f16"});
+  s = gguf_;
+  int zeroed = 0;
+  for (const std::string& name : std::vector<std::string>{
+           "token_embd.weight", "output_norm.weight", "output.weight", norm, q,
+           "blk.0.attn_k.weight", "blk.0.attn_v.weight", "blk.0.attn_output.weight",
+           "blk.0.ffn_norm.weight", "blk.0.ffn_gate.weight", "blk.0.ffn_up.weight",
+           "blk.0.ffn_down.weight"}) {
+    const size_t p = s.find(name);
+    if (p == std::string::npos) continue;
+    uint32_t n_dims;
+    std::memcpy(&n_dims, &s[p + name.size()], 4);
+    poke<uint64_t>(s, p + name.size() + 4 + 8 * n_dims + 4, 0);
+    ++zeroed;
+  }
+  ASSERT_GE(zeroed, 10);
+  expect_error(dir_, "offsets0.gguf", s, {"overlap"});
+}
+
+// NaN or Inf in weights: a warning by default (norms and each matrix's first and last row are
+// scanned), an error naming tensor, row and column with the full scan (--check-weights,
+// rme info --check).
+TEST_F(CorruptTest, NonFiniteWeightsWarnOrFail) {
+  test::HfWeights w = w_;
+  w.layers[0].down[5 * 64 + 7] = std::nanf("");  // row 5 of ffn_down [32, 64]: quick scan misses
+  w.layers[0].attn_norm[3] = INFINITY;
+  const std::string d = test::temp_dir("corrupt_nan");
+  test::write_hf_dir(w, d, DType::kF32);
+  ASSERT_TRUE(load_model(d).ok());
+  LoadOptions full;
+  full.check_weights = WeightCheck::kFull;
+  auto r = load_model(d, full);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("input_layernorm"), std::string::npos)
+      << r.status().message();
+  w.layers[0].attn_norm[3] = 1;
+  test::write_hf_dir(w, d, DType::kF32);
+  r = load_model(d, full);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("down_proj.weight' (f32) row 5 column 7 is NaN"),
+            std::string::npos)
+      << r.status().message();
+}
+
+// Quantized blocks hold NaN/Inf only in their f16 scale (and min): found where each format keeps
+// them, reported at the block's first element.
+TEST(FiniteTest, QuantizedBlockScalesAndMins) {
+  const uint16_t nan = 0x7E00, inf = 0x7C00, one = 0x3C00;
+  struct Case {
+    DType t;
+    size_t at;  // byte of the f16 field in the block
+  };
+  for (const Case& c : {Case{DType::kQ8_0, 0}, Case{DType::kQ4_0, 0}, Case{DType::kQ4_K, 0},
+                        Case{DType::kQ4_K, 2}, Case{DType::kQ5_K, 2}, Case{DType::kQ6_K, 208}}) {
+    const size_t bytes = dtype_block_bytes(c.t);
+    const int64_t n = 3 * dtype_block_size(c.t);
+    std::string blocks(3 * bytes, '\0');
+    for (int b = 0; b < 3; ++b) std::memcpy(&blocks[b * bytes + c.at], &one, 2);
+    EXPECT_EQ(first_nonfinite(c.t, blocks.data(), n), -1) << dtype_name(c.t);
+    std::memcpy(&blocks[2 * bytes + c.at], &inf, 2);
+    EXPECT_EQ(first_nonfinite(c.t, blocks.data(), n), 2 * dtype_block_size(c.t));
+    std::memcpy(&blocks[1 * bytes + c.at], &nan, 2);
+    EXPECT_EQ(first_nonfinite(c.t, blocks.data(), n), dtype_block_size(c.t));
+  }
+  const uint16_t halves[] = {one, one, 0xFC00};  // f16 -Inf
+  EXPECT_EQ(first_nonfinite(DType::kF16, halves, 3), 2);
+  const uint16_t bf[] = {0x3F80, 0x7FC0};  // bf16 1.0, NaN
+  EXPECT_EQ(first_nonfinite(DType::kBF16, bf, 2), 1);
 }
 
 TEST_F(CorruptTest, SafetensorsDamage) {
@@ -142,6 +234,20 @@ TEST_F(CorruptTest, SafetensorsDamage) {
   ASSERT_NE(sh, std::string::npos);
   s.replace(sh, 7, "[40,31]");
   EXPECT_NE(write_dir("shape", s).find("needs"), std::string::npos);
+  {  // one norm's range aliased to the other's (same length, so each entry alone is valid)
+    uint64_t n;
+    std::memcpy(&n, st_.data(), 8);
+    nlohmann::json h = nlohmann::json::parse(st_.substr(8, n));
+    const std::string a = "model.layers.0.input_layernorm.weight";
+    const std::string b = "model.layers.0.post_attention_layernorm.weight";
+    ASSERT_TRUE(h.contains(a) && h.contains(b));
+    h[b]["data_offsets"] = h[a]["data_offsets"];
+    std::string hs = h.dump();
+    ASSERT_LE(hs.size(), n);
+    hs.resize(n, ' ');
+    const std::string msg = write_dir("overlap", st_.substr(0, 8) + hs + st_.substr(8 + n));
+    EXPECT_NE(msg.find("overlap"), std::string::npos) << msg;
+  }
   s = st_;
   const size_t dt = s.find("\"F32\"");
   s.replace(dt, 5, "\"I64\"");

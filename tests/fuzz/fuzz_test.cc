@@ -15,6 +15,7 @@
 #include "core/file.h"
 #include "core/json.h"
 #include "core/log.h"
+#include "formats/gguf.h"
 #include "formats/model_io.h"
 #include "model/forward.h"
 #include "server/openai.h"
@@ -267,6 +268,75 @@ TEST_F(FuzzTest, GgufFiles) {
     }
     report(std::string(dtype_name(t)).c_str(), loaded, i);
   }
+}
+
+// Files that parse but do not hold together must be refused, each one: every tensor's type code
+// changed to F16, Q4_0 and Q6_K (ggml 1, 2, 14), every offset zeroed, every safetensors tensor
+// aliased to another of the same size, and NaN/Inf weights under the full scan.
+TEST_F(FuzzTest, InconsistentFilesAreRefused) {
+  int refused = 0, total = 0;
+  auto expect_refused = [&](const std::string& path, const std::string& what, LoadOptions o = {}) {
+    auto r = load_model(path, o);
+    ++total;
+    refused += !r.ok();
+    EXPECT_FALSE(r.ok()) << what << " loaded";
+    if (!r.ok()) {
+      EXPECT_NE(r.status().code(), StatusCode::kInternal) << r.status().message();
+    }
+  };
+  for (DType t : {DType::kF16, DType::kQ8_0, DType::kQ4_0}) {
+    test::write_gguf(w_, dir_ + "/good.gguf", t);
+    const std::string good = slurp(dir_ + "/good.gguf");
+    auto g = GgufFile::open(dir_ + "/good.gguf").value();
+    std::string zeroed = good;
+    for (const GgufTensorInfo& info : g->tensors()) {
+      const size_t name_at = good.find(info.name);  // names appear once, in the tensor infos
+      ASSERT_NE(name_at, std::string::npos);
+      const size_t type_at = name_at + info.name.size() + 4 + 8 * info.ne.size();
+      for (uint32_t code : {1u, 2u, 14u}) {
+        if (code == ggml_type_of(info.dtype)) continue;
+        std::string s = good;
+        std::memcpy(&s[type_at], &code, 4);
+        dump(dir_ + "/bad.gguf", s);
+        expect_refused(dir_ + "/bad.gguf", info.name + " " + std::string(dtype_name(t)) +
+                                               " -> type " + std::to_string(code));
+      }
+      const uint64_t zero = 0;
+      std::memcpy(&zeroed[type_at + 4], &zero, 8);
+    }
+    dump(dir_ + "/bad.gguf", zeroed);
+    expect_refused(dir_ + "/bad.gguf",
+                   std::string("offsets zeroed, ") + std::string(dtype_name(t)));
+  }
+  test::write_hf_dir(w_, dir_ + "/hf", DType::kF32);
+  const std::string st = slurp(dir_ + "/hf/model.safetensors");
+  uint64_t n;
+  std::memcpy(&n, st.data(), 8);
+  const json h = json::parse(st.substr(8, n));
+  for (const auto& [a, ia] : h.items()) {
+    for (const auto& [b, ib] : h.items()) {
+      if (a == b || a == "__metadata__" || b == "__metadata__" || ia["shape"] != ib["shape"])
+        continue;
+      json bad = h;
+      bad[b]["data_offsets"] = ia["data_offsets"];
+      const std::string hs = bad.dump();
+      const uint64_t len = hs.size();
+      std::string file(8, '\0');
+      std::memcpy(&file[0], &len, 8);
+      dump(dir_ + "/hf/model.safetensors", file + hs + st.substr(8 + n));
+      expect_refused(dir_ + "/hf", b + " aliased to " + a);
+    }
+  }
+  LoadOptions full;
+  full.check_weights = WeightCheck::kFull;
+  for (float bad : {std::nanf(""), INFINITY, -INFINITY}) {
+    test::HfWeights w = w_;
+    w.layers[1].wv[37] = bad;
+    w.out_norm[5] = bad;
+    test::write_hf_dir(w, dir_ + "/nan", DType::kF16);
+    expect_refused(dir_ + "/nan", "non-finite weights", full);
+  }
+  std::printf("inconsistent files: %d of %d refused\n", refused, total);
 }
 
 TEST_F(FuzzTest, SafetensorsAndConfigJson) {
