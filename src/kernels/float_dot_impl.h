@@ -1,6 +1,6 @@
 // kernels: dot products of F32/F16/BF16 weight rows with f32 activations — one token or a tile of
 // tokens — written once against vector traits S (simd_*.h) and compiled per ISA (matmul_avx2.cc,
-// matmul_neon.cc).
+// matmul_avx512.cc, matmul_neon.cc).
 #pragma once
 
 #include <algorithm>
@@ -15,18 +15,21 @@ template <typename S>
 struct F32Row {
   const float* p;
   typename S::V load(int64_t i) const { return S::load(p + i); }
+  void prefetch(int64_t i) const { __builtin_prefetch(p + i); }
   float at(int64_t i) const { return p[i]; }
 };
 template <typename S>
 struct F16Row {
   const uint16_t* p;
   typename S::V load(int64_t i) const { return S::load_f16(p + i); }
+  void prefetch(int64_t i) const { __builtin_prefetch(p + i); }
   float at(int64_t i) const { return S::f16_to_f32(p[i]); }
 };
 template <typename S>
 struct BF16Row {
   const uint16_t* p;
   typename S::V load(int64_t i) const { return S::load_bf16(p + i); }
+  void prefetch(int64_t i) const { __builtin_prefetch(p + i); }
   float at(int64_t i) const {
     const uint32_t bits = static_cast<uint32_t>(p[i]) << 16;
     float f;
@@ -35,26 +38,47 @@ struct BF16Row {
   }
 };
 
-// R weight rows dotted with T tokens, out[t * R + r]. One accumulator per output, one vector
-// step after another, then one horizontal sum and the scalar tail: every output is computed by the
-// same operations in the same order whatever R and T are, so the one-token kernel (R = T = 1) and
-// any tile give bit-identical results — matmul's batch invariance. A step loads R row vectors
-// (converted once) and T token vectors for R * T multiply-adds: 4 x 3 gives 12 independent
-// accumulators (enough to hide FMA latency) for 7 loads, where a row-by-row tile needed 16
-// loads per 12 multiply-adds and was load-bound (tinyllama FFN, F16: 77 -> see
-// docs/performance.md).
+// Per-ISA shape of the float kernels, from the traits when they say (else AVX2's): C chains
+// (accumulators) per output, tiles of R rows x T tokens, and the rows a one-token call runs
+// side by side.
+template <typename S>
+constexpr int chains() {
+  if constexpr (requires { S::kChains; }) return S::kChains;
+  return 1;
+}
+template <typename S>
+constexpr int tile_rows() {
+  if constexpr (requires { S::kTileRows; }) return S::kTileRows;
+  return 4;
+}
+template <typename S>
+constexpr int decode_rows() {
+  if constexpr (requires { S::kDecodeRows; }) return S::kDecodeRows;
+  return tile_rows<S>();
+}
+
+// R weight rows dotted with T tokens, out[t * R + r]. Each output has C accumulators (chains<S>)
+// that take the vector steps in turn (the leftover whole vectors go to the first), then are added
+// in order, then one horizontal sum and the scalar tail: every output is computed by the same
+// operations in the same order whatever R and T are, so a one-token call and any tile give
+// bit-identical results — matmul's batch invariance. A step loads R row vectors (converted once)
+// and T token vectors for R * T multiply-adds: AVX2's 4 x 3 gives 12 independent accumulators
+// (enough to hide FMA latency) for 7 loads, where a row-by-row tile needed 16 loads per 12
+// multiply-adds and was load-bound (tinyllama FFN, F16: 77 -> see docs/performance.md). AVX-512
+// has twice the registers: 2 chains per output let a one-token call stream 2 rows instead of 4
+// (decode's streams, see docs/performance.md) with 4 chains in flight.
 template <typename S, typename L, int R, int T>
 void dot_float_tile(const L* w, const float* x, int64_t x_stride, int64_t k, float* out) {
   using V = typename S::V;
-  constexpr int N = S::kLanes;
-  V a[R][T];
+  constexpr int N = S::kLanes, C = chains<S>();
+  V a[R][T][C];
 #pragma GCC unroll 4
   for (int r = 0; r < R; ++r)
 #pragma GCC unroll 3
-    for (int t = 0; t < T; ++t) a[r][t] = S::zero();
-  int64_t i = 0;
-#pragma GCC unroll 2  // ~3% on tinyllama's FFN (F16, 6 alternating runs: 121 vs 117 GFLOP/s)
-  for (; i + N <= k; i += N) {
+    for (int t = 0; t < T; ++t)
+#pragma GCC unroll 4
+      for (int c = 0; c < C; ++c) a[r][t][c] = S::zero();
+  auto step = [&](int64_t i, int c) {
     V xv[T];
 #pragma GCC unroll 3
     for (int t = 0; t < T; ++t) xv[t] = S::load(x + t * x_stride + i);
@@ -62,34 +86,53 @@ void dot_float_tile(const L* w, const float* x, int64_t x_stride, int64_t k, flo
     for (int r = 0; r < R; ++r) {
       const V wv = w[r].load(i);
 #pragma GCC unroll 3
-      for (int t = 0; t < T; ++t) a[r][t] = S::fmadd(wv, xv[t], a[r][t]);
+      for (int t = 0; t < T; ++t) a[r][t][c] = S::fmadd(wv, xv[t], a[r][t][c]);
     }
+  };
+  int64_t i = 0;
+#pragma GCC unroll 2  // ~3% on tinyllama's FFN (F16, 6 alternating runs: 121 vs 117 GFLOP/s)
+  for (; i + C * N <= k; i += C * N) {
+    if constexpr (T == 1) {  // one token streams its rows: fetch 1024 elements ahead
+      // (AVX-512 F16 decode 28.2 -> 29.6 tok/s, AVX2 17.0 -> 18.2; 256 ahead was slower)
+#pragma GCC unroll 4
+      for (int r = 0; r < R; ++r) w[r].prefetch(i + 1024);
+    }
+#pragma GCC unroll 4
+    for (int c = 0; c < C; ++c) step(i + c * N, c);
   }
+  for (; i + N <= k; i += N) step(i, 0);
   for (int r = 0; r < R; ++r)
     for (int t = 0; t < T; ++t) {
-      float s = S::reduce_add(a[r][t]);
+      V sum = a[r][t][0];
+      for (int c = 1; c < C; ++c) sum = S::add(sum, a[r][t][c]);
+      float s = S::reduce_add(sum);
       for (int64_t e = i; e < k; ++e) s += w[r].at(e) * x[t * x_stride + e];
       out[t * R + r] = s;
     }
 }
 
-// Tile shape: rows x tokens = 12 accumulators (of 16 AVX2 registers) plus the loads.
-constexpr int kTileRows = 4, kTileTokens = 3;
+// Tokens per tile: 3 (AVX2: 4 x 3 = 12 accumulators of 16 registers, plus the loads), or the
+// traits' kTileTokens (at most 4).
+template <typename S>
+constexpr int tile_tokens() {
+  if constexpr (requires { S::kTileTokens; }) return S::kTileTokens;
+  return 3;
+}
 
 // Rows [r0, r1) against T tokens, in tiles of kTileRows rows and one row at a time for
 // the rest.
-template <typename S, typename L, typename Stored, int T>
+template <typename S, typename L, typename Stored, int T, int R = tile_rows<S>()>
 void rows_tile(const uint8_t* w, size_t row_bytes, int64_t r0, int64_t r1, const float* x,
                int64_t x_stride, int64_t k, float* y, int64_t y_stride) {
   auto row = [&](int64_t r) { return L{reinterpret_cast<const Stored*>(w + r * row_bytes)}; };
-  float out[kTileRows * T];
+  float out[R * T];
   int64_t r = r0;
-  for (; r + kTileRows <= r1; r += kTileRows) {
-    L rows[kTileRows];
-    for (int j = 0; j < kTileRows; ++j) rows[j] = row(r + j);
-    dot_float_tile<S, L, kTileRows, T>(rows, x, x_stride, k, out);
+  for (; r + R <= r1; r += R) {
+    L rows[R];
+    for (int j = 0; j < R; ++j) rows[j] = row(r + j);
+    dot_float_tile<S, L, R, T>(rows, x, x_stride, k, out);
     for (int t = 0; t < T; ++t)
-      for (int j = 0; j < kTileRows; ++j) y[t * y_stride + r + j] = out[t * kTileRows + j];
+      for (int j = 0; j < R; ++j) y[t * y_stride + r + j] = out[t * R + j];
   }
   for (; r < r1; ++r) {
     const L one = row(r);
@@ -108,6 +151,8 @@ void rows_tile(const uint8_t* w, size_t row_bytes, int64_t r0, int64_t r1, const
 template <typename S, typename L, typename Stored>
 void dot_float_rows(const uint8_t* w, size_t row_bytes, int64_t n_rows, const float* x,
                     int64_t x_stride, int64_t n_tok, int64_t k, float* y, int64_t y_stride) {
+  constexpr int kTileTokens = tile_tokens<S>();
+  static_assert(kTileTokens >= 1 && kTileTokens <= 4);
   constexpr int64_t kTokenBlock = 20 * kTileTokens, kBlockRows = 32;
   for (int64_t j0 = 0; j0 < n_tok; j0 += kTokenBlock) {
     const int64_t j1 = std::min(n_tok, j0 + kTokenBlock);
@@ -117,6 +162,10 @@ void dot_float_rows(const uint8_t* w, size_t row_bytes, int64_t n_rows, const fl
         const float* xt = x + t0 * x_stride;
         float* yt = y + t0 * y_stride;
         switch (std::min<int64_t>(j1 - t0, kTileTokens)) {
+          case 4:
+            if constexpr (kTileTokens >= 4)
+              rows_tile<S, L, Stored, 4>(w, row_bytes, b0, b1, xt, x_stride, k, yt, y_stride);
+            break;
           case 3:
             rows_tile<S, L, Stored, 3>(w, row_bytes, b0, b1, xt, x_stride, k, yt, y_stride);
             break;
@@ -124,7 +173,8 @@ void dot_float_rows(const uint8_t* w, size_t row_bytes, int64_t n_rows, const fl
             rows_tile<S, L, Stored, 2>(w, row_bytes, b0, b1, xt, x_stride, k, yt, y_stride);
             break;
           default:
-            rows_tile<S, L, Stored, 1>(w, row_bytes, b0, b1, xt, x_stride, k, yt, y_stride);
+            rows_tile<S, L, Stored, 1, decode_rows<S>()>(w, row_bytes, b0, b1, xt, x_stride, k, yt,
+                                                         y_stride);
             break;
         }
       }

@@ -62,6 +62,7 @@ void for_row_pairs(ThreadPool& pool, int64_t n_out, const Fn& fn) {
 FloatRowsFn float_rows(Isa isa, DType t) {
 #if defined(__x86_64__)
   if (isa == Isa::kAvx2) return float_rows_avx2(t);
+  if (isa == Isa::kAvx512) return float_rows_avx512(t);
 #elif defined(__aarch64__)
   if (isa == Isa::kNeon) return float_rows_neon(t);
 #endif
@@ -110,12 +111,14 @@ void matmul(const KernelConfig& cfg, const MatView& w, const float* x, int64_t x
         });
     return;
   }
-  // Float types on AVX2 and NEON: tiles of 4 rows x 3 tokens whose every output is the one-token
-  // kernel's — decode (4 rows at a time), the batch-invariant mode, and F16/BF16 prefill, where
-  // they beat sgemm on decoded panels (tinyllama FFN, F16: 117-121 vs 104-113 GFLOP/s). F32
-  // prefill outside that mode keeps sgemm, which reads F32 weights in place.
+  // Float types on AVX2, AVX-512 and NEON: tiles of 4 rows x 3 tokens whose every output is the
+  // one-token kernel's — decode, the batch-invariant mode, and on AVX2/NEON F16/BF16 prefill,
+  // where they beat sgemm on decoded panels (tinyllama FFN, F16: 117-121 vs 104-113 GFLOP/s). F32
+  // prefill outside that mode keeps sgemm, which reads F32 weights in place; AVX-512 prefill
+  // outside it keeps its repacked f32 panels (tinyllama F16 pp128 205 vs 165 tok/s, Zen 5).
   if (const FloatRowsFn rows = float_rows(cfg.isa, w.dtype);
-      rows != nullptr && (n_tok == 1 || cfg.batch_invariant || w.dtype != DType::kF32)) {
+      rows != nullptr &&
+      (n_tok == 1 || cfg.batch_invariant || (w.dtype != DType::kF32 && cfg.isa != Isa::kAvx512))) {
     pool.parallel_for(w.n_out, std::max<int64_t>(16, grain / n_tok),
                       [&](int64_t r0, int64_t r1, int) {
                         rows(base + r0 * row_bytes, row_bytes, r1 - r0, x, x_stride, n_tok, n_in,
@@ -153,8 +156,8 @@ void matmul(const KernelConfig& cfg, const MatView& w, const float* x, int64_t x
       });
       return;
     }
-    // AVX-512, scalar: the one-token kernel per token, over 16-row blocks that stay in L2 while
-    // the tokens pass, so weights still come from memory once.
+    // Scalar: the one-token kernel per token, over 16-row blocks that stay in L2 while the tokens
+    // pass, so weights still come from memory once.
     pool.parallel_for(w.n_out, grain, [&](int64_t r0, int64_t r1, int) {
       for (int64_t b0 = r0; b0 < r1; b0 += 16)
         for (int64_t t = 0; t < n_tok; ++t)

@@ -29,16 +29,18 @@ const RowKernels& row_kernels_neon();
 const RowKernels& row_kernels(Isa isa);
 
 // Rows [0, n_rows) of w (row_bytes apart) against n_tok tokens: y[t * y_stride + r] = dot(row r,
-// x + t * x_stride), each bit-identical to the same ISA's RowKernels::dot (tiles of 4 rows x 3
-// tokens computing every output with the one-token kernel's operations: float_dot_impl.h) — the
-// batch-invariant float path, and decode's, which reads each weight once per call. Single-threaded.
+// x + t * x_stride), each output bit-identical whatever n_tok is (tiles of 4 rows x 3 tokens
+// computing every output with a one-token call's operations: float_dot_impl.h; on AVX2 and NEON
+// also RowKernels::dot's) — the batch-invariant float path, and decode's, which reads each
+// weight once per call. Single-threaded.
 using FloatRowsFn = void (*)(const uint8_t* w, size_t row_bytes, int64_t n_rows, const float* x,
                              int64_t x_stride, int64_t n_tok, int64_t k, float* y,
                              int64_t y_stride);
-// The kernel of `isa` for F32/F16/BF16, or nullptr (other types; AVX-512 and scalar have none,
-// and their batch-invariant mode dots each token separately: docs/performance.md).
+// The kernel of `isa` for F32/F16/BF16, or nullptr (other types, and the scalar ISA, whose
+// batch-invariant mode dots each token separately: docs/performance.md).
 FloatRowsFn float_rows(Isa isa, DType t);
 FloatRowsFn float_rows_avx2(DType t);
+FloatRowsFn float_rows_avx512(DType t);
 FloatRowsFn float_rows_neon(DType t);
 
 // Weight view for matmul: n_out rows of n_in elements of `dtype`, row-major, rows contiguous.
@@ -62,8 +64,8 @@ void matmul(const KernelConfig& cfg, const MatView& w, const float* x, int64_t x
 
 // Batch-invariant mode (KernelConfig::batch_invariant): each token's row of y is computed exactly
 // as a one-token call would compute it (same kernel, same accumulation order), so a request's
-// logits do not depend on which other tokens share the step. AVX2 and NEON float types run
-// float_rows (4 rows x 3 tokens per tile, decode's own kernel); AVX2 Q4_0 and Q8_0 their one
+// logits do not depend on which other tokens share the step. AVX2, AVX-512 and NEON float types
+// run float_rows (4 rows x 3 tokens per tile, decode's own kernel); AVX2 Q4_0 and Q8_0 their one
 // integer kernel; elsewhere the one-token kernel per token. Either way weights come from memory
 // once per call; the cost against the fastest path is in docs/performance.md. The serving engine
 // runs with it on.

@@ -2,7 +2,9 @@
 // when the CPU has them).
 #include <immintrin.h>
 
+#include "kernels/float_dot_impl.h"
 #include "kernels/matmul.h"
+#include "kernels/simd_avx512.h"
 
 namespace rme {
 namespace {
@@ -149,6 +151,8 @@ void to_f32_quant(const void* w, float* out, int64_t k) {
 }
 
 }  // namespace
+
+FloatRowsFn float_rows_avx512(DType t) { return simd::float_rows_for<simd::Avx512>(t); }
 
 const RowKernels& row_kernels_avx512() {
   const RowKernels& ref = row_kernels_ref();
