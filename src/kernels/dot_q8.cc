@@ -15,7 +15,8 @@ DotQ8Fn dot_q8_vnni(DType weights);                   // dot_q8_vnni.cc
 GemmQ8Fn gemm_q8_vnni(DType weights);                 // gemm_q8_avx512.cc
 std::vector<DotQ8Fn> dot_q8_vnni_all(DType weights);  // dot_q8_vnni.cc
 void quantize_q8_avx512(const float* x, int64_t k, int8_t* q, float* d, float* sum);
-GemmQ8Fn gemm_int8_avx2(DType weights);  // gemm_int8_avx2.cc
+GemmQ8Fn gemm_int8_avx2(DType weights);    // gemm_int8_avx2.cc
+GemmQ8Fn gemm_int8_avx512(DType weights);  // gemm_int8_avx512.cc (VNNI)
 void quantize_q8_avx2(const float* x, int64_t k, int8_t* q, float* d,
                       float* sum);  // quantize_avx2.cc
 #elif defined(__aarch64__)
@@ -123,7 +124,13 @@ DotQ8Fn dot_q8_best(const KernelConfig& cfg, DType t) {
 }
 
 GemmQ8Fn gemm_q8_invariant(const KernelConfig& cfg, DType t) {
-  return cfg.isa == Isa::kAvx2 && cfg.int8 ? gemm_int8_avx2(t) : nullptr;
+  if (cfg.isa == Isa::kAvx2 && cfg.int8) return gemm_int8_avx2(t);
+  if (vnni_usable(cfg) && cfg.batch_invariant) return gemm_int8_avx512(t);
+  return nullptr;
+}
+
+GemmQ8Fn gemm_q8_decode(const KernelConfig& cfg, DType t) {
+  return vnni_usable(cfg) ? gemm_int8_avx512(t) : nullptr;
 }
 
 GemmQ8Fn gemm_q8_best(const KernelConfig& cfg, DType t) {
@@ -142,6 +149,7 @@ DotQ8Fn dot_q8_best(const KernelConfig& cfg, DType t) {
   return nullptr;
 }
 GemmQ8Fn gemm_q8_invariant(const KernelConfig&, DType) { return nullptr; }
+GemmQ8Fn gemm_q8_decode(const KernelConfig&, DType) { return nullptr; }
 GemmQ8Fn gemm_q8_best(const KernelConfig&, DType) { return nullptr; }
 #endif
 

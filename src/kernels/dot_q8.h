@@ -50,10 +50,15 @@ using GemmQ8Fn = void (*)(const uint8_t* w, size_t row_bytes, int64_t n_rows,
                           int64_t y_stride);
 // An integer product whose every output is bit-identical whatever n_tok is (1 included) and fast
 // for one token too: one kernel for decode, prefill and batch invariance. The AVX2 Q4_0 / Q8_0
-// kernel (gemm_int8_avx2.cc: 8-row interleaved groups) when cfg's ISA is AVX2 with int8 on, else
-// nullptr.
-// Single-threaded, like GemmQ8Fn; callers split rows in units of 8.
+// kernel (gemm_int8_avx2.cc: 8-row interleaved groups) when cfg's ISA is AVX2 with int8 on; the
+// AVX-512 VNNI one (gemm_int8_avx512.cc: 16-row groups) when cfg is AVX-512 with int8 and
+// batch_invariant on (outside that mode AVX-512 prefill keeps its faster panels); else nullptr.
+// Single-threaded, like GemmQ8Fn; callers split rows in units of 8 (AVX2) or 16 (AVX-512).
 GemmQ8Fn gemm_q8_invariant(const KernelConfig& cfg, DType weights);
+// The kernel for one or two tokens where a one-kernel product beats per-row dot products: the
+// AVX-512 VNNI one above whatever the mode (Zen 5, tinyllama decode: Q4_0 82 vs 69-71 tok/s,
+// Q8_0 54-55 vs 39-48), else nullptr. Units of 16 rows.
+GemmQ8Fn gemm_q8_decode(const KernelConfig& cfg, DType weights);
 // The AVX-512 VNNI kernel for `weights` when this CPU has VNNI, cfg's ISA is AVX-512 and int8 on.
 GemmQ8Fn gemm_q8_best(const KernelConfig& cfg, DType weights);
 

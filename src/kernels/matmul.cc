@@ -99,14 +99,18 @@ void matmul(const KernelConfig& cfg, const MatView& w, const float* x, int64_t x
         });
     return;
   }
-  if (const GemmQ8Fn inv = gemm_q8_invariant(cfg, w.dtype)) {
+  GemmQ8Fn inv = gemm_q8_invariant(cfg, w.dtype);
+  if (inv == nullptr && n_tok <= 2) inv = gemm_q8_decode(cfg, w.dtype);
+  if (inv != nullptr) {
     // One integer kernel for any number of tokens, each output the same bits whatever the batch
-    // (AVX2 Q4_0 and Q8_0): decode, prefill and the batch-invariant mode alike. Rows in units of 8.
+    // (AVX2 Q4_0 and Q8_0; AVX-512 VNNI's in the batch-invariant mode): decode, prefill and the
+    // batch-invariant mode alike. Rows in units of the kernel's group: 8 rows (AVX2), 16 (AVX-512).
     const Q8Activations* xs = quantize_tokens(cfg.isa, x, x_stride, n_tok, n_in, pool);
-    const int64_t units = (w.n_out + 7) / 8;
+    const int64_t unit = cfg.isa == Isa::kAvx512 ? 16 : 8;
+    const int64_t units = (w.n_out + unit - 1) / unit;
     pool.parallel_for(
-        units, std::max<int64_t>(1, grain / 8 / n_tok), [&](int64_t u0, int64_t u1, int) {
-          const int64_t r0 = u0 * 8, r1 = std::min(w.n_out, u1 * 8);
+        units, std::max<int64_t>(1, grain / unit / n_tok), [&](int64_t u0, int64_t u1, int) {
+          const int64_t r0 = u0 * unit, r1 = std::min(w.n_out, u1 * unit);
           inv(base + r0 * row_bytes, row_bytes, r1 - r0, xs, n_tok, n_in, y + r0, y_stride);
         });
     return;

@@ -55,7 +55,8 @@ struct MatView {
 // (in floats). Splits output rows across the pool. Kernels are cfg's (ISA, int8, batch
 // invariance, BLAS). K-quants with int8 on AVX2/AVX-512 CPUs run one integer kernel for every T
 // (dot_kquant.h). On AVX2 with int8, Q4_0 and Q8_0 run one integer kernel for every T (decode,
-// prefill and batch invariance: gemm_q8_invariant). Otherwise, for T >= 4 tokens this is a matrix
+// prefill and batch invariance: gemm_q8_invariant); on AVX-512 VNNI that kernel's counterpart
+// runs decode (T <= 2) and the batch-invariant mode. Otherwise, for T >= 4 tokens this is a matrix
 // product that reads each weight row once: on AVX-512, Q4_0/Q8_0 as an integer product on repacked
 // panels (gemm_q8_best) and float types as an f32 product on repacked panels (gemm_f32.h); on AVX2,
 // OpenBLAS sgemm on decoded panels when loaded, else decoded rows dotted per token.
@@ -65,8 +66,9 @@ void matmul(const KernelConfig& cfg, const MatView& w, const float* x, int64_t x
 // Batch-invariant mode (KernelConfig::batch_invariant): each token's row of y is computed exactly
 // as a one-token call would compute it (same kernel, same accumulation order), so a request's
 // logits do not depend on which other tokens share the step. AVX2, AVX-512 and NEON float types
-// run float_rows (4 rows x 3 tokens per tile, decode's own kernel); AVX2 Q4_0 and Q8_0 their one
-// integer kernel; elsewhere the one-token kernel per token. Either way weights come from memory
+// run float_rows (4 rows x 3 tokens per tile, decode's own kernel); Q4_0 and Q8_0 on AVX2 and
+// AVX-512 VNNI their one integer kernel (gemm_q8_invariant); elsewhere the one-token kernel per
+// token. Either way weights come from memory
 // once per call; the cost against the fastest path is in docs/performance.md. The serving engine
 // runs with it on.
 

@@ -115,39 +115,50 @@ TEST(DotQ8Test, GemmMatchesTheReferencePerRowAndToken) {
     for (DType t : {DType::kQ4_0, DType::kQ8_0}) {
       KernelConfig cfg = KernelConfig::best();
       cfg.isa = isa;
-      const GemmQ8Fn gemm = gemm_q8_best(cfg, t);
-      if (gemm == nullptr) continue;
-      ++tested;
-      for (auto [k, n_rows, n_tok] : std::vector<std::array<int64_t, 3>>{
-               {32, 7, 6}, {96, 37, 9}, {256, 70, 6}, {160, 16, 1}, {64, 48, 11}, {12320, 20, 5}}) {
-        std::mt19937 rng(5);
-        std::normal_distribution<float> nd(0, 1);
-        std::vector<float> wf(n_rows * k), xf(n_tok * k);
-        for (auto& v : wf) v = nd(rng);
-        for (auto& v : xf) v = nd(rng);
-        const size_t rb = dtype_row_bytes(t, k);
-        std::vector<uint8_t> w(rb * n_rows);
-        for (int64_t r = 0; r < n_rows; ++r) quantize_row(t, &wf[r * k], w.data() + r * rb, k);
-        if (t == DType::kQ8_0)  // -128 (never written by quantize_row, legal in a file): |w| = 128
-          for (int64_t r = 0; r < n_rows; r += 3)
-            reinterpret_cast<Q8_0Block*>(w.data() + r * rb)->q[5] = -128;
-        std::vector<Q8Activations> xs(n_tok);
-        for (int64_t i = 0; i < n_tok; ++i) xs[i].quantize(&xf[i * k], k, isa);
-        const int64_t ys = n_rows + 3;
-        std::vector<float> y(n_tok * ys, -1);
-        gemm(w.data(), rb, n_rows, xs.data(), n_tok, k, y.data(), ys);
-        for (int64_t i = 0; i < n_tok; ++i)
-          for (int64_t r = 0; r < ys; ++r) {
-            if (r >= n_rows) {
-              ASSERT_EQ(y[i * ys + r], -1.0f) << "padding written";
-              continue;
+      KernelConfig inv_cfg = cfg;
+      inv_cfg.batch_invariant = true;
+      // The fastest product, and the batch-invariant one (AVX-512 VNNI has its own).
+      for (const GemmQ8Fn gemm : {gemm_q8_best(cfg, t), gemm_q8_invariant(inv_cfg, t)}) {
+        if (gemm == nullptr) continue;
+        ++tested;
+        for (auto [k, n_rows, n_tok] : std::vector<std::array<int64_t, 3>>{{32, 7, 6},
+                                                                           {96, 37, 9},
+                                                                           {256, 70, 6},
+                                                                           {160, 16, 1},
+                                                                           {64, 48, 11},
+                                                                           {64, 48, 2},
+                                                                           {64, 35, 1},
+                                                                           {12320, 20, 5}}) {
+          std::mt19937 rng(5);
+          std::normal_distribution<float> nd(0, 1);
+          std::vector<float> wf(n_rows * k), xf(n_tok * k);
+          for (auto& v : wf) v = nd(rng);
+          for (auto& v : xf) v = nd(rng);
+          const size_t rb = dtype_row_bytes(t, k);
+          std::vector<uint8_t> w(rb * n_rows);
+          for (int64_t r = 0; r < n_rows; ++r) quantize_row(t, &wf[r * k], w.data() + r * rb, k);
+          if (t ==
+              DType::kQ8_0)  // -128 (never written by quantize_row, legal in a file): |w| = 128
+            for (int64_t r = 0; r < n_rows; r += 3)
+              reinterpret_cast<Q8_0Block*>(w.data() + r * rb)->q[5] = -128;
+          std::vector<Q8Activations> xs(n_tok);
+          for (int64_t i = 0; i < n_tok; ++i) xs[i].quantize(&xf[i * k], k, isa);
+          const int64_t ys = n_rows + 3;
+          std::vector<float> y(n_tok * ys, -1);
+          gemm(w.data(), rb, n_rows, xs.data(), n_tok, k, y.data(), ys);
+          for (int64_t i = 0; i < n_tok; ++i)
+            for (int64_t r = 0; r < ys; ++r) {
+              if (r >= n_rows) {
+                ASSERT_EQ(y[i * ys + r], -1.0f) << "padding written";
+                continue;
+              }
+              const float want = dot_q8_ref(t)(w.data() + r * rb, xs[i].q.data(), xs[i].d.data(),
+                                               xs[i].sum.data(), k);
+              EXPECT_NEAR(y[i * ys + r], want, 1e-4f * (1 + std::fabs(want)))
+                  << isa_name(isa) << " " << dtype_name(t) << " k " << k << " rows " << n_rows
+                  << " row " << r << " token " << i;
             }
-            const float want = dot_q8_ref(t)(w.data() + r * rb, xs[i].q.data(), xs[i].d.data(),
-                                             xs[i].sum.data(), k);
-            EXPECT_NEAR(y[i * ys + r], want, 1e-4f * (1 + std::fabs(want)))
-                << isa_name(isa) << " " << dtype_name(t) << " k " << k << " rows " << n_rows
-                << " row " << r << " token " << i;
-          }
+        }
       }
     }
   if (tested == 0) GTEST_SKIP() << "no integer matrix kernel on this CPU (AVX2 or AVX-512 VNNI)";

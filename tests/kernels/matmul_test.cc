@@ -106,6 +106,7 @@ TEST(MatmulTest, BatchedAndSingleTokenMatchNaiveOnEveryIsa) {
         // reference is the scalar integer dot product on the same quantized activations.
         const bool integer = (n_tok == 1 && dot_q8_best(cfg, t) != nullptr) ||
                              gemm_q8_invariant(cfg, t) != nullptr ||
+                             (n_tok <= 2 && gemm_q8_decode(cfg, t) != nullptr) ||
                              (n_tok >= 4 && gemm_q8_best(cfg, t) != nullptr);
         const DotQ8Fn int8 = integer ? dot_q8_ref(t) : nullptr;
         for (int64_t tk = 0; tk < n_tok; ++tk)
