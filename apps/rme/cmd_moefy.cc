@@ -95,7 +95,10 @@ int run_moefy(const MoefyArgs& a) {
     layout->experts.clear();
     names.clear();
   }
-  auto moe = build_moe(dense, *layout, names);
+  const bool gguf = a.out.size() > 5 && a.out.substr(a.out.size() - 5) == ".gguf";
+  // GGUF output streams: each slice is cut from the parent when the writer reaches it, so the
+  // carved MoE is never in memory whole (docs/training.md, memory per stage).
+  auto moe = build_moe(dense, *layout, names, /*deferred=*/gguf);
   if (!moe.ok()) return fail(moe.status());
   moe->moe.top_k = a.prune ? 1 : std::min(a.top_k, std::max(1, moe->moe.n_expert));
   moe->moe.parent = a.model.model;
@@ -129,7 +132,6 @@ int run_moefy(const MoefyArgs& a) {
     if (!parsed.ok()) return fail(invalid_argument("--type: " + parsed.status().message()));
     type = *parsed;
   }
-  const bool gguf = a.out.size() > 5 && a.out.substr(a.out.size() - 5) == ".gguf";
   Status st = gguf ? write_gguf_model(*moe, loaded->tokenizer.get(), a.out, type)
                    : write_hf_model(*moe, loaded->tokenizer.get(), a.out, type.base);
   if (!st.ok()) return fail(st);

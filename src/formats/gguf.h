@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -104,6 +105,12 @@ class GgufWriter {
   // file_align > alignment starts the tensor at a multiple of file_align in the file.
   void add_tensor(const std::string& name, DType dtype, const std::vector<int64_t>& shape,
                   const void* data, uint32_t file_align = 0);
+  // A tensor whose bytes are made when write() reaches it, into buffers it appends to `keep`
+  // (freed once written): the file's tensors never need to be in memory together. The bytes
+  // must be dtype x shape's size.
+  using Producer = std::function<Result<const void*>(std::vector<std::shared_ptr<Buffer>>& keep)>;
+  void add_tensor(const std::string& name, DType dtype, const std::vector<int64_t>& shape,
+                  Producer produce, uint32_t file_align = 0);
   Status write(const std::string& path, uint32_t alignment = 32) const;
 
  private:
@@ -113,6 +120,7 @@ class GgufWriter {
     std::vector<int64_t> shape;
     const void* data;
     uint32_t file_align;
+    Producer produce;  // set: data is made at write time
   };
   std::vector<std::pair<std::string, std::string>> kv_;  // key, serialized (type + value)
   std::vector<PendingTensor> tensors_;

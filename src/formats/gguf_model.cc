@@ -328,14 +328,13 @@ Status write_gguf_model(const Model& model, const Tokenizer* tokenizer, const st
     w.set_string("tokenizer.ggml.model", "none");
   }
 
-  std::vector<std::shared_ptr<Buffer>> keep;
   // Rows too short for the asked type's block, per fallback: how many and the first one.
   std::map<std::string, std::pair<int, std::string>> fallbacks;
   if (model.moe.is_moe() || !c.n_ff_layer.empty())
     w.set_string("rme.moe", moe_layout_json(model, path));
   model.for_each_weight([&](const WeightId& id, const MatView& v) {
     const bool norm = is_vector(id);
-    if (v.data == nullptr) return;  // a zero-width shared expert
+    if (v.n_out == 0 || v.n_in == 0) return;  // a zero-width shared expert
     const LlamaConfig& own = id.router ? model.router->config : c;
     DType to = norm || id.kind == WeightId::Kind::kLayerGate ? DType::kF32
                                                              : type.pick(id, own.n_layer, v.dtype);
@@ -347,12 +346,27 @@ Status write_gguf_model(const Model& model, const Tokenizer* tokenizer, const st
             tensor_name(id, NameScheme::kGguf) + " (row length " + std::to_string(v.n_in) + ")";
       to = fits;
     }
-    const void* data = weight_for_writing(id, v, to, own, target, keep);
     std::vector<int64_t> shape =
         norm ? std::vector<int64_t>{v.n_in} : std::vector<int64_t>{v.n_out, v.n_in};
     // Each expert's slices for all layers form one page-aligned range (one read loads it).
     const bool starts_expert = id.kind == WeightId::Kind::kExpGate && id.layer == 0;
-    w.add_tensor(tensor_name(id, NameScheme::kGguf), to, shape, data, starts_expert ? 4096 : 0);
+    // Converted (and deferred weights made) one tensor at a time as the file is written, so
+    // writing never holds more than one converted tensor.
+    const LlamaConfig* cfg = &own;
+    auto produce = [&model, cfg, id, v, to,
+                    target](std::vector<std::shared_ptr<Buffer>>& keep) -> Result<const void*> {
+      MatView src = v;
+      if (src.data == nullptr) {
+        if (!model.deferred)
+          return internal_error(tensor_name(id, NameScheme::kGguf) + ": a weight with no data");
+        RME_ASSIGN_OR_RETURN(std::shared_ptr<Buffer> made, model.deferred(id));
+        keep.push_back(made);
+        src.data = made->data();
+      }
+      return weight_for_writing(id, src, to, *cfg, target, keep);
+    };
+    w.add_tensor(tensor_name(id, NameScheme::kGguf), to, shape, std::move(produce),
+                 starts_expert ? 4096 : 0);
   });
   for (const auto& [change, what] : fallbacks)
     log_info(path + ": " + std::to_string(what.first) + " matrices " + change +

@@ -75,7 +75,12 @@ void GgufWriter::set_i32s(const std::string& k, const std::vector<int32_t>& v) {
 
 void GgufWriter::add_tensor(const std::string& name, DType dtype, const std::vector<int64_t>& shape,
                             const void* data, uint32_t file_align) {
-  tensors_.push_back({name, dtype, shape, data, file_align});
+  tensors_.push_back({name, dtype, shape, data, file_align, nullptr});
+}
+
+void GgufWriter::add_tensor(const std::string& name, DType dtype, const std::vector<int64_t>& shape,
+                            Producer produce, uint32_t file_align) {
+  tensors_.push_back({name, dtype, shape, nullptr, file_align, std::move(produce)});
 }
 
 Status GgufWriter::write(const std::string& path, uint32_t alignment) const {
@@ -120,7 +125,7 @@ Status GgufWriter::write(const std::string& path, uint32_t alignment) const {
       offset = (data_start + offset + a - 1) / a * a - data_start;
     }
     offsets[i] = offset;
-    sizes.push_back(Tensor{t.dtype, t.shape, t.data}.n_bytes());
+    sizes.push_back(Tensor{t.dtype, t.shape, nullptr}.n_bytes());
     offset += (sizes.back() + alignment - 1) / alignment * alignment;
   }
   RME_ASSIGN_OR_RETURN(auto w, AtomicFileWriter::create(path));
@@ -128,7 +133,12 @@ Status GgufWriter::write(const std::string& path, uint32_t alignment) const {
   RME_RETURN_IF_ERROR(w->pad_to(alignment));
   for (size_t i = 0; i < tensors_.size(); ++i) {
     if (tensors_[i].file_align > alignment) RME_RETURN_IF_ERROR(w->pad_to(tensors_[i].file_align));
-    RME_RETURN_IF_ERROR(w->write(tensors_[i].data, sizes[i]));
+    std::vector<std::shared_ptr<Buffer>> keep;  // a produced tensor's bytes, until written
+    const void* data = tensors_[i].data;
+    if (tensors_[i].produce) {
+      RME_ASSIGN_OR_RETURN(data, tensors_[i].produce(keep));
+    }
+    RME_RETURN_IF_ERROR(w->write(data, sizes[i]));
     RME_RETURN_IF_ERROR(w->pad_to(alignment));
   }
   return w->commit();

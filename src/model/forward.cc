@@ -11,6 +11,7 @@
 namespace rme {
 Forward::Forward(const Model& model, int max_tokens, ThreadPool& pool, const KernelConfig& kernels)
     : model_(model), pool_(pool), kernels_(kernels), max_tokens_(std::max(1, max_tokens)) {
+  RME_CHECK(!model.deferred) << "a model with deferred weights is for writing, not running";
   const LlamaConfig& c = model.config;
   const size_t t = static_cast<size_t>(max_tokens_);
   inv_freq_ = c.rope_inv_freq();

@@ -84,6 +84,11 @@ struct Model {
   // The pre-gating router of an MoE: a causal Llama over token ids whose output has n_expert rows
   // (config.n_out). Null for dense models and for MoEs not yet given a router.
   std::shared_ptr<Model> router;
+  // A model to be written, not run (moefy of a large parent): a weight whose view has a shape
+  // but no data is made by `deferred` when a writer reaches it, as f32 [n_out, n_in] rows (the
+  // view's dtype), so the carved experts never sit in memory together. Null for every model
+  // that inference sees (Forward refuses a model that has it).
+  std::function<Result<std::shared_ptr<Buffer>>(const WeightId&)> deferred;
 
   // Visits every distinct weight (the tied output is skipped) with its id and view; norms come
   // as 1-row f32 views. Order: backbone (dense FFN / shared expert in place), layer gates, router,

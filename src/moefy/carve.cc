@@ -127,8 +127,33 @@ Result<std::vector<int>> kmeans(const std::vector<std::vector<float>>& rows_in, 
   return assign;
 }
 
+namespace {
+
+// Rows `ch` of gate/up ([F, D]) or columns `ch` of down ([D, F]) of a dense FFN, as f32: what
+// build_moe's copies hold, cut from the parent one slice at a time.
+std::shared_ptr<Buffer> cut_slice(const MatView& w, const std::vector<int>& ch, bool columns) {
+  const int64_t W = static_cast<int64_t>(ch.size());
+  const size_t row = dtype_row_bytes(w.dtype, w.n_in);
+  const auto* base = static_cast<const uint8_t*>(w.data);
+  if (!columns) {
+    auto out = std::make_shared<Buffer>(static_cast<size_t>(W * w.n_in) * sizeof(float));
+    for (int64_t i = 0; i < W; ++i)
+      dequantize_row(w.dtype, base + ch[i] * row, out->as<float>() + i * w.n_in, w.n_in);
+    return out;
+  }
+  auto out = std::make_shared<Buffer>(static_cast<size_t>(w.n_out * W) * sizeof(float));
+  std::vector<float> r(static_cast<size_t>(w.n_in));
+  for (int64_t d = 0; d < w.n_out; ++d) {
+    dequantize_row(w.dtype, base + d * row, r.data(), w.n_in);
+    for (int64_t i = 0; i < W; ++i) out->as<float>()[d * W + i] = r[ch[i]];
+  }
+  return out;
+}
+
+}  // namespace
+
 Result<Model> build_moe(const Model& dense, const ExpertLayout& layout,
-                        const std::vector<std::string>& names) {
+                        const std::vector<std::string>& names, bool deferred) {
   const LlamaConfig& c = dense.config;
   if (dense.moe.is_moe() || !c.n_ff_layer.empty())
     return invalid_argument(dense.source + ": moefy needs a dense model with uniform FFN width");
@@ -167,6 +192,48 @@ Result<Model> build_moe(const Model& dense, const ExpertLayout& layout,
     u = {DType::kF32, W, D, W ? model_own_floats(m, us) : nullptr};
     d = {DType::kF32, D, W, W ? model_own_floats(m, ds) : nullptr};
   };
+  if (deferred) {
+    for (int l = 0; l < c.n_layer; ++l) {
+      LayerWeights& L = m.weights.layers[l];
+      auto shape = [&](const std::vector<int>& ch, MatView& g, MatView& u, MatView& d) {
+        const int64_t W = static_cast<int64_t>(ch.size());
+        g = {DType::kF32, W, D, nullptr};
+        u = {DType::kF32, W, D, nullptr};
+        d = {DType::kF32, D, W, nullptr};
+      };
+      shape(layout.shared[l], L.w_gate, L.w_up, L.w_down);
+      m.config.n_ff_layer.push_back(static_cast<int>(layout.shared[l].size()));
+      L.experts.assign(moe.n_expert, {});
+      for (int e = 0; e < moe.n_expert; ++e)
+        shape(layout.experts[e][l], L.experts[e].gate, L.experts[e].up, L.experts[e].down);
+    }
+    const Model* parent = &dense;
+    m.deferred = [parent, layout](const WeightId& id) -> Result<std::shared_ptr<Buffer>> {
+      using K = WeightId::Kind;
+      if (id.router || id.layer < 0 || id.layer >= static_cast<int>(layout.shared.size()))
+        return internal_error("moefy: no deferred weight for this id");
+      const LayerWeights& src = parent->weights.layers[id.layer];
+      const bool expert = id.kind == K::kExpGate || id.kind == K::kExpUp || id.kind == K::kExpDown;
+      if (expert && (id.expert < 0 || id.expert >= static_cast<int>(layout.experts.size())))
+        return internal_error("moefy: deferred expert out of range");
+      const std::vector<int>& ch =
+          expert ? layout.experts[id.expert][id.layer] : layout.shared[id.layer];
+      switch (id.kind) {
+        case K::kGate:
+        case K::kExpGate:
+          return cut_slice(src.w_gate, ch, false);
+        case K::kUp:
+        case K::kExpUp:
+          return cut_slice(src.w_up, ch, false);
+        case K::kDown:
+        case K::kExpDown:
+          return cut_slice(src.w_down, ch, true);
+        default:
+          return internal_error("moefy: no deferred weight of this kind");
+      }
+    };
+    return m;
+  }
   for (int l = 0; l < c.n_layer; ++l) {
     const LayerWeights& src = dense.weights.layers[l];
     const std::vector<float> gate = to_f32(src.w_gate), up = to_f32(src.w_up),

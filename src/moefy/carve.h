@@ -36,8 +36,12 @@ Result<std::vector<int>> kmeans(const std::vector<std::vector<float>>& rows, int
 
 // A new Model whose backbone views share the dense model's storage and whose FFNs are f32 copies
 // of the layout's channels: shared expert as the layer FFN, routed experts as experts. With no
-// experts (layout.experts empty) the result is the structurally pruned dense model.
+// experts (layout.experts empty) the result is the structurally pruned dense model. With
+// `deferred`, the FFN slices are not copied: their views carry shapes only and Model::deferred
+// cuts each from the parent when a writer asks (the same f32 values), so writing the MoE holds
+// one slice at a time instead of all of them; `dense` must then outlive the result, which can
+// only be written (rme moefy to .gguf).
 Result<Model> build_moe(const Model& dense, const ExpertLayout& layout,
-                        const std::vector<std::string>& names);
+                        const std::vector<std::string>& names, bool deferred = false);
 
 }  // namespace rme

@@ -7,9 +7,11 @@
 #include <functional>
 #include <numeric>
 
+#include "core/file.h"
 #include "formats/model_io.h"
 #include "formats/moe_meta.h"
 #include "model/forward.h"
+#include "model/type_choice.h"
 #include "moefy/baseline_routers.h"
 #include "moefy/carve.h"
 #include "moefy/router_init.h"
@@ -216,6 +218,44 @@ void expect_same_moe(const Model& a, const Model& b, const std::vector<int>& ids
   if (a.moe.has_layer_gate) {
     EXPECT_LT(max_diff(logits_of(a, ids, 4, layer_gates), logits_of(b, ids, 4, layer_gates)), tol);
   }
+}
+
+// moefy to GGUF streams (each slice cut from the parent when the writer reaches it): the file is
+// byte for byte the one written from the whole carved MoE, for float and quantized parents and
+// for output types that convert, quantize or keep the slices; the deferred model cannot run.
+TEST(MoeTest, DeferredSlicesWriteTheSameBytes) {
+  LlamaConfig c = tiny_config(64, 32, 2, 4, 2, 64, false);
+  auto w = random_weights(c, 11);
+  const int F = 64, L = c.n_layer;
+  ChannelScores s(3, std::vector<std::vector<float>>(L, std::vector<float>(F)));
+  for (int g = 0; g < 3; ++g)
+    for (int l = 0; l < L; ++l)
+      for (int ch = 0; ch < F; ++ch) s[g][l][ch] = static_cast<float>((ch * (g + 3) + l * 7) % 61);
+  auto lay = carve_experts(s, 0.5);
+  ASSERT_TRUE(lay.ok());
+  const std::string dir = temp_dir("moe_deferred");
+  int compared = 0;
+  for (DType parent : {DType::kF32, DType::kF16, DType::kQ8_0}) {
+    const std::string path = dir + "/dense-" + std::string(dtype_name(parent)) + ".gguf";
+    test::write_gguf(w, path, parent);
+    auto dense = load_model(path);
+    ASSERT_TRUE(dense.ok()) << dense.status().message();
+    auto eager = build_moe(*dense->model, *lay, {"x", "y", "z"});
+    auto lazy = build_moe(*dense->model, *lay, {"x", "y", "z"}, /*deferred=*/true);
+    ASSERT_TRUE(eager.ok() && lazy.ok());
+    ASSERT_TRUE(lazy->deferred);
+    EXPECT_EQ(lazy->weights.layers[1].experts[2].down.data, nullptr);  // nothing copied
+    for (const char* type : {"f32", "f16", "q8_0", "q4_0"}) {
+      const TypeChoice t = TypeChoice::parse(type).value();
+      const std::string a = dir + "/eager.gguf", b = dir + "/lazy.gguf";
+      ASSERT_TRUE(write_gguf_model(*eager, dense->tokenizer.get(), a, t).ok());
+      ASSERT_TRUE(write_gguf_model(*lazy, dense->tokenizer.get(), b, t).ok());
+      EXPECT_EQ(read_file(a).value(), read_file(b).value())
+          << dtype_name(parent) << " parent, " << type << " out";
+      ++compared;
+    }
+  }
+  EXPECT_EQ(compared, 12);
 }
 
 TEST(MoeTest, CheckpointRoundTripBothFormats) {
