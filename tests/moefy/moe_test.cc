@@ -256,6 +256,16 @@ TEST(MoeTest, DeferredSlicesWriteTheSameBytes) {
     }
   }
   EXPECT_EQ(compared, 12);
+  auto dense = load_model(dir + "/dense-f32.gguf");
+  ASSERT_TRUE(dense.ok());
+  auto lazy = build_moe(*dense->model, *lay, {"x", "y", "z"}, /*deferred=*/true);
+  ASSERT_TRUE(lazy.ok());
+  EXPECT_DEATH(
+      {
+        ThreadPool pool(1);
+        Forward fwd(*lazy, 4, pool);
+      },
+      "deferred weights");
 }
 
 TEST(MoeTest, CheckpointRoundTripBothFormats) {
