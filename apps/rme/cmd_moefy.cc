@@ -96,9 +96,9 @@ int run_moefy(const MoefyArgs& a) {
     names.clear();
   }
   const bool gguf = a.out.size() > 5 && a.out.substr(a.out.size() - 5) == ".gguf";
-  // GGUF output streams: each slice is cut from the parent when the writer reaches it, so the
-  // carved MoE is never in memory whole (docs/training.md, memory per stage).
-  auto moe = build_moe(dense, *layout, names, /*deferred=*/gguf);
+  // The output streams: each slice is cut from the parent when the writer reaches it, so the
+  // carved MoE is never in memory whole (docs/training.md).
+  auto moe = build_moe(dense, *layout, names, /*deferred=*/true);
   if (!moe.ok()) return fail(moe.status());
   moe->moe.top_k = a.prune ? 1 : std::min(a.top_k, std::max(1, moe->moe.n_expert));
   moe->moe.parent = a.model.model;

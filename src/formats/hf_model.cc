@@ -190,20 +190,31 @@ Status write_hf_model(const Model& model, const Tokenizer* tokenizer, const std:
   std::filesystem::create_directories(dir, ec);
   if (ec) return io_error(dir + ": cannot create directory: " + ec.message());
   std::vector<SafetensorsEntry> entries;
-  std::vector<std::shared_ptr<Buffer>> keep;
   model.for_each_weight([&](const WeightId& id, const MatView& v) {
     const bool norm = is_vector(id);
-    if (v.data == nullptr) return;  // a zero-width shared expert
+    if (v.n_out == 0 || v.n_in == 0) return;  // a zero-width shared expert
     DType to = id.kind == WeightId::Kind::kLayerGate
                    ? DType::kF32
                    : type.value_or(dtype_is_quantized(v.dtype) ? DType::kF32 : v.dtype);
-    const LlamaConfig& cfg = id.router ? model.router->config : c;
-    const void* data = weight_for_writing(id, v, to, cfg, RopeStyle::kHalf, keep);
+    const LlamaConfig* cfg = id.router ? &model.router->config : &c;
+    // Converted (and deferred weights made) just before each is written: one at a time.
+    auto produce = [&model, cfg, id, v,
+                    to](std::vector<std::shared_ptr<Buffer>>& keep) -> Result<const void*> {
+      MatView src = v;
+      if (src.data == nullptr) {
+        if (!model.deferred)
+          return internal_error(tensor_name(id, NameScheme::kHf) + ": a weight with no data");
+        RME_ASSIGN_OR_RETURN(std::shared_ptr<Buffer> made, model.deferred(id));
+        keep.push_back(made);
+        src.data = made->data();
+      }
+      return weight_for_writing(id, src, to, *cfg, RopeStyle::kHalf, keep);
+    };
     // Each expert's slices for all layers form one page-aligned range (one read loads it).
     const bool starts_expert = id.kind == WeightId::Kind::kExpGate && id.layer == 0;
     entries.push_back({tensor_name(id, NameScheme::kHf), to,
                        norm ? std::vector<int64_t>{v.n_in} : std::vector<int64_t>{v.n_out, v.n_in},
-                       data, starts_expert ? kPageAlign : 0});
+                       nullptr, starts_expert ? kPageAlign : 0, std::move(produce)});
   });
   RME_RETURN_IF_ERROR(write_safetensors(dir + "/model.safetensors", entries, {{"format", "pt"}}));
 

@@ -142,7 +142,7 @@ Status write_safetensors(const std::string& path, const std::vector<SafetensorsE
       off += pad;
     }
     pads.push_back(pad);
-    Tensor view{t.dtype, t.shape, t.data};
+    Tensor view{t.dtype, t.shape, nullptr};
     sizes.push_back(view.n_bytes());
     h[t.name] = {{"dtype", dt}, {"shape", t.shape}, {"data_offsets", {off, off + sizes.back()}}};
     off += sizes.back();
@@ -163,7 +163,12 @@ Status write_safetensors(const std::string& path, const std::vector<SafetensorsE
       RME_RETURN_IF_ERROR(w->write(zeros.data(), n_pad));
       left -= n_pad;
     }
-    RME_RETURN_IF_ERROR(w->write(tensors[i].data, sizes[i]));
+    std::vector<std::shared_ptr<Buffer>> keep;  // a produced tensor's bytes, until written
+    const void* data = tensors[i].data;
+    if (tensors[i].produce) {
+      RME_ASSIGN_OR_RETURN(data, tensors[i].produce(keep));
+    }
+    RME_RETURN_IF_ERROR(w->write(data, sizes[i]));
   }
   return w->commit();
 }

@@ -38,6 +38,7 @@ struct SafetensorsEntry {
   std::vector<int64_t> shape;
   const void* data;  // borrowed until write returns
   size_t align = 0;  // > 1: start this tensor at a multiple of align (at most kPageAlign)
+  TensorProducer produce = nullptr;  // set: the bytes are made when written (data unused)
 };
 inline constexpr size_t kPageAlign = 4096;
 Status write_safetensors(const std::string& path, const std::vector<SafetensorsEntry>& tensors,

@@ -3,10 +3,13 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <initializer_list>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "core/status.h"
 #include "tensor/dtype.h"
 
 namespace rme {
@@ -55,5 +58,10 @@ class Buffer {
   uint8_t* data_ = nullptr;
   size_t size_ = 0;
 };
+
+// A tensor's bytes made when a writer reaches it, in buffers appended to `keep` (which the writer
+// frees once the bytes are written): files are written one converted tensor at a time.
+using TensorProducer =
+    std::function<Result<const void*>(std::vector<std::shared_ptr<Buffer>>& keep)>;
 
 }  // namespace rme
