@@ -254,8 +254,16 @@ TEST(MoeTest, DeferredSlicesWriteTheSameBytes) {
           << dtype_name(parent) << " parent, " << type << " out";
       ++compared;
     }
+    for (DType t : {DType::kF32, DType::kBF16}) {  // safetensors directories
+      ASSERT_TRUE(write_hf_model(*eager, nullptr, dir + "/eager_hf", t).ok());
+      ASSERT_TRUE(write_hf_model(*lazy, nullptr, dir + "/lazy_hf", t).ok());
+      EXPECT_EQ(read_file(dir + "/eager_hf/model.safetensors").value(),
+                read_file(dir + "/lazy_hf/model.safetensors").value())
+          << dtype_name(parent) << " parent, " << dtype_name(t) << " safetensors";
+      ++compared;
+    }
   }
-  EXPECT_EQ(compared, 12);
+  EXPECT_EQ(compared, 18);
   auto dense = load_model(dir + "/dense-f32.gguf");
   ASSERT_TRUE(dense.ok());
   auto lazy = build_moe(*dense->model, *lay, {"x", "y", "z"}, /*deferred=*/true);
