@@ -72,4 +72,21 @@ const void* weight_for_writing(const WeightId& id, const MatView& v, DType to, c
   return keep.back()->data();
 }
 
+TensorProducer weight_producer(const Model& model, const WeightId& id, const MatView& v, DType to,
+                               const LlamaConfig& c, RopeStyle target, NameScheme scheme) {
+  const LlamaConfig* cfg = &c;
+  return [&model, id, v, to, cfg, target,
+          scheme](std::vector<std::shared_ptr<Buffer>>& keep) -> Result<const void*> {
+    MatView src = v;
+    if (src.data == nullptr) {
+      if (!model.deferred)
+        return internal_error(tensor_name(id, scheme) + ": a weight with no data");
+      RME_ASSIGN_OR_RETURN(std::shared_ptr<Buffer> made, model.deferred(id));
+      keep.push_back(made);
+      src.data = made->data();
+    }
+    return weight_for_writing(id, src, to, *cfg, target, keep);
+  };
+}
+
 }  // namespace rme

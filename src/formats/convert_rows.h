@@ -5,6 +5,7 @@
 #include <memory>
 #include <vector>
 
+#include "formats/tensor_names.h"
 #include "kernels/matmul.h"
 #include "model/config.h"
 #include "model/weights.h"
@@ -26,5 +27,10 @@ std::shared_ptr<Buffer> convert_matrix(const MatView& src, DType to,
 const void* weight_for_writing(const WeightId& id, const MatView& v, DType to,
                                const LlamaConfig& config, RopeStyle target,
                                std::vector<std::shared_ptr<Buffer>>& keep);
+
+// weight_for_writing as a TensorProducer, run when a writer reaches the tensor: a view without
+// data (a deferred weight: Model::deferred) is made first. One converted tensor at a time.
+TensorProducer weight_producer(const Model& model, const WeightId& id, const MatView& v, DType to,
+                               const LlamaConfig& c, RopeStyle target, NameScheme scheme);
 
 }  // namespace rme

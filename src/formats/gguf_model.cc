@@ -350,21 +350,8 @@ Status write_gguf_model(const Model& model, const Tokenizer* tokenizer, const st
         norm ? std::vector<int64_t>{v.n_in} : std::vector<int64_t>{v.n_out, v.n_in};
     // Each expert's slices for all layers form one page-aligned range (one read loads it).
     const bool starts_expert = id.kind == WeightId::Kind::kExpGate && id.layer == 0;
-    // Converted (and deferred weights made) one tensor at a time as the file is written, so
-    // writing never holds more than one converted tensor.
-    const LlamaConfig* cfg = &own;
-    auto produce = [&model, cfg, id, v, to,
-                    target](std::vector<std::shared_ptr<Buffer>>& keep) -> Result<const void*> {
-      MatView src = v;
-      if (src.data == nullptr) {
-        if (!model.deferred)
-          return internal_error(tensor_name(id, NameScheme::kGguf) + ": a weight with no data");
-        RME_ASSIGN_OR_RETURN(std::shared_ptr<Buffer> made, model.deferred(id));
-        keep.push_back(made);
-        src.data = made->data();
-      }
-      return weight_for_writing(id, src, to, *cfg, target, keep);
-    };
+    // Converted (and deferred weights made) as the file is written: one tensor at a time.
+    auto produce = weight_producer(model, id, v, to, own, target, NameScheme::kGguf);
     w.add_tensor(tensor_name(id, NameScheme::kGguf), to, shape, std::move(produce),
                  starts_expert ? 4096 : 0);
   });

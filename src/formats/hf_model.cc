@@ -196,20 +196,9 @@ Status write_hf_model(const Model& model, const Tokenizer* tokenizer, const std:
     DType to = id.kind == WeightId::Kind::kLayerGate
                    ? DType::kF32
                    : type.value_or(dtype_is_quantized(v.dtype) ? DType::kF32 : v.dtype);
-    const LlamaConfig* cfg = id.router ? &model.router->config : &c;
-    // Converted (and deferred weights made) just before each is written: one at a time.
-    auto produce = [&model, cfg, id, v,
-                    to](std::vector<std::shared_ptr<Buffer>>& keep) -> Result<const void*> {
-      MatView src = v;
-      if (src.data == nullptr) {
-        if (!model.deferred)
-          return internal_error(tensor_name(id, NameScheme::kHf) + ": a weight with no data");
-        RME_ASSIGN_OR_RETURN(std::shared_ptr<Buffer> made, model.deferred(id));
-        keep.push_back(made);
-        src.data = made->data();
-      }
-      return weight_for_writing(id, src, to, *cfg, RopeStyle::kHalf, keep);
-    };
+    const LlamaConfig& cfg = id.router ? model.router->config : c;
+    // Converted (and deferred weights made) as the file is written: one tensor at a time.
+    auto produce = weight_producer(model, id, v, to, cfg, RopeStyle::kHalf, NameScheme::kHf);
     // Each expert's slices for all layers form one page-aligned range (one read loads it).
     const bool starts_expert = id.kind == WeightId::Kind::kExpGate && id.layer == 0;
     entries.push_back({tensor_name(id, NameScheme::kHf), to,

@@ -203,11 +203,12 @@ bool GuardedHttpServer::process_and_close_socket(socket_t sock) {
   return true;
 }
 
-void GuardedHttpServer::add(socket_t sock, std::string buffered, double idle_s) {
+void GuardedHttpServer::add(socket_t sock, std::string buffered, double idle_s,
+                            std::string client) {
   auto c = std::make_unique<Conn>();
   c->fd = sock;
   c->buf = std::move(buffered);
-  c->client = peer_address(sock);
+  c->client = client.empty() ? peer_address(sock) : std::move(client);
   c->deadline = now_s() + (c->buf.empty() ? idle_s : options_.request_timeout_s);
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -387,7 +388,8 @@ void GuardedHttpServer::serve(std::unique_ptr<Conn> conn) {
   const bool ok = process_request(strm, /*close_connection=*/false, closed, nullptr);
   tls_client_fd = -1;
   if (ok && !closed && is_running()) {
-    add(fd, strm.unread(), options_.keep_alive_idle_s);  // back to the front for the next one
+    // Back to the front for the next request.
+    add(fd, strm.unread(), options_.keep_alive_idle_s, std::move(conn->client));
   } else {
     ::shutdown(fd, SHUT_RDWR);
     ::close(fd);

@@ -46,7 +46,8 @@ class GuardedHttpServer : public httplib::Server {
  private:
   struct Conn;
   bool process_and_close_socket(socket_t sock) override;  // called inline by the listen loop
-  void add(socket_t sock, std::string buffered, double idle_s);
+  // `client`: the peer's address when known (a kept-alive connection); else looked up.
+  void add(socket_t sock, std::string buffered, double idle_s, std::string client = "");
   void front_loop();
   void admit(std::unique_ptr<Conn> c);  // front thread: a new or kept-alive connection
   void check(int fd);                   // front thread: hand over, reject or keep waiting

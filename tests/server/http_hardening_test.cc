@@ -14,19 +14,6 @@
 namespace rme {
 namespace {
 
-int connect_raw(int port) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(static_cast<uint16_t>(port));
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-    ::close(fd);
-    return -1;
-  }
-  return fd;
-}
-
 // A connection from `from` (a loopback address: each is another client to the server).
 int connect_from(int port, const char* from) {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
@@ -70,6 +57,8 @@ int count(const std::string& s, const std::string& what) {
   for (size_t at = s.find(what); at != std::string::npos; at = s.find(what, at + 1)) ++n;
   return n;
 }
+
+int connect_raw(int port) { return connect_from(port, "127.0.0.1"); }
 
 std::string completion_text(const json& j) { return j["choices"][0]["text"].get<std::string>(); }
 
