@@ -21,7 +21,7 @@ for f in "$corpus"/*.valid.txt; do
   for m in "$@"; do
     spec=${m#*=}
     # shellcheck disable=SC2086
-    out=$(build/bin/rme perplexity $spec -f "$tmp/$d.txt" --ctx 256 --json 2>/dev/null)
+    out=$("${RME:-build/bin/rme}" perplexity $spec -f "$tmp/$d.txt" --ctx 256 --json 2>/dev/null)
     ppl=$(sed -E 's/.*"perplexity": ([0-9.]+).*/\1/' <<<"$out")
     bpb=$(sed -E 's/.*"bits_per_byte": ([0-9.]+).*/\1/' <<<"$out")
     printf ' %.2f | %.3f |' "$ppl" "$bpb"

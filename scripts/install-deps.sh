@@ -9,7 +9,7 @@ PKGS=("$@")
   nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev libcpp-httplib-dev
   libsentencepiece-dev
   libtorch-dev libopenblas0-pthread libblas-dev
-  gnuplot-nox curl clang-format
+  gnuplot-nox curl clang-format time
 )
 missing=()
 for p in "${PKGS[@]}"; do

@@ -34,6 +34,7 @@ void add_bench_command(CLI::App& root, std::function<int()>& run);
 void add_serve_command(CLI::App& root, std::function<int()>& run);
 void add_bench_serve_command(CLI::App& root, std::function<int()>& run);
 void add_cache_sim_command(CLI::App& root, std::function<int()>& run);
+void add_targets_command(CLI::App& root, std::function<int()>& run);
 
 // rme analyze-routing
 struct AnalyzeArgs {
@@ -174,6 +175,18 @@ struct ProfileArgs {
   int max_seqs = 4096;
 };
 int run_profile(const ProfileArgs& a);
+
+// rme targets: the router's distillation targets, made by the engine (train-router reads them)
+struct TargetsArgs {
+  ModelArgs model;    // the MoE from rme moefy
+  std::string dense;  // its dense parent (default: the one moefy recorded)
+  std::string corpus, out;
+  int seq_len = 128;
+  int64_t tokens = 1 << 18, eval_tokens = 8192;
+  uint64_t seed = 1;
+  bool gate_inputs = false;
+};
+int run_targets(const TargetsArgs& a);
 
 // rme serve
 struct ServeArgs {

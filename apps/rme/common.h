@@ -5,6 +5,7 @@
 #include <optional>
 #include <string>
 
+#include "core/progress.h"
 #include "core/status.h"
 #include "formats/model_io.h"
 #include "model/forward.h"
@@ -57,20 +58,5 @@ Result<std::string> data_dir();
 // The shipped model a bare name (no '/', not an existing path) names: data_dir()/models/<name>,
 // <name>.bin or <name>.gguf; nullopt when there is none (the name is then used as a path).
 std::optional<std::string> shipped_model(const std::string& name);
-
-// A one-line stderr progress bar with rate and ETA, redrawn at most 10 times a second.
-class Progress {
- public:
-  Progress(std::string label, int64_t total, std::string unit);
-  void update(int64_t done);
-  void finish();
-
- private:
-  std::string label_, unit_;
-  int64_t total_;
-  double start_, last_draw_ = 0;
-  int64_t last_done_ = -1;
-  bool tty_;
-};
 
 }  // namespace rme::cli

@@ -22,6 +22,7 @@ int main(int argc, char** argv) {
   rme::cli::add_corpus_command(app, run);
   rme::cli::add_train_command(app, run);
   rme::cli::add_profile_command(app, run);
+  rme::cli::add_targets_command(app, run);
   rme::cli::add_moefy_command(app, run);
   rme::cli::add_analyze_routing_command(app, run);
   rme::cli::add_init_random_command(app, run);

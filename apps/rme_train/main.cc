@@ -88,6 +88,20 @@ int main(int argc, char** argv) {
   tr->add_option("--threads", ro.threads, "BLAS threads (0 = all)");
   tr->add_option("--seed", ro.seed, "seed");
   tr->add_option("--export-type", ro.export_dtype, "f32, f16, bf16 (default: as the backbone)");
+  tr->add_option("--targets", ro.targets_dir,
+                 "router targets directory, made once by the engine and reused across runs "
+                 "(default: OUT/train/targets)");
+  tr->add_option("--target-tokens", ro.target_tokens,
+                 "tokens of training windows in the targets (default: min(steps x batch x "
+                 "seq-len, 262144))")
+      ->check(CLI::Range(int64_t{2}, int64_t{1} << 40));
+  tr->add_option("--target-seed", ro.target_seed, "seed of the targets' training windows");
+  tr->add_option("--gate-inputs", ro.gate_inputs,
+                 "store FFN inputs for the layer-wise gates: auto (when within --gate-budget-mb), "
+                 "on, off")
+      ->check(CLI::IsMember({"auto", "on", "off"}));
+  tr->add_option("--gate-budget-mb", ro.gate_budget_mb, "disk for FFN inputs with auto")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 30));
   tr->callback([&] { run = [&] { return guarded([&] { return rme::train_router(ro); }); }; });
 
   auto* ft = app.add_subcommand(
@@ -117,6 +131,15 @@ int main(int argc, char** argv) {
   ft->add_option("--top-k", fo.top_k, "experts per token while tuning (default: the model's)")
       ->check(CLI::Range(1, 1024));
   ft->add_option("--export-type", fo.export_dtype, "f32, f16, bf16 (default: as the backbone)");
+  ft->add_option("--memory", fo.memory,
+                 "full (every parameter f32 + AdamW), bounded (16-bit frozen, one expert at a "
+                 "time, layer-wise recomputation), auto (full if it fits)")
+      ->check(CLI::IsMember({"auto", "full", "bounded"}));
+  ft->add_option("--layer-groups", fo.layer_groups,
+                 "bounded: tune each expert in this many groups of layers (0 = as memory needs)")
+      ->check(CLI::Range(0, 1024));
+  ft->add_option("--targets", fo.targets_dir,
+                 "bounded: router targets for the router phases (default: MOE/train/targets)");
   ft->add_option("--kill-at-step", fo.kill_at_step, "testing")->group("");
   ft->callback([&] { run = [&] { return guarded([&] { return rme::finetune_moe(fo); }); }; });
 

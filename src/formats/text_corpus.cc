@@ -163,4 +163,34 @@ Result<TokenShard> TokenShard::open(const std::string& path, int n_vocab) {
   return s;
 }
 
+Result<std::vector<Domain>> open_domains(const std::string& dir, int seq_len,
+                                         const std::map<std::string, double>& mixture,
+                                         int& n_vocab) {
+  RME_ASSIGN_OR_RETURN(CorpusManifest man, read_manifest(dir));
+  n_vocab = man.n_vocab;
+  for (const auto& [d, w] : mixture)
+    if (!man.train.count(d))
+      return invalid_argument("mixture names domain '" + d + "', not in the corpus");
+  std::vector<Domain> domains;
+  double wsum = 0;
+  for (const auto& [name, info] : man.train) {
+    Domain d;
+    d.name = name;
+    d.weight = mixture.empty() ? 1.0 : (mixture.count(name) ? mixture.at(name) : 0.0);
+    wsum += d.weight;
+    RME_ASSIGN_OR_RETURN(d.train, TokenShard::open(dir + "/" + info.file, man.n_vocab));
+    if (d.train.size() <= seq_len + 1)
+      return invalid_argument(name + ": fewer tokens than seq_len + 1");
+    if (man.valid.count(name)) {
+      const ShardInfo& v = man.valid.at(name);
+      RME_ASSIGN_OR_RETURN(d.valid, TokenShard::open(dir + "/" + v.file, man.n_vocab));
+      d.has_valid = d.valid.size() > seq_len + 1;
+      d.bytes_per_token = v.tokens > 0 ? double(v.bytes) / v.tokens : 0;
+    }
+    domains.push_back(std::move(d));
+  }
+  if (!(wsum > 0)) return invalid_argument("every domain has mixture weight 0");
+  return domains;
+}
+
 }  // namespace rme

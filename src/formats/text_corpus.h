@@ -61,4 +61,20 @@ class TokenShard {
   int bytes_ = 2;
 };
 
+// One domain of an `rme corpus` directory, opened for training: its mapped shards and its share
+// of the mixture. Immutable after open_domains; thread-safe to read.
+struct Domain {
+  std::string name;
+  double weight = 0;
+  TokenShard train, valid;
+  bool has_valid = false;
+  double bytes_per_token = 0;  // of the validation split
+};
+
+// Opens every domain of an `rme corpus` directory; weights from `mixture` (empty = all 1). Each
+// train shard must hold more than seq_len + 1 tokens. Sets n_vocab.
+Result<std::vector<Domain>> open_domains(const std::string& corpus_dir, int seq_len,
+                                         const std::map<std::string, double>& mixture,
+                                         int& n_vocab);
+
 }  // namespace rme

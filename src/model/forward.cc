@@ -269,6 +269,7 @@ void Forward::run_tokens(const int* tokens, int n_tok, float* logits) {
     for (int64_t i = 0; i < n_tok * D; ++i) x_[i] += xb_[i];
 
     for (int t = 0; t < n_tok; ++t) rmsnorm(&x_[t * D], L.ffn_norm, D, c.rms_eps, &xb_[t * D]);
+    if (input_probe_) input_probe_(il, n_tok, xb_.data(), D);
     if (moe && layer_router_) {
       layer_router_->route(il, xb_.data(), n_tok, route_expert_.data(), route_weight_.data());
       if (observer_) observer_(il, pos_[0], n_tok, layer_router_->k(), route_expert_.data());

@@ -19,7 +19,8 @@ namespace rme {
 // Sees each chunk's choices: layer -1 for a decision shared by all layers (a TokenRouter), else
 // the layer (a LayerRouter). experts is [n_tok, k].
 using RouteObserver = std::function<void(int layer, int pos, int n_tok, int k, const int* experts)>;
-// Sees the down_proj input of the dense FFN / shared expert: act [n_tok, width].
+// Sees the down_proj input of the dense FFN / shared expert: act [n_tok, width]; as an FFN-input
+// probe, the normed input of every layer's FFN (the layer-wise gates' input): [n_tok, n_embd].
 using FfnProbe = std::function<void(int layer, int n_tok, const float* act, int64_t width)>;
 
 // One sequence's part of a batched step (Forward::run_batch).
@@ -80,6 +81,7 @@ class Forward {
   void set_layer_router(std::unique_ptr<LayerRouter> router);
   void set_route_observer(RouteObserver observer) { observer_ = std::move(observer); }
   void set_ffn_probe(FfnProbe probe) { probe_ = std::move(probe); }
+  void set_ffn_input_probe(FfnProbe probe) { input_probe_ = std::move(probe); }
   const Model& model() const { return model_; }
   const KernelConfig& kernels() const { return kernels_; }
   ThreadPool& pool() const { return pool_; }
@@ -112,7 +114,7 @@ class Forward {
   std::vector<float> xg_, eg_, eu_, eo_;  // gathered rows of one expert's tokens
   std::vector<int> slot_;                 // token*k+j of each gathered row
   RouteObserver observer_;
-  FfnProbe probe_;
+  FfnProbe probe_, input_probe_;
 };
 
 }  // namespace rme

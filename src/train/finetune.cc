@@ -3,6 +3,7 @@
 #include <cmath>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -13,6 +14,7 @@
 #include "moefy/router_init.h"
 #include "report/plot.h"
 #include "train/export.h"
+#include "train/finetune_run.h"
 #include "train/moe_torch.h"
 #include "train/moe_train_util.h"
 #include "train/moe_trainer.h"
@@ -22,22 +24,38 @@ namespace rme {
 
 namespace {
 
-// One phase of finetune: expert tuning (LM loss, router frozen) or router tuning (distillation
-// from the current experts' activation mass, backbone frozen).
-struct Phase {
-  bool router;
-  int round, steps;
-  double lr;
-};
+int64_t n_elements(const MatView& v) { return v.n_out * v.n_in; }
 
-std::vector<Phase> phases_of(const FinetuneOptions& o) {
-  std::vector<Phase> out;
-  for (int r = 0; r < o.rounds; ++r) {
-    const double decay = std::pow(o.decay, r);
-    if (r > 0) out.push_back({true, r, o.router_steps, o.router_lr * decay});
-    out.push_back({false, r, o.steps, o.lr * decay});
+// What the full-precision path holds: every parameter in f32 with its gradient and two AdamW
+// moments, and one batch's activations (autograd keeps about 16 x D and 6 x the active FFN width
+// per token and layer, and the logits twice).
+int64_t full_finetune_bytes(const Model& m, int batch, int seq_len) {
+  const LlamaConfig& c = m.config;
+  int64_t params =
+              n_elements(m.weights.tok_embd) + (c.tied_output ? 0 : n_elements(m.weights.output)),
+          active_ff = 0;
+  for (int l = 0; l < c.n_layer; ++l) {
+    const LayerWeights& L = m.weights.layers[l];
+    for (const MatView* v : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down})
+      params += n_elements(*v);
+    int64_t widest = 0;
+    for (const ExpertWeights& x : L.experts) {
+      params += n_elements(x.gate) + n_elements(x.up) + n_elements(x.down);
+      widest = std::max(widest, x.gate.n_out);
+    }
+    active_ff = std::max(active_ff, L.w_gate.n_out + widest * std::max(1, m.moe.top_k));
   }
-  return out;
+  const int64_t tokens = int64_t{batch} * seq_len;
+  return params * 16 +
+         tokens * 4 * (c.n_layer * (16 * c.n_embd + 6 * active_ff) + 2 * int64_t{c.n_output()});
+}
+
+int64_t mem_available_bytes() {
+  auto text = read_file("/proc/meminfo");
+  if (!text.ok()) return int64_t{1} << 62;
+  const size_t at = text->find("MemAvailable:");
+  if (at == std::string::npos) return int64_t{1} << 62;
+  return std::atoll(text->c_str() + at + 13) * 1024;
 }
 
 }  // namespace
@@ -52,6 +70,20 @@ Status finetune_moe(const FinetuneOptions& o) {
       return invalid_argument("--top-k " + std::to_string(o.top_k) + " outside 1.." +
                               std::to_string(s.moe->moe.n_expert));
     s.moe->moe.top_k = o.top_k;  // tuned and exported with it
+  }
+  if (o.memory != "auto" && o.memory != "full" && o.memory != "bounded")
+    return invalid_argument("--memory " + o.memory + ": expected auto, full or bounded");
+  const int64_t full = full_finetune_bytes(*s.moe, o.batch, o.seq_len),
+                avail = mem_available_bytes();
+  if (o.memory == "bounded" ||
+      (o.memory == "auto" && s.moe->moe.is_moe() && full > avail / 10 * 8)) {
+    std::fprintf(stderr,
+                 "finetune: the full-precision path would need %.1f GB (%.1f GB available): "
+                 "bounded memory\n",
+                 full / 1e9, avail / 1e9);
+    FinetuneOptions b = o;
+    if (b.memory_budget <= 0) b.memory_budget = avail;
+    return finetune_bounded(b, std::move(s));
   }
   const Model& moe = *s.moe;
   const bool layer_gate = o.routing == "layer-gate";
@@ -113,18 +145,13 @@ Status finetune_moe(const FinetuneOptions& o) {
                                                 ids.narrow(1, 1, T).reshape({-1}));
   };
 
-  std::vector<Phase> phases = phases_of(o);
+  std::vector<FinetunePhase> phases = finetune_phases(o);
   if (!tune_router)
-    phases.erase(
-        std::remove_if(phases.begin(), phases.end(), [](const Phase& p) { return p.router; }),
-        phases.end());
+    phases.erase(std::remove_if(phases.begin(), phases.end(),
+                                [](const FinetunePhase& p) { return p.router; }),
+                 phases.end());
   int total = 0;
-  for (const Phase& p : phases) total += p.steps;
-  const std::string tdir = o.out_dir + "/train";
-  std::error_code ec;
-  std::filesystem::create_directories(tdir, ec);
-  if (ec) return io_error(tdir + ": " + ec.message());
-  const std::string ckpt = tdir + "/finetune_checkpoint.pt";
+  for (const FinetunePhase& p : phases) total += p.steps;
   const std::string fingerprint =
       nlohmann::json{{"moe", o.moe_dir}, {"rounds", o.rounds},
                      {"steps", o.steps}, {"router_steps", o.router_steps},
@@ -132,15 +159,14 @@ Status finetune_moe(const FinetuneOptions& o) {
                      {"lr", o.lr},       {"router_lr", o.router_lr},
                      {"seed", o.seed},   {"top_k", k}}
           .dump();
-  Table log{{"step", "round", "phase", "loss"}, {}};
-  Table val{{"step"}, {}};
-  for (const auto& d : s.domains)
-    if (d.has_valid) val.columns.push_back(d.name);
-  val.columns.push_back("mean");
-
-  int phase_i = 0, phase_step = 0, global = 0;
+  RME_ASSIGN_OR_RETURN(
+      FinetuneRun run,
+      FinetuneRun::start(o, s.domains, {"step", "round", "phase", "loss"}, fingerprint));
+  int &phase_i = run.phase_i, &phase_step = run.phase_step, &global = run.global;
+  Table& log = run.log;
+  const std::string& ckpt = run.ckpt;
   std::unique_ptr<torch::optim::AdamW> opt;
-  auto make_opt = [&](const Phase& p) {
+  auto make_opt = [&](const FinetunePhase& p) {
     opt = std::make_unique<torch::optim::AdamW>(
         p.router ? router->parameters() : lm_params,
         torch::optim::AdamWOptions(p.lr).weight_decay(o.weight_decay));
@@ -156,15 +182,7 @@ Status finetune_moe(const FinetuneOptions& o) {
       backbone->load(ab);
       if (experts) (*experts)->load(ae);
       router->load(ar);
-      torch::Tensor pos, lg, vl;
-      a.read("position", pos);
-      phase_i = static_cast<int>(pos[0].item<int64_t>());
-      phase_step = static_cast<int>(pos[1].item<int64_t>());
-      global = static_cast<int>(pos[2].item<int64_t>());
-      a.read("log", lg);
-      a.read("val", vl);
-      log.rows = tensor_to_rows(lg);
-      val.rows = tensor_to_rows(vl);
+      run.read(a);
       if (phase_i < static_cast<int>(phases.size())) {
         make_opt(phases[phase_i]);
         a.read("optimizer", ao);
@@ -177,75 +195,25 @@ Status finetune_moe(const FinetuneOptions& o) {
   }
 
   auto evaluate = [&](bool print) {
-    torch::NoGradGuard ng;
-    // The end of the last phase was just evaluated: print that row instead of adding a copy.
-    const bool again = !val.rows.empty() && val.rows.back()[0] == double(global);
-    if (again && !print) return;
-    if (again) val.rows.pop_back();
-    std::vector<double> row = {double(global)};
-    double sum = 0;
-    int n = 0;
-    for (const auto& d : s.domains) {
-      if (!d.has_valid) continue;
-      auto all = valid_windows(d.valid, o.seq_len, o.eval_tokens);
-      double l = 0;
-      for (int64_t b = 0; b < all.size(0); b += o.batch) {
-        auto ids = all.narrow(0, b, std::min<int64_t>(o.batch, all.size(0) - b));
-        l += lm_loss(ids).item<double>() * ids.size(0);
-      }
-      l /= all.size(0);
-      row.push_back(l);
-      sum += l;
-      ++n;
-      if (print)
-        std::printf("%-10s loss %.4f nats/token, ~%.4f bits/byte\n", d.name.c_str(), l,
-                    l / std::log(2.0) / d.bytes_per_token);
-    }
-    row.push_back(n ? sum / n : NAN);
-    val.rows.push_back(row);
+    run.evaluate(
+        s.domains, o, [&](const torch::Tensor& ids) { return lm_loss(ids).item<double>(); }, print);
   };
   auto save = [&]() -> Status {
-    torch::serialize::OutputArchive a, ab, ae, ar, ao;
+    torch::serialize::OutputArchive a, ab, ae, ar;
     backbone->save(ab);
     if (experts) (*experts)->save(ae);
     router->save(ar);
     a.write("backbone", ab);
     a.write("experts", ae);
     a.write("router", ar);
-    if (opt) {
-      opt->save(ao);
-      a.write("optimizer", ao);
-    }
-    a.write("position", torch::tensor({int64_t{phase_i}, int64_t{phase_step}, int64_t{global}}));
-    a.write("log", rows_to_tensor(log.rows, log.columns.size()));
-    a.write("val", rows_to_tensor(val.rows, val.columns.size()));
-    a.write("fingerprint", c10::IValue(fingerprint));
-    RME_RETURN_IF_ERROR(save_archive_atomic(a, ckpt));
-    RME_RETURN_IF_ERROR(write_csv(tdir + "/finetune_log.csv", log));
-    RME_RETURN_IF_ERROR(write_csv(tdir + "/finetune_val.csv", val));
-    std::vector<int> cols;
-    for (size_t i = 1; i < val.columns.size(); ++i) cols.push_back(static_cast<int>(i));
-    (void)plot_png(tdir + "/finetune_val.csv", val,
-                   {"MoE validation loss per domain (router routing)", "step", "nats/token", 0,
-                    cols, false, false},
-                   tdir + "/finetune_val.png");
-    (void)plot_png(tdir + "/finetune_log.csv", log,
-                   {"finetune training loss (expert phases: LM; router phases: KL)",
-                    "step",
-                    "loss",
-                    0,
-                    {3},
-                    false,
-                    false},
-                   tdir + "/finetune_loss.png");
-    return Status::Ok();
+    return run.save(a, opt.get(), "finetune training loss (expert phases: LM; router phases: KL)");
   };
 
   if (global == 0) evaluate(false);
   const double t0 = now_seconds();
   const int global0 = global;
   for (; phase_i < static_cast<int>(phases.size()); ++phase_i, phase_step = 0) {
-    const Phase& p = phases[phase_i];
+    const FinetunePhase& p = phases[phase_i];
     if (!opt || phase_step == 0) make_opt(p);
     for (; phase_step < p.steps; ++phase_step) {
       set_lr(*opt,
@@ -277,18 +245,9 @@ Status finetune_moe(const FinetuneOptions& o) {
       std::snprintf(extra, sizeof(extra), "round %d %s | loss %.4f", p.round,
                     p.router ? "router" : "experts", loss.item<double>());
       progress_line("finetune", global, total, extra,
-                    double(global - global0) * o.batch * o.seq_len / el, "tok/s", el);
-      const bool end_phase = phase_step + 1 == p.steps;
-      if (global % o.checkpoint_every == 0 || end_phase) {
-        if (end_phase) {
-          ++phase_step;  // the checkpoint records the next position
-          std::fprintf(stderr, "\n");
-          evaluate(false);
-        }
-        RME_RETURN_IF_ERROR(save());
-        if (end_phase) --phase_step;
-      }
-      if (global == o.kill_at_step) std::raise(SIGKILL);
+                    double(global - global0) * o.batch * o.seq_len / el, "tok/s", el, global0);
+      RME_RETURN_IF_ERROR(run.end_step(
+          o, p.steps, [&] { evaluate(false); }, save));
     }
   }
   std::fprintf(stderr, "\n");

@@ -39,21 +39,27 @@ torch::Tensor MoeExpertsImpl::forward(int l, const torch::Tensor& h2, const torc
   }
   // Only routed (token, expert) pairs are computed: with 7 experts of which 1 or 2 are used, the
   // dense pass above would spend 3-7x the FLOPs, and training time, on zero-weighted channels.
-  const int64_t D = h2.size(-1);
-  auto x = h2.reshape({-1, D});             // [N, D]
-  auto r = route.reshape({-1, n_expert_});  // [N, E]
-  auto y = torch::zeros_like(x);
-  for (int e = 0; e < n_expert_; ++e) {
+  return routed_experts(h2, route, n_expert_, [&](int e) -> std::array<torch::Tensor, 3> {
     const int64_t b = offset_[l][e], W = offset_[l][e + 1] - b;
-    if (W == 0) continue;
+    return {gate[l].narrow(0, b, W), up[l].narrow(0, b, W), down[l].narrow(1, b, W)};
+  });
+}
+
+torch::Tensor routed_experts(const torch::Tensor& h2, const torch::Tensor& route, int n_expert,
+                             const std::function<std::array<torch::Tensor, 3>(int)>& expert) {
+  const int64_t D = h2.size(-1);
+  auto x = h2.reshape({-1, D});            // [N, D]
+  auto r = route.reshape({-1, n_expert});  // [N, E]
+  auto y = torch::zeros_like(x);
+  for (int e = 0; e < n_expert; ++e) {
     auto we = r.select(1, e);
     auto idx = we.nonzero().squeeze(1);  // tokens routed to e
     if (idx.numel() == 0) continue;
-    auto xe = x.index_select(0, idx);  // [n, D]
-    auto act = torch::silu(torch::matmul(xe, gate[l].narrow(0, b, W).t())) *
-               torch::matmul(xe, up[l].narrow(0, b, W).t());  // [n, W]
-    auto ye =
-        torch::matmul(act, down[l].narrow(1, b, W).t()) * we.index_select(0, idx).unsqueeze(1);
+    const auto [g, u, d] = expert(e);
+    if (g.size(0) == 0) continue;
+    auto xe = x.index_select(0, idx);                                             // [n, D]
+    auto act = torch::silu(torch::matmul(xe, g.t())) * torch::matmul(xe, u.t());  // [n, W]
+    auto ye = torch::matmul(act, d.t()) * we.index_select(0, idx).unsqueeze(1);
     y = y.index_add(0, idx, ye);
   }
   return y.view(h2.sizes());

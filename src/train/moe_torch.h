@@ -4,6 +4,8 @@
 
 #include <torch/torch.h>
 
+#include <array>
+#include <functional>
 #include <vector>
 
 #include "model/weights.h"
@@ -37,6 +39,12 @@ class MoeExpertsImpl : public torch::nn::Module {
   std::vector<std::vector<int64_t>> offset_;  // [l][E + 1]
 };
 TORCH_MODULE(MoeExperts);
+
+// Sum over experts of route weight x SwiGLU for the routed (token, expert) pairs only: h2 [B, T,
+// D], route [B, T, E] -> [B, T, D]. expert(e) gives e's gate [W, D], up [W, D], down [D, W] (f32; W
+// may be 0), asked only for experts some token was routed to.
+torch::Tensor routed_experts(const torch::Tensor& h2, const torch::Tensor& route, int n_expert,
+                             const std::function<std::array<torch::Tensor, 3>(int)>& expert);
 
 // The torch config of a Model (rotate-half RoPE, as LlamaTorch computes).
 LlamaConfig torch_config(const LlamaConfig& c);

@@ -5,15 +5,20 @@
 #include <cmath>
 #include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <numeric>
 #include <optional>
+#include <random>
 
 #include "core/file.h"
+#include "core/hash.h"
 #include "core/timer.h"
 #include "formats/model_io.h"
 #include "moefy/router_init.h"
 #include "report/plot.h"
+#include "tensor/half.h"
 #include "train/export.h"
 #include "train/moe_torch.h"
 #include "train/train_util.h"
@@ -22,6 +27,16 @@ namespace rme {
 
 void set_lr(torch::optim::AdamW& opt, double lr) {
   for (auto& g : opt.param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
+}
+
+std::vector<FinetunePhase> finetune_phases(const FinetuneOptions& o) {
+  std::vector<FinetunePhase> out;
+  for (int r = 0; r < o.rounds; ++r) {
+    const double decay = std::pow(o.decay, r);
+    if (r > 0) out.push_back({true, r, o.router_steps, o.router_lr * decay});
+    out.push_back({false, r, o.steps, o.lr * decay});
+  }
+  return out;
 }
 
 // KL(softmax(score / tau) || softmax(logits)), mean over tokens.
@@ -49,7 +64,58 @@ Targets dense_targets(LlamaTorch& dense, const std::vector<torch::Tensor>& masks
   return t;
 }
 
+TargetBatch target_batch(const RouterTargets& tg, const std::vector<TargetRows>& rows,
+                         bool with_gates) {
+  const int64_t B = static_cast<int64_t>(rows.size()), T = tg.seq_len(), E = tg.n_expert();
+  const int L = tg.n_layer(), D = tg.gate_dim();
+  TargetBatch t;
+  t.ids = torch::empty({B, T}, torch::kInt64);
+  t.score = torch::empty({B, T, E}, torch::kFloat32);
+  auto* ids = t.ids.data_ptr<int64_t>();
+  float* score = t.score.data_ptr<float>();
+  for (int64_t b = 0; b < B; ++b) {
+    for (int64_t i = 0; i < T; ++i) ids[b * T + i] = rows[b].ids[i];
+    std::memcpy(score + b * T * E, rows[b].score, sizeof(float) * T * E);
+  }
+  if (!with_gates) return t;
+  RME_CHECK(D > 0);
+  for (int l = 0; l < L; ++l) {
+    auto lab = torch::empty({B, T}, torch::kInt64);
+    auto h2 = torch::empty({B, T, D}, torch::kFloat32);
+    auto* lp = lab.data_ptr<int64_t>();
+    float* hp = h2.data_ptr<float>();
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t i = 0; i < T; ++i) {
+        lp[b * T + i] = rows[b].labels[i * L + l];
+        const uint16_t* g = rows[b].gate + (i * L + l) * D;
+        for (int j = 0; j < D; ++j) hp[(b * T + i) * D + j] = f16_to_f32(g[j]);
+      }
+    t.labels.push_back(lab);
+    t.h2.push_back(h2);
+  }
+  return t;
+}
+
+int64_t PoolOrder::at(int64_t j) {
+  const int64_t e = j / n_;
+  if (e != epoch_) {
+    perm_.resize(n_);
+    std::iota(perm_.begin(), perm_.end(), int64_t{0});
+    std::mt19937_64 rng(splitmix(seed_ * 1000003u + static_cast<uint64_t>(e)));
+    std::shuffle(perm_.begin(), perm_.end(), rng);
+    epoch_ = e;
+  }
+  return perm_[j % n_];
+}
+
+std::vector<TargetRows> PoolOrder::batch(const RouterTargets& tg, int step, int batch) {
+  std::vector<TargetRows> rows;
+  for (int b = 0; b < batch; ++b) rows.push_back(tg.pool(at(int64_t{step} * batch + b)));
+  return rows;
+}
+
 std::string pct(double x) {
+  if (std::isnan(x)) return "-";
   char b[16];
   std::snprintf(b, sizeof(b), "%.1f%%", 100 * x);
   return b;

@@ -21,6 +21,13 @@ struct RouterTrainOptions {
   int threads = 0;
   uint64_t seed = 1;
   std::string export_dtype;  // f32, f16, bf16; empty = as the MoE's backbone
+  // Router targets (moefy/router_targets.h): made once by the engine from the dense parent into
+  // targets_dir (default out_dir/train/targets) and reused when they match these options.
+  std::string targets_dir;
+  int64_t target_tokens = 0;  // training windows' tokens; 0 = min(steps x batch x seq_len, 2^18)
+  uint64_t target_seed = 1;   // which windows
+  std::string gate_inputs = "auto";  // FFN inputs for the layer-wise gates: auto, on, off
+  int64_t gate_budget_mb = 4096;     // auto: stored when they take at most this much disk
 };
 
 // Writes out_dir (the MoE with router and layer gates), out_dir/train/ (router_log.csv,
@@ -45,6 +52,15 @@ struct FinetuneOptions {
   int top_k = 0;      // experts mixed per token while tuning (and exported); 0 = the model's
   std::string export_dtype;
   int kill_at_step = -1;  // testing: SIGKILL after this global step
+  // full: every parameter trainable in f32 (AdamW: 16 bytes a parameter). bounded: frozen 16-bit
+  // storage, the shared experts and one routed expert at a time trainable, layer-wise
+  // recomputation (train/bounded_moe.h), router phases distilled from the dense targets in
+  // targets_dir (default moe_dir/train/targets). auto: full when it fits in 80% of the memory
+  // available, else bounded.
+  std::string memory = "auto";
+  std::string targets_dir;
+  int layer_groups = 0;       // bounded: layers an expert is tuned in at once, in groups; 0 = auto
+  int64_t memory_budget = 0;  // bytes auto decisions plan for; 0 = MemAvailable at start
 };
 
 // Writes out_dir (the tuned MoE) and out_dir/train/ (finetune_log.csv, finetune_loss.png,

@@ -8,9 +8,11 @@
 #include <optional>
 
 #include "core/file.h"
+#include "core/thread_pool.h"
 #include "core/timer.h"
 #include "formats/model_io.h"
 #include "moefy/router_init.h"
+#include "moefy/router_targets.h"
 #include "report/plot.h"
 #include "train/export.h"
 #include "train/moe_torch.h"
@@ -20,21 +22,65 @@
 
 namespace rme {
 
+namespace {
+
+// The router targets of this run: the directory's if it holds them for these options, else made
+// (or finished, after a kill) by the engine from the dense parent, then opened.
+Result<std::unique_ptr<RouterTargets>> prepare_targets(const RouterTrainOptions& o,
+                                                       const MoeSetup& s,
+                                                       const std::string& dense_path) {
+  const Model& moe = *s.moe;
+  const std::string dir = o.targets_dir.empty() ? o.out_dir + "/train/targets" : o.targets_dir;
+  RouterTargetSpec spec;
+  spec.seq_len = o.seq_len;
+  spec.pool_tokens = o.target_tokens > 0
+                         ? o.target_tokens
+                         : std::min<int64_t>(int64_t{o.steps} * o.batch * o.seq_len, 1 << 18);
+  spec.eval_tokens = o.eval_tokens;
+  spec.seed = o.target_seed;
+  RME_ASSIGN_OR_RETURN(LoadedModel dl, load_model(dense_path));
+  const Model& dense = *dl.model;
+  if (dense.config.n_layer != moe.config.n_layer || dense.config.n_ff != moe.moe.parent_n_ff ||
+      dense.moe.is_moe() || dense.config.n_vocab != moe.config.n_vocab)
+    return invalid_argument(dense_path + ": not the dense parent of " + o.moe_dir);
+  int n_valid = 0;
+  for (const auto& d : s.domains) n_valid += d.has_valid ? 1 : 0;
+  const uint64_t gate_bytes = gate_input_bytes(spec, int64_t{n_valid} * o.eval_tokens,
+                                               dense.config.n_layer, dense.config.n_embd);
+  if (o.gate_inputs == "on")
+    spec.gate_inputs = true;
+  else if (o.gate_inputs == "auto")
+    spec.gate_inputs = gate_bytes <= static_cast<uint64_t>(o.gate_budget_mb) << 20;
+  else if (o.gate_inputs != "off")
+    return invalid_argument("--gate-inputs " + o.gate_inputs + ": expected auto, on or off");
+  std::fprintf(stderr,
+               "router targets: %lld training tokens (%lld windows of %d) + validation, %s\n",
+               static_cast<long long>(spec.pool_windows() * spec.seq_len),
+               static_cast<long long>(spec.pool_windows()), spec.seq_len,
+               spec.gate_inputs ? "with FFN inputs for the layer-wise gates"
+                                : "without FFN inputs (no layer-wise gates)");
+  if (o.threads > 0) ThreadPool::set_default_threads(o.threads);
+  RME_ASSIGN_OR_RETURN(KernelConfig kernels, KernelConfig::from_env());
+  RME_RETURN_IF_ERROR(
+      build_router_targets(dense, moe.moe, o.corpus_dir, spec, dir, ThreadPool::global(), kernels));
+  return RouterTargets::open(dir);
+}
+
+}  // namespace
+
 Status train_router(const RouterTrainOptions& o) {
   RME_ASSIGN_OR_RETURN(MoeSetup s, open_moe(o.moe_dir, o.corpus_dir, o.seq_len, o.threads));
   const Model& moe = *s.moe;
   const int E = moe.moe.n_expert, L = moe.config.n_layer, D = moe.config.n_embd;
   const std::string dense_path = o.dense_path.empty() ? moe.moe.parent : o.dense_path;
   if (dense_path.empty()) return invalid_argument("train-router needs --dense PARENT");
-  RME_ASSIGN_OR_RETURN(LoadedModel dl, load_model(dense_path));
-  const Model& dense_m = *dl.model;
-  if (dense_m.config.n_layer != L || dense_m.config.n_ff != moe.moe.parent_n_ff ||
-      dense_m.moe.is_moe() || dense_m.config.n_vocab != moe.config.n_vocab)
-    return invalid_argument(dense_path + ": not the dense parent of " + o.moe_dir);
-  LlamaTorch dense(torch_config(dense_m.config));
-  dense->load_from(dense_m);
-  dense->eval();
-  const auto masks = expert_masks(moe.moe);
+  RME_ASSIGN_OR_RETURN(std::unique_ptr<RouterTargets> targets, prepare_targets(o, s, dense_path));
+  const RouterTargets& tg = *targets;
+  const bool with_gates = tg.gate_dim() == D;
+  if (!with_gates)
+    std::fprintf(stderr,
+                 "train-router: no FFN inputs in the targets, so no layer-wise gates are trained "
+                 "(--gate-inputs on stores them)\n");
 
   RouterShape shape = default_router_shape(moe.config);
   if (o.router_dim > 0) shape.n_embd = o.router_dim, shape.n_ff = 2 * o.router_dim;
@@ -47,7 +93,7 @@ Status train_router(const RouterTrainOptions& o) {
   router->init_weights(o.seed);
   auto gates = torch::zeros({L, E, D}, torch::requires_grad());
   std::vector<torch::Tensor> params = router->parameters();
-  params.push_back(gates);
+  if (with_gates) params.push_back(gates);
   torch::optim::AdamW opt(params, torch::optim::AdamWOptions(o.lr).weight_decay(o.weight_decay));
 
   const std::string tdir = o.out_dir + "/train";
@@ -56,14 +102,13 @@ Status train_router(const RouterTrainOptions& o) {
   if (ec) return io_error(tdir + ": " + ec.message());
   const std::string ckpt = tdir + "/router_checkpoint.pt";
   const std::string fingerprint =
-      nlohmann::json{{"moe", o.moe_dir},     {"steps", o.steps},   {"batch", o.batch},
-                     {"seq_len", o.seq_len}, {"lr", o.lr},         {"tau", o.tau},
-                     {"seed", o.seed},       {"dim", shape.n_embd}}
+      nlohmann::json{{"moe", o.moe_dir},     {"steps", o.steps},    {"batch", o.batch},
+                     {"seq_len", o.seq_len}, {"lr", o.lr},          {"tau", o.tau},
+                     {"seed", o.seed},       {"dim", shape.n_embd}, {"targets", tg.fingerprint()}}
           .dump();
   Table log{{"step", "loss", "train_acc"}, {}};
   Table val{{"step"}, {}};
-  for (const auto& d : s.domains)
-    if (d.has_valid) val.columns.push_back(d.name);
+  for (const std::string& d : tg.valid_domains()) val.columns.push_back(d);
   val.columns.push_back("mean");
   val.columns.push_back("layer_gate_mean");
   int start = 0;
@@ -101,32 +146,31 @@ Status train_router(const RouterTrainOptions& o) {
     if (print)
       std::printf("%-10s %9s %9s %12s %12s\n", "domain", "tokens", "router", "layer-gate",
                   "top-oracle");
-    for (const auto& d : s.domains) {
-      if (!d.has_valid) continue;
-      auto all = valid_windows(d.valid, o.seq_len, o.eval_tokens);
+    for (size_t d = 0; d < tg.valid_domains().size(); ++d) {
       int64_t hit = 0, ghit = 0, tok = 0;
       torch::Tensor counts = torch::zeros({E}, torch::kInt64);
-      for (int64_t b = 0; b < all.size(0); b += o.batch) {
-        auto ids =
-            all.narrow(0, b, std::min<int64_t>(o.batch, all.size(0) - b)).narrow(1, 0, o.seq_len);
-        Targets t = dense_targets(dense, masks, ids);
+      for (int64_t b = 0; b < tg.n_valid(d); b += o.batch) {
+        std::vector<TargetRows> rows;
+        for (int64_t w = b; w < std::min<int64_t>(tg.n_valid(d), b + o.batch); ++w)
+          rows.push_back(tg.valid(d, w));
+        const TargetBatch t = target_batch(tg, rows, with_gates);
         auto label = t.score.argmax(-1);
-        hit += (router->forward(ids).argmax(-1) == label).sum().item<int64_t>();
-        for (int l = 0; l < L; ++l)
+        hit += (router->forward(t.ids).argmax(-1) == label).sum().item<int64_t>();
+        for (int l = 0; l < L && with_gates; ++l)
           ghit += (torch::matmul(t.h2[l], gates[l].t()).argmax(-1) == t.labels[l])
                       .sum()
                       .item<int64_t>();
         counts += torch::bincount(label.reshape(-1), {}, E);
         tok += label.numel();
       }
-      const double acc = double(hit) / tok, gacc = double(ghit) / (tok * L);
+      const double acc = double(hit) / tok, gacc = with_gates ? double(ghit) / (tok * L) : NAN;
       row.push_back(acc);
       sum += acc;
       gsum += gacc;
       ++n;
       if (print)
-        std::printf("%-10s %9lld %9s %12s %12s\n", d.name.c_str(), static_cast<long long>(tok),
-                    pct(acc).c_str(), pct(gacc).c_str(),
+        std::printf("%-10s %9lld %9s %12s %12s\n", tg.valid_domains()[d].c_str(),
+                    static_cast<long long>(tok), pct(acc).c_str(), pct(gacc).c_str(),
                     pct(counts.max().item<int64_t>() / double(tok)).c_str());
     }
     row.push_back(n ? sum / n : NAN);
@@ -165,15 +209,15 @@ Status train_router(const RouterTrainOptions& o) {
     return Status::Ok();
   };
 
+  PoolOrder order(tg.n_pool(), o.seed);
   const double t0 = now_seconds();
   router->train();
   for (int step = start; step < o.steps; ++step) {
     set_lr(opt, cosine_lr(step, o.steps, o.warmup, o.lr, o.min_lr));
-    auto ids = sample_batch(s.domains, o.seed, step, 0, o.batch, o.seq_len).narrow(1, 0, o.seq_len);
-    Targets t = dense_targets(dense, masks, ids);
-    auto logits = router->forward(ids);
+    const TargetBatch t = target_batch(tg, order.batch(tg, step, o.batch), with_gates);
+    auto logits = router->forward(t.ids);
     auto loss = distill_loss(logits, t.score, o.tau);
-    for (int l = 0; l < L; ++l)
+    for (int l = 0; l < L && with_gates; ++l)
       loss = loss +
              torch::nn::functional::cross_entropy(
                  torch::matmul(t.h2[l], gates[l].t()).reshape({-1, E}), t.labels[l].reshape({-1})) /
@@ -190,7 +234,7 @@ Status train_router(const RouterTrainOptions& o) {
     std::snprintf(extra, sizeof(extra), "loss %.4f | batch acc %s", loss.item<double>(),
                   pct(acc).c_str());
     progress_line("train-router", step + 1, o.steps, extra,
-                  double(step + 1 - start) * o.batch * o.seq_len / el, "tok/s", el);
+                  double(step + 1 - start) * o.batch * o.seq_len / el, "tok/s", el, start);
     if ((step + 1) % o.checkpoint_every == 0 || step + 1 == o.steps) {
       std::fprintf(stderr, "\n");
       evaluate(step + 1, false);
@@ -203,7 +247,8 @@ Status train_router(const RouterTrainOptions& o) {
   evaluate(o.steps, true);
   RME_RETURN_IF_ERROR(save(o.steps));
   RME_ASSIGN_OR_RETURN(DType type, out_dtype(o.export_dtype, moe));
-  RME_RETURN_IF_ERROR(write_moe(moe, nullptr, nullptr, &router, gates.detach(), o.out_dir, type));
+  RME_RETURN_IF_ERROR(write_moe(moe, nullptr, nullptr, &router,
+                                with_gates ? gates.detach() : torch::Tensor(), o.out_dir, type));
   std::printf("wrote %s (router: %d layer, %d heads, width %d, %.2fM parameters)\n",
               o.out_dir.c_str(), rc.n_layer, rc.n_head, rc.n_embd, rc.n_params() / 1e6);
   return Status::Ok();

@@ -7,11 +7,12 @@
 #include "tensor/quant.h"
 
 namespace rme {
-namespace {
 
 torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& w, double eps) {
   return x * torch::rsqrt(x.pow(2).mean(-1, true) + eps) * w;
 }
+
+namespace {
 
 torch::Tensor rotate_half(const torch::Tensor& x) {
   const int64_t half = x.size(-1) / 2;
@@ -45,14 +46,9 @@ LlamaTorchImpl::LlamaTorchImpl(const LlamaConfig& c) : config_(c) {
   }
   out_norm = register_parameter("out_norm", torch::ones({D}));
   if (!c.tied_output) output = register_parameter("output", torch::empty({c.n_output(), D}));
-  // RoPE tables from the engine's own frequencies, so training and inference agree exactly.
-  std::vector<float> inv = c.rope_inv_freq();
-  auto inv_t =
-      torch::from_blob(inv.data(), {static_cast<int64_t>(inv.size())}, torch::kFloat32).clone();
-  auto freqs = torch::outer(torch::arange(c.n_ctx, torch::kFloat32), inv_t);
-  auto emb = torch::cat({freqs, freqs}, -1);
-  cos_ = register_buffer("rope_cos", emb.cos());
-  sin_ = register_buffer("rope_sin", emb.sin());
+  auto [cos, sin] = rope_tables(c);
+  cos_ = register_buffer("rope_cos", cos);
+  sin_ = register_buffer("rope_sin", sin);
   init_weights(0);
 }
 
@@ -72,6 +68,49 @@ void LlamaTorchImpl::init_weights(uint64_t seed) {
   }
   out_norm.fill_(1);
   if (output.defined()) output.normal_(0, 0.02);
+}
+
+std::pair<torch::Tensor, torch::Tensor> rope_tables(const LlamaConfig& c) {
+  // From the engine's own frequencies, so training and inference agree exactly.
+  std::vector<float> inv = c.rope_inv_freq();
+  auto inv_t =
+      torch::from_blob(inv.data(), {static_cast<int64_t>(inv.size())}, torch::kFloat32).clone();
+  auto freqs = torch::outer(torch::arange(c.n_ctx, torch::kFloat32), inv_t);
+  auto emb = torch::cat({freqs, freqs}, -1);
+  return {emb.cos(), emb.sin()};
+}
+
+torch::Tensor attention_mask(const LlamaConfig& c, int64_t T) {
+  auto mask = torch::full({T, T}, -INFINITY).triu(1);
+  if (c.sliding_window > 0)  // Mistral: key j is out of query i's window when j <= i - W
+    mask = mask + torch::full({T, T}, -INFINITY).tril(-c.sliding_window);
+  return mask;
+}
+
+torch::Tensor attention_residual(const LlamaConfig& c, const LlamaTorchImpl::Layer& L,
+                                 const torch::Tensor& x, const torch::Tensor& cos,
+                                 const torch::Tensor& sin, const torch::Tensor& mask) {
+  const int64_t B = x.size(0), T = x.size(1), H = c.n_head, Hkv = c.n_head_kv, Dh = c.head_dim;
+  auto h = rms_norm(x, L.attn_norm, c.rms_eps);
+  auto q = torch::matmul(h, L.wq.t()), k = torch::matmul(h, L.wk.t()),
+       v = torch::matmul(h, L.wv.t());
+  if (L.bq.defined()) {  // Qwen2's q/k/v biases, before RoPE
+    q = q + L.bq;
+    k = k + L.bk;
+    v = v + L.bv;
+  }
+  q = q.view({B, T, H, Dh}).transpose(1, 2);    // [B, H, T, Dh]
+  k = k.view({B, T, Hkv, Dh}).transpose(1, 2);  // [B, Hkv, T, Dh]
+  v = v.view({B, T, Hkv, Dh}).transpose(1, 2);
+  q = q * cos + rotate_half(q) * sin;
+  k = k * cos + rotate_half(k) * sin;
+  if (Hkv != H) {
+    k = k.repeat_interleave(H / Hkv, 1);
+    v = v.repeat_interleave(H / Hkv, 1);
+  }
+  auto att = torch::matmul(q, k.transpose(-2, -1)) / std::sqrt(static_cast<double>(Dh)) + mask;
+  auto o = torch::matmul(torch::softmax(att, -1), v).transpose(1, 2).reshape({B, T, H * Dh});
+  return x + torch::matmul(o, L.wo.t());
 }
 
 torch::Tensor tensor_from(const MatView& v, const std::vector<int64_t>& row_order) {
@@ -155,35 +194,14 @@ std::vector<torch::Tensor> LlamaTorchImpl::no_decay_params() const {
 
 torch::Tensor LlamaTorchImpl::forward(const torch::Tensor& ids, const FfnHook& hook) {
   const LlamaConfig& c = config_;
-  const int64_t B = ids.size(0), T = ids.size(1), H = c.n_head, Hkv = c.n_head_kv, Dh = c.head_dim;
+  const int64_t B = ids.size(0), T = ids.size(1), Dh = c.head_dim;
   TORCH_CHECK(T <= c.n_ctx, "sequence of ", T, " exceeds n_ctx ", c.n_ctx);
   auto x = tok_embd.index_select(0, ids.reshape({-1})).view({B, T, c.n_embd});
   auto cos = cos_.narrow(0, 0, T).view({1, 1, T, Dh}),
        sin = sin_.narrow(0, 0, T).view({1, 1, T, Dh});
-  auto mask = torch::full({T, T}, -INFINITY).triu(1);
-  if (c.sliding_window > 0)  // Mistral: key j is out of query i's window when j <= i - W
-    mask = mask + torch::full({T, T}, -INFINITY).tril(-c.sliding_window);
+  auto mask = attention_mask(c, T);
   for (const Layer& L : layers) {
-    auto h = rms_norm(x, L.attn_norm, c.rms_eps);
-    auto q = torch::matmul(h, L.wq.t()), k = torch::matmul(h, L.wk.t()),
-         v = torch::matmul(h, L.wv.t());
-    if (L.bq.defined()) {  // Qwen2's q/k/v biases, before RoPE
-      q = q + L.bq;
-      k = k + L.bk;
-      v = v + L.bv;
-    }
-    q = q.view({B, T, H, Dh}).transpose(1, 2);    // [B, H, T, Dh]
-    k = k.view({B, T, Hkv, Dh}).transpose(1, 2);  // [B, Hkv, T, Dh]
-    v = v.view({B, T, Hkv, Dh}).transpose(1, 2);
-    q = q * cos + rotate_half(q) * sin;
-    k = k * cos + rotate_half(k) * sin;
-    if (Hkv != H) {
-      k = k.repeat_interleave(H / Hkv, 1);
-      v = v.repeat_interleave(H / Hkv, 1);
-    }
-    auto att = torch::matmul(q, k.transpose(-2, -1)) / std::sqrt(static_cast<double>(Dh)) + mask;
-    auto o = torch::matmul(torch::softmax(att, -1), v).transpose(1, 2).reshape({B, T, H * Dh});
-    x = x + torch::matmul(o, L.wo.t());
+    x = attention_residual(c, L, x, cos, sin, mask);
     auto h2 = rms_norm(x, L.ffn_norm, c.rms_eps);
     auto g = torch::matmul(h2, L.gate.t()), u = torch::matmul(h2, L.up.t());
     auto act = torch::silu(g) * u;  // [B, T, F]

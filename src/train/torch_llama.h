@@ -50,6 +50,18 @@ class LlamaTorchImpl : public torch::nn::Module {
 };
 TORCH_MODULE(LlamaTorch);
 
+// Pieces of a layer that LlamaTorch and the bounded MoE trainer (train/bounded_moe.h) share.
+torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& w, double eps);
+// RoPE cos and sin [n_ctx, head_dim] from the engine's frequency table.
+std::pair<torch::Tensor, torch::Tensor> rope_tables(const LlamaConfig& c);
+// [T, T] additive causal mask (and Mistral's sliding window).
+torch::Tensor attention_mask(const LlamaConfig& c, int64_t T);
+// x + attention(rms_norm(x)) with layer L's attention weights (f32) over x [B, T, D]; cos and sin
+// [1, 1, T, head_dim].
+torch::Tensor attention_residual(const LlamaConfig& c, const LlamaTorchImpl::Layer& L,
+                                 const torch::Tensor& x, const torch::Tensor& cos,
+                                 const torch::Tensor& sin, const torch::Tensor& mask);
+
 // A [n_out, n_in] f32 tensor with the view's rows dequantized, taken in `row_order` (empty = as
 // stored).
 torch::Tensor tensor_from(const MatView& v, const std::vector<int64_t>& row_order = {});

@@ -11,38 +11,10 @@
 #include <random>
 
 #include "core/file.h"
+#include "core/progress.h"
+#include "core/timer.h"
 
 namespace rme {
-Result<std::vector<Domain>> open_domains(const std::string& dir, int seq_len,
-                                         const std::map<std::string, double>& mixture,
-                                         int& n_vocab) {
-  RME_ASSIGN_OR_RETURN(CorpusManifest man, read_manifest(dir));
-  n_vocab = man.n_vocab;
-  for (const auto& [d, w] : mixture)
-    if (!man.train.count(d))
-      return invalid_argument("mixture names domain '" + d + "', not in the corpus");
-  std::vector<Domain> domains;
-  double wsum = 0;
-  for (const auto& [name, info] : man.train) {
-    Domain d;
-    d.name = name;
-    d.weight = mixture.empty() ? 1.0 : (mixture.count(name) ? mixture.at(name) : 0.0);
-    wsum += d.weight;
-    RME_ASSIGN_OR_RETURN(d.train, TokenShard::open(dir + "/" + info.file, man.n_vocab));
-    if (d.train.size() <= seq_len + 1)
-      return invalid_argument(name + ": fewer tokens than seq_len + 1");
-    if (man.valid.count(name)) {
-      const ShardInfo& v = man.valid.at(name);
-      RME_ASSIGN_OR_RETURN(d.valid, TokenShard::open(dir + "/" + v.file, man.n_vocab));
-      d.has_valid = d.valid.size() > seq_len + 1;
-      d.bytes_per_token = v.tokens > 0 ? double(v.bytes) / v.tokens : 0;
-    }
-    domains.push_back(std::move(d));
-  }
-  if (!(wsum > 0)) return invalid_argument("every domain has mixture weight 0");
-  return domains;
-}
-
 torch::Tensor sample_batch(const std::vector<Domain>& domains, uint64_t seed, int step, int micro,
                            int batch, int seq_len) {
   std::mt19937_64 rng(splitmix(seed * 1000003u + static_cast<uint64_t>(step) * 1024u + micro));
@@ -132,19 +104,19 @@ Status load_archive(torch::serialize::InputArchive& a, const std::string& path) 
   return Status::Ok();
 }
 
-std::string fmt_duration(double s) {
-  char buf[32];
-  int h = static_cast<int>(s / 3600), m = static_cast<int>(std::fmod(s, 3600) / 60);
-  std::snprintf(buf, sizeof(buf), "%dh%02dm%02ds", h, m, static_cast<int>(std::fmod(s, 60)));
-  return buf;
-}
-
 void progress_line(const char* what, int step, int steps, const std::string& extra, double rate,
-                   const char* unit, double elapsed) {
-  const double eta = step > 0 ? elapsed / step * (steps - step) : 0;
-  std::fprintf(stderr, "\r%s step %d/%d | %s | %.0f %s | elapsed %s | ETA %s\033[K", what, step,
-               steps, extra.c_str(), rate, unit, fmt_duration(elapsed).c_str(),
-               fmt_duration(eta).c_str());
+                   const char* unit, double elapsed, int first_step) {
+  // On a terminal the line is redrawn in place; in a log, one line every 5 s and the last step.
+  static const bool tty = isatty(STDERR_FILENO);
+  static double last = -1e30;
+  const double now = now_seconds();
+  if (!tty && step < steps && now - last < 5) return;
+  last = now;
+  const double eta = step > first_step ? elapsed / (step - first_step) * (steps - step) : 0;
+  std::fprintf(stderr, "%s%s step %d/%d | %s | %.0f %s | elapsed %s | ETA %s%s", tty ? "\r" : "",
+               what, step, steps, extra.c_str(), rate, unit, format_duration(elapsed).c_str(),
+               format_duration(eta).c_str(), tty ? "\033[K" : "\n");
+  std::fflush(stderr);
 }
 
 }  // namespace rme

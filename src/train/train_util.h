@@ -14,20 +14,6 @@
 
 namespace rme {
 
-struct Domain {
-  std::string name;
-  double weight = 0;
-  TokenShard train, valid;
-  bool has_valid = false;
-  double bytes_per_token = 0;  // of the validation split
-};
-
-// Opens every domain of an `rme corpus` directory; weights from `mixture` (empty = all 1). Each
-// train shard must hold more than seq_len + 1 tokens. Sets n_vocab.
-Result<std::vector<Domain>> open_domains(const std::string& corpus_dir, int seq_len,
-                                         const std::map<std::string, double>& mixture,
-                                         int& n_vocab);
-
 // [batch, seq_len + 1] windows drawn by domain weight: a pure function of (seed, step, micro), so
 // a resumed run sees the same data.
 torch::Tensor sample_batch(const std::vector<Domain>& domains, uint64_t seed, int step, int micro,
@@ -51,9 +37,10 @@ std::vector<std::vector<double>> tensor_to_rows(const torch::Tensor& t);
 Status save_archive_atomic(torch::serialize::OutputArchive& a, const std::string& path);
 Status load_archive(torch::serialize::InputArchive& a, const std::string& path);
 
-std::string fmt_duration(double seconds);
-// "\r<what> step s/n | <extra> | <rate> | elapsed | ETA" on stderr.
+// "<what> step s/n | <extra> | <rate> | elapsed | ETA" on stderr: redrawn on a terminal, else a
+// line every 5 s and at the last step (never one line per step in a log). first_step: where a
+// resumed run started (the ETA counts only this run's steps).
 void progress_line(const char* what, int step, int steps, const std::string& extra,
-                   double units_per_s, const char* unit, double elapsed);
+                   double units_per_s, const char* unit, double elapsed, int first_step = 0);
 
 }  // namespace rme

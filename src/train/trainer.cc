@@ -188,10 +188,9 @@ Status train_dense(const TrainConfig& config, const TrainOptions& opt_in) {
     hist.train.push_back({double(done), double(int64_t{done} * c.tokens_per_step()), lr, loss_sum});
     const double el = now_seconds() - t0;
     const double tps = tokens_run / el;
-    std::fprintf(stderr,
-                 "\rstep %d/%d | loss %.4f | lr %.2e | %.0f tok/s | elapsed %s | ETA %s\033[K",
-                 done, c.steps, loss_sum, lr, tps, fmt_duration(el).c_str(),
-                 fmt_duration((c.steps - done) * c.tokens_per_step() / std::max(tps, 1.0)).c_str());
+    char extra[64];
+    std::snprintf(extra, sizeof(extra), "loss %.4f | lr %.2e", loss_sum, lr);
+    progress_line("train", done, c.steps, extra, tps, "tok/s", el, start);
     if (done % c.eval_every == 0 || done == c.steps) run_eval(done);
     if (done % c.checkpoint_every == 0 || done == c.steps) {
       RME_RETURN_IF_ERROR(

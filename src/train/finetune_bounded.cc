@@ -1,0 +1,218 @@
+// train: `rme finetune --memory bounded` — expert tuning of a large MoE within a memory bound
+// (BoundedMoe: one routed expert trainable at a time, on the windows routed to it most), router
+// tuning from the engine-made dense targets.
+#include <algorithm>
+#include <cmath>
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "core/file.h"
+#include "core/timer.h"
+#include "formats/model_io.h"
+#include "moefy/router_targets.h"
+#include "report/plot.h"
+#include "train/bounded_moe.h"
+#include "train/export.h"
+#include "train/finetune_run.h"
+#include "train/moe_train_util.h"
+#include "train/train_util.h"
+
+namespace rme {
+
+Status finetune_bounded(const FinetuneOptions& o, MoeSetup s) {
+  const Model& moe = *s.moe;
+  if (o.routing != "router")
+    return invalid_argument("--memory bounded tunes Read-ME MoEs routed by their router");
+  if (!moe.router) return invalid_argument(o.moe_dir + ": no router (run rme train-router first)");
+  const int E = moe.moe.n_expert, k = moe.moe.top_k;
+  const DType wt = moe.weights.layers[0].wq.dtype;
+  const torch::ScalarType storage = wt == DType::kF16 ? torch::kHalf : torch::kBFloat16;
+  LlamaTorch router(torch_config(moe.router->config));
+  router->load_from(*moe.router);
+  std::vector<FinetunePhase> phases = finetune_phases(o);
+  std::unique_ptr<RouterTargets> targets;
+  if (o.rounds > 1) {  // router phases distill from the dense parent's targets, made once
+    const std::string dir = o.targets_dir.empty() ? o.moe_dir + "/train/targets" : o.targets_dir;
+    auto t = RouterTargets::open(dir);
+    if (!t.ok())
+      return Status(t.status().code(),
+                    t.status().message() +
+                        " (--memory bounded tunes the router from train-router's targets: "
+                        "--targets DIR)");
+    targets = std::move(*t);
+    if (targets->seq_len() != o.seq_len || targets->n_expert() != E)
+      return invalid_argument(dir + ": targets of seq_len " + std::to_string(targets->seq_len()) +
+                              " for " + std::to_string(targets->n_expert()) + " experts");
+  }
+  RME_ASSIGN_OR_RETURN(DType type, out_dtype(o.export_dtype, moe));
+  std::fprintf(stderr,
+               "finetune: bounded memory — frozen weights in %s, read from the file "
+               "where it holds them\n",
+               storage == torch::kHalf ? "f16" : "bf16");
+  BoundedMoe bm(moe, storage);  // keeps the mappings it reads from
+  Model shell;
+  shell.config = moe.config;
+  shell.moe = moe.moe;
+  shell.source = moe.source;
+  shell.format = moe.format;
+  s.moe.reset();
+  std::fprintf(stderr, "finetune: %.2f GB held, %.2f GB trainable (f32; x4 with AdamW)\n",
+               bm.storage_bytes() / 1e9, bm.trainable_bytes() / 1e9);
+
+  int total = 0;
+  for (const FinetunePhase& p : phases) total += p.steps;
+  const std::string fingerprint =
+      nlohmann::json{{"moe", o.moe_dir},    {"rounds", o.rounds},
+                     {"steps", o.steps},    {"router_steps", o.router_steps},
+                     {"batch", o.batch},    {"seq_len", o.seq_len},
+                     {"lr", o.lr},          {"router_lr", o.router_lr},
+                     {"seed", o.seed},      {"top_k", k},
+                     {"memory", "bounded"}, {"targets", targets ? targets->fingerprint() : ""}}
+          .dump();
+  RME_ASSIGN_OR_RETURN(
+      FinetuneRun run,
+      FinetuneRun::start(o, s.domains, {"step", "round", "phase", "loss", "expert"}, fingerprint));
+  int &phase_i = run.phase_i, &phase_step = run.phase_step, &global = run.global;
+  Table& log = run.log;
+  const std::string& ckpt = run.ckpt;
+
+  // Layer groups: the fewest whose largest (expert, group) trainable set, with the shared experts,
+  // fits in a third of the memory left once the frozen storage is mapped.
+  const int L = shell.config.n_layer;
+  int G = o.layer_groups;
+  if (G <= 0) {
+    int64_t widest = 0;
+    for (int e = 0; e < E; ++e) {
+      int64_t n = 0;
+      for (int l = 0; l < L; ++l) n += bm.expert_train_bytes(e, l);
+      widest = std::max(widest, n);
+    }
+    const int64_t room = std::max<int64_t>(1, o.memory_budget / 3 - bm.shared_train_bytes());
+    G = static_cast<int>(std::clamp<int64_t>((widest + room - 1) / room, 1, L));
+  }
+  G = std::min(G, L);
+  // Expert phases give block b of ceil(steps / (E x G)) steps to expert b / G in layer group
+  // b % G, each block with a fresh optimizer over the shared experts and that slice.
+  auto block_of = [&](const FinetunePhase& p, int step) {
+    return std::min(E * G - 1, step / ((p.steps + E * G - 1) / (E * G)));
+  };
+  int block = -1;
+  std::unique_ptr<torch::optim::AdamW> opt;
+  auto make_opt = [&](const FinetunePhase& p) {
+    opt.reset();  // the last turn's gradients and moments go before the next turn's copies come
+    if (!p.router) {
+      block = block_of(p, phase_step);
+      const int g = block % G;
+      bm.select(block / G, g * L / G, (g + 1) * L / G);
+    }
+    opt = std::make_unique<torch::optim::AdamW>(
+        p.router ? router->parameters() : bm.parameters(),
+        torch::optim::AdamWOptions(p.lr).weight_decay(o.weight_decay));
+  };
+  if (G > 1) std::fprintf(stderr, "finetune: each expert tuned in %d groups of layers\n", G);
+  if (file_exists(ckpt)) {
+    try {
+      torch::serialize::InputArchive a, am, ar, ao;
+      RME_RETURN_IF_ERROR(open_checkpoint(ckpt, fingerprint, a));
+      a.read("moe", am);
+      a.read("router", ar);
+      bm.load(am);
+      router->load(ar);
+      run.read(a);
+      if (phase_i < static_cast<int>(phases.size())) {
+        if (!phases[phase_i].router) block = block_of(phases[phase_i], phase_step);
+        opt = std::make_unique<torch::optim::AdamW>(
+            phases[phase_i].router ? router->parameters() : bm.parameters(),
+            torch::optim::AdamWOptions(phases[phase_i].lr).weight_decay(o.weight_decay));
+        a.read("optimizer", ao);
+        opt->load(ao);
+      }
+    } catch (const std::exception& e) {
+      return corrupt(ckpt + ": " + e.what());
+    }
+    std::fprintf(stderr, "resuming %s at step %d of %d\n", ckpt.c_str(), global, total);
+  }
+
+  auto route_of = [&](const torch::Tensor& ids) {
+    torch::NoGradGuard ng;
+    return route_weights(router->forward(ids), k);
+  };
+  auto evaluate = [&](bool print) {
+    run.evaluate(
+        s.domains, o,
+        [&](const torch::Tensor& ids) {
+          return bm.loss(ids, route_of(ids.narrow(1, 0, o.seq_len)), false);
+        },
+        print);
+  };
+  auto save = [&]() -> Status {
+    torch::serialize::OutputArchive a, am, ar;
+    bm.save(am);
+    router->save(ar);
+    a.write("moe", am);
+    a.write("router", ar);
+    return run.save(a, opt.get(), "finetune (bounded memory) training loss");
+  };
+
+  if (global == 0) evaluate(false);
+  const double t0 = now_seconds();
+  const int global0 = global;
+  for (; phase_i < static_cast<int>(phases.size()); ++phase_i, phase_step = 0) {
+    const FinetunePhase& p = phases[phase_i];
+    if (!opt || phase_step == 0) make_opt(p);
+    PoolOrder order(targets ? targets->n_pool() : 1, o.seed + 7919u * p.round);
+    for (; phase_step < p.steps; ++phase_step) {
+      if (!p.router && block_of(p, phase_step) != block) make_opt(p);  // the next slice's turn
+      set_lr(*opt,
+             cosine_lr(phase_step, p.steps, std::min(o.warmup, p.steps / 4 + 1), p.lr, p.lr * 0.1));
+      double loss = 0;
+      opt->zero_grad();
+      if (p.router) {
+        const TargetBatch t =
+            target_batch(*targets, order.batch(*targets, phase_step, o.batch), false);
+        auto l = distill_loss(router->forward(t.ids), t.score, o.tau);
+        l.backward();
+        loss = l.item<double>();
+      } else {
+        // The windows (of 4x as many drawn) with the most tokens routed to the expert in turn.
+        const uint64_t stream = 2 * static_cast<uint64_t>(p.round);
+        auto cand =
+            sample_batch(s.domains, o.seed + 7919 * stream, phase_step, 0, 4 * o.batch, o.seq_len);
+        auto route = route_of(cand.narrow(1, 0, o.seq_len));
+        auto mine = route.select(-1, bm.selected()).gt(0).sum(1);  // [4B]
+        auto pick = std::get<1>(mine.topk(o.batch));
+        loss = bm.loss(cand.index_select(0, pick), route.index_select(0, pick), true);
+      }
+      torch::nn::utils::clip_grad_norm_(p.router ? router->parameters() : bm.parameters(), 1.0);
+      opt->step();
+      ++global;
+      log.rows.push_back({double(global), double(p.round), p.router ? 1.0 : 0.0, loss,
+                          p.router ? NAN : double(bm.selected())});
+      const double el = now_seconds() - t0;
+      char extra[96];
+      std::snprintf(extra, sizeof(extra), "round %d %s | loss %.4f", p.round,
+                    p.router ? "router" : ("expert " + std::to_string(bm.selected())).c_str(),
+                    loss);
+      progress_line("finetune", global, total, extra,
+                    double(global - global0) * o.batch * o.seq_len / el, "tok/s", el, global0);
+      RME_RETURN_IF_ERROR(run.end_step(
+          o, p.steps, [&] { evaluate(false); }, save));
+    }
+  }
+  std::fprintf(stderr, "\n");
+  evaluate(true);
+  opt.reset();
+  RME_RETURN_IF_ERROR(save());
+  Model out = bm.view_model(shell);
+  out.router = std::make_shared<Model>(model_from_torch(*router));
+  out.router->config.rope_style = RopeStyle::kHalf;
+  RME_RETURN_IF_ERROR(write_hf_model(out, nullptr, o.out_dir, type));
+  if (is_directory(shell.source))
+    RME_RETURN_IF_ERROR(copy_tokenizer_files(shell.source, o.out_dir).status());
+  std::printf("wrote %s\n", o.out_dir.c_str());
+  return Status::Ok();
+}
+
+}  // namespace rme
