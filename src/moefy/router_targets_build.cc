@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <span>
 
 #include "core/hash.h"
 #include "core/json.h"
@@ -89,7 +90,7 @@ class TargetEngine {
   // Fills ids/score/labels/gate for windows (tokens from `shard_of(domain)`); calls tick(tokens)
   // after each engine step.
   template <typename ShardOf, typename Tick>
-  Status run(const std::vector<WindowRef>& windows, ShardOf shard_of, int32_t* ids, float* score,
+  Status run(std::span<const WindowRef> windows, ShardOf shard_of, int32_t* ids, float* score,
              uint8_t* labels, uint16_t* gate, Tick tick) {
     const size_t n_tok = windows.size() * static_cast<size_t>(T_);
     std::fill_n(score, n_tok * E_, 0.0f);
@@ -243,15 +244,16 @@ Status build_router_targets(const Model& dense, const MoeConfig& moe, const std:
   for (size_t i = 0; i < p.valid_domains.size(); ++i)
     for (int64_t w = 0; w < p.valid_counts[i]; ++w)
       valid_refs.push_back({static_cast<int>(p.valid_domains[i]), w * T});
-  auto windows_of = [&](int64_t chunk) {  // -1: validation
+  // Chunk k's windows (k = -1: validation) as a range of valid_refs or pool_refs.
+  auto windows_of = [&](int64_t chunk) -> std::span<const WindowRef> {
     if (chunk < 0) return valid_refs;
     const int64_t b = chunk * per_chunk, e = std::min(n_pool, b + per_chunk);
-    return std::vector<WindowRef>(pool_refs.begin() + b, pool_refs.begin() + e);
+    return std::span<const WindowRef>(pool_refs).subspan(b, e - b);
   };
   auto path_of = [&](int64_t chunk) {
     return dir + "/" + (chunk < 0 ? std::string("valid.rtg") : target_chunk::pool_name(chunk));
   };
-  std::vector<int64_t> todo;
+  std::vector<int64_t> missing;  // chunks not (whole) on disk yet
   int64_t total = 0, done = 0;
   for (int64_t k = valid_refs.empty() ? 0 : -1; k < n_chunks; ++k) {
     const int64_t w = static_cast<int64_t>(windows_of(k).size());
@@ -259,16 +261,16 @@ Status build_router_targets(const Model& dense, const MoeConfig& moe, const std:
     if (target_chunk::open(path_of(k), target_chunk::layout(w, T, E, L, D)).ok())
       done += w * T;
     else
-      todo.push_back(k);
+      missing.push_back(k);
   }
-  if (todo.empty()) return Status::Ok();
+  if (missing.empty()) return Status::Ok();
   if (done > 0)
     std::fprintf(stderr, "router targets: resuming %s (%lld of %lld tokens done)\n", dir.c_str(),
                  static_cast<long long>(done), static_cast<long long>(total));
   TargetEngine engine(dense, moe, T, D > 0, pool, kernels);
   Progress progress("router targets", total, "tok", done);
-  for (int64_t k : todo) {
-    const std::vector<WindowRef> refs = windows_of(k);
+  for (int64_t k : missing) {
+    const std::span<const WindowRef> refs = windows_of(k);
     const target_chunk::Layout l =
         target_chunk::layout(static_cast<int64_t>(refs.size()), T, E, L, D);
     const size_t n = refs.size() * static_cast<size_t>(T);

@@ -33,7 +33,9 @@ std::vector<FinetunePhase> finetune_phases(const FinetuneOptions& o);
 // KL(softmax(score / tau) || softmax(logits)), mean over tokens.
 torch::Tensor distill_loss(const torch::Tensor& logits, const torch::Tensor& score, double tau);
 
-// The dense parent's routing targets for ids [B, T]: per layer the share of |down_proj input|
+// The libtorch reference for the engine-made router targets (moefy/router_targets.h, tested equal
+// in RouterTargetsTest); training reads those. The dense parent's routing targets for ids [B, T]:
+// per layer the share of |down_proj input|
 // mass in each expert's channels; score = its mean over layers (argmax = the oracle expert, as
 // the engine's add_expert_mass). Also each layer's FFN input and per-layer label.
 struct Targets {
