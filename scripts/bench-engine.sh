@@ -3,6 +3,10 @@
 # writes build/bench/*.gguf once, runs `rme bench --json` on each, and prints a Markdown table
 # (docs/performance.md). 2 threads by default (RME_THREADS). About 20 minutes on 2 cores; add
 # llama2-7b:f16 to RME_MODELS for the 13.5 GB F16 row (needs that much free disk and page cache).
+# Peers on the same files, threads and run, each built beside the project (never inside), when
+# named: LLAMA_BENCH (llama.cpp's llama-bench) and IK_LLAMA_BENCH (ik_llama.cpp's, timed with
+# -rtr 0 and -rtr 1) add a table of their pp128 / pp512 / tg128 beside rme's; rme and the peers
+# alternate order model by model.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x build/bin/rme ] || scripts/build.sh
@@ -23,14 +27,50 @@ for m in $MODELS; do
   case "$shape" in *+moe*) extra="--experts ${shape##*+moe}" ;; esac
   [ -f "$f" ] || $RME init-random --shape "$base" --type "$type" $extra -o "$f" >&2
 done
+# peer NAME BIN [flags]: one llama-bench row (pp128 / pp512 / tg128 t/s) for a model, as CSV.
+peer() {
+  "$2" -m "$3" -t "$T" -p 128,512 -n 128 -r "$REPS" -o csv "${@:4}" 2>/dev/null |
+    awk -F, 'NR == 1 { for (i = 1; i <= NF; ++i) if ($i ~ /avg_ts/) c = i; next }
+             { gsub(/"/, "", $c); v = v (v == "" ? "" : " / ") sprintf("%.1f", $c) } END { print v }'
+}
+PEERS=""
+[ -n "${LLAMA_BENCH:-}" ] && PEERS="$PEERS llama"
+[ -n "${IK_LLAMA_BENCH:-}" ] && PEERS="$PEERS ik-rtr0 ik-rtr1"
+declare -A PEER_ROW
+run_peers() {  # model file (dense models only: the peers do not run Read-ME MoE files)
+  case "$1" in *+moe*) return 0 ;; esac
+  for p in $PEERS; do
+    case $p in
+      llama) PEER_ROW[$1:$p]=$(peer "$p" "$LLAMA_BENCH" "$2") ;;
+      ik-rtr0) PEER_ROW[$1:$p]=$(peer "$p" "$IK_LLAMA_BENCH" "$2" -rtr 0) ;;
+      ik-rtr1) PEER_ROW[$1:$p]=$(peer "$p" "$IK_LLAMA_BENCH" "$2" -rtr 1) ;;
+    esac
+  done
+}
 echo "| model | type | pp128 t/s | pp512 t/s | tg128 t/s | MB/token | effective GB/s | read GB/s | fraction |"
 echo "|---|---|---:|---:|---:|---:|---:|---:|---:|"
+n=0
 for m in $MODELS; do
   shape=${m%%:*}
   type=${m##*:}
+  n=$((n + 1))
+  # Peers first on odd rows, after rme on even ones (a busy machine's drift falls on both).
+  [ $((n % 2)) = 1 ] && run_peers "$m" "$W/$shape-$type.gguf"
   j=$($RME bench "$W/$shape-$type.gguf" -t "$T" --reps "$REPS" --pp 128 --pp 512 --tg 128 --json)
+  [ $((n % 2)) = 0 ] && run_peers "$m" "$W/$shape-$type.gguf"
   g() { echo "$j" | sed -E "s/.*\"$1\": ([0-9.e+-]+).*/\1/"; }
   printf "| %s | %s | %.1f | %.1f | %.2f | %.0f | %.1f | %.1f | %.0f%% |\n" "$shape" "$type" \
     "$(g pp128_tps)" "$(g pp512_tps)" "$(g tg128_tps)" "$(awk -v b="$(g bytes_per_token)" 'BEGIN{print b/1e6}')" \
     "$(g effective_gbs)" "$(g read_bandwidth_gbs)" "$(awk -v f="$(g bandwidth_fraction)" 'BEGIN{print 100*f}')"
 done
+if [ -n "$PEERS" ]; then
+  echo
+  echo "| model | type |$(for p in $PEERS; do printf ' %s pp128 / pp512 / tg128 |' "$p"; done)"
+  echo "|---|---|$(for p in $PEERS; do printf -- '---|'; done)"
+  for m in $MODELS; do
+    case "$m" in *+moe*) continue ;; esac  # peers run dense models only
+    printf "| %s | %s |" "${m%%:*}" "${m##*:}"
+    for p in $PEERS; do printf " %s |" "${PEER_ROW[$m:$p]}"; done
+    echo
+  done
+fi

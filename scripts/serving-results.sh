@@ -13,7 +13,9 @@
 #   4. Offline hit rates (rme cache-sim) on rme-mini's routing trace, file order and mixed.
 #   5. Part 3 with Q4_0 experts (half the bytes per load) at 100/50% budgets.
 # Usage: scripts/serving-results.sh [LLAMA_SERVER]. LLAMA_SERVER: llama.cpp's llama-server, built
-# beside the project (never inside); without it its columns are left out. llama-server needs a real
+# beside the project (never inside); without it its columns are left out. IK_LLAMA_SERVER:
+# ik_llama.cpp's llama-server (likewise built beside), run with -rtr (weights repacked at load,
+# its fastest CPU setting) as the "ik" columns. llama-server needs a real
 # tokenizer in the dense file: TOKENIZER_DIR (default ../shared/data/tokenizers, the Llama-2
 # tokenizer.model, not shipped) is written into it with `rme convert --tokenizer`.
 # PARTS=1,2,3,4,5 picks parts. About 90 minutes for everything on a 2-core machine.
@@ -29,6 +31,7 @@ N=${N:-40}
 ROUNDS=${ROUNDS:-2}
 PARTS=${PARTS:-1,2,3,4,5}
 LLAMA_SERVER=${1:-${LLAMA_SERVER:-}}
+IK_LLAMA_SERVER=${IK_LLAMA_SERVER:-}
 PORT=${PORT:-18090}
 mkdir -p "$OUT" docs/img
 part() { [[ ",$PARTS," == *",$1,"* ]]; }
@@ -51,7 +54,7 @@ if [ ! -f "$DENSE" ]; then
 fi
 
 PID=
-start() {  # server (llama|rme|moe), serve flags...: starts it on a fresh port, waits, warms it up
+start() {  # server (llama|ik|rme|moe), serve flags...: starts it on a fresh port, waits, warms it up
   local who=$1
   shift
   PORT=$((PORT + 1))  # the last server's port may still be in TIME_WAIT
@@ -61,6 +64,8 @@ start() {  # server (llama|rme|moe), serve flags...: starts it on a fresh port, 
   case $who in
     llama) "$LLAMA_SERVER" -m "$MODEL" -t 2 -np 16 -c 8192 --port $PORT "$@" \
              >"$OUT/server-$who.log" 2>&1 & ;;
+    ik) "$IK_LLAMA_SERVER" -m "$MODEL" -t 2 -np 16 -c 8192 -rtr --port $PORT "$@" \
+          >"$OUT/server-$who.log" 2>&1 & ;;
     *) $RME serve "$MODEL" -t 2 --port $PORT "$@" >"$OUT/server-$who.log" 2>&1 & ;;
   esac
   PID=$!
@@ -85,6 +90,7 @@ replay() {  # label time-scale
 servers() {  # the servers of a round, order alternating
   local s="moe rme"
   [ -n "$LLAMA_SERVER" ] && s="llama $s"
+  [ -n "$IK_LLAMA_SERVER" ] && s="ik $s"
   if [ $(($1 % 2)) = 1 ]; then echo $s; else echo $s | tr ' ' '\n' | tac | tr '\n' ' '; fi
 }
 
@@ -112,7 +118,7 @@ if part 2; then
         replay "replay-$pol-$ts-r$r" "$ts"
         stop
       done
-      for who in $([ -n "$LLAMA_SERVER" ] && echo llama) rme; do
+      for who in $([ -n "$LLAMA_SERVER" ] && echo llama) $([ -n "$IK_LLAMA_SERVER" ] && echo ik) rme; do
         start "$who"
         replay "replay-$who-$ts-r$r" "$ts"
         stop

@@ -113,11 +113,18 @@ GemmKFn gemm_kquant_ref(DType weights) {
   }
 }
 
-GemmKFn gemm_kquant(const KernelConfig& cfg, DType weights) {
+GemmKFn gemm_kquant(const KernelConfig& cfg, DType weights, int64_t n_tok) {
   if (!cfg.int8 || !dtype_is_kquant(weights)) return nullptr;
 #if defined(__x86_64__)
+  // AVX-512 VNNI: its packed product from kAvx512KquantMinTokens tokens outside the
+  // batch-invariant mode; below that (its in-place read and a small tile's packing are slower
+  // than the AVX2 kernel: docs/performance.md), and in that mode, the AVX2 kernel.
+  if (cfg.isa == Isa::kAvx512 && cpu_features().avx512vnni && !cfg.batch_invariant &&
+      n_tok >= kAvx512KquantMinTokens)
+    return gemm_kquant_avx512(weights);
   if (cfg.isa == Isa::kAvx2 || cfg.isa == Isa::kAvx512) return gemm_kquant_avx2(weights);
 #endif
+  (void)n_tok;
   return nullptr;
 }
 

@@ -1,5 +1,6 @@
 // kernels: integer products of K-quant weight rows (Q4_K, Q5_K, Q6_K) with activations quantized
-// to 8 bits per 256-element super-block — decode and prefill for llama.cpp's K-quant files (AVX2),
+// to 8 bits per 256-element super-block — decode and prefill for llama.cpp's K-quant files (AVX2,
+// AVX-512 VNNI),
 // with the scalar reference they are tested against.
 #pragma once
 
@@ -37,12 +38,19 @@ using GemmKFn = void (*)(const uint8_t* w, size_t row_bytes, int64_t n_rows,
 
 // The scalar reference: each super-block's integer sums exact, scaled and accumulated in double.
 GemmKFn gemm_kquant_ref(DType weights);
-// The AVX2 kernel (gemm_kquant_avx2.cc): every output bit-identical whatever n_tok is (tokens go in
-// tiles of up to 4, each token's operations the same in any tile), so it serves decode, prefill
-// and batch invariance alike; agrees with the reference to float rounding. Returned when cfg's
-// ISA is AVX2 or AVX-512 (an AVX-512 CPU runs the AVX2 kernel: no AVX-512 K-quant kernel yet) and
-// int8 is on; else nullptr (f32 activations through RowKernels).
-GemmKFn gemm_kquant(const KernelConfig& cfg, DType weights);
+// The kernel for cfg and a call of n_tok tokens, or nullptr when int8 is off (f32 activations
+// through RowKernels). Each kernel's every output is bit-identical whatever n_tok is; in the
+// batch-invariant mode one kernel serves every n_tok (the AVX2 one on AVX2 and AVX-512 CPUs).
+// Outside it, an AVX-512 VNNI CPU runs the AVX-512 kernel from kAvx512KquantMinTokens tokens
+// (prefill: 2.7x the AVX2 kernel) and the AVX2 one below (decode, small batches: faster there).
+// Both agree with the reference to float rounding.
+GemmKFn gemm_kquant(const KernelConfig& cfg, DType weights, int64_t n_tok);
+inline constexpr int64_t kAvx512KquantMinTokens = 8;
+// AVX2 (gemm_kquant_avx2.cc): tokens in tiles of up to 4, each token's operations the same in
+// any tile; any split of rows.
 GemmKFn gemm_kquant_avx2(DType weights);
+// AVX-512 VNNI (gemm_kquant_avx512.cc): 16-row groups packed once per call and reused by 4-token
+// tiles; correct for any n_tok and any split of rows, fastest in units of 16 rows from 8 tokens.
+GemmKFn gemm_kquant_avx512(DType weights);
 
 }  // namespace rme

@@ -89,12 +89,20 @@ void matmul(const KernelConfig& cfg, const MatView& w, const float* x, int64_t x
   // Rows per chunk: at least ~64K multiply-adds, so tiny matrices (small models, routers) run on
   // the calling thread instead of paying a hand-off per op.
   const int64_t grain = std::max<int64_t>(16, (int64_t{1} << 16) / std::max<int64_t>(1, n_in));
-  if (const GemmKFn kq = gemm_kquant(cfg, w.dtype)) {
+  if (const GemmKFn kq = gemm_kquant(cfg, w.dtype, n_tok)) {
     // K-quants: one integer kernel for any number of tokens, batch-invariant (dot_kquant.h).
     const Q8KActivations* xs =
         quantize_tokens<Q8KActivations>(cfg.isa, x, x_stride, n_tok, n_in, pool);
+    // Rows in units of the AVX-512 kernel's 16-row groups (any unit is correct).
+#if defined(__x86_64__)
+    const int64_t unit = kq == gemm_kquant_avx512(w.dtype) ? 16 : 1;
+#else
+    const int64_t unit = 1;
+#endif
+    const int64_t units = (w.n_out + unit - 1) / unit;
     pool.parallel_for(
-        w.n_out, std::max<int64_t>(1, grain / n_tok), [&](int64_t r0, int64_t r1, int) {
+        units, std::max<int64_t>(1, grain / unit / n_tok), [&](int64_t u0, int64_t u1, int) {
+          const int64_t r0 = u0 * unit, r1 = std::min(w.n_out, u1 * unit);
           kq(base + r0 * row_bytes, row_bytes, r1 - r0, xs, n_tok, n_in, y + r0, y_stride);
         });
     return;

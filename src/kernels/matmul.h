@@ -53,13 +53,14 @@ struct MatView {
 
 // y[T, n_out] = x[T, n_in] · W[n_out, n_in]ᵀ. x, y row-major f32 with the given row strides
 // (in floats). Splits output rows across the pool. Kernels are cfg's (ISA, int8, batch
-// invariance, BLAS). K-quants with int8 on AVX2/AVX-512 CPUs run one integer kernel for every T
-// (dot_kquant.h). On AVX2 with int8, Q4_0 and Q8_0 run one integer kernel for every T (decode,
-// prefill and batch invariance: gemm_q8_invariant); on AVX-512 VNNI that kernel's counterpart
-// runs decode (T <= 2) and the batch-invariant mode. Otherwise, for T >= 4 tokens this is a matrix
-// product that reads each weight row once: on AVX-512, Q4_0/Q8_0 as an integer product on repacked
-// panels (gemm_q8_best) and float types as an f32 product on repacked panels (gemm_f32.h); on AVX2,
-// OpenBLAS sgemm on decoded panels when loaded, else decoded rows dotted per token.
+// invariance, BLAS). K-quants with int8 on AVX2/AVX-512 CPUs run integer kernels, one for every T
+// in the batch-invariant mode (dot_kquant.h's gemm_kquant). On AVX2 with int8, Q4_0 and Q8_0 run
+// one integer kernel for every T (decode, prefill and batch invariance: gemm_q8_invariant); on
+// AVX-512 VNNI that kernel's counterpart runs decode (T <= 2) and the batch-invariant mode.
+// Otherwise, for T >= 4 tokens this is a matrix product that reads each weight row once: on
+// AVX-512, Q4_0/Q8_0 as an integer product on repacked panels (gemm_q8_best) and float types as an
+// f32 product on repacked panels (gemm_f32.h); on AVX2, OpenBLAS sgemm on decoded panels when
+// loaded, else decoded rows dotted per token.
 void matmul(const KernelConfig& cfg, const MatView& w, const float* x, int64_t x_stride,
             int64_t n_tok, float* y, int64_t y_stride, ThreadPool& pool);
 

@@ -1,6 +1,6 @@
-// tests/kernels: K-quants — rme's quantizers land within each type's expected error, the AVX2
-// integer kernel agrees with the scalar reference (exact integer super-block sums) to float
-// rounding and is bit-identical whatever the batch, and both approximate the f32 product.
+// tests/kernels: K-quants — rme's quantizers land within each type's expected error, the AVX2 and
+// AVX-512 VNNI integer kernels agree with the scalar reference (exact integer super-block sums) to
+// float rounding and is bit-identical whatever the batch, and both approximate the f32 product.
 #include "kernels/dot_kquant.h"
 
 #include <gtest/gtest.h>
@@ -107,38 +107,87 @@ struct Case {
   int64_t rows, tok, k;
 };
 
-TEST(KQuantTest, Avx2KernelMatchesReferenceAndIsBatchInvariant) {
-  if (!cpu_has(Isa::kAvx2)) GTEST_SKIP() << "no AVX2";
-  for (DType t : kTypes) {
-    for (Case c : {Case{1, 1, 256}, Case{5, 3, 512}, Case{37, 9, 1024}, Case{16, 4, 2816}}) {
-      const std::vector<float> w = gaussian(c.rows * c.k, 3, 0.05f);
-      const std::vector<uint8_t> q = quantize(t, w);
-      const size_t row_bytes = dtype_row_bytes(t, c.k);
-      std::vector<Q8KActivations> xs(c.tok);
-      const std::vector<float> x = gaussian(c.tok * c.k, 4);
-      for (int64_t i = 0; i < c.tok; ++i) xs[i].quantize(x.data() + i * c.k, c.k, Isa::kScalar);
-      std::vector<float> ref(c.rows * c.tok), got(c.rows * c.tok), one(c.rows * c.tok);
-      gemm_kquant_ref(t)(q.data(), row_bytes, c.rows, xs.data(), c.tok, c.k, ref.data(), c.rows);
-      gemm_kquant_avx2(t)(q.data(), row_bytes, c.rows, xs.data(), c.tok, c.k, got.data(), c.rows);
-      for (int64_t i = 0; i < c.tok; ++i)  // token by token
-        gemm_kquant_avx2(t)(q.data(), row_bytes, c.rows, xs.data() + i, 1, c.k,
-                            one.data() + i * c.rows, c.rows);
-      for (size_t i = 0; i < ref.size(); ++i) {
-        ASSERT_NEAR(got[i], ref[i], 1e-5f * (1 + std::fabs(ref[i])))
-            << dtype_name(t) << " rows " << c.rows << " k " << c.k << " i " << i;
-        ASSERT_EQ(got[i], one[i]) << dtype_name(t) << ": batched != one token, i " << i;
-      }
-      // And the integer product approximates the f32 one (activation quantization error only).
-      std::vector<float> wf(w.size());
-      dequantize_row(t, q.data(), wf.data(), static_cast<int64_t>(w.size()));
-      for (int64_t r = 0; r < c.rows; ++r)
-        for (int64_t i = 0; i < c.tok; ++i) {
-          double f = 0, norm = 0;
-          for (int64_t j = 0; j < c.k; ++j)
-            f += double(wf[r * c.k + j]) * x[i * c.k + j],
-                norm += std::fabs(double(wf[r * c.k + j]) * x[i * c.k + j]);
-          ASSERT_NEAR(ref[i * c.rows + r], f, 0.02 * norm) << dtype_name(t);
+// Every integer K-quant kernel this CPU runs, by name.
+std::vector<std::pair<const char*, GemmKFn (*)(DType)>> kernels() {
+  std::vector<std::pair<const char*, GemmKFn (*)(DType)>> k;
+#if defined(__x86_64__)
+  if (cpu_has(Isa::kAvx2)) k.emplace_back("avx2", gemm_kquant_avx2);
+  if (cpu_has(Isa::kAvx512) && cpu_features().avx512vnni)
+    k.emplace_back("avx512-vnni", gemm_kquant_avx512);
+#endif
+  return k;
+}
+
+// Against the reference, and each token's outputs the same bits alone, in the batch and with the
+// rows split in pieces: 1 and 2 tokens (read in place on AVX-512), more (packed), partial groups.
+TEST(KQuantTest, IntegerKernelsMatchReferenceAndAreBatchInvariant) {
+  if (kernels().empty()) GTEST_SKIP() << "no K-quant integer kernel on this CPU";
+  for (auto [name, kernel] : kernels()) {
+    for (DType t : kTypes) {
+      for (Case c : {Case{1, 1, 256}, Case{5, 3, 512}, Case{37, 9, 1024}, Case{16, 4, 2816},
+                     Case{48, 2, 512}, Case{33, 1, 768}, Case{64, 6, 256}}) {
+        const std::vector<float> w = gaussian(c.rows * c.k, 3, 0.05f);
+        const std::vector<uint8_t> q = quantize(t, w);
+        const size_t row_bytes = dtype_row_bytes(t, c.k);
+        std::vector<Q8KActivations> xs(c.tok);
+        const std::vector<float> x = gaussian(c.tok * c.k, 4);
+        for (int64_t i = 0; i < c.tok; ++i) xs[i].quantize(x.data() + i * c.k, c.k, Isa::kScalar);
+        std::vector<float> ref(c.rows * c.tok), got(c.rows * c.tok), one(c.rows * c.tok),
+            split(c.rows * c.tok);
+        const GemmKFn f = kernel(t);
+        gemm_kquant_ref(t)(q.data(), row_bytes, c.rows, xs.data(), c.tok, c.k, ref.data(), c.rows);
+        f(q.data(), row_bytes, c.rows, xs.data(), c.tok, c.k, got.data(), c.rows);
+        for (int64_t i = 0; i < c.tok; ++i)  // token by token
+          f(q.data(), row_bytes, c.rows, xs.data() + i, 1, c.k, one.data() + i * c.rows, c.rows);
+        for (int64_t r0 = 0; r0 < c.rows; r0 += 7)  // rows in pieces of 7
+          f(q.data() + r0 * row_bytes, row_bytes, std::min<int64_t>(7, c.rows - r0), xs.data(),
+            c.tok, c.k, split.data() + r0, c.rows);
+        for (size_t i = 0; i < ref.size(); ++i) {
+          ASSERT_NEAR(got[i], ref[i], 1e-5f * (1 + std::fabs(ref[i])))
+              << name << " " << dtype_name(t) << " rows " << c.rows << " k " << c.k << " i " << i;
+          ASSERT_EQ(got[i], one[i]) << name << " " << dtype_name(t) << ": batched != one token";
+          ASSERT_EQ(got[i], split[i]) << name << " " << dtype_name(t) << ": split rows differ";
         }
+        // And the integer product approximates the f32 one (activation quantization error only).
+        std::vector<float> wf(w.size());
+        dequantize_row(t, q.data(), wf.data(), static_cast<int64_t>(w.size()));
+        for (int64_t r = 0; r < c.rows; ++r)
+          for (int64_t i = 0; i < c.tok; ++i) {
+            double fl = 0, norm = 0;
+            for (int64_t j = 0; j < c.k; ++j)
+              fl += double(wf[r * c.k + j]) * x[i * c.k + j],
+                  norm += std::fabs(double(wf[r * c.k + j]) * x[i * c.k + j]);
+            ASSERT_NEAR(ref[i * c.rows + r], fl, 0.02 * norm) << dtype_name(t);
+          }
+      }
+    }
+  }
+}
+
+// The largest integers the formats allow (every quant at its top, activations at +-127 of one
+// sign, the biggest scales) stay exact: no int32 or int16 step overflows.
+TEST(KQuantTest, IntegerKernelsAreExactAtTheFormatsExtremes) {
+  if (kernels().empty()) GTEST_SKIP() << "no K-quant integer kernel on this CPU";
+  const int64_t rows = 32, k = 512;
+  for (auto [name, kernel] : kernels()) {
+    for (DType t : kTypes) {
+      for (float sign : {1.0f, -1.0f}) {
+        std::vector<float> w(rows * k);
+        for (int64_t i = 0; i < rows * k; ++i) w[i] = (i % 3 == 0 ? -1.0f : 1.0f) * (1 + i % 7);
+        std::vector<uint8_t> q = quantize(t, w);
+        std::vector<Q8KActivations> xs(3);
+        const std::vector<float> x(k, sign);
+        for (auto& a : xs) a.quantize(x.data(), k, Isa::kScalar);
+        std::vector<float> ref(rows * 3), got(rows * 3);
+        const size_t row_bytes = dtype_row_bytes(t, k);
+        gemm_kquant_ref(t)(q.data(), row_bytes, rows, xs.data(), 3, k, ref.data(), rows);
+        for (int64_t n : {1, 3}) {
+          kernel(t)(q.data(), row_bytes, rows, xs.data(), n, k, got.data(), rows);
+          for (int64_t i = 0; i < n * rows; ++i)
+            ASSERT_NEAR(got[i], ref[i], 1e-5f * (1 + std::fabs(ref[i])))
+                << name << " " << dtype_name(t) << " tokens " << n;
+        }
+      }
     }
   }
 }

@@ -180,7 +180,10 @@ TEST(MatmulTest, BatchInvariantModeMatchesSingleTokenBitForBit) {
                                                                    {DType::kF16, 1100},
                                                                    {DType::kBF16, 77},
                                                                    {DType::kQ8_0, 224},
-                                                                   {DType::kQ4_0, 224}}) {
+                                                                   {DType::kQ4_0, 224},
+                                                                   {DType::kQ4_K, 512},
+                                                                   {DType::kQ5_K, 512},
+                                                                   {DType::kQ6_K, 512}}) {
         const int64_t n_out = 70;
         Data d = make(t, n_out, n_in, 9);
         for (int64_t n_tok : {1, 2, 3, 4, 5, 17, 64}) {

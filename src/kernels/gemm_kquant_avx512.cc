@@ -1,0 +1,371 @@
+// kernels: Q4_K, Q5_K and Q6_K on AVX-512 VNNI as an integer matrix product for prefill — 16-row
+// groups, one row per int32 lane, as gemm_int8_avx512.cc does for Q4_0/Q8_0. Each pass of groups
+// is unpacked and transposed once into packed words (kept in L2) that every 4-token tile reuses;
+// the AVX2 kernel unpacks each row again per 4-token tile, what makes its prefill slow. A
+// super-block's unsigned quants (0..15, 0..31, 0..63) meet a token's int8 activations in
+// vpdpbusd; sub-block sums times their integer scales, the mins (or Q6_K's -32 offset) through
+// the activations' 16-element sums in vpdpwssd: all exact int32, so a row's super-block reaches
+// floats once, in the same operations for every token of any tile (outputs bit-identical
+// whatever the batch).
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "kernels/dot_kquant.h"
+#include "tensor/kquant.h"
+
+namespace rme {
+namespace {
+
+constexpr int kGroup = 16;  // rows per group: one per int32 lane
+constexpr int kTile = 4;    // tokens per packed tile
+constexpr int kWords = kKBlock / 4;
+// Packed bytes of one group's super-block: 64 word vectors, up to 16 scale vectors, 8 min (or
+// Q6_K scale-pair) vectors, d and dmin.
+constexpr int64_t kSbBytes = 64 * (kWords + 16 + 8 + 2);
+// Packed bytes of the groups of one pass, kept in L2 while the token tiles walk over them.
+constexpr int64_t kPassBytes = 384 << 10;
+
+// One super-block of one row unpacked: u[i] = quant of weight i (unsigned), the integer scales
+// (8 for Q4_K/Q5_K, 16 for Q6_K) and Q4_K/Q5_K's mins.
+struct Unpacked {
+  __m512i u[4];  // weights 64c .. 64c + 63 in vector c
+  int32_t sc[16];
+  int32_t mn[8];
+};
+
+// The 6-bit scales and mins of a Q4_K/Q5_K super-block (12 bytes at p) as bytes of two words.
+inline void scales_mins(const uint8_t* p, uint64_t* sc, uint64_t* mn) {
+  uint32_t u0, u1, u2;
+  std::memcpy(&u0, p, 4), std::memcpy(&u1, p + 4, 4), std::memcpy(&u2, p + 8, 4);
+  const uint32_t sc_lo = u0 & 0x3f3f3f3f, m_lo = u1 & 0x3f3f3f3f;
+  const uint32_t sc_hi = (u2 & 0x0f0f0f0f) | ((u0 >> 2) & 0x30303030);
+  const uint32_t m_hi = ((u2 >> 4) & 0x0f0f0f0f) | ((u1 >> 2) & 0x30303030);
+  *sc = sc_lo | uint64_t{sc_hi} << 32;
+  *mn = m_lo | uint64_t{m_hi} << 32;
+}
+
+inline __m512i join(__m256i lo, __m256i hi) {
+  return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+}
+
+template <DType T>
+struct KQ;
+
+template <>
+struct KQ<DType::kQ4_K> {
+  static constexpr size_t kBytes = kQ4KBytes;
+  static constexpr int kScales = 8;  // one per 32 weights
+  static void unpack(const uint8_t* blk, Unpacked* o) {
+    const __m256i nib = _mm256_set1_epi8(0x0f);
+#pragma GCC unroll 4
+    for (int c = 0; c < 4; ++c) {
+      const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 16 + 32 * c));
+      o->u[c] = join(_mm256_and_si256(raw, nib), _mm256_and_si256(_mm256_srli_epi16(raw, 4), nib));
+    }
+  }
+};
+
+template <>
+struct KQ<DType::kQ5_K> {
+  static constexpr size_t kBytes = kQ5KBytes;
+  static constexpr int kScales = 8;
+  static void unpack(const uint8_t* blk, Unpacked* o) {
+    const __m256i nib = _mm256_set1_epi8(0x0f), bit4 = _mm256_set1_epi8(0x10);
+    __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 16));
+#pragma GCC unroll 4
+    for (int c = 0; c < 4; ++c) {
+      const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 48 + 32 * c));
+      // Fifth bits: bit 2c of qh for the low nibbles, 2c + 1 for the high ones (qh shifted as c
+      // goes).
+      const __m256i lo = _mm256_or_si256(_mm256_and_si256(raw, nib),
+                                         _mm256_and_si256(_mm256_slli_epi16(qh, 4), bit4));
+      const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(raw, 4), nib),
+                                         _mm256_and_si256(_mm256_slli_epi16(qh, 3), bit4));
+      qh = _mm256_srli_epi16(qh, 2);
+      o->u[c] = join(lo, hi);
+    }
+  }
+};
+
+template <>
+struct KQ<DType::kQ6_K> {
+  static constexpr size_t kBytes = kQ6KBytes;
+  static constexpr int kScales = 16;  // one per 16 weights
+  static void unpack(const uint8_t* blk, Unpacked* o) {
+    const __m256i nib = _mm256_set1_epi8(0x0f), top = _mm256_set1_epi8(0x30);
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; ++h) {  // weights 128h .. 128h + 127
+      const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 64 * h));
+      const __m256i c = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 64 * h + 32));
+      const __m256i hb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 128 + 32 * h));
+      const __m256i q0 = _mm256_or_si256(_mm256_and_si256(a, nib),
+                                         _mm256_and_si256(_mm256_slli_epi16(hb, 4), top));
+      const __m256i q1 = _mm256_or_si256(_mm256_and_si256(c, nib),
+                                         _mm256_and_si256(_mm256_slli_epi16(hb, 2), top));
+      const __m256i q2 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(a, 4), nib),
+                                         _mm256_and_si256(hb, top));
+      const __m256i q3 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(c, 4), nib),
+                                         _mm256_and_si256(_mm256_srli_epi16(hb, 2), top));
+      o->u[2 * h] = join(q0, q1);
+      o->u[2 * h + 1] = join(q2, q3);
+    }
+  }
+};
+
+// Scales (and mins) of one row's super-block into o.
+template <DType T>
+inline void unpack_scales(const uint8_t* blk, Unpacked* o) {
+  if constexpr (T == DType::kQ6_K) {
+    for (int g = 0; g < 16; ++g) o->sc[g] = static_cast<int8_t>(blk[192 + g]);
+  } else {
+    uint64_t sc, mn;
+    scales_mins(blk + 4, &sc, &mn);
+    for (int j = 0; j < 8; ++j)
+      o->sc[j] = static_cast<int>(sc >> 8 * j & 0xff),
+      o->mn[j] = static_cast<int>(mn >> 8 * j & 0xff);
+  }
+}
+
+// The 16 rows' d (and, for Q4_K/Q5_K, dmin) of super-block b as floats (rows >= n_valid: +0):
+// one gather of each row's 32-bit word holding them.
+template <DType T>
+inline void group_d(const uint8_t* w, size_t row_bytes, int n_valid, int64_t b, __m512* d,
+                    __m512* dmin) {
+  const __m512i idx =
+      _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                         _mm512_set1_epi32(static_cast<int>(row_bytes)));
+  const __mmask16 valid = static_cast<__mmask16>((1u << n_valid) - 1u);
+  // Q6_K's d is its last two bytes: read the word ending there (bytes 206..209) and take its top.
+  const int64_t at = T == DType::kQ6_K ? 206 : 0;
+  const __m512i raw = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), valid, idx,
+                                                  w + b * KQ<T>::kBytes + at, 1);
+  if constexpr (T == DType::kQ6_K) {
+    *d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(raw, 16)));
+  } else {
+    *d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(raw));
+    *dmin = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(raw, 16)));
+  }
+}
+
+// A token's super-block b: int8 quants, scale, and the 16-element sums as int32 words of pairs.
+struct TokenBlock {
+  const int8_t* q;
+  const int32_t* bs_pairs;  // word i = (bsum[2i], bsum[2i + 1])
+  float d;
+};
+inline TokenBlock token_block(const Q8KActivations& x, int64_t b) {
+  return {x.q.data() + b * kKBlock, reinterpret_cast<const int32_t*>(x.bsum.data() + b * 16),
+          x.d[b]};
+}
+inline __m512i bcast_word(const void* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return _mm512_set1_epi32(v);
+}
+
+// A super-block's float contribution for 16 rows from its exact integers (isum already holds
+// Q6_K's offset correction; imin is Q4_K/Q5_K's mins term): the same operations for every token.
+template <DType T>
+inline __m512 finish(__m512 acc, __m512i isum, __m512i imin, __m512 d, __m512 dmin, float dx) {
+  const __m512 vx = _mm512_set1_ps(dx);
+  acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(d, vx), acc);
+  if constexpr (T != DType::kQ6_K)
+    acc = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(imin), _mm512_mul_ps(dmin, vx), acc);
+  return acc;
+}
+
+// Layout of one group's super-block: word vectors k (lane r: row r's quants 4k .. 4k + 3), scale
+// vectors (int32 per row), min pairs (Q4_K/Q5_K: (min_j, min_j) as int16 pairs against bsum pairs
+// 2j, 2j + 1; Q6_K: (scale 2i, scale 2i + 1) against bsum pairs i), d, dmin.
+struct PackedSb {
+  static __m512i* words(uint8_t* p) { return reinterpret_cast<__m512i*>(p); }
+  static __m512i* scales(uint8_t* p) { return words(p) + kWords; }
+  static __m512i* pairs(uint8_t* p) { return scales(p) + 16; }
+  static __m512* ds(uint8_t* p) { return reinterpret_cast<__m512*>(pairs(p) + 8); }
+};
+
+// Transposes 16 vectors of 16 int32 (v[r] = words of row r) into v[k] = word k of every row.
+inline void transpose16(__m512i v[16]) {
+  __m512i t[16];
+  for (int i = 0; i < 8; ++i) {
+    t[2 * i] = _mm512_unpacklo_epi32(v[2 * i], v[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_epi32(v[2 * i], v[2 * i + 1]);
+  }
+  for (int i = 0; i < 4; ++i) {
+    const __m512i* s = t + 4 * i;
+    v[4 * i] = _mm512_unpacklo_epi64(s[0], s[2]);
+    v[4 * i + 1] = _mm512_unpackhi_epi64(s[0], s[2]);
+    v[4 * i + 2] = _mm512_unpacklo_epi64(s[1], s[3]);
+    v[4 * i + 3] = _mm512_unpackhi_epi64(s[1], s[3]);
+  }
+  // Per 128-bit lane L, v[4i + j] now holds column 4L + j of rows 4i .. 4i + 3.
+  for (int j = 0; j < 4; ++j) {
+    t[j] = _mm512_shuffle_i32x4(v[j], v[4 + j], 0x88);
+    t[4 + j] = _mm512_shuffle_i32x4(v[j], v[4 + j], 0xdd);
+    t[8 + j] = _mm512_shuffle_i32x4(v[8 + j], v[12 + j], 0x88);
+    t[12 + j] = _mm512_shuffle_i32x4(v[8 + j], v[12 + j], 0xdd);
+  }
+  for (int j = 0; j < 8; ++j) {
+    v[j] = _mm512_shuffle_i32x4(t[j], t[8 + j], 0x88);
+    v[8 + j] = _mm512_shuffle_i32x4(t[j], t[8 + j], 0xdd);
+  }
+}
+
+// Packs one group's super-blocks into q (nsb * kSbBytes). Rows r >= n_valid: zero quants, scales
+// and d, so their lanes compute zeros that are never stored.
+template <DType T>
+void pack_group(const uint8_t* w, size_t row_bytes, int n_valid, int64_t nsb, uint8_t* q) {
+  alignas(64) __m512i rows[16][4];
+  alignas(64) int32_t sc[16][16], pr[8][16];
+  for (int64_t b = 0; b < nsb; ++b) {
+    uint8_t* p = q + b * kSbBytes;
+    for (int r = 0; r < kGroup; ++r) {
+      Unpacked u;
+      if (r < n_valid) {
+        const uint8_t* blk = w + r * row_bytes + b * KQ<T>::kBytes;
+        KQ<T>::unpack(blk, &u);
+        unpack_scales<T>(blk, &u);
+      } else {
+        for (auto& v : u.u) v = _mm512_setzero_si512();
+        std::fill(u.sc, u.sc + 16, 0), std::fill(u.mn, u.mn + 8, 0);
+      }
+      for (int c = 0; c < 4; ++c) rows[r][c] = u.u[c];
+      for (int j = 0; j < KQ<T>::kScales; ++j) sc[j][r] = u.sc[j];
+      for (int i = 0; i < 8; ++i)
+        pr[i][r] = T == DType::kQ6_K ? (u.sc[2 * i] & 0xffff) | (u.sc[2 * i + 1] << 16)
+                                     : u.mn[i] | (u.mn[i] << 16);
+    }
+    for (int c = 0; c < 4; ++c) {
+      __m512i v[16];
+      for (int r = 0; r < kGroup; ++r) v[r] = rows[r][c];
+      transpose16(v);
+      for (int k = 0; k < 16; ++k) _mm512_store_si512(PackedSb::words(p) + 16 * c + k, v[k]);
+    }
+    for (int j = 0; j < KQ<T>::kScales; ++j)
+      _mm512_store_si512(PackedSb::scales(p) + j, _mm512_load_si512(sc[j]));
+    for (int i = 0; i < 8; ++i)
+      _mm512_store_si512(PackedSb::pairs(p) + i, _mm512_load_si512(pr[i]));
+    __m512 d, dmin = _mm512_setzero_ps();
+    group_d<T>(w, row_bytes, n_valid, b, &d, &dmin);
+    _mm512_store_ps(reinterpret_cast<float*>(PackedSb::ds(p)), d);
+    _mm512_store_ps(reinterpret_cast<float*>(PackedSb::ds(p) + 1), dmin);
+  }
+}
+
+// acc[t] lane r = row r of a packed group . token t, for NT tokens.
+template <DType T, int NT>
+void packed_tile(uint8_t* q, int64_t nsb, const Q8KActivations* xs, __m512 acc[kTile]) {
+  constexpr int kPer = kWords / KQ<T>::kScales;  // words per scale
+  for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < nsb; ++b) {
+    uint8_t* p = q + b * kSbBytes;
+    TokenBlock x[NT];
+    __m512i isum[NT], ipair[NT];
+    for (int t = 0; t < NT; ++t)
+      x[t] = token_block(xs[t], b), isum[t] = ipair[t] = _mm512_setzero_si512();
+    for (int j = 0; j < KQ<T>::kScales; ++j) {
+      __m512i s[NT];
+#pragma GCC unroll 4
+      for (int t = 0; t < NT; ++t) s[t] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+      for (int k = j * kPer; k < (j + 1) * kPer; ++k) {
+        const __m512i wk = _mm512_load_si512(PackedSb::words(p) + k);
+#pragma GCC unroll 4
+        for (int t = 0; t < NT; ++t)
+          s[t] = _mm512_dpbusd_epi32(s[t], wk, bcast_word(x[t].q + 4 * k));
+      }
+      const __m512i sc = _mm512_load_si512(PackedSb::scales(p) + j);
+#pragma GCC unroll 4
+      for (int t = 0; t < NT; ++t)
+        isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(s[t], sc));
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; ++i) {
+      const __m512i pv = _mm512_load_si512(PackedSb::pairs(p) + i);
+#pragma GCC unroll 4
+      for (int t = 0; t < NT; ++t)
+        ipair[t] = _mm512_dpwssd_epi32(ipair[t], pv, _mm512_set1_epi32(x[t].bs_pairs[i]));
+    }
+    const __m512 d = _mm512_load_ps(reinterpret_cast<float*>(PackedSb::ds(p)));
+    const __m512 dmin = _mm512_load_ps(reinterpret_cast<float*>(PackedSb::ds(p) + 1));
+#pragma GCC unroll 4
+    for (int t = 0; t < NT; ++t) {
+      // Q6_K: the -32 offset, 32 * sum of scale * bsum, comes off the integer sum.
+      if constexpr (T == DType::kQ6_K)
+        isum[t] = _mm512_sub_epi32(isum[t], _mm512_slli_epi32(ipair[t], 5));
+      acc[t] = finish<T>(acc[t], isum[t], ipair[t], d, dmin, x[t].d);
+    }
+  }
+}
+
+template <typename Fn>
+void with_tile(int nt, const Fn& fn) {
+  switch (nt) {
+    case 4:
+      return fn.template operator()<4>();
+    case 3:
+      return fn.template operator()<3>();
+    case 2:
+      return fn.template operator()<2>();
+    default:
+      return fn.template operator()<1>();
+  }
+}
+
+// Rows against n_tok tokens through packed groups, token tiles walking over each pass.
+template <DType T>
+void gemm(const uint8_t* w, size_t row_bytes, int64_t n_rows, const Q8KActivations* xs,
+          int64_t n_tok, int64_t k, float* y, int64_t y_stride) {
+  const int64_t nsb = k / kKBlock;
+  const int64_t n_group = (n_rows + kGroup - 1) / kGroup;
+  auto valid = [&](int64_t r0) { return static_cast<int>(std::min<int64_t>(kGroup, n_rows - r0)); };
+  const int64_t group_bytes = nsb * kSbBytes;
+  const int64_t per_pass = std::clamp<int64_t>(kPassBytes / group_bytes, 1, n_group);
+  struct alignas(64) Line {
+    uint8_t b[64];
+  };
+  thread_local std::vector<Line> buf;
+  if (static_cast<int64_t>(buf.size()) < per_pass * group_bytes / 64)
+    buf.resize(per_pass * group_bytes / 64);
+  uint8_t* q = reinterpret_cast<uint8_t*>(buf.data());
+  for (int64_t g0 = 0; g0 < n_group; g0 += per_pass) {
+    const int64_t ng = std::min(per_pass, n_group - g0);
+    for (int64_t g = 0; g < ng; ++g) {
+      const int64_t r0 = (g0 + g) * kGroup;
+      pack_group<T>(w + r0 * row_bytes, row_bytes, valid(r0), nsb, q + g * group_bytes);
+    }
+    for (int64_t t0 = 0; t0 < n_tok; t0 += kTile) {
+      const int nt = static_cast<int>(std::min<int64_t>(kTile, n_tok - t0));
+      for (int64_t g = 0; g < ng; ++g) {
+        const int64_t r0 = (g0 + g) * kGroup;
+        const __mmask16 m = static_cast<__mmask16>((1u << valid(r0)) - 1u);
+        with_tile(nt, [&]<int NT>() {
+          __m512 acc[kTile];
+          packed_tile<T, NT>(q + g * group_bytes, nsb, xs + t0, acc);
+          for (int t = 0; t < NT; ++t)
+            _mm512_mask_storeu_ps(y + (t0 + t) * y_stride + r0, m, acc[t]);
+        });
+      }
+    }
+  }
+}
+
+}  // namespace
+
+GemmKFn gemm_kquant_avx512(DType weights) {
+  switch (weights) {
+    case DType::kQ4_K:
+      return gemm<DType::kQ4_K>;
+    case DType::kQ5_K:
+      return gemm<DType::kQ5_K>;
+    case DType::kQ6_K:
+      return gemm<DType::kQ6_K>;
+    default:
+      return nullptr;
+  }
+}
+
+}  // namespace rme
