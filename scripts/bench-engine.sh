@@ -27,11 +27,12 @@ for m in $MODELS; do
   case "$shape" in *+moe*) extra="--experts ${shape##*+moe}" ;; esac
   [ -f "$f" ] || $RME init-random --shape "$base" --type "$type" $extra -o "$f" >&2
 done
-# peer NAME BIN [flags]: one llama-bench row (pp128 / pp512 / tg128 t/s) for a model, as CSV.
+# peer NAME BIN MODEL [flags]: one llama-bench row, "pp128 / pp512 / tg128" t/s. avg_ts is read
+# as the third field from the end of each CSV line: quoted values earlier in the line hold commas.
 peer() {
   "$2" -m "$3" -t "$T" -p 128,512 -n 128 -r "$REPS" -o csv "${@:4}" 2>/dev/null |
-    awk -F, 'NR == 1 { for (i = 1; i <= NF; ++i) if ($i ~ /avg_ts/) c = i; next }
-             { gsub(/"/, "", $c); v = v (v == "" ? "" : " / ") sprintf("%.1f", $c) } END { print v }'
+    awk -F, 'NR > 1 { v = $(NF - 2); gsub(/"/, "", v); r = r (r == "" ? "" : " / ") sprintf("%.1f", v) }
+             END { print r }'
 }
 PEERS=""
 [ -n "${LLAMA_BENCH:-}" ] && PEERS="$PEERS llama"
