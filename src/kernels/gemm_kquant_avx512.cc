@@ -234,9 +234,12 @@ void pack_group(const uint8_t* w, size_t row_bytes, int n_valid, int64_t nsb, ui
       }
       for (int c = 0; c < 4; ++c) rows[r][c] = u.u[c];
       for (int j = 0; j < KQ<T>::kScales; ++j) sc[j][r] = u.sc[j];
-      for (int i = 0; i < 8; ++i)
-        pr[i][r] = T == DType::kQ6_K ? (u.sc[2 * i] & 0xffff) | (u.sc[2 * i + 1] << 16)
-                                     : u.mn[i] | (u.mn[i] << 16);
+      // Two int16 halves built unsigned (a negative scale shifted left is no sanitizer's worry).
+      for (int i = 0; i < 8; ++i) {
+        const uint32_t lo = static_cast<uint32_t>(T == DType::kQ6_K ? u.sc[2 * i] : u.mn[i]);
+        const uint32_t hi = static_cast<uint32_t>(T == DType::kQ6_K ? u.sc[2 * i + 1] : u.mn[i]);
+        pr[i][r] = static_cast<int32_t>((lo & 0xffff) | (hi << 16));
+      }
     }
     for (int c = 0; c < 4; ++c) {
       __m512i v[16];
