@@ -27,10 +27,10 @@ for m in $MODELS; do
   case "$shape" in *+moe*) extra="--experts ${shape##*+moe}" ;; esac
   [ -f "$f" ] || $RME init-random --shape "$base" --type "$type" $extra -o "$f" >&2
 done
-# peer NAME BIN MODEL [flags]: one llama-bench row, "pp128 / pp512 / tg128" t/s. avg_ts is read
+# peer BIN MODEL [flags]: one llama-bench row, "pp128 / pp512 / tg128" t/s. avg_ts is read
 # as the third field from the end of each CSV line: quoted values earlier in the line hold commas.
 peer() {
-  "$2" -m "$3" -t "$T" -p 128,512 -n 128 -r "$REPS" -o csv "${@:4}" 2>/dev/null |
+  "$1" -m "$2" -t "$T" -p 128,512 -n 128 -r "$REPS" -o csv "${@:3}" 2>/dev/null |
     awk -F, 'NR > 1 { v = $(NF - 2); gsub(/"/, "", v); r = r (r == "" ? "" : " / ") sprintf("%.1f", v) }
              END { print r }'
 }
@@ -42,9 +42,9 @@ run_peers() {  # model file (dense models only: the peers do not run Read-ME MoE
   case "$1" in *+moe*) return 0 ;; esac
   for p in $PEERS; do
     case $p in
-      llama) PEER_ROW[$1:$p]=$(peer "$p" "$LLAMA_BENCH" "$2") ;;
-      ik-rtr0) PEER_ROW[$1:$p]=$(peer "$p" "$IK_LLAMA_BENCH" "$2" -rtr 0) ;;
-      ik-rtr1) PEER_ROW[$1:$p]=$(peer "$p" "$IK_LLAMA_BENCH" "$2" -rtr 1) ;;
+      llama) PEER_ROW[$1:$p]=$(peer "$LLAMA_BENCH" "$2") ;;
+      ik-rtr0) PEER_ROW[$1:$p]=$(peer "$IK_LLAMA_BENCH" "$2" -rtr 0) ;;
+      ik-rtr1) PEER_ROW[$1:$p]=$(peer "$IK_LLAMA_BENCH" "$2" -rtr 1) ;;
     esac
   done
 }

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "kernels/dot_q8.h"
+#include "kernels/tile_dispatch.h"
 
 namespace rme {
 namespace {
@@ -292,21 +293,6 @@ void straight_tile(const uint8_t* w, size_t row_bytes, int64_t nb, const Q8Activ
     block_step<B, NT>(v, dw, b, x, acc);
   }
   for (int t = 0; t < NT; ++t) _mm256_storeu_ps(out[t], acc[t]);
-}
-
-// Calls fn.template operator()<NT>() for nt in 1..kTile.
-template <typename Fn>
-void with_tile(int nt, const Fn& fn) {
-  switch (nt) {
-    case 4:
-      return fn.template operator()<4>();
-    case 3:
-      return fn.template operator()<3>();
-    case 2:
-      return fn.template operator()<2>();
-    default:
-      return fn.template operator()<1>();
-  }
 }
 
 void store_tile(const float out[kTile][kGroup], int nt, int rows, float* y, int64_t y_stride) {

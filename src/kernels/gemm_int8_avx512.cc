@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "kernels/dot_q8.h"
+#include "kernels/tile_dispatch.h"
 
 namespace rme {
 namespace {
@@ -198,20 +199,6 @@ __m512 straight_group(const uint8_t* w, size_t row_bytes, int64_t nb, const Q8Ac
                        B::kOffset);
   }
   return acc;
-}
-
-template <typename Fn>
-void with_tile(int nt, const Fn& fn) {
-  switch (nt) {
-    case 4:
-      return fn.template operator()<4>();
-    case 3:
-      return fn.template operator()<3>();
-    case 2:
-      return fn.template operator()<2>();
-    default:
-      return fn.template operator()<1>();
-  }
 }
 
 // Rows against n_tok tokens through packed groups, token tiles walking over each pass.

@@ -55,16 +55,12 @@ struct Tokens {
   }
 };
 
-// Scales and mins of a Q4_K/Q5_K super-block as eight int16 lanes each (the 12-byte packing
-// undone on three 32-bit words: kquant_scale_min's rule, four sub-blocks at a time).
+// Scales and mins of a Q4_K/Q5_K super-block as eight int16 lanes each.
 inline void scales_mins(const uint8_t* p, __m128i* sc, __m128i* mn) {
-  uint32_t u0, u1, u2;
-  std::memcpy(&u0, p, 4), std::memcpy(&u1, p + 4, 4), std::memcpy(&u2, p + 8, 4);
-  const uint32_t sc_lo = u0 & 0x3f3f3f3f, m_lo = u1 & 0x3f3f3f3f;
-  const uint32_t sc_hi = (u2 & 0x0f0f0f0f) | ((u0 >> 2) & 0x30303030);
-  const uint32_t m_hi = ((u2 >> 4) & 0x0f0f0f0f) | ((u1 >> 2) & 0x30303030);
-  *sc = _mm_cvtepu8_epi16(_mm_cvtsi64_si128(static_cast<int64_t>(sc_lo | uint64_t{sc_hi} << 32)));
-  *mn = _mm_cvtepu8_epi16(_mm_cvtsi64_si128(static_cast<int64_t>(m_lo | uint64_t{m_hi} << 32)));
+  uint64_t s, m;
+  kquant_scales_mins8(p, &s, &m);
+  *sc = _mm_cvtepu8_epi16(_mm_cvtsi64_si128(static_cast<int64_t>(s)));
+  *mn = _mm_cvtepu8_epi16(_mm_cvtsi64_si128(static_cast<int64_t>(m)));
 }
 
 // out[t] = row . token t for NT tokens (Q4_K when !kFive, Q5_K when kFive).

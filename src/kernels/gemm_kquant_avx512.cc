@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "kernels/dot_kquant.h"
+#include "kernels/tile_dispatch.h"
 #include "tensor/kquant.h"
 
 namespace rme {
@@ -35,17 +36,6 @@ struct Unpacked {
   int32_t sc[16];
   int32_t mn[8];
 };
-
-// The 6-bit scales and mins of a Q4_K/Q5_K super-block (12 bytes at p) as bytes of two words.
-inline void scales_mins(const uint8_t* p, uint64_t* sc, uint64_t* mn) {
-  uint32_t u0, u1, u2;
-  std::memcpy(&u0, p, 4), std::memcpy(&u1, p + 4, 4), std::memcpy(&u2, p + 8, 4);
-  const uint32_t sc_lo = u0 & 0x3f3f3f3f, m_lo = u1 & 0x3f3f3f3f;
-  const uint32_t sc_hi = (u2 & 0x0f0f0f0f) | ((u0 >> 2) & 0x30303030);
-  const uint32_t m_hi = ((u2 >> 4) & 0x0f0f0f0f) | ((u1 >> 2) & 0x30303030);
-  *sc = sc_lo | uint64_t{sc_hi} << 32;
-  *mn = m_lo | uint64_t{m_hi} << 32;
-}
 
 inline __m512i join(__m256i lo, __m256i hi) {
   return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
@@ -122,7 +112,7 @@ inline void unpack_scales(const uint8_t* blk, Unpacked* o) {
     for (int g = 0; g < 16; ++g) o->sc[g] = static_cast<int8_t>(blk[192 + g]);
   } else {
     uint64_t sc, mn;
-    scales_mins(blk + 4, &sc, &mn);
+    kquant_scales_mins8(blk + 4, &sc, &mn);
     for (int j = 0; j < 8; ++j)
       o->sc[j] = static_cast<int>(sc >> 8 * j & 0xff),
       o->mn[j] = static_cast<int>(mn >> 8 * j & 0xff);
@@ -153,12 +143,11 @@ inline void group_d(const uint8_t* w, size_t row_bytes, int n_valid, int64_t b, 
 // A token's super-block b: int8 quants, scale, and the 16-element sums as int32 words of pairs.
 struct TokenBlock {
   const int8_t* q;
-  const int32_t* bs_pairs;  // word i = (bsum[2i], bsum[2i + 1])
+  const int16_t* bsum;  // read as int32 words: word i = (bsum[2i], bsum[2i + 1])
   float d;
 };
 inline TokenBlock token_block(const Q8KActivations& x, int64_t b) {
-  return {x.q.data() + b * kKBlock, reinterpret_cast<const int32_t*>(x.bsum.data() + b * 16),
-          x.d[b]};
+  return {x.q.data() + b * kKBlock, x.bsum.data() + b * 16, x.d[b]};
 }
 inline __m512i bcast_word(const void* p) {
   int32_t v;
@@ -290,7 +279,7 @@ void packed_tile(uint8_t* q, int64_t nsb, const Q8KActivations* xs, __m512 acc[k
       const __m512i pv = _mm512_load_si512(PackedSb::pairs(p) + i);
 #pragma GCC unroll 4
       for (int t = 0; t < NT; ++t)
-        ipair[t] = _mm512_dpwssd_epi32(ipair[t], pv, _mm512_set1_epi32(x[t].bs_pairs[i]));
+        ipair[t] = _mm512_dpwssd_epi32(ipair[t], pv, bcast_word(x[t].bsum + 2 * i));
     }
     const __m512 d = _mm512_load_ps(reinterpret_cast<float*>(PackedSb::ds(p)));
     const __m512 dmin = _mm512_load_ps(reinterpret_cast<float*>(PackedSb::ds(p) + 1));
@@ -301,20 +290,6 @@ void packed_tile(uint8_t* q, int64_t nsb, const Q8KActivations* xs, __m512 acc[k
         isum[t] = _mm512_sub_epi32(isum[t], _mm512_slli_epi32(ipair[t], 5));
       acc[t] = finish<T>(acc[t], isum[t], ipair[t], d, dmin, x[t].d);
     }
-  }
-}
-
-template <typename Fn>
-void with_tile(int nt, const Fn& fn) {
-  switch (nt) {
-    case 4:
-      return fn.template operator()<4>();
-    case 3:
-      return fn.template operator()<3>();
-    case 2:
-      return fn.template operator()<2>();
-    default:
-      return fn.template operator()<1>();
   }
 }
 

@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 
 #include "tensor/dtype.h"
 
@@ -24,6 +25,19 @@ inline constexpr size_t kQ4KBytes = 144, kQ5KBytes = 176, kQ6KBytes = 210;
 
 // The 6-bit scale and min of sub-block j (0..7) from a Q4_K/Q5_K super-block's 12 scale bytes.
 void kquant_scale_min(int j, const uint8_t* scales, int* scale, int* min);
+
+// All eight 6-bit scales and mins of a Q4_K/Q5_K super-block's 12 scale bytes at once, byte j of
+// *sc / *mn being sub-block j's (kquant_scale_min's rule undone on three 32-bit words). For the
+// integer kernels; static so each ISA's TU keeps its own copy (no ODR merge across ISA flags).
+static inline void kquant_scales_mins8(const uint8_t* scales, uint64_t* sc, uint64_t* mn) {
+  uint32_t u0, u1, u2;
+  std::memcpy(&u0, scales, 4), std::memcpy(&u1, scales + 4, 4), std::memcpy(&u2, scales + 8, 4);
+  const uint32_t sc_lo = u0 & 0x3f3f3f3f, m_lo = u1 & 0x3f3f3f3f;
+  const uint32_t sc_hi = (u2 & 0x0f0f0f0f) | ((u0 >> 2) & 0x30303030);
+  const uint32_t m_hi = ((u2 >> 4) & 0x0f0f0f0f) | ((u1 >> 2) & 0x30303030);
+  *sc = sc_lo | uint64_t{sc_hi} << 32;
+  *mn = m_lo | uint64_t{m_hi} << 32;
+}
 
 // Weight i (0..255) of a K-quant super-block of type t as its unsigned quant: 0..15 (Q4_K), 0..31
 // (Q5_K), 0..63 (Q6_K, whose weight is scale * (quant - 32)).
