@@ -17,10 +17,10 @@ using SgemmFn = void (*)(int, int, int, int, int, int, float, const float*, int,
                          float, float*, int);
 
 SgemmFn load_sgemm() {
-  // OpenBLAS 0.3.21 (Debian 12) files AVX-512 CPUs it does not know, such as AMD Zen 4/5, under
-  // Haswell and runs its AVX2 kernels; its SkylakeX kernels measured 1.45-1.5x faster prefill
-  // here. It reads the choice when the library loads, hence the lazy load. A user's own
-  // OPENBLAS_CORETYPE wins.
+  // OpenBLAS 0.3.21 (Debian 12) may file an AVX-512 CPU it does not know under Haswell and run
+  // its AVX2 kernels; its SkylakeX kernels measured 1.45-1.5x faster prefill than those on Zen 5
+  // (where, left alone, it picked Cooperlake's, as fast as SkylakeX's: docs/training.md). It reads
+  // the choice when the library loads, hence the lazy load. A user's own OPENBLAS_CORETYPE wins.
   if (cpu_features().avx512) setenv("OPENBLAS_CORETYPE", "SKYLAKEX", /*overwrite=*/0);
   void* lib = nullptr;
   for (const char* name : {"libblas.so.3", "libopenblas.so.0"})
