@@ -34,12 +34,13 @@ class BoundedMoe {
   int selected() const { return selected_; }
   // Parameters of routed expert e in f32 with gradients and AdamW state, per layer.
   int64_t expert_train_bytes(int e, int layer) const;
-  int64_t shared_train_bytes() const;
-  // Makes routed expert e (or none, -1) the trainable one in layers [first, last) (last -1: all):
-  // the previous selection's tuned weights are written back to 16-bit storage first. A 7B
-  // expert (2B parameters, 32 GB with AdamW) is tuned a group of layers at a time.
+  int64_t shared_train_bytes() const;  // every layer's shared experts, f32 + gradient + AdamW
+  // Makes routed expert e the trainable one in layers [first, last) (last -1: all), with the
+  // shared experts of those layers; e = -1: no routed expert, every shared expert. The previous
+  // selection's tuned weights are written back to 16-bit storage first. A 7B expert (2B
+  // parameters, 32 GB with AdamW) is tuned a group of layers at a time.
   void select(int e, int first = 0, int last = -1);
-  // Shared experts of every layer, then the selected expert's gate/up/down per layer.
+  // The trainable shared experts (gate, up, down per layer), then the selected expert's.
   std::vector<torch::Tensor> parameters() const;
   // Mean next-token cross-entropy of ids [B, T+1] with route [B, T, E] (route_weights); with
   // `backward`, gradients accumulate into parameters().

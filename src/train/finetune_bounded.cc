@@ -78,8 +78,10 @@ Status finetune_bounded(const FinetuneOptions& o, MoeSetup s) {
   Table& log = run.log;
   const std::string& ckpt = run.ckpt;
 
-  // Layer groups: the fewest whose largest (expert, group) trainable set, with the shared experts,
-  // fits in a third of the memory left once the frozen storage is mapped.
+  // Layer groups: the fewest whose largest (expert, group) trainable set, with the group's shared
+  // experts, fits in a third of the memory left once the frozen storage is mapped. Every shared
+  // expert stays in f32 (4 of its 16 training bytes a parameter); gradients and AdamW (the other
+  // 12) exist for one group's.
   const int L = shell.config.n_layer;
   int G = o.layer_groups;
   if (G <= 0) {
@@ -89,8 +91,10 @@ Status finetune_bounded(const FinetuneOptions& o, MoeSetup s) {
       for (int l = 0; l < L; ++l) n += bm.expert_train_bytes(e, l);
       widest = std::max(widest, n);
     }
-    const int64_t room = std::max<int64_t>(1, o.memory_budget / 3 - bm.shared_train_bytes());
-    G = static_cast<int>(std::clamp<int64_t>((widest + room - 1) / room, 1, L));
+    const int64_t shared = bm.shared_train_bytes();
+    const int64_t room = std::max<int64_t>(1, o.memory_budget / 3 - shared / 4);
+    const int64_t per_group = widest + shared / 4 * 3;
+    G = static_cast<int>(std::clamp<int64_t>((per_group + room - 1) / room, 1, L));
   }
   G = std::min(G, L);
   // Expert phases give block b of ceil(steps / (E x G)) steps to expert b / G in layer group

@@ -129,27 +129,34 @@ TEST_F(MoePipelineTest, FinetuneKilledAndResumedMatchesStraightRun) {
 }
 
 // The bounded-memory path (one expert at a time, 16-bit storage, router phases from the targets
-// train-router made): killed and resumed equals the straight run, and its export generates.
+// train-router made), whole or a group of layers at a time (the shared experts then train with
+// their group): killed and resumed equals the straight run, and its export generates.
 TEST_F(MoePipelineTest, BoundedFinetuneKilledAndResumedMatchesStraightRun) {
-  const std::string args = dir_ + "/moe-r --corpus " + dir_ +
-                           "/corpus --memory bounded --rounds 2 --steps 4 --router-steps 2 "
-                           "--batch 2 --seq-len 32 --eval-tokens 64 --checkpoint-every 3 "
-                           "--export-type f32 --out ";
-  CmdResult a = rme("finetune " + args + dir_ + "/bft-a");
-  ASSERT_EQ(a.code, 0) << a.err;
-  EXPECT_NE(a.err.find("bounded memory"), std::string::npos) << a.err;
-  EXPECT_NE(a.err.find("expert 1"), std::string::npos) << a.err;  // experts took turns
-  CmdResult k = rme("finetune " + args + dir_ + "/bft-b --kill-at-step 5");
-  EXPECT_EQ(k.code, 128 + 9);
-  CmdResult b = rme("finetune " + args + dir_ + "/bft-b");
-  ASSERT_EQ(b.code, 0) << b.err;
-  EXPECT_NE(b.err.find("resuming"), std::string::npos);
-  EXPECT_EQ(read_file(dir_ + "/bft-a/train/finetune_log.csv").value(),
-            read_file(dir_ + "/bft-b/train/finetune_log.csv").value());
-  EXPECT_EQ(read_file(dir_ + "/bft-a/model.safetensors").value(),
-            read_file(dir_ + "/bft-b/model.safetensors").value());
-  CmdResult g = rme("generate " + dir_ + "/bft-a --prompt Hi --new-tokens 4");
-  EXPECT_EQ(g.code, 0) << g.err;
+  for (const std::string groups : {"1", "2"}) {
+    SCOPED_TRACE("layer groups " + groups);
+    const std::string args = dir_ + "/moe-r --corpus " + dir_ +
+                             "/corpus --memory bounded --rounds 2 --steps 4 --router-steps 2 "
+                             "--batch 2 --seq-len 32 --eval-tokens 64 --checkpoint-every 3 "
+                             "--export-type f32 --layer-groups " +
+                             groups + " --out ";
+    const std::string a_dir = dir_ + "/bft-a" + groups, b_dir = dir_ + "/bft-b" + groups;
+    CmdResult a = rme("finetune " + args + a_dir);
+    ASSERT_EQ(a.code, 0) << a.err;
+    EXPECT_NE(a.err.find("bounded memory"), std::string::npos) << a.err;
+    EXPECT_NE(a.err.find("expert 1"), std::string::npos) << a.err;  // experts took turns
+    EXPECT_EQ(a.err.find("groups of layers") != std::string::npos, groups == "2") << a.err;
+    CmdResult k = rme("finetune " + args + b_dir + " --kill-at-step 5");
+    EXPECT_EQ(k.code, 128 + 9);
+    CmdResult b = rme("finetune " + args + b_dir);
+    ASSERT_EQ(b.code, 0) << b.err;
+    EXPECT_NE(b.err.find("resuming"), std::string::npos);
+    EXPECT_EQ(read_file(a_dir + "/train/finetune_log.csv").value(),
+              read_file(b_dir + "/train/finetune_log.csv").value());
+    EXPECT_EQ(read_file(a_dir + "/model.safetensors").value(),
+              read_file(b_dir + "/model.safetensors").value());
+    CmdResult g = rme("generate " + a_dir + " --prompt Hi --new-tokens 4");
+    EXPECT_EQ(g.code, 0) << g.err;
+  }
   CmdResult bad = rme("finetune " + dir_ + "/moe-r --corpus " + dir_ +
                       "/corpus --memory bounded --rounds 2 --steps 2 --router-steps 1 --batch 2 "
                       "--seq-len 32 --targets " +

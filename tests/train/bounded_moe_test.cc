@@ -87,17 +87,27 @@ TEST(BoundedMoeTest, LossAndGradientsEqualTheFullPrecisionPath) {
       EXPECT_EQ(i, params.size());
       EXPECT_NEAR(bm.loss(ids, route, false), loss, 1e-6);
     }
-    // A group of layers at a time: expert 1 trainable in layer 1 only.
+    // A group of layers at a time: expert 1 and the shared experts trainable in layer 1 only,
+    // after a turn of layer 0's group (whose gradients must not stay behind).
     BoundedMoe bm(moe, torch::kBFloat16);
+    bm.select(1, 0, 1);
+    bm.loss(ids, route, true);
     bm.select(1, 1, 2);
     EXPECT_NEAR(bm.loss(ids, route, true), full.item<double>(), 1e-5);
     const auto params = bm.parameters();
-    ASSERT_EQ(params.size(), 3u * moe.config.n_layer + 3);
+    ASSERT_EQ(params.size(), 6u);
+    const auto& L1 = backbone->layers[1];
+    EXPECT_TRUE(torch::allclose(params[0].grad(), L1.gate.grad(), 1e-4, 1e-6));
+    EXPECT_TRUE(torch::allclose(params[2].grad(), L1.down.grad(), 1e-4, 1e-6));
     const int64_t off = moe.moe.expert_width(0, 1), W = moe.moe.expert_width(1, 1);
-    EXPECT_TRUE(torch::allclose(params[3 * moe.config.n_layer].grad(),
-                                experts->gate[1].grad().narrow(0, off, W), 1e-4, 1e-6));
+    EXPECT_TRUE(
+        torch::allclose(params[3].grad(), experts->gate[1].grad().narrow(0, off, W), 1e-4, 1e-6));
     EXPECT_TRUE(torch::allclose(params.back().grad(), experts->down[1].grad().narrow(1, off, W),
                                 1e-4, 1e-6));
+    bm.select(-1);  // no routed expert: every shared expert, no gradient left from the turn
+    const auto all = bm.parameters();
+    ASSERT_EQ(all.size(), 3u * moe.config.n_layer);
+    for (const auto& t : all) EXPECT_FALSE(t.grad().defined());
   }
 }
 
