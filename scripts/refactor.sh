@@ -86,7 +86,8 @@ pp=$($RME bench "$MODEL" $TH --pp 128 --tg 1 -r 1 --json 2>/dev/null |
   sed -E 's/.*"pp128_tps": ([0-9.]+).*/\1/')
 n_dom=${#DOMAINS[@]}
 awk -v m="$MODEL" -v p="$params" -v b="$bytes" -v pp="$pp" -v nd="$n_dom" -v pt="$PROFILE_TOKENS" \
-  -v tt="$TARGET_TOKENS" -v et="$EVAL_TOKENS" -v rs="$ROUTER_STEPS" -v fs="$FT_STEPS" -v r="$ROUNDS" 'BEGIN {
+  -v tt="$TARGET_TOKENS" -v et="$EVAL_TOKENS" -v rs="$ROUTER_STEPS" -v fs="$FT_STEPS" -v r="$ROUNDS" \
+  -v bt="$BATCH" 'BEGIN {
   gb = 1024 ^ 3
   printf "plan for %s: %.2fB parameters, %.1f GB on disk, prefill %.0f tok/s on this machine\n",
     m, p / 1e9, b / gb, pp
@@ -95,9 +96,12 @@ awk -v m="$MODEL" -v p="$params" -v b="$bytes" -v pp="$pp" -v nd="$n_dom" -v pt=
   printf "  %-13s %9.0fm %8.1fGB  (parent mapped, one tensor at a time)\n", "moefy", b / gb * 11 / 60, b / gb + 0.5
   printf "  %-13s %9.0fm %8.1fGB\n", "targets", (tt + nd * et) / pp / 60, b / gb + 0.5
   printf "  %-13s %9s %8s  (the router only: its step time does not grow with the model)\n", "train-router", "minutes", "<1GB"
+  # Fine-tuning (forward, recomputation, backward in libtorch f32) ran at about a quarter of the
+  # engine prefill rate at 1.1B and at 7B with OpenBLAS pinned to AVX2, 0.4 with its AVX-512
+  # kernels (docs/training.md): the slower figure, so the plan does not promise too much.
   if (fs > 0)
-    printf "  %-13s %9s %8s  (full f32 + AdamW if it fits, else bounded: 16-bit frozen, one expert trainable)\n",
-      "finetune", "-", "-"
+    printf "  %-13s %9.0fm %8s  (%d x %d steps of %d x 128 tokens at ~%.0f tok/s; full f32 + AdamW if it fits, else bounded: 16-bit frozen, one expert trainable; memory without the mapped MoE'"'"'s page cache)\n",
+      "finetune", r * fs * bt * 128 / (0.25 * pp) / 60, "<16GB", r, fs, bt, 0.25 * pp
 }'
 step "1/6 corpus: tokenize each domain, hold out its tail"
 [ -f "$OUT/corpus/manifest.json" ] ||

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # tests/scripts: scripts/refactor.sh end to end on the shipped rme-mini with tiny settings (every
-# stage, the evaluation table with numbers in every cell), then the same command again: every
-# stage is found done and nothing is recomputed.
+# stage, the plan's expected times, the evaluation table with numbers in every cell), then the
+# same command again: every stage is found done and nothing is recomputed.
 #   refactor_test.sh SOURCE_DIR RME_BINARY
 set -euo pipefail
 root=$1
@@ -15,6 +15,11 @@ run() {
     --finetune-steps 2 --rounds 1 --profile-tokens 1024 --eval-bytes 5000 --threads 2
 }
 run > "$work/first.log" 2>&1 || { cat "$work/first.log"; exit 1; }
+# The plan printed before it starts gives every timed stage a figure, fine-tuning included.
+for st in profile moefy targets finetune; do
+  grep -qE "^  $st +[0-9]+m " "$work/first.log" || {
+    echo "no planned time for $st"; cat "$work/first.log"; exit 1; }
+done
 for d in code stories; do
   row=$(grep "^| $d |" "$work/w/eval.md") || { echo "no row for $d"; cat "$work/w/eval.md"; exit 1; }
   # domain, bytes, then ppl and bits/byte for dense, moe and random: 8 numbers
