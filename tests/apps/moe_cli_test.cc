@@ -45,6 +45,22 @@ class MoePipelineTest : public ::testing::Test {
     ASSERT_EQ(r.code, 0) << r.err;
     router_out_ = r.out;
   }
+  // `finetune ARGS B` killed after step 5 and run again equals the straight run A (its log and
+  // its exported bytes), and A's export generates.
+  static void expect_resumed_equals_straight(const std::string& args, const std::string& a,
+                                             const std::string& b) {
+    CmdResult k = rme("finetune " + args + b + " --kill-at-step 5");
+    EXPECT_EQ(k.code, 128 + 9);  // `sh -c` reports the SIGKILL as exit status 137
+    CmdResult r = rme("finetune " + args + b);
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_NE(r.err.find("resuming"), std::string::npos);
+    EXPECT_EQ(read_file(a + "/train/finetune_log.csv").value(),
+              read_file(b + "/train/finetune_log.csv").value());
+    EXPECT_EQ(read_file(a + "/model.safetensors").value(),
+              read_file(b + "/model.safetensors").value());
+    CmdResult g = rme("generate " + a + " --prompt Hi --new-tokens 4");
+    EXPECT_EQ(g.code, 0) << g.err;
+  }
   static std::string dir_, router_out_;
 };
 std::string MoePipelineTest::dir_, MoePipelineTest::router_out_;
@@ -115,17 +131,7 @@ TEST_F(MoePipelineTest, FinetuneKilledAndResumedMatchesStraightRun) {
                            "--eval-tokens 64 --checkpoint-every 2 --export-type f32 --out ";
   CmdResult a = rme("finetune " + args + dir_ + "/ft-a");
   ASSERT_EQ(a.code, 0) << a.err;
-  CmdResult k = rme("finetune " + args + dir_ + "/ft-b --kill-at-step 5");
-  EXPECT_EQ(k.code, 128 + 9);  // `sh -c` reports the SIGKILL as exit status 137
-  CmdResult b = rme("finetune " + args + dir_ + "/ft-b");
-  ASSERT_EQ(b.code, 0) << b.err;
-  EXPECT_NE(b.err.find("resuming"), std::string::npos);
-  EXPECT_EQ(read_file(dir_ + "/ft-a/train/finetune_log.csv").value(),
-            read_file(dir_ + "/ft-b/train/finetune_log.csv").value());
-  EXPECT_EQ(read_file(dir_ + "/ft-a/model.safetensors").value(),
-            read_file(dir_ + "/ft-b/model.safetensors").value());
-  CmdResult g = rme("generate " + dir_ + "/ft-a --prompt Hi --new-tokens 4");
-  EXPECT_EQ(g.code, 0) << g.err;
+  expect_resumed_equals_straight(args, dir_ + "/ft-a", dir_ + "/ft-b");
 }
 
 // The bounded-memory path (one expert at a time, 16-bit storage, router phases from the targets
@@ -145,17 +151,7 @@ TEST_F(MoePipelineTest, BoundedFinetuneKilledAndResumedMatchesStraightRun) {
     EXPECT_NE(a.err.find("bounded memory"), std::string::npos) << a.err;
     EXPECT_NE(a.err.find("expert 1"), std::string::npos) << a.err;  // experts took turns
     EXPECT_EQ(a.err.find("groups of layers") != std::string::npos, groups == "2") << a.err;
-    CmdResult k = rme("finetune " + args + b_dir + " --kill-at-step 5");
-    EXPECT_EQ(k.code, 128 + 9);
-    CmdResult b = rme("finetune " + args + b_dir);
-    ASSERT_EQ(b.code, 0) << b.err;
-    EXPECT_NE(b.err.find("resuming"), std::string::npos);
-    EXPECT_EQ(read_file(a_dir + "/train/finetune_log.csv").value(),
-              read_file(b_dir + "/train/finetune_log.csv").value());
-    EXPECT_EQ(read_file(a_dir + "/model.safetensors").value(),
-              read_file(b_dir + "/model.safetensors").value());
-    CmdResult g = rme("generate " + a_dir + " --prompt Hi --new-tokens 4");
-    EXPECT_EQ(g.code, 0) << g.err;
+    expect_resumed_equals_straight(args, a_dir, b_dir);
   }
   CmdResult bad = rme("finetune " + dir_ + "/moe-r --corpus " + dir_ +
                       "/corpus --memory bounded --rounds 2 --steps 2 --router-steps 1 --batch 2 "
