@@ -101,16 +101,7 @@ void gemm_ref(const uint8_t* w, size_t row_bytes, int64_t n_rows, const Q8KActiv
 }  // namespace
 
 GemmKFn gemm_kquant_ref(DType weights) {
-  switch (weights) {
-    case DType::kQ4_K:
-      return gemm_ref<DType::kQ4_K>;
-    case DType::kQ5_K:
-      return gemm_ref<DType::kQ5_K>;
-    case DType::kQ6_K:
-      return gemm_ref<DType::kQ6_K>;
-    default:
-      return nullptr;
-  }
+  return kquant_instance(weights, []<DType T>() -> GemmKFn { return gemm_ref<T>; });
 }
 
 GemmKFn gemm_kquant(const KernelConfig& cfg, DType weights, int64_t n_tok) {

@@ -36,6 +36,23 @@ using GemmKFn = void (*)(const uint8_t* w, size_t row_bytes, int64_t n_rows,
                          const Q8KActivations* xs, int64_t n_tok, int64_t k, float* y,
                          int64_t y_stride);
 
+// A kernel file's table: the instance of its K-quant template for `weights`, as
+// `pick.template operator()<T>()` (e.g. `[]<DType T>() -> GemmKFn { return gemm<T>; }`), or
+// nullptr for a type that is not a K-quant.
+template <typename Pick>
+GemmKFn kquant_instance(DType weights, const Pick& pick) {
+  switch (weights) {
+    case DType::kQ4_K:
+      return pick.template operator()<DType::kQ4_K>();
+    case DType::kQ5_K:
+      return pick.template operator()<DType::kQ5_K>();
+    case DType::kQ6_K:
+      return pick.template operator()<DType::kQ6_K>();
+    default:
+      return nullptr;
+  }
+}
+
 // The scalar reference: each super-block's integer sums exact, scaled and accumulated in double.
 GemmKFn gemm_kquant_ref(DType weights);
 // The kernel for cfg and a call of n_tok tokens, or nullptr when int8 is off (f32 activations

@@ -252,16 +252,7 @@ float quantize_q8k_block_avx2(const float* x, int8_t* q, int16_t* bsum) {
 }
 
 GemmKFn gemm_kquant_avx2(DType weights) {
-  switch (weights) {
-    case DType::kQ4_K:
-      return gemm<DType::kQ4_K>;
-    case DType::kQ5_K:
-      return gemm<DType::kQ5_K>;
-    case DType::kQ6_K:
-      return gemm<DType::kQ6_K>;
-    default:
-      return nullptr;
-  }
+  return kquant_instance(weights, []<DType T>() -> GemmKFn { return gemm<T>; });
 }
 
 }  // namespace rme

@@ -334,16 +334,7 @@ void gemm(const uint8_t* w, size_t row_bytes, int64_t n_rows, const Q8KActivatio
 }  // namespace
 
 GemmKFn gemm_kquant_avx512(DType weights) {
-  switch (weights) {
-    case DType::kQ4_K:
-      return gemm<DType::kQ4_K>;
-    case DType::kQ5_K:
-      return gemm<DType::kQ5_K>;
-    case DType::kQ6_K:
-      return gemm<DType::kQ6_K>;
-    default:
-      return nullptr;
-  }
+  return kquant_instance(weights, []<DType T>() -> GemmKFn { return gemm<T>; });
 }
 
 }  // namespace rme
