@@ -8,6 +8,7 @@
 
 #include "core/thread_pool.h"
 #include "kernels/dot_q8.h"
+#include "kernels/interleave.h"
 #include "kernels/matmul.h"
 #include "kernels/membw.h"
 #include "kernels/ops.h"
@@ -97,6 +98,54 @@ BENCHMARK(BM_MatmulPrefill)
     ->ArgsProduct({{static_cast<int64_t>(DType::kF16), static_cast<int64_t>(DType::kQ8_0),
                     static_cast<int64_t>(DType::kQ4_0), static_cast<int64_t>(DType::kQ4_K),
                     static_cast<int64_t>(DType::kQ6_K)},
+                   {0, 1}})
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond)
+    ->MinTime(0.3);
+
+// Rows against the 16-row interleaved layout (interleave.h) on tinyllama's FFN shapes (gate/up
+// 5632 x 2048, or with the fifth argument 1 down's 2048 x 5632), 8 matrices in turn (~50 MB of
+// Q4_K, beyond the caches, as in decode): GB/s of weights, decode (1 token) and prefill (64).
+// Fourth argument 1: the batch-invariant mode.
+void BM_MatmulLayout(benchmark::State& state) {
+  const DType t = static_cast<DType>(state.range(0));
+  const bool interleaved = state.range(1) != 0;
+  const int64_t n_tok = state.range(2);
+  KernelConfig cfg = KernelConfig::best();
+  cfg.batch_invariant = state.range(3) != 0;
+  const bool down = state.range(4) != 0;  // ffn_down's shape instead of gate/up's
+  const int64_t n_out = down ? 2048 : 5632, n_in = down ? 5632 : 2048;
+  std::vector<Weights> ws;
+  for (int i = 0; i < 8; ++i) {
+    ws.push_back(make_weights(t, n_out, n_in));
+    if (interleaved && interleave_helps(cfg, t)) {
+      std::vector<uint8_t> packed(ws.back().data.size());
+      interleave_rows16(t, ws.back().data.data(), n_out, n_in, packed.data());
+      ws.back().data = std::move(packed);
+      ws.back().view = {t, n_out, n_in, ws.back().data.data(), WeightLayout::kRows16};
+    }
+  }
+  std::vector<float> x(n_tok * n_in), y(n_tok * n_out);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = 0.01f * static_cast<float>(i % 97) - 0.4f;
+  ThreadPool& pool = ThreadPool::global();
+  for (auto _ : state)
+    for (const Weights& w : ws) {
+      matmul(cfg, w.view, x.data(), n_in, n_tok, y.data(), n_out, pool);
+      benchmark::DoNotOptimize(y.data());
+    }
+  state.counters["GB/s"] =
+      benchmark::Counter(static_cast<double>(ws[0].data.size()) * 8 * state.iterations() / 1e9,
+                         benchmark::Counter::kIsRate);
+  state.SetLabel(std::string(dtype_name(t)) + (interleaved ? " interleaved" : " rows") +
+                 " T=" + std::to_string(n_tok) + (cfg.batch_invariant ? " batch-invariant" : "") +
+                 (down ? " down" : ""));
+}
+BENCHMARK(BM_MatmulLayout)
+    ->ArgsProduct({{static_cast<int64_t>(DType::kQ8_0), static_cast<int64_t>(DType::kQ4_0),
+                    static_cast<int64_t>(DType::kQ4_K), static_cast<int64_t>(DType::kQ6_K)},
+                   {0, 1},
+                   {1, 64},
+                   {0, 1},
                    {0, 1}})
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond)

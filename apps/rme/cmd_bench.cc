@@ -57,6 +57,7 @@ int run_bench(BenchArgs a) {
   auto kernels = a.model.kernels();
   if (!kernels.ok()) return fail(kernels.status());
   kernels->batch_invariant = a.batch_invariant;
+  if (Status st = prepare_weights(a.model, *loaded->model, *kernels); !st.ok()) return fail(st);
   const int V = m.config.n_vocab;
   int max_pp = 0;
   for (int p : a.pp) {

@@ -85,6 +85,7 @@ int run_generate(const GenerateArgs& a) {
   }
   auto kernels = a.model.kernels();
   if (!kernels.ok()) return fail(kernels.status());
+  if (Status st = prepare_weights(a.model, *loaded->model, *kernels); !st.ok()) return fail(st);
   std::unique_ptr<Model> dense;  // oracle routing's parent: outlives the router using it
   Generator gen(m, tok, ThreadPool::global(), n_ctx, *kernels);
   if (Status st = a.routing.apply(gen.forward(), dense); !st.ok()) return fail(st);

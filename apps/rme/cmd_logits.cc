@@ -45,6 +45,7 @@ int run_logits(const LogitsArgs& a) {
   KvCache kv(m, static_cast<int>(ids.size()));
   auto kernels = a.model.kernels();
   if (!kernels.ok()) return fail(kernels.status());
+  if (Status st = prepare_weights(a.model, *loaded->model, *kernels); !st.ok()) return fail(st);
   Forward fwd(m, 64, ThreadPool::global(), *kernels);
   std::vector<float> logits(ids.size() * static_cast<size_t>(m.config.n_vocab));
   if (Status st = fwd.run(ids, 0, kv, logits.data(), true); !st.ok()) return fail(st);

@@ -50,6 +50,7 @@ int run_perplexity(const PerplexityArgs& a) {
   KvCache kv(m, n_ctx);
   auto kernels = a.model.kernels();
   if (!kernels.ok()) return fail(kernels.status());
+  if (Status st = prepare_weights(a.model, *loaded->model, *kernels); !st.ok()) return fail(st);
   std::unique_ptr<Model> dense;  // oracle routing's parent: outlives the router using it
   Forward fwd(m, 64, ThreadPool::global(), *kernels);
   if (Status st = a.routing.apply(fwd, dense); !st.ok()) return fail(st);

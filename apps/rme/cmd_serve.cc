@@ -134,15 +134,20 @@ int run_serve(ServeArgs a) {
   eo.block_size = a.block_size;
   eo.n_block = a.kv_blocks;
   eo.max_seq_len = a.max_seq_len;
-  auto loop = ServingLoop::create(m, ThreadPool::global(), eo, so);
-  if (!loop.ok()) return fail(loop.status());
   // Weights in memory before /health says ready: copied (the default), or faulted in from the
-  // mapping; experts under a cache budget stay on disk (read into slots, checked).
+  // mapping; experts under a cache budget stay on disk (read into slots, checked). A copy is
+  // then interleaved for the kernels (same size; the served bits are the rows'); a mapping is
+  // kept as the file's rows, so that replicas on one machine share its pages.
   const bool skip_experts = so.expert_cache_bytes > 0;
   if (a.load_mode == "copy")
     if (Status st = detach_model_files(m, skip_experts); !st.ok()) return fail(st);
   if (a.load_mode == "mmap" || a.mlock)
     if (Status st = fault_in_model_files(m, skip_experts, a.mlock); !st.ok()) return fail(st);
+  if (a.load_mode == "copy")
+    if (Status st = prepare_weights(a.model, *loaded->model, eo.kernels, skip_experts); !st.ok())
+      return fail(st);
+  auto loop = ServingLoop::create(m, ThreadPool::global(), eo, so);
+  if (!loop.ok()) return fail(loop.status());
   HttpServer server(**loop, *loaded->tokenizer, a.http);
   if (Status st = server.bind(); !st.ok()) return fail(st);
   g_server = &server;

@@ -19,6 +19,7 @@ struct ModelArgs {
   int threads = 0;
   std::string isa;             // --isa; "" = RME_ISA or the widest the CPU runs
   bool check_weights = false;  // --check-weights: scan every weight for NaN/Inf (else a quick scan)
+  bool no_interleave = false;  // --no-interleave: keep quantized matrices as the file's rows
   void add(CLI::App& app);
   // The kernels to run: KernelConfig::from_env() (RME_ISA, RME_INT8, RME_BLAS), then --isa.
   // Fails on an ISA the CPU does not run.
@@ -45,6 +46,11 @@ Result<std::pair<std::string, std::vector<std::string>>> parse_domain(const std:
 
 // Loads the model (and applies --threads); prints the error and returns nullopt on failure.
 Result<LoadedModel> load(const ModelArgs& args);
+// Rewrites m's matrices into the layout `kernels` read fastest (model/interleave_weights.h)
+// unless --no-interleave. For commands that only run inference, after detaching or faulting in
+// the files and before any Forward is made.
+Status prepare_weights(const ModelArgs& args, Model& m, const KernelConfig& kernels,
+                       bool skip_routed_experts = false);
 
 // Prints "rme: error: <message>" to stderr and returns exit code 1.
 int fail(const Status& st);

@@ -101,6 +101,17 @@ Status MappedFile::detach(std::vector<std::pair<uint64_t, uint64_t>> holes) {
   return Status::Ok();
 }
 
+void MappedFile::release(uint64_t offset, uint64_t bytes) {
+  const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+  if (offset >= size_ || bytes == 0) return;
+  const uint64_t end = std::min<uint64_t>(size_, offset + bytes) / page * page;
+  const uint64_t begin = (offset + page - 1) / page * page;
+  if (end <= begin) return;
+  void* p = const_cast<uint8_t*>(data_) + begin;
+  munlock(p, end - begin);  // locked pages (fault_in with lock) cannot be dropped
+  madvise(p, end - begin, MADV_DONTNEED);
+}
+
 Status MappedFile::fault_in(std::vector<std::pair<uint64_t, uint64_t>> holes, bool lock) {
   if (size_ == 0) return Status::Ok();
   const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));

@@ -40,6 +40,12 @@ class MappedFile {
   // pressure). Fails when locking exceeds the process's memlock limit. Not thread-safe with
   // detach().
   Status fault_in(std::vector<std::pair<uint64_t, uint64_t>> holes = {}, bool lock = false);
+  // Gives back the memory of the whole pages inside [offset, offset + bytes), which nothing reads
+  // through this mapping any more (a matrix the loader rewrote into memory of its own): pages of
+  // the file are dropped from the process, a detached copy's are freed (a later read would see
+  // the file again, or zeros once detached). Best effort: a failure only keeps the memory. Not
+  // thread-safe with readers of that range.
+  void release(uint64_t offset, uint64_t bytes);
 
  private:
   MappedFile() = default;

@@ -281,6 +281,10 @@ uint32_t llama_file_type(DType t, bool medium) {
 Status write_gguf_model(const Model& model, const Tokenizer* tokenizer, const std::string& path,
                         const TypeChoice& type) {
   const LlamaConfig& c = model.config;
+  if (model.interleaved())
+    return invalid_argument(model.source +
+                            ": weights interleaved for this CPU's kernels cannot be written; "
+                            "write the model as loaded");
   GgufWriter w;
   // Biased q/k/v is Qwen2's shape: llama.cpp reads it as "qwen2" (rotate-half RoPE, no permuting).
   const std::string arch = c.attn_bias ? "qwen2" : "llama";

@@ -183,6 +183,10 @@ Result<int> copy_tokenizer_files(const std::string& from, const std::string& to)
 Status write_hf_model(const Model& model, const Tokenizer* tokenizer, const std::string& dir,
                       std::optional<DType> type) {
   const LlamaConfig& c = model.config;
+  if (model.interleaved())
+    return invalid_argument(model.source +
+                            ": weights interleaved for this CPU's kernels cannot be written; "
+                            "write the model as loaded");
   if (type && dtype_is_quantized(*type))
     return invalid_argument("safetensors output stores f32, f16 or bf16, not " +
                             std::string(dtype_name(*type)) + " (use a .gguf output)");

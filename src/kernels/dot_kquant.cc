@@ -119,4 +119,18 @@ GemmKFn gemm_kquant(const KernelConfig& cfg, DType weights, int64_t n_tok) {
   return nullptr;
 }
 
+#if defined(__x86_64__)
+GemmKFn gemm_kquant_interleaved_avx512(DType weights);  // gemm_kquant_interleaved_avx512.cc
+#endif
+
+GemmKFn gemm_kquant_interleaved(const KernelConfig& cfg, DType weights) {
+#if defined(__x86_64__)
+  if (cfg.int8 && cfg.isa == Isa::kAvx512 && cpu_features().avx512vnni)
+    return gemm_kquant_interleaved_avx512(weights);
+#endif
+  (void)cfg;
+  (void)weights;
+  return nullptr;
+}
+
 }  // namespace rme

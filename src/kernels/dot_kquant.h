@@ -69,5 +69,10 @@ GemmKFn gemm_kquant_avx2(DType weights);
 // AVX-512 VNNI (gemm_kquant_avx512.cc): 16-row groups packed once per call and reused by 4-token
 // tiles; correct for any n_tok and any split of rows, fastest in units of 16 rows from 8 tokens.
 GemmKFn gemm_kquant_avx512(DType weights);
+// The AVX-512 VNNI kernel over matrices in the 16-row interleaved form (interleave.h): `w` the
+// first of n_rows / 16 whole groups, every output bit-identical to gemm_kquant_avx512's on the
+// rows whatever n_tok is (1 included): one kernel for decode, prefill and batch invariance.
+// Returned when cfg is AVX-512 with int8 on a VNNI CPU (interleave_helps), else nullptr.
+GemmKFn gemm_kquant_interleaved(const KernelConfig& cfg, DType weights);
 
 }  // namespace rme

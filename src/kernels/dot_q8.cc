@@ -15,8 +15,9 @@ DotQ8Fn dot_q8_vnni(DType weights);                   // dot_q8_vnni.cc
 GemmQ8Fn gemm_q8_vnni(DType weights);                 // gemm_q8_avx512.cc
 std::vector<DotQ8Fn> dot_q8_vnni_all(DType weights);  // dot_q8_vnni.cc
 void quantize_q8_avx512(const float* x, int64_t k, int8_t* q, float* d, float* sum);
-GemmQ8Fn gemm_int8_avx2(DType weights);    // gemm_int8_avx2.cc
-GemmQ8Fn gemm_int8_avx512(DType weights);  // gemm_int8_avx512.cc (VNNI)
+GemmQ8Fn gemm_int8_avx2(DType weights);                // gemm_int8_avx2.cc
+GemmQ8Fn gemm_int8_avx512(DType weights);              // gemm_int8_avx512.cc (VNNI)
+GemmQ8Fn gemm_int8_interleaved_avx512(DType weights);  // gemm_int8_avx512.cc (VNNI)
 void quantize_q8_avx2(const float* x, int64_t k, int8_t* q, float* d,
                       float* sum);  // quantize_avx2.cc
 #elif defined(__aarch64__)
@@ -137,6 +138,10 @@ GemmQ8Fn gemm_q8_best(const KernelConfig& cfg, DType t) {
   if (vnni_usable(cfg)) return gemm_q8_vnni(t);
   return gemm_q8_invariant(cfg, t);
 }
+
+GemmQ8Fn gemm_q8_interleaved(const KernelConfig& cfg, DType t) {
+  return vnni_usable(cfg) ? gemm_int8_interleaved_avx512(t) : nullptr;
+}
 #else
 // AArch64 with DotProd: integer decode (sdot); prefill and the batch-invariant mode run the decode
 // kernel per token (no NEON tile kernel yet). Elsewhere f32 activations.
@@ -151,6 +156,7 @@ DotQ8Fn dot_q8_best(const KernelConfig& cfg, DType t) {
 GemmQ8Fn gemm_q8_invariant(const KernelConfig&, DType) { return nullptr; }
 GemmQ8Fn gemm_q8_decode(const KernelConfig&, DType) { return nullptr; }
 GemmQ8Fn gemm_q8_best(const KernelConfig&, DType) { return nullptr; }
+GemmQ8Fn gemm_q8_interleaved(const KernelConfig&, DType) { return nullptr; }
 #endif
 
 }  // namespace rme

@@ -61,5 +61,10 @@ GemmQ8Fn gemm_q8_invariant(const KernelConfig& cfg, DType weights);
 GemmQ8Fn gemm_q8_decode(const KernelConfig& cfg, DType weights);
 // The AVX-512 VNNI kernel for `weights` when this CPU has VNNI, cfg's ISA is AVX-512 and int8 on.
 GemmQ8Fn gemm_q8_best(const KernelConfig& cfg, DType weights);
+// The same kernel family over matrices in the 16-row interleaved form (interleave.h): `w` the
+// first of n_rows / 16 whole groups (n_rows a multiple of 16), each output bit-identical to
+// gemm_q8_decode's and gemm_q8_invariant's on the rows, whatever n_tok is. AVX-512 VNNI with int8
+// (interleave_helps), else nullptr.
+GemmQ8Fn gemm_q8_interleaved(const KernelConfig& cfg, DType weights);
 
 }  // namespace rme

@@ -14,18 +14,23 @@
 #include <vector>
 
 #include "kernels/dot_kquant.h"
+#include "kernels/kquant_avx512_impl.h"
 #include "kernels/tile_dispatch.h"
 #include "tensor/kquant.h"
 
 namespace rme {
 namespace {
 
-constexpr int kGroup = 16;  // rows per group: one per int32 lane
-constexpr int kTile = 4;    // tokens per packed tile
-constexpr int kWords = kKBlock / 4;
-// Packed bytes of one group's super-block: 64 word vectors, up to 16 scale vectors, 8 min (or
-// Q6_K scale-pair) vectors, d and dmin.
-constexpr int64_t kSbBytes = 64 * (kWords + 16 + 8 + 2);
+using kq512::bcast_word;
+using kq512::finish;
+using kq512::kGroup;
+using kq512::kSbBytes;
+using kq512::kTile;
+using kq512::kWords;
+using kq512::packed_tile;
+using kq512::PackedSb;
+using kq512::token_block;
+using kq512::TokenBlock;
 // Packed bytes of the groups of one pass, kept in L2 while the token tiles walk over them.
 constexpr int64_t kPassBytes = 384 << 10;
 
@@ -140,42 +145,6 @@ inline void group_d(const uint8_t* w, size_t row_bytes, int n_valid, int64_t b, 
   }
 }
 
-// A token's super-block b: int8 quants, scale, and the 16-element sums as int32 words of pairs.
-struct TokenBlock {
-  const int8_t* q;
-  const int16_t* bsum;  // read as int32 words: word i = (bsum[2i], bsum[2i + 1])
-  float d;
-};
-inline TokenBlock token_block(const Q8KActivations& x, int64_t b) {
-  return {x.q.data() + b * kKBlock, x.bsum.data() + b * 16, x.d[b]};
-}
-inline __m512i bcast_word(const void* p) {
-  int32_t v;
-  std::memcpy(&v, p, 4);
-  return _mm512_set1_epi32(v);
-}
-
-// A super-block's float contribution for 16 rows from its exact integers (isum already holds
-// Q6_K's offset correction; imin is Q4_K/Q5_K's mins term): the same operations for every token.
-template <DType T>
-inline __m512 finish(__m512 acc, __m512i isum, __m512i imin, __m512 d, __m512 dmin, float dx) {
-  const __m512 vx = _mm512_set1_ps(dx);
-  acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(d, vx), acc);
-  if constexpr (T != DType::kQ6_K)
-    acc = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(imin), _mm512_mul_ps(dmin, vx), acc);
-  return acc;
-}
-
-// Layout of one group's super-block: word vectors k (lane r: row r's quants 4k .. 4k + 3), scale
-// vectors (int32 per row), min pairs (Q4_K/Q5_K: (min_j, min_j) as int16 pairs against bsum pairs
-// 2j, 2j + 1; Q6_K: (scale 2i, scale 2i + 1) against bsum pairs i), d, dmin.
-struct PackedSb {
-  static __m512i* words(uint8_t* p) { return reinterpret_cast<__m512i*>(p); }
-  static __m512i* scales(uint8_t* p) { return words(p) + kWords; }
-  static __m512i* pairs(uint8_t* p) { return scales(p) + 16; }
-  static __m512* ds(uint8_t* p) { return reinterpret_cast<__m512*>(pairs(p) + 8); }
-};
-
 // Transposes 16 vectors of 16 int32 (v[r] = words of row r) into v[k] = word k of every row.
 inline void transpose16(__m512i v[16]) {
   __m512i t[16];
@@ -244,52 +213,6 @@ void pack_group(const uint8_t* w, size_t row_bytes, int n_valid, int64_t nsb, ui
     group_d<T>(w, row_bytes, n_valid, b, &d, &dmin);
     _mm512_store_ps(reinterpret_cast<float*>(PackedSb::ds(p)), d);
     _mm512_store_ps(reinterpret_cast<float*>(PackedSb::ds(p) + 1), dmin);
-  }
-}
-
-// acc[t] lane r = row r of a packed group . token t, for NT tokens.
-template <DType T, int NT>
-void packed_tile(uint8_t* q, int64_t nsb, const Q8KActivations* xs, __m512 acc[kTile]) {
-  constexpr int kPer = kWords / KQ<T>::kScales;  // words per scale
-  for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
-  for (int64_t b = 0; b < nsb; ++b) {
-    uint8_t* p = q + b * kSbBytes;
-    TokenBlock x[NT];
-    __m512i isum[NT], ipair[NT];
-    for (int t = 0; t < NT; ++t)
-      x[t] = token_block(xs[t], b), isum[t] = ipair[t] = _mm512_setzero_si512();
-    for (int j = 0; j < KQ<T>::kScales; ++j) {
-      __m512i s[NT];
-#pragma GCC unroll 4
-      for (int t = 0; t < NT; ++t) s[t] = _mm512_setzero_si512();
-#pragma GCC unroll 8
-      for (int k = j * kPer; k < (j + 1) * kPer; ++k) {
-        const __m512i wk = _mm512_load_si512(PackedSb::words(p) + k);
-#pragma GCC unroll 4
-        for (int t = 0; t < NT; ++t)
-          s[t] = _mm512_dpbusd_epi32(s[t], wk, bcast_word(x[t].q + 4 * k));
-      }
-      const __m512i sc = _mm512_load_si512(PackedSb::scales(p) + j);
-#pragma GCC unroll 4
-      for (int t = 0; t < NT; ++t)
-        isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(s[t], sc));
-    }
-#pragma GCC unroll 8
-    for (int i = 0; i < 8; ++i) {
-      const __m512i pv = _mm512_load_si512(PackedSb::pairs(p) + i);
-#pragma GCC unroll 4
-      for (int t = 0; t < NT; ++t)
-        ipair[t] = _mm512_dpwssd_epi32(ipair[t], pv, bcast_word(x[t].bsum + 2 * i));
-    }
-    const __m512 d = _mm512_load_ps(reinterpret_cast<float*>(PackedSb::ds(p)));
-    const __m512 dmin = _mm512_load_ps(reinterpret_cast<float*>(PackedSb::ds(p) + 1));
-#pragma GCC unroll 4
-    for (int t = 0; t < NT; ++t) {
-      // Q6_K: the -32 offset, 32 * sum of scale * bsum, comes off the integer sum.
-      if constexpr (T == DType::kQ6_K)
-        isum[t] = _mm512_sub_epi32(isum[t], _mm512_slli_epi32(ipair[t], 5));
-      acc[t] = finish<T>(acc[t], isum[t], ipair[t], d, dmin, x[t].d);
-    }
   }
 }
 

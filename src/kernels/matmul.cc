@@ -9,6 +9,7 @@
 #include "kernels/dot_kquant.h"
 #include "kernels/dot_q8.h"
 #include "kernels/gemm_f32.h"
+#include "kernels/interleave.h"
 #include "kernels/scratch.h"
 
 namespace rme {
@@ -71,6 +72,62 @@ FloatRowsFn float_rows(Isa isa, DType t) {
   return nullptr;
 }
 
+namespace {
+// An interleaved matrix (interleave.h): its whole groups through the interleaved kernel and the
+// rows after them through the row kernel for the same bits, or, under a config without the
+// interleaved kernel, the rows restored first and matmul'ed (a model interleaved for one config
+// and run under another: tests).
+void matmul_interleaved(const KernelConfig& cfg, const MatView& w, const float* x, int64_t x_stride,
+                        int64_t n_tok, float* y, int64_t y_stride, ThreadPool& pool) {
+  const size_t row_bytes = dtype_row_bytes(w.dtype, w.n_in);
+  const auto* base = static_cast<const uint8_t*>(w.data);
+  const int64_t full = w.n_out / kInterleaveRows * kInterleaveRows;
+  // Each kernel pair computes a row the same way from either layout (dot_q8.h, dot_kquant.h).
+  const bool kq = dtype_is_kquant(w.dtype);
+  const GemmQ8Fn groups = kq ? nullptr : gemm_q8_interleaved(cfg, w.dtype);
+  const GemmQ8Fn tail = kq ? nullptr : gemm_q8_decode(cfg, w.dtype);
+  const GemmKFn kgroups = kq ? gemm_kquant_interleaved(cfg, w.dtype) : nullptr;
+#if defined(__x86_64__)
+  const GemmKFn ktail = kq ? gemm_kquant_avx512(w.dtype) : nullptr;
+#else
+  const GemmKFn ktail = nullptr;
+#endif
+  if (kq ? kgroups == nullptr : groups == nullptr || tail == nullptr) {
+    thread_local std::vector<uint8_t> rows;
+    rows.resize(w.n_out * row_bytes);
+    uint8_t* dst = rows.data();  // this thread's buffer (the workers have their own)
+    pool.parallel_for(
+        (w.n_out + kInterleaveRows - 1) / kInterleaveRows, 1, [&](int64_t g0, int64_t g1, int) {
+          const int64_t r0 = g0 * kInterleaveRows;
+          deinterleave_rows16(w.dtype, base, w.n_out, w.n_in, r0,
+                              std::min(w.n_out, g1 * kInterleaveRows), dst + r0 * row_bytes);
+        });
+    matmul(cfg, MatView{w.dtype, w.n_out, w.n_in, dst}, x, x_stride, n_tok, y, y_stride, pool);
+    return;
+  }
+  const Q8Activations* xs =
+      kq ? nullptr : quantize_tokens(cfg.isa, x, x_stride, n_tok, w.n_in, pool);
+  const Q8KActivations* xk =
+      kq ? quantize_tokens<Q8KActivations>(cfg.isa, x, x_stride, n_tok, w.n_in, pool) : nullptr;
+  auto run = [&](bool whole, const uint8_t* at, int64_t rows, float* out) {
+    if (kq)
+      (whole ? kgroups : ktail)(at, row_bytes, rows, xk, n_tok, w.n_in, out, y_stride);
+    else
+      (whole ? groups : tail)(at, row_bytes, rows, xs, n_tok, w.n_in, out, y_stride);
+  };
+  const int64_t units = (w.n_out + kInterleaveRows - 1) / kInterleaveRows;
+  const int64_t grain = std::max<int64_t>(16, (int64_t{1} << 16) / w.n_in);
+  pool.parallel_for(units, std::max<int64_t>(1, grain / kInterleaveRows / n_tok),
+                    [&](int64_t u0, int64_t u1, int) {
+                      const int64_t r0 = u0 * kInterleaveRows;
+                      const int64_t r1 = std::min(w.n_out, u1 * kInterleaveRows);
+                      const int64_t g1 = std::min(r1, full);
+                      if (g1 > r0) run(true, base + r0 * row_bytes, g1 - r0, y + r0);
+                      if (r1 > full) run(false, base + full * row_bytes, r1 - full, y + full);
+                    });
+}
+}  // namespace
+
 float dot_f32(Isa isa, const float* a, const float* b, int64_t k) {
   return row_kernels(isa).dot[static_cast<int>(DType::kF32)](a, b, k);
 }
@@ -78,6 +135,8 @@ float dot_f32(Isa isa, const float* a, const float* b, int64_t k) {
 void matmul(const KernelConfig& cfg, const MatView& w, const float* x, int64_t x_stride,
             int64_t n_tok, float* y, int64_t y_stride, ThreadPool& pool) {
   RME_CHECK(w.n_in % dtype_block_size(w.dtype) == 0);
+  if (w.layout == WeightLayout::kRows16)
+    return matmul_interleaved(cfg, w, x, x_stride, n_tok, y, y_stride, pool);
   const RowKernels& kern = row_kernels(cfg.isa);
   const auto dot = kern.dot[static_cast<int>(w.dtype)];
   const auto to_f32 = kern.to_f32[static_cast<int>(w.dtype)];

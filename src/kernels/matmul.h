@@ -43,12 +43,19 @@ FloatRowsFn float_rows_avx2(DType t);
 FloatRowsFn float_rows_avx512(DType t);
 FloatRowsFn float_rows_neon(DType t);
 
-// Weight view for matmul: n_out rows of n_in elements of `dtype`, row-major, rows contiguous.
+// How a matrix's bytes are ordered. kRows: row after row (every file format). kRows16: Q4_0 /
+// Q8_0 rows interleaved 16 at a time (interleave.h), made at load for the kernels that read it
+// fastest; only matmul reads it (writers, embedding lookups and slicing need kRows).
+enum class WeightLayout : uint8_t { kRows, kRows16 };
+
+// Weight view for matmul: n_out rows of n_in elements of `dtype`, row-major, rows contiguous
+// (or interleaved, per `layout`: same bytes in all).
 struct MatView {
   DType dtype;
   int64_t n_out;
   int64_t n_in;
   const void* data;
+  WeightLayout layout = WeightLayout::kRows;
 };
 
 // y[T, n_out] = x[T, n_in] · W[n_out, n_in]ᵀ. x, y row-major f32 with the given row strides
@@ -69,7 +76,9 @@ void matmul(const KernelConfig& cfg, const MatView& w, const float* x, int64_t x
 // logits do not depend on which other tokens share the step. AVX2, AVX-512 and NEON float types
 // run float_rows (4 rows x 3 tokens per tile, decode's own kernel); Q4_0 and Q8_0 on AVX2 and
 // AVX-512 VNNI their one integer kernel (gemm_q8_invariant); elsewhere the one-token kernel per
-// token. Either way weights come from memory
+// token. Matrices in the interleaved layout (WeightLayout::kRows16, interleave.h) run one kernel
+// for every T in both modes (AVX-512 VNNI: Q4_0, Q8_0 and K-quants; elsewhere their rows are
+// restored first). Either way weights come from memory
 // once per call; the cost against the fastest path is in docs/performance.md. The serving engine
 // runs with it on.
 

@@ -47,6 +47,13 @@ void Model::for_each_weight(const std::function<void(const WeightId&, const MatV
     }
 }
 
+bool Model::interleaved() const {
+  bool any = weights.output.layout != WeightLayout::kRows;
+  for_each_weight(
+      [&](const WeightId&, const MatView& v) { any |= v.layout != WeightLayout::kRows; });
+  return any;
+}
+
 size_t Model::weight_bytes() const {
   size_t total = 0;
   for_each_weight([&](const WeightId&, const MatView& v) {

@@ -94,6 +94,9 @@ struct Model {
   // as 1-row f32 views. Order: backbone (dense FFN / shared expert in place), layer gates, router,
   // then each expert's slices for all layers together (writers keep them contiguous).
   void for_each_weight(const std::function<void(const WeightId&, const MatView&)>& fn) const;
+  // Whether a matrix is in a kernel's layout instead of rows (interleave_weights.h): such a
+  // model runs, but writers refuse it.
+  bool interleaved() const;
   // Bytes of weights (distinct storage).
   size_t weight_bytes() const;
   // Weight bytes one decode step reads: every matrix once, one embedding row, and for an MoE the
