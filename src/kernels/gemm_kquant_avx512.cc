@@ -221,37 +221,13 @@ template <DType T>
 void gemm(const uint8_t* w, size_t row_bytes, int64_t n_rows, const Q8KActivations* xs,
           int64_t n_tok, int64_t k, float* y, int64_t y_stride) {
   const int64_t nsb = k / kKBlock;
-  const int64_t n_group = (n_rows + kGroup - 1) / kGroup;
-  auto valid = [&](int64_t r0) { return static_cast<int>(std::min<int64_t>(kGroup, n_rows - r0)); };
-  const int64_t group_bytes = nsb * kSbBytes;
-  const int64_t per_pass = std::clamp<int64_t>(kPassBytes / group_bytes, 1, n_group);
-  struct alignas(64) Line {
-    uint8_t b[64];
-  };
-  thread_local std::vector<Line> buf;
-  if (static_cast<int64_t>(buf.size()) < per_pass * group_bytes / 64)
-    buf.resize(per_pass * group_bytes / 64);
-  uint8_t* q = reinterpret_cast<uint8_t*>(buf.data());
-  for (int64_t g0 = 0; g0 < n_group; g0 += per_pass) {
-    const int64_t ng = std::min(per_pass, n_group - g0);
-    for (int64_t g = 0; g < ng; ++g) {
-      const int64_t r0 = (g0 + g) * kGroup;
-      pack_group<T>(w + r0 * row_bytes, row_bytes, valid(r0), nsb, q + g * group_bytes);
-    }
-    for (int64_t t0 = 0; t0 < n_tok; t0 += kTile) {
-      const int nt = static_cast<int>(std::min<int64_t>(kTile, n_tok - t0));
-      for (int64_t g = 0; g < ng; ++g) {
-        const int64_t r0 = (g0 + g) * kGroup;
-        const __mmask16 m = static_cast<__mmask16>((1u << valid(r0)) - 1u);
-        with_tile(nt, [&]<int NT>() {
-          __m512 acc[kTile];
-          packed_tile<T, NT>(q + g * group_bytes, nsb, xs + t0, acc);
-          for (int t = 0; t < NT; ++t)
-            _mm512_mask_storeu_ps(y + (t0 + t) * y_stride + r0, m, acc[t]);
-        });
-      }
-    }
-  }
+  kq512::packed_passes<T>((n_rows + kGroup - 1) / kGroup, n_rows, nsb, kPassBytes, xs, n_tok, y,
+                          y_stride, [&](int64_t g, uint8_t* q) {
+                            const int64_t r0 = g * kGroup;
+                            const int n_valid =
+                                static_cast<int>(std::min<int64_t>(kGroup, n_rows - r0));
+                            pack_group<T>(w + r0 * row_bytes, row_bytes, n_valid, nsb, q);
+                          });
 }
 
 }  // namespace

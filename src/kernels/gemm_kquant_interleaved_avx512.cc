@@ -308,30 +308,9 @@ void gemm(const uint8_t* w, size_t row_bytes, int64_t n_rows, const Q8KActivatio
       });
     return;
   }
-  const int64_t packed_bytes = nsb * kq512::kSbBytes;
-  const int64_t per_pass = std::clamp<int64_t>(kPassBytes / packed_bytes, 1, n_group);
-  struct alignas(64) Line {
-    uint8_t b[64];
-  };
-  thread_local std::vector<Line> buf;
-  if (static_cast<int64_t>(buf.size()) < per_pass * packed_bytes / 64)
-    buf.resize(per_pass * packed_bytes / 64);
-  uint8_t* q = reinterpret_cast<uint8_t*>(buf.data());
-  for (int64_t g0 = 0; g0 < n_group; g0 += per_pass) {
-    const int64_t ng = std::min(per_pass, n_group - g0);
-    for (int64_t g = 0; g < ng; ++g)
-      pack_group<T>(w + (g0 + g) * group_bytes, nsb, q + g * packed_bytes);
-    for (int64_t t0 = 0; t0 < n_tok; t0 += kTile) {
-      const int nt = static_cast<int>(std::min<int64_t>(kTile, n_tok - t0));
-      for (int64_t g = 0; g < ng; ++g)
-        with_tile(nt, [&]<int NT>() {
-          __m512 acc[kTile];
-          kq512::packed_tile<T, NT>(q + g * packed_bytes, nsb, xs + t0, acc);
-          for (int t = 0; t < NT; ++t)
-            _mm512_storeu_ps(y + (t0 + t) * y_stride + (g0 + g) * kGroup, acc[t]);
-        });
-    }
-  }
+  kq512::packed_passes<T>(
+      n_group, n_rows, nsb, kPassBytes, xs, n_tok, y, y_stride,
+      [&](int64_t g, uint8_t* q) { pack_group<T>(w + g * group_bytes, nsb, q); });
 }
 
 }  // namespace

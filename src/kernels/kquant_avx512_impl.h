@@ -5,10 +5,13 @@
 
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <vector>
 
 #include "kernels/dot_kquant.h"
+#include "kernels/tile_dispatch.h"
 #include "tensor/dtype.h"
 
 namespace rme::kq512 {
@@ -100,6 +103,43 @@ void packed_tile(uint8_t* q, int64_t nsb, const Q8KActivations* xs, __m512 acc[k
       if constexpr (T == DType::kQ6_K)
         isum[t] = _mm512_sub_epi32(isum[t], _mm512_slli_epi32(ipair[t], 5));
       acc[t] = finish<T>(acc[t], isum[t], ipair[t], d, dmin, x[t].d);
+    }
+  }
+}
+
+// Groups [0, n_group) against n_tok tokens through packed_tile: each pass of groups (pass_bytes
+// of packed super-blocks, kept in L2) is packed once by pack(g, dst) into a thread-local buffer,
+// then 4-token tiles walk over it. Group g's outputs for token t go to y + t * y_stride + 16g;
+// lanes of rows >= n_rows are not stored.
+template <DType T, typename Pack>
+void packed_passes(int64_t n_group, int64_t n_rows, int64_t nsb, int64_t pass_bytes,
+                   const Q8KActivations* xs, int64_t n_tok, float* y, int64_t y_stride,
+                   const Pack& pack) {
+  const int64_t group_bytes = nsb * kSbBytes;
+  const int64_t per_pass = std::clamp<int64_t>(pass_bytes / group_bytes, 1, n_group);
+  struct alignas(64) Line {
+    uint8_t b[64];
+  };
+  thread_local std::vector<Line> buf;
+  if (static_cast<int64_t>(buf.size()) < per_pass * group_bytes / 64)
+    buf.resize(per_pass * group_bytes / 64);
+  uint8_t* q = reinterpret_cast<uint8_t*>(buf.data());
+  for (int64_t g0 = 0; g0 < n_group; g0 += per_pass) {
+    const int64_t ng = std::min(per_pass, n_group - g0);
+    for (int64_t g = 0; g < ng; ++g) pack(g0 + g, q + g * group_bytes);
+    for (int64_t t0 = 0; t0 < n_tok; t0 += kTile) {
+      const int nt = static_cast<int>(std::min<int64_t>(kTile, n_tok - t0));
+      for (int64_t g = 0; g < ng; ++g) {
+        const int64_t r0 = (g0 + g) * kGroup;
+        const __mmask16 m =
+            static_cast<__mmask16>((1u << std::min<int64_t>(kGroup, n_rows - r0)) - 1u);
+        with_tile(nt, [&]<int NT>() {
+          __m512 acc[kTile];
+          packed_tile<T, NT>(q + g * group_bytes, nsb, xs + t0, acc);
+          for (int t = 0; t < NT; ++t)
+            _mm512_mask_storeu_ps(y + (t0 + t) * y_stride + r0, m, acc[t]);
+        });
+      }
     }
   }
 }

@@ -24,11 +24,11 @@ MappedFile* file_of(const Model& m, const void* p, size_t bytes) {
 Result<InterleaveReport> interleave_weights(Model& m, const KernelConfig& cfg,
                                             bool skip_routed_experts, ThreadPool& pool) {
   InterleaveReport report;
-  std::vector<MatView*> todo;
+  std::vector<MatView*> to_rewrite;
   auto want = [&](MatView& v) {
     if (v.data != nullptr && v.layout == WeightLayout::kRows && interleave_helps(cfg, v.dtype) &&
         v.n_out >= kInterleaveRows)
-      todo.push_back(&v);
+      to_rewrite.push_back(&v);
   };
   for (LayerWeights& L : m.weights.layers) {
     for (MatView* v : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) want(*v);
@@ -38,7 +38,7 @@ Result<InterleaveReport> interleave_weights(Model& m, const KernelConfig& cfg,
   }
   want(m.weights.output);
   try {
-    for (MatView* v : todo) {
+    for (MatView* v : to_rewrite) {
       const size_t row_bytes = dtype_row_bytes(v->dtype, v->n_in), bytes = row_bytes * v->n_out;
       auto buf = std::make_shared<Buffer>(bytes);
       const auto* src = static_cast<const uint8_t*>(v->data);

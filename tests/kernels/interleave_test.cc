@@ -29,6 +29,18 @@ std::vector<uint8_t> random_rows(DType t, int64_t rows, int64_t k, uint64_t seed
   return out;
 }
 
+// A random matrix as rows and in the interleaved form, with a view of each.
+struct Both {
+  std::vector<uint8_t> rows, packed;
+  MatView wr, wi;
+  Both(DType t, int64_t n_out, int64_t k, uint64_t seed)
+      : rows(random_rows(t, n_out, k, seed)), packed(rows.size()) {
+    interleave_rows16(t, rows.data(), n_out, k, packed.data());
+    wr = MatView{t, n_out, k, rows.data()};
+    wi = MatView{t, n_out, k, packed.data(), WeightLayout::kRows16};
+  }
+};
+
 KernelConfig config(Isa isa, bool batch_invariant) {
   KernelConfig c = KernelConfig::best();
   c.isa = isa;
@@ -69,11 +81,9 @@ TEST(InterleaveTest, MatmulOverInterleavedGivesTheRowsBits) {
   const int64_t k = 224;
   for (auto [t, n_out] : std::vector<std::pair<DType, int64_t>>{
            {DType::kQ4_0, 70}, {DType::kQ8_0, 70}, {DType::kQ4_0, 54}, {DType::kQ8_0, 48}}) {
-    const std::vector<uint8_t> rows = random_rows(t, n_out, k, 11);
-    std::vector<uint8_t> packed(rows.size());
-    interleave_rows16(t, rows.data(), n_out, k, packed.data());
-    const MatView wr{t, n_out, k, rows.data()};
-    const MatView wi{t, n_out, k, packed.data(), WeightLayout::kRows16};
+    const Both m(t, n_out, k, 11);
+    const std::vector<uint8_t>& rows = m.rows;
+    const MatView &wr = m.wr, &wi = m.wi;
     for (Isa isa : supported_isas()) {
       for (bool inv : {true, false}) {
         const KernelConfig cfg = config(isa, inv);
@@ -138,11 +148,9 @@ TEST(InterleaveTest, KQuantMatmulOverInterleavedGivesTheAvx512RowBits) {
   for (auto [n_out, k] :
        std::vector<std::pair<int64_t, int64_t>>{{37, 768}, {96, 256}, {256, 512}}) {
     for (DType t : {DType::kQ4_K, DType::kQ5_K, DType::kQ6_K}) {
-      const std::vector<uint8_t> rows = random_rows(t, n_out, k, 21);
-      std::vector<uint8_t> packed(rows.size());
-      interleave_rows16(t, rows.data(), n_out, k, packed.data());
-      const MatView wr{t, n_out, k, rows.data()};
-      const MatView wi{t, n_out, k, packed.data(), WeightLayout::kRows16};
+      const Both m(t, n_out, k, 21);
+      const std::vector<uint8_t>& rows = m.rows;
+      const MatView &wr = m.wr, &wi = m.wi;
       for (Isa isa : supported_isas()) {
         for (bool inv : {true, false}) {
           const KernelConfig cfg = config(isa, inv);
