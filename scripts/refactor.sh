@@ -16,18 +16,21 @@
 #   --finetune-steps N     expert-tuning steps per round (default 150; 0 = no fine-tuning)
 #   --rounds R             fine-tuning rounds, router tuning between them (default 2)
 #   --router-tune-steps N  router-tuning steps between rounds (default 150)
+#   --round-targets MODE   what those distill from when fine-tuning is bounded: current (the
+#                          experts as tuned so far, made once a round) or dense (the parent's)
+#   --round-target-tokens N  tokens of current-expert targets per round (default 32768)
 #   --eval-bytes N         held-out bytes per domain in the table (default 100000)
 #   --eval-tokens N        held-out tokens per domain train-router and finetune report (2048)
 #   --batch N              sequences per router and fine-tuning step (default 16)
 #   --threads N            threads (default: all cores)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-usage() { sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 [ $# -ge 2 ] || usage
 MODEL=$1; shift
 DOMAINS=()
 OUT="" TOK="" PROFILE_TOKENS=8192 ROUTER_STEPS=600 TARGET_TOKENS=262144 FT_STEPS=150 ROUNDS=2 ROUTER_TUNE_STEPS=150
-EVAL_BYTES=100000 THREADS=0 EVAL_TOKENS=2048 BATCH=16
+EVAL_BYTES=100000 THREADS=0 EVAL_TOKENS=2048 BATCH=16 ROUND_TARGETS=current ROUND_TARGET_TOKENS=32768
 while [ $# -gt 0 ]; do
   case "$1" in
     --out) OUT=$2; shift ;;
@@ -38,6 +41,8 @@ while [ $# -gt 0 ]; do
     --finetune-steps) FT_STEPS=$2; shift ;;
     --rounds) ROUNDS=$2; shift ;;
     --router-tune-steps) ROUTER_TUNE_STEPS=$2; shift ;;
+    --round-targets) ROUND_TARGETS=$2; shift ;;
+    --round-target-tokens) ROUND_TARGET_TOKENS=$2; shift ;;
     --eval-bytes) EVAL_BYTES=$2; shift ;;
     --eval-tokens) EVAL_TOKENS=$2; shift ;;
     --batch) BATCH=$2; shift ;;
@@ -123,7 +128,8 @@ if [ "$FT_STEPS" -gt 0 ]; then
   [ -f "$OUT/moe-f/config.json" ] || timed finetune $RME finetune "$OUT/moe-r" \
     --corpus "$OUT/corpus" --out "$OUT/moe-f" --rounds "$ROUNDS" --steps "$FT_STEPS" \
     --router-steps "$ROUTER_TUNE_STEPS" --batch "$BATCH" --eval-tokens "$EVAL_TOKENS" \
-    --targets "$OUT/targets" $TH
+    --targets "$OUT/targets" --round-targets "$ROUND_TARGETS" \
+    --round-target-tokens "$ROUND_TARGET_TOKENS" $TH
   MOE=$OUT/moe-f
 fi
 step "6/6 bits per byte on held-out text (lower is better)"

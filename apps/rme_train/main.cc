@@ -161,8 +161,17 @@ int main(int argc, char** argv) {
   ft->add_option("--layer-groups", fo.layer_groups,
                  "bounded: tune each expert in this many groups of layers (0 = as memory needs)")
       ->check(CLI::Range(0, 1024));
+  ft->add_option("--round-targets", fo.round_targets,
+                 "bounded: router rounds distill from the current experts (once a round) or the "
+                 "dense parent's targets (--targets)")
+      ->check(CLI::IsMember({"current", "dense"}));
+  ft->add_option("--round-target-tokens", fo.round_target_tokens,
+                 "bounded, current: tokens of targets made per round (0 = min(router steps x "
+                 "batch x seq-len, 32768))")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 30));
   ft->add_option("--targets", fo.targets_dir,
-                 "bounded: router targets for the router phases (default: MOE/train/targets)");
+                 "bounded, --round-targets dense: the dense parent's router targets (default: "
+                 "MOE/train/targets)");
   ft->add_option("--kill-at-step", fo.kill_at_step, "testing")->group("");
   ft->callback([&] { run = [&] { return guarded([&] { return rme::finetune_moe(fo); }); }; });
 

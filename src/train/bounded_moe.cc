@@ -155,7 +155,7 @@ std::vector<torch::Tensor> BoundedMoe::parameters() const {
 
 torch::Tensor BoundedMoe::layer_forward(int l, const torch::Tensor& x, const torch::Tensor& route,
                                         const torch::Tensor& cos, const torch::Tensor& sin,
-                                        const torch::Tensor& mask) const {
+                                        const torch::Tensor& mask, torch::Tensor* share) const {
   const Layer& L = layers_[l];
   LlamaTorchImpl::Layer a = L.attn;  // f32 copies of this layer's frozen matrices, for now only
   a.wq = f32(a.wq);
@@ -164,14 +164,40 @@ torch::Tensor BoundedMoe::layer_forward(int l, const torch::Tensor& x, const tor
   a.wo = f32(a.wo);
   auto h = attention_residual(config_, a, x, cos, sin, mask);
   auto h2 = rms_norm(h, L.attn.ffn_norm, config_.rms_eps);
-  if (L.gate.size(0) > 0)
-    h = h + torch::matmul(torch::silu(torch::matmul(h2, L.gate.t())) * torch::matmul(h2, L.up.t()),
-                          L.down.t());
-  return h + routed_experts(h2, route, n_expert_, [&](int e) -> std::array<torch::Tensor, 3> {
-           if (e == selected_ && L.tgate.defined()) return {L.tgate, L.tup, L.tdown};
-           const Expert& x = L.experts[e];
-           return {f32(x.gate), f32(x.up), f32(x.down)};
-         });
+  torch::Tensor shared_act;
+  if (L.gate.size(0) > 0) {
+    shared_act = torch::silu(torch::matmul(h2, L.gate.t())) * torch::matmul(h2, L.up.t());
+    h = h + torch::matmul(shared_act, L.down.t());
+  }
+  auto weights = [&](int e) -> std::array<torch::Tensor, 3> {
+    if (e == selected_ && L.tgate.defined()) return {L.tgate, L.tup, L.tdown};
+    const Expert& x = L.experts[e];
+    return {f32(x.gate), f32(x.up), f32(x.down)};
+  };
+  if (!share) return h + routed_experts(h2, route, n_expert_, weights);
+  // Every expert's activations on every token (for its mass); the output still takes only the
+  // routed ones, so the hidden states are those the MoE computes.
+  const int64_t D = h2.size(-1);
+  auto x2 = h2.reshape({-1, D});
+  auto r = route.reshape({-1, n_expert_});
+  auto mass = torch::zeros({x2.size(0), n_expert_});
+  auto y = torch::zeros_like(x2);
+  for (int e = 0; e < n_expert_; ++e) {
+    const auto [g, u, d] = weights(e);
+    if (g.size(0) == 0) continue;
+    auto act = torch::silu(torch::matmul(x2, g.t())) * torch::matmul(x2, u.t());  // [N, W]
+    mass.select(1, e).copy_(act.abs().sum(1));
+    auto we = r.select(1, e);
+    auto idx = we.nonzero().squeeze(1);
+    if (idx.numel() > 0)
+      y.index_add_(
+          0, idx,
+          torch::matmul(act.index_select(0, idx), d.t()) * we.index_select(0, idx).unsqueeze(1));
+  }
+  auto total = mass.sum(1, true);
+  if (shared_act.defined()) total = total + shared_act.abs().sum(-1).reshape({-1, 1});
+  *share = (mass / total.clamp_min(1e-20)).view({h2.size(0), h2.size(1), n_expert_});
+  return h + y.view(h2.sizes());
 }
 
 torch::Tensor BoundedMoe::head(const torch::Tensor& x) const {
@@ -221,6 +247,24 @@ double BoundedMoe::loss(const torch::Tensor& ids, const torch::Tensor& route, bo
     inputs[l] = torch::Tensor();  // this layer's recomputed activations go with it
   }
   return loss.item<double>();
+}
+
+torch::Tensor BoundedMoe::expert_scores(const torch::Tensor& ids,
+                                        const torch::Tensor& route) const {
+  torch::NoGradGuard ng;
+  const int64_t B = ids.size(0), T = ids.size(1), Dh = config_.head_dim;
+  TORCH_CHECK(T >= 1 && T <= config_.n_ctx, "sequence of ", T, " tokens");
+  auto cos = cos_.narrow(0, 0, T).view({1, 1, T, Dh}),
+       sin = sin_.narrow(0, 0, T).view({1, 1, T, Dh});
+  auto mask = attention_mask(config_, T);
+  auto x = f32(tok_embd_.index_select(0, ids.reshape({-1}))).view({B, T, config_.n_embd});
+  auto score = torch::zeros({B, T, n_expert_});
+  for (int l = 0; l < config_.n_layer; ++l) {
+    torch::Tensor share;
+    x = layer_forward(l, x, route, cos, sin, mask, &share);
+    score += share / config_.n_layer;
+  }
+  return score;
 }
 
 void BoundedMoe::save(torch::serialize::OutputArchive& a) const {

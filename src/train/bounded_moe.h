@@ -45,6 +45,12 @@ class BoundedMoe {
   // Mean next-token cross-entropy of ids [B, T+1] with route [B, T, E] (route_weights); with
   // `backward`, gradients accumulate into parameters().
   double loss(const torch::Tensor& ids, const torch::Tensor& route, bool backward);
+  // The router's distillation targets from this MoE as it now is, for ids [B, T] routed by
+  // route [B, T, E]: per token and layer, each routed expert's share of the layer's
+  // |down_proj input| mass (every expert's channels evaluated; the shared ones count in the total
+  // for no expert), averaged over layers. [B, T, E], no gradient. The full path's targets for
+  // router rounds (finetune.cc: MoeExperts with `mass`), on the MoE's own hidden states.
+  torch::Tensor expert_scores(const torch::Tensor& ids, const torch::Tensor& route) const;
 
   // What changes in training: shared experts, the selected expert, and every tuned expert's
   // 16-bit weights. load() expects the same model.
@@ -71,7 +77,7 @@ class BoundedMoe {
   };
   torch::Tensor layer_forward(int l, const torch::Tensor& x, const torch::Tensor& route,
                               const torch::Tensor& cos, const torch::Tensor& sin,
-                              const torch::Tensor& mask) const;
+                              const torch::Tensor& mask, torch::Tensor* share = nullptr) const;
   torch::Tensor head(const torch::Tensor& x) const;
   void release_pages(const torch::Tensor& t) const;
 

@@ -1,6 +1,6 @@
 // train: `rme finetune --memory bounded` — expert tuning of a large MoE within a memory bound
 // (BoundedMoe: one routed expert trainable at a time, on the windows routed to it most), router
-// tuning from the engine-made dense targets.
+// rounds distilled from the current experts (made once a round) or the engine-made dense targets.
 #include <algorithm>
 #include <cmath>
 #include <csignal>
@@ -21,6 +21,46 @@
 
 namespace rme {
 
+namespace {
+
+// One router round's targets from the MoE as tuned so far: windows [N, T], scores [N, T, E].
+// Made once at the round's start (the experts do not change while the router tunes) and kept in
+// the checkpoint, since they depend on the router as it was then.
+struct RoundPool {
+  int phase = -1;  // the phase they were made for
+  torch::Tensor ids, score;
+};
+
+RoundPool current_targets(const BoundedMoe& bm,
+                          const std::function<torch::Tensor(const torch::Tensor&)>& route_of,
+                          const std::vector<Domain>& domains, const FinetuneOptions& o,
+                          const FinetunePhase& p, int phase) {
+  const int64_t per = int64_t{o.batch} * o.seq_len;
+  const int64_t want = o.round_target_tokens > 0
+                           ? o.round_target_tokens
+                           : std::min<int64_t>(int64_t{o.router_steps} * per, 32768);
+  const int chunks = static_cast<int>(std::max<int64_t>(1, (want + per - 1) / per));
+  std::fprintf(stderr, "finetune: round %d router targets from the current experts, %lld tokens\n",
+               p.round, static_cast<long long>(chunks * per));
+  std::vector<torch::Tensor> ids, score;
+  const double t0 = now_seconds();
+  for (int c = 0; c < chunks; ++c) {
+    // The windows the full path's router phase of this round reads (stream 2 x round + 1).
+    auto w = sample_batch(domains, o.seed + 7919 * (2 * static_cast<uint64_t>(p.round) + 1), c, 0,
+                          o.batch, o.seq_len)
+                 .narrow(1, 0, o.seq_len);
+    score.push_back(bm.expert_scores(w, route_of(w)));
+    ids.push_back(w);
+    const double el = now_seconds() - t0;
+    progress_line("round targets", c + 1, chunks, "all experts' activations",
+                  double(c + 1) * per / el, "tok/s", el);
+  }
+  std::fprintf(stderr, "\n");
+  return {phase, torch::cat(ids), torch::cat(score)};
+}
+
+}  // namespace
+
 Status finetune_bounded(const FinetuneOptions& o, MoeSetup s) {
   const Model& moe = *s.moe;
   if (o.routing != "router")
@@ -33,14 +73,14 @@ Status finetune_bounded(const FinetuneOptions& o, MoeSetup s) {
   router->load_from(*moe.router);
   std::vector<FinetunePhase> phases = finetune_phases(o);
   std::unique_ptr<RouterTargets> targets;
-  if (o.rounds > 1) {  // router phases distill from the dense parent's targets, made once
+  const bool current = o.round_targets != "dense";
+  if (o.rounds > 1 && !current) {  // router phases distill from the dense parent's targets
     const std::string dir = o.targets_dir.empty() ? o.moe_dir + "/train/targets" : o.targets_dir;
     auto t = RouterTargets::open(dir);
     if (!t.ok())
       return Status(t.status().code(),
                     t.status().message() +
-                        " (--memory bounded tunes the router from train-router's targets: "
-                        "--targets DIR)");
+                        " (--round-targets dense reads train-router's targets: --targets DIR)");
     targets = std::move(*t);
     if (targets->seq_len() != o.seq_len || targets->n_expert() != E)
       return invalid_argument(dir + ": targets of seq_len " + std::to_string(targets->seq_len()) +
@@ -63,14 +103,22 @@ Status finetune_bounded(const FinetuneOptions& o, MoeSetup s) {
 
   int total = 0;
   for (const FinetunePhase& p : phases) total += p.steps;
-  const std::string fingerprint =
-      nlohmann::json{{"moe", o.moe_dir},    {"rounds", o.rounds},
-                     {"steps", o.steps},    {"router_steps", o.router_steps},
-                     {"batch", o.batch},    {"seq_len", o.seq_len},
-                     {"lr", o.lr},          {"router_lr", o.router_lr},
-                     {"seed", o.seed},      {"top_k", k},
-                     {"memory", "bounded"}, {"targets", targets ? targets->fingerprint() : ""}}
-          .dump();
+  const std::string fingerprint = nlohmann::json{
+      {"moe", o.moe_dir},
+      {"rounds", o.rounds},
+      {"steps", o.steps},
+      {"router_steps", o.router_steps},
+      {"batch", o.batch},
+      {"seq_len", o.seq_len},
+      {"lr", o.lr},
+      {"router_lr", o.router_lr},
+      {"seed", o.seed},
+      {"top_k", k},
+      {"memory", "bounded"},
+      {"targets", targets ? targets->fingerprint() : ""},
+      {"round_targets", o.rounds > 1 ? o.round_targets : ""},
+      {"round_target_tokens",
+       o.round_target_tokens}}.dump();
   RME_ASSIGN_OR_RETURN(
       FinetuneRun run,
       FinetuneRun::start(o, s.domains, {"step", "round", "phase", "loss", "expert"}, fingerprint));
@@ -116,6 +164,7 @@ Status finetune_bounded(const FinetuneOptions& o, MoeSetup s) {
         torch::optim::AdamWOptions(p.lr).weight_decay(o.weight_decay));
   };
   if (G > 1) std::fprintf(stderr, "finetune: each expert tuned in %d groups of layers\n", G);
+  RoundPool pool;
   if (file_exists(ckpt)) {
     try {
       torch::serialize::InputArchive a, am, ar, ao;
@@ -125,8 +174,16 @@ Status finetune_bounded(const FinetuneOptions& o, MoeSetup s) {
       bm.load(am);
       router->load(ar);
       run.read(a);
+      torch::Tensor pool_phase;
+      if (a.try_read("round_pool_phase", pool_phase) && pool_phase.item<int64_t>() == phase_i) {
+        a.read("round_pool_ids", pool.ids);
+        a.read("round_pool_score", pool.score);
+        pool.phase = phase_i;
+      }
       if (phase_i < static_cast<int>(phases.size())) {
-        if (!phases[phase_i].router) block = block_of(phases[phase_i], phase_step);
+        // The saved optimizer is that of the block of the step taken last (the position is the
+        // next step's, which may start the next block: the loop then makes its optimizer).
+        if (!phases[phase_i].router) block = block_of(phases[phase_i], std::max(0, phase_step - 1));
         opt = std::make_unique<torch::optim::AdamW>(
             phases[phase_i].router ? router->parameters() : bm.parameters(),
             torch::optim::AdamWOptions(phases[phase_i].lr).weight_decay(o.weight_decay));
@@ -157,6 +214,11 @@ Status finetune_bounded(const FinetuneOptions& o, MoeSetup s) {
     router->save(ar);
     a.write("moe", am);
     a.write("router", ar);
+    if (pool.phase >= 0 && pool.phase == phase_i) {
+      a.write("round_pool_phase", torch::tensor(int64_t{pool.phase}));
+      a.write("round_pool_ids", pool.ids);
+      a.write("round_pool_score", pool.score);
+    }
     return run.save(a, opt.get(), "finetune (bounded memory) training loss");
   };
 
@@ -166,7 +228,12 @@ Status finetune_bounded(const FinetuneOptions& o, MoeSetup s) {
   for (; phase_i < static_cast<int>(phases.size()); ++phase_i, phase_step = 0) {
     const FinetunePhase& p = phases[phase_i];
     if (!opt || phase_step == 0) make_opt(p);
-    PoolOrder order(targets ? targets->n_pool() : 1, o.seed + 7919u * p.round);
+    if (p.router && current && pool.phase != phase_i && phase_step < p.steps)
+      pool = current_targets(bm, route_of, s.domains, o, p, phase_i);
+    int64_t n_pool = 1;  // windows the router steps read (none when the phase is done)
+    if (p.router && current && pool.ids.defined()) n_pool = pool.ids.size(0);
+    if (p.router && !current) n_pool = targets->n_pool();
+    PoolOrder order(n_pool, o.seed + 7919u * p.round);
     for (; phase_step < p.steps; ++phase_step) {
       if (!p.router && block_of(p, phase_step) != block) make_opt(p);  // the next slice's turn
       set_lr(*opt,
@@ -174,9 +241,20 @@ Status finetune_bounded(const FinetuneOptions& o, MoeSetup s) {
       double loss = 0;
       opt->zero_grad();
       if (p.router) {
-        const TargetBatch t =
-            target_batch(*targets, order.batch(*targets, phase_step, o.batch), false);
-        auto l = distill_loss(router->forward(t.ids), t.score, o.tau);
+        torch::Tensor ids, score;
+        if (current) {
+          std::vector<int64_t> rows;
+          for (int b = 0; b < o.batch; ++b)
+            rows.push_back(order.at(int64_t{phase_step} * o.batch + b));
+          const auto idx = torch::tensor(rows, torch::kInt64);
+          ids = pool.ids.index_select(0, idx);
+          score = pool.score.index_select(0, idx);
+        } else {
+          TargetBatch t = target_batch(*targets, order.batch(*targets, phase_step, o.batch), false);
+          ids = t.ids;
+          score = t.score;
+        }
+        auto l = distill_loss(router->forward(ids), score, o.tau);
         l.backward();
         loss = l.item<double>();
       } else {

@@ -70,13 +70,16 @@ Status FinetuneRun::end_step(const FinetuneOptions& o, int phase_steps,
                              const std::function<Status()>& save) {
   const bool end_phase = phase_step + 1 == phase_steps;
   if (global % o.checkpoint_every == 0 || end_phase) {
+    // The checkpoint records the next position: a run resumed from the middle of a phase used to
+    // take its last step again (the tests killed runs only at phase ends, where this was right).
+    ++phase_step;
     if (end_phase) {
-      ++phase_step;  // the checkpoint records the next position
       std::fprintf(stderr, "\n");
       evaluate();
     }
-    RME_RETURN_IF_ERROR(save());
-    if (end_phase) --phase_step;
+    const Status saved = save();
+    --phase_step;
+    RME_RETURN_IF_ERROR(saved);
   }
   if (global == o.kill_at_step) std::raise(SIGKILL);
   return Status::Ok();

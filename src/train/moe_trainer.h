@@ -54,10 +54,16 @@ struct FinetuneOptions {
   int kill_at_step = -1;  // testing: SIGKILL after this global step
   // full: every parameter trainable in f32 (AdamW: 16 bytes a parameter). bounded: frozen 16-bit
   // storage, the shared experts and one routed expert at a time trainable, layer-wise
-  // recomputation (train/bounded_moe.h), router phases distilled from the dense targets in
-  // targets_dir (default moe_dir/train/targets). auto: full when it fits in 80% of the memory
-  // available, else bounded.
+  // recomputation (train/bounded_moe.h), router phases as round_targets says. auto: full when it
+  // fits in 80% of the memory available, else bounded.
   std::string memory = "auto";
+  // bounded: what router rounds distill from. "current": the MoE as tuned so far (each expert's
+  // activation-mass share on the MoE's own hidden states, as the full path does every router
+  // step), computed once per round on round_target_tokens tokens (0: min(router_steps x batch x
+  // seq_len, 32,768)). "dense": the dense parent's targets in targets_dir (default
+  // moe_dir/train/targets), which cost nothing more: the choice for a 7B parent.
+  std::string round_targets = "current";
+  int64_t round_target_tokens = 0;
   std::string targets_dir;
   int layer_groups = 0;       // bounded: layers an expert is tuned in at once, in groups; 0 = auto
   int64_t memory_budget = 0;  // bytes auto decisions plan for; 0 = MemAvailable at start

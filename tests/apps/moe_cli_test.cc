@@ -45,11 +45,11 @@ class MoePipelineTest : public ::testing::Test {
     ASSERT_EQ(r.code, 0) << r.err;
     router_out_ = r.out;
   }
-  // `finetune ARGS B` killed after step 5 and run again equals the straight run A (its log and
-  // its exported bytes), and A's export generates.
+  // `finetune ARGS B` killed after step `kill` and run again equals the straight run A (its log
+  // and its exported bytes), and A's export generates.
   static void expect_resumed_equals_straight(const std::string& args, const std::string& a,
-                                             const std::string& b) {
-    CmdResult k = rme("finetune " + args + b + " --kill-at-step 5");
+                                             const std::string& b, int kill = 5) {
+    CmdResult k = rme("finetune " + args + b + " --kill-at-step " + std::to_string(kill));
     EXPECT_EQ(k.code, 128 + 9);  // `sh -c` reports the SIGKILL as exit status 137
     CmdResult r = rme("finetune " + args + b);
     ASSERT_EQ(r.code, 0) << r.err;
@@ -143,7 +143,7 @@ TEST_F(MoePipelineTest, BoundedFinetuneKilledAndResumedMatchesStraightRun) {
     const std::string args = dir_ + "/moe-r --corpus " + dir_ +
                              "/corpus --memory bounded --rounds 2 --steps 4 --router-steps 2 "
                              "--batch 2 --seq-len 32 --eval-tokens 64 --checkpoint-every 3 "
-                             "--export-type f32 --layer-groups " +
+                             "--export-type f32 --round-targets dense --layer-groups " +
                              groups + " --out ";
     const std::string a_dir = dir_ + "/bft-a" + groups, b_dir = dir_ + "/bft-b" + groups;
     CmdResult a = rme("finetune " + args + a_dir);
@@ -155,10 +155,38 @@ TEST_F(MoePipelineTest, BoundedFinetuneKilledAndResumedMatchesStraightRun) {
   }
   CmdResult bad = rme("finetune " + dir_ + "/moe-r --corpus " + dir_ +
                       "/corpus --memory bounded --rounds 2 --steps 2 --router-steps 1 --batch 2 "
-                      "--seq-len 32 --targets " +
+                      "--seq-len 32 --round-targets dense --targets " +
                       dir_ + "/none --out " + dir_ + "/bft-c");
   EXPECT_EQ(bad.code, 1);
   EXPECT_NE(bad.err.find("--targets"), std::string::npos) << bad.err;
+}
+
+// Bounded router rounds distilled from the current experts (the default): the targets are made
+// once at the round's start and kept in the checkpoint, so a run killed in the middle of the
+// router phase (checkpoint at step 6 of 5..7) resumes with the same targets, not ones made anew
+// under the router it had tuned meanwhile. Killed at step 2, the end of expert 0's turn, it
+// resumes into expert 1's. The targets are not the dense parent's: the logs differ.
+TEST_F(MoePipelineTest, BoundedRouterRoundsFromCurrentExpertsResumeMidPhase) {
+  const std::string args = dir_ + "/moe-r --corpus " + dir_ +
+                           "/corpus --memory bounded --rounds 2 --steps 4 --router-steps 3 "
+                           "--batch 2 --seq-len 32 --eval-tokens 64 --checkpoint-every 2 "
+                           "--round-target-tokens 160 --export-type f32 --out ";
+  const std::string a_dir = dir_ + "/cft-a", b_dir = dir_ + "/cft-b";
+  CmdResult a = rme("finetune " + args + a_dir);
+  ASSERT_EQ(a.code, 0) << a.err;
+  EXPECT_NE(a.err.find("round 1 router targets from the current experts, 192 tokens"),
+            std::string::npos)
+      << a.err;
+  expect_resumed_equals_straight(args, a_dir, b_dir, 6);
+  expect_resumed_equals_straight(args, a_dir, dir_ + "/cft-c", 2);
+  CmdResult d = rme("finetune " + dir_ + "/moe-r --corpus " + dir_ +
+                    "/corpus --memory bounded --rounds 2 --steps 4 --router-steps 3 --batch 2 "
+                    "--seq-len 32 --eval-tokens 64 --round-targets dense --export-type f32 --out " +
+                    dir_ + "/cft-d");
+  ASSERT_EQ(d.code, 0) << d.err;
+  const std::string log_a = read_file(a_dir + "/train/finetune_log.csv").value();
+  const std::string log_d = read_file(dir_ + "/cft-d/train/finetune_log.csv").value();
+  EXPECT_NE(log_a, log_d);
 }
 
 TEST_F(MoePipelineTest, FinetuneTopTwoMixesExpertsAndExportsTheWidth) {

@@ -1,6 +1,7 @@
 // tests/train: the bounded-memory MoE (train/bounded_moe.h) computes the full-precision path's loss
 // and gradients (LlamaTorch + MoeExperts) on a 16-bit model, top-1 and top-2; its selection writes
-// tuned experts back; a save/load round trip restores the same model.
+// tuned experts back; a save/load round trip restores the same model; the router rounds'
+// targets from the current experts equal the full path's.
 #include "train/bounded_moe.h"
 
 #include <gtest/gtest.h>
@@ -108,6 +109,53 @@ TEST(BoundedMoeTest, LossAndGradientsEqualTheFullPrecisionPath) {
     const auto all = bm.parameters();
     ASSERT_EQ(all.size(), 3u * moe.config.n_layer);
     for (const auto& t : all) EXPECT_FALSE(t.grad().defined());
+  }
+}
+
+// Router rounds' targets from the current experts equal the full path's (finetune.cc's
+// moe_forward: MoeExperts with every expert's mass), top-1 and top-2, and follow a tuned expert.
+TEST(BoundedMoeTest, ExpertScoresEqualTheFullPathsTargets) {
+  for (int k : {1, 2}) {
+    std::unique_ptr<Model> dense;
+    Model moe = make_moe(k, dense);
+    const auto ids = ids_batch().narrow(1, 0, 8);
+    const auto route = route_for(ids_batch(), k);
+    const int L = moe.config.n_layer;
+    LlamaTorch backbone(torch_config(moe.config));
+    backbone->load_from(moe);
+    MoeExperts experts(moe);
+    torch::Tensor want;
+    {
+      torch::NoGradGuard ng;
+      backbone->forward(ids, [&](int l, const torch::Tensor& h2, const torch::Tensor& act) {
+        torch::Tensor mass;
+        auto y = experts->forward(l, h2, route, &mass);
+        auto share = mass / (mass.sum(-1, true) + act.abs().sum(-1, true)).clamp_min(1e-20);
+        want = want.defined() ? want + share / L : share / L;
+        return y;
+      });
+    }
+    BoundedMoe bm(moe, torch::kBFloat16);
+    const auto got = bm.expert_scores(ids, route);
+    ASSERT_EQ(got.sizes(), want.sizes());
+    EXPECT_TRUE(torch::allclose(got, want, 1e-5, 1e-6)) << (got - want).abs().max();
+    EXPECT_TRUE(torch::equal(got.argmax(-1), want.argmax(-1)));
+    EXPECT_TRUE(got.sum(-1).le(1.0 + 1e-6).all().item<bool>());
+    // The expert in its turn is read from its f32 copy; once written back (bf16), a model made
+    // from the written-back weights gives the same scores.
+    bm.select(1);
+    {
+      torch::NoGradGuard ng;
+      torch::manual_seed(3);
+      for (auto& t : bm.parameters()) t.add_(torch::randn_like(t) * 0.05);
+    }
+    const auto tuned = bm.expert_scores(ids, route);
+    EXPECT_FALSE(torch::allclose(tuned, got, 1e-3, 1e-4));
+    Model v = bm.view_model(moe);
+    const auto written = bm.expert_scores(ids, route);
+    EXPECT_TRUE(torch::allclose(written, tuned, 2e-2, 2e-3));  // bf16 rounding of the tuned ones
+    BoundedMoe again(v, torch::kBFloat16);
+    EXPECT_TRUE(torch::allclose(again.expert_scores(ids, route), written, 1e-6, 1e-7));
   }
 }
 
