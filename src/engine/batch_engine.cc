@@ -32,8 +32,7 @@ RequestTable BatchEngine::make_table() const {
                       model_.moe.is_moe() ? forward_.route_k() : 0);
 }
 
-Result<int64_t> BatchEngine::admit(const RequestParams& r, int64_t arrival, int64_t step,
-                                   RequestTable* table) {
+Status BatchEngine::validate(const RequestParams& r) const {
   RME_RETURN_IF_ERROR(r.sampling.validate());
   const int n = static_cast<int>(r.prompt.size());
   if (n == 0) return invalid_argument("request: empty prompt");
@@ -56,6 +55,14 @@ Result<int64_t> BatchEngine::admit(const RequestParams& r, int64_t arrival, int6
     if (t < 0 || t >= model_.config.n_vocab)
       return invalid_argument("request: token id " + std::to_string(t) + " outside [0, " +
                               std::to_string(model_.config.n_vocab) + ")");
+  return Status::Ok();
+}
+
+Result<int64_t> BatchEngine::admit(const RequestParams& r, int64_t arrival, int64_t step,
+                                   RequestTable* table) {
+  RME_RETURN_IF_ERROR(validate(r));
+  const int n = static_cast<int>(r.prompt.size());
+  const int64_t total = static_cast<int64_t>(n) + r.max_new;
   if (table->route_k() != (model_.moe.is_moe() ? forward_.route_k() : 0))
     return internal_error("engine: the request table routes another k than the engine");
   NewRequest q;

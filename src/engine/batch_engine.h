@@ -58,9 +58,12 @@ class BatchEngine {
   Status set_routing(const RoutingOptions& options) { return forward_.set_routing(options); }
   // An empty table sized for this engine's KV cache and routing (after set_routing).
   RequestTable make_table() const;
-  // Validates a request, routes its prompt and adds it to the table. Fails on an empty or too
-  // long prompt, bad token ids or sampling parameters, or a request that could never fit the KV
-  // cache.
+  // The one check of a request against this engine: fails (invalid_argument, naming the field)
+  // on an empty prompt, prompt + max_new past the context, a request that could never fit the KV
+  // cache, bad token ids, logit_bias ids or sampling parameters. Reads only what construction
+  // fixed, so any thread may call it (the HTTP side answers 400 before a stream starts).
+  Status validate(const RequestParams& request) const;
+  // validate(), then routes the prompt and adds the request to the table.
   Result<int64_t> admit(const RequestParams& request, int64_t arrival, int64_t step,
                         RequestTable* table);
   int max_step_tokens() const { return forward_.max_tokens(); }

@@ -140,11 +140,10 @@ void HttpServer::complete(const httplib::Request& req, httplib::Response& res, b
   if (r->model.empty()) r->model = options_.model_name;
   r->params.stop_ids = stop_ids_;
   const int n_prompt = static_cast<int>(r->params.prompt.size());
-  if (n_prompt + r->params.max_new > loop_.max_seq_len())
-    return error(res, 400,
-                 "prompt (" + std::to_string(n_prompt) + " tokens) + max_tokens (" +
-                     std::to_string(r->params.max_new) + ") exceeds the context of " +
-                     std::to_string(loop_.max_seq_len()));
+  if (Status v = loop_.validate(r->params); !v.ok()) {
+    loop_.metrics().add("requests_total{status=\"invalid\"}");
+    return error(res, 400, v.message());
+  }
   // The loop watches for the stop strings with its own copy of the text, token by token, so the
   // request ends (and is counted) as stopped at the very token where this thread will see it.
   StopCheck stop_check;

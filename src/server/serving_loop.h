@@ -90,8 +90,11 @@ class ServingLoop {
                                                      const ServingOptions& options);
   ~ServingLoop();
 
-  // Queues a request; validation that needs the engine happens at admission (the stream then
-  // finishes with kError and a message). stop, when set, ends it at a stop string.
+  // The engine's check of a request (BatchEngine::validate); thread-safe. Callers that must
+  // answer before a stream starts (HTTP: 400) call it; admission runs it again all the same.
+  Status validate(const RequestParams& request) const { return engine_.validate(request); }
+  // Queues a request; a request validate() refuses finishes its stream with kError and the
+  // message at admission. stop, when set, ends it at a stop string.
   std::shared_ptr<RequestStream> submit(RequestParams request, StopCheck stop = nullptr);
   // Admits, schedules and executes one step. Returns false when there was nothing to do.
   Result<bool> step();

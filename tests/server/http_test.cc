@@ -51,6 +51,27 @@ TEST_F(HttpTest, BadRequestsGetOpenAiStyle4xxErrors) {
   EXPECT_TRUE(healthy());
 }
 
+// What only the engine can check (here a logit_bias id past the vocabulary) is one check,
+// BatchEngine::validate, run before a stream starts: a streamed request gets a 400, not a 200
+// whose events end in an error.
+TEST_F(HttpTest, RequestsTheEngineRefusesGet400BeforeAnyStream) {
+  for (const char* stream : {"false", "true"}) {
+    for (const char* path : {"/v1/completions", "/v1/chat/completions"}) {
+      const std::string body =
+          std::string(path[4] == 'c' && path[5] == 'h'
+                          ? R"({"messages": [{"role": "user", "content": "hi"}])"
+                          : R"({"prompt": "hi")") +
+          R"(, "logit_bias": {"99999": 1}, "stream": )" + stream + "}";
+      int st;
+      json j = post(path, body, &st);
+      EXPECT_EQ(st, 400) << body;
+      ASSERT_TRUE(j.contains("error")) << body;
+      EXPECT_NE(j["error"]["message"].get<std::string>().find("logit_bias"), std::string::npos);
+    }
+  }
+  EXPECT_TRUE(healthy());
+}
+
 TEST_F(HttpTest, CompletionsChatModelsHealthAndMetrics) {
   int st;
   json c = post("/v1/completions",
