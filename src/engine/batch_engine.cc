@@ -67,7 +67,7 @@ Result<int64_t> BatchEngine::admit(const RequestParams& r, int64_t arrival, int6
     return internal_error("engine: the request table routes another k than the engine");
   NewRequest q;
   q.prompt = r.prompt;
-  q.stop = {r.max_new, r.ignore_eos, r.stop_ids};
+  q.stop = {r.max_new, r.ignore_eos, r.stop_ids, r.watch};
   q.arrival = arrival;
   PerRequest p;
   p.sampler = std::make_unique<Sampler>(r.sampling);

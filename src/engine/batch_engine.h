@@ -27,6 +27,7 @@ struct RequestParams {
   bool ignore_eos = false;    // generate exactly max_new tokens (benchmarks)
   std::vector<int> stop_ids;  // end-of-sequence ids (the tokenizer's EOS set)
   int logprobs = -1;  // >= 0: report each sampled token's log-probability and this many top ones
+  std::shared_ptr<TokenWatcher> watch;  // stop rules past the ids (StopRules::watch), optional
 };
 
 struct BatchEngineOptions {

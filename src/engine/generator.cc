@@ -31,7 +31,8 @@ Result<GenerationStats> Generator::generate(std::span<const int> prompt,
   std::vector<int> history(prompt.begin(), prompt.end());
   Sampler sampler(params);
   // The serving engine's stop rule; the length limits below are this loop's own (llama2.c's -n).
-  const StopRules stop{std::numeric_limits<int>::max(), !limits.stop_at_eos, tokenizer_.stop_ids()};
+  const StopRules stop{std::numeric_limits<int>::max(), !limits.stop_at_eos, tokenizer_.stop_ids(),
+                       nullptr};
   const int V = model_.config.n_vocab;
 
   double t0 = now_seconds();

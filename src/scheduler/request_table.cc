@@ -159,6 +159,11 @@ void RequestTable::apply(std::span<TokenEvent> outputs) {
       continue;
     }
     ev.finish = r.stop.check(ev.token, r.n_generated() + 1);
+    if (ev.finish != FinishReason::kStop && r.stop.watch && r.stop.watch->stops_after(ev)) {
+      ev.finish = FinishReason::kStop;  // a stop string: the token is output
+      remove(ev.id);
+      continue;
+    }
     if (ev.finish == FinishReason::kNone &&
         ev.experts.size() != static_cast<size_t>(route_k_)) {  // an executor bug
       ev.finish = FinishReason::kError;

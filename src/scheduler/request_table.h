@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <span>
 #include <utility>
 #include <vector>
@@ -16,13 +17,20 @@ namespace rme {
 enum class FinishReason { kNone, kStop, kLength, kCancelled, kError };
 const char* finish_reason_name(FinishReason r);  // "stop", "length", ...
 
-// When a request ends. One rule for every caller: a stop token ends it and is not output; the
-// max_new-th generated token is output and ends it.
+class TokenWatcher;
+
+// When a request ends. One rule for every caller: a stop token ends it and is not output; a
+// token the watcher stops after (a stop string) is output and ends it with kStop, outranking the
+// length rule; the max_new-th generated token is output and ends it.
 struct StopRules {
   int max_new = 16;
   bool ignore_eos = false;    // only max_new ends it (benchmarks)
   std::vector<int> stop_ids;  // end-of-sequence ids
-  // Why sampling `token` as the n_new-th generated token (1-based) ends the request.
+  // Rules the ids cannot tell (stop strings over the text); shared by the table's copies, but
+  // only RequestTable::apply(outputs) calls it.
+  std::shared_ptr<TokenWatcher> watch;
+  // Why sampling `token` as the n_new-th generated token (1-based) ends the request by the id and
+  // length rules (pure: the executor asks it to decide whether to route a sampled token).
   FinishReason check(int token, int n_new) const;
 };
 
@@ -72,6 +80,16 @@ struct TokenEvent {
   std::vector<float> weights;  // [k]
 };
 
+// Sees each generated token of one request once, in order, on the thread that applies outputs,
+// after the id rules let it be output; true: the request ends after this token (kStop). It may
+// keep what it computes (server's CompletionText keeps the released text, so each token is
+// detokenized once). Implementations say their own thread-safety.
+class TokenWatcher {
+ public:
+  virtual ~TokenWatcher() = default;
+  virtual bool stops_after(const TokenEvent& event) = 0;
+};
+
 // Owns every live request's state and the KV block free list (block ids only; the memory is the
 // executor's). The serving loop, the lookahead's simulation (a copy) and the tests change it the
 // same way: apply(plan) before a step runs, apply(outputs) after. Not thread-safe; copyable.
@@ -102,7 +120,8 @@ class RequestTable {
   // later; each chunk's tokens take the blocks they need and count as computed; a request that
   // runs restarts its aging clock. Chunks of unknown (cancelled) requests are dropped.
   Result<std::vector<StepChunk>> apply(const StepPlan& plan, int64_t step);
-  // After the step: sets each event's finish by the stop rules (a stop token becomes token -1),
+  // After the step: sets each event's finish by the stop rules (a stop token becomes token -1;
+  // the watcher, when there is one, sees every other token),
   // appends the tokens of requests that go on with their routing, and removes finished requests.
   void apply(std::span<TokenEvent> outputs);
 

@@ -69,6 +69,15 @@ TextPiece CompletionText::push(StreamToken t) {
   return out;
 }
 
+bool CompletionText::stops_after(const TokenEvent& ev) {
+  TextPiece p = push({ev.token, ev.logprob, ev.top});
+  released_text_.text += p.text;
+  for (auto& t : p.tokens) released_text_.tokens.push_back(std::move(t));
+  return stopped_;
+}
+
+TextPiece CompletionText::take() { return std::exchange(released_text_, {}); }
+
 TextPiece CompletionText::finish() {
   TextPiece out;
   release(pending_.size(), &out);

@@ -144,62 +144,45 @@ void HttpServer::complete(const httplib::Request& req, httplib::Response& res, b
     loop_.metrics().add("requests_total{status=\"invalid\"}");
     return error(res, 400, v.message());
   }
-  // The loop watches for the stop strings with its own copy of the text, token by token, so the
-  // request ends (and is counted) as stopped at the very token where this thread will see it.
-  StopCheck stop_check;
-  if (!r->stop.empty()) {
-    auto watch = std::make_shared<CompletionText>(tok_, r->params.prompt.back(), r->stop);
-    stop_check = [watch](int token) {
-      StreamToken t;
-      t.id = token;
-      watch->push(std::move(t));
-      return watch->stopped();
-    };
-  }
-  auto stream = loop_.submit(r->params, std::move(stop_check));
+  // The loop detokenizes each token once, in this request's CompletionText, which also decides
+  // the stop strings there (the request table ends the request at the stop's token); this
+  // thread only renders what the stream releases.
+  auto stream = loop_.submit_text(
+      r->params, std::make_shared<CompletionText>(tok_, r->params.prompt.back(), r->stop));
   const std::string id = next_id(chat ? "chatcmpl-" : "cmpl-");
   const int64_t created = unix_now();
   const size_t echo_len = r->echo_text.size();
   if (!r->stream) {
-    CompletionText out(tok_, r->params.prompt.back(), r->stop);
     TextPiece all;
-    StreamToken t;
     for (;;) {
-      if (stream->next(&t, 0.1)) {
-        append(all, out.push(std::move(t)));
-        if (out.stopped()) break;
-      } else if (stream->finished() != FinishReason::kNone) {
+      TextPiece p;
+      if (stream->next_text(&p, 0.1))
+        append(all, std::move(p));
+      else if (stream->finished() != FinishReason::kNone)
         break;
-      }
       if (!GuardedHttpServer::client_connected()) {  // nobody will read the answer
         stream->cancel();
         return;
       }
     }
     const FinishReason fin = stream->finished();
-    if (!out.stopped() && fin == FinishReason::kError) {
+    if (fin == FinishReason::kError) {
       const int status = http_status(stream->error());
       return error(res, status, client_message(stream->error()), error_type(status));
     }
-    append(all, out.finish());
-    const char* finish = out.stopped() ? "stop" : finish_reason_name(fin);
     res.set_content(
-        dump(completion_body(*r, id, created, r->echo_text + all.text, finish, n_prompt,
-                             out.n_tokens(), logprobs_json(*r, tok_, all.tokens, echo_len))),
+        dump(completion_body(*r, id, created, r->echo_text + all.text, finish_reason_name(fin),
+                             n_prompt, stream->completion_tokens(),
+                             logprobs_json(*r, tok_, all.tokens, echo_len))),
         "application/json");
     return;
   }
   // Server-sent events; a failed write means the client left: cancel and free its blocks.
-  struct State {
-    explicit State(CompletionText t) : out(std::move(t)) {}
-    CompletionText out;
-    bool started = false;
-  };
-  auto st = std::make_shared<State>(CompletionText(tok_, r->params.prompt.back(), r->stop));
+  auto started = std::make_shared<bool>(false);
   res.set_header("Cache-Control", "no-cache");
   res.set_chunked_content_provider(
       "text/event-stream",
-      [this, r, stream, st, id, created, echo_len, n_prompt](size_t, httplib::DataSink& sink) {
+      [this, r, stream, started, id, created, echo_len, n_prompt](size_t, httplib::DataSink& sink) {
         auto send = [&](const json& j) {
           const std::string ev = "data: " + dump(j) + "\n\n";
           return sink.write(ev.data(), ev.size());
@@ -208,47 +191,36 @@ void HttpServer::complete(const httplib::Request& req, httplib::Response& res, b
           return chunk_body(*r, id, created, p.text, nullptr,
                             logprobs_json(*r, tok_, p.tokens, echo_len));
         };
-        if (!st->started) {
-          st->started = true;
+        if (!*started) {
+          *started = true;
           json first = chunk_body(*r, id, created, r->echo_text, nullptr);
           if (r->chat) first["choices"][0]["delta"] = {{"role", "assistant"}, {"content", ""}};
           if ((r->chat || r->echo) && !send(first)) return stream->cancel(), false;
         }
-        // finished() before draining: a token pushed before the finish is then never missed.
-        FinishReason fin = stream->finished();
+        // finished() before draining: text released before the finish is then never missed.
+        const FinishReason fin = stream->finished();
         TextPiece piece;
-        StreamToken t;
-        while (!st->out.stopped() && stream->next(&t, 0.0))
-          append(piece, st->out.push(std::move(t)));
-        if (piece.empty() && !st->out.stopped() && fin == FinishReason::kNone) {
-          if (stream->next(&t, 0.25)) {
-            append(piece, st->out.push(std::move(t)));
-          } else if (!sink.is_writable()) {
-            stream->cancel();
-            return false;
-          }
+        if (!stream->next_text(&piece, 0.0) && fin == FinishReason::kNone &&
+            !stream->next_text(&piece, 0.25) && !sink.is_writable()) {
+          stream->cancel();
+          return false;
         }
         if (!piece.empty() && !send(chunk(piece))) {
           stream->cancel();
           return false;
         }
-        if (!st->out.stopped() && fin == FinishReason::kNone) return true;
-        if (!st->out.stopped()) {
-          TextPiece tail = st->out.finish();
-          if (!tail.empty()) send(chunk(tail));
-        }
-        if (!st->out.stopped() && fin == FinishReason::kError) {
+        if (fin == FinishReason::kNone) return true;
+        if (fin == FinishReason::kError) {
           const std::string ev =
               "data: " + api_error(client_message(stream->error()), "server_error") + "\n\n";
           sink.write(ev.data(), ev.size());
         } else {
-          send(chunk_body(*r, id, created, "",
-                          st->out.stopped() ? "stop" : finish_reason_name(fin)));
+          send(chunk_body(*r, id, created, "", finish_reason_name(fin)));
         }
         if (r->include_usage) {
           json u = chunk_body(*r, id, created, "", nullptr);
           u["choices"] = json::array();
-          u["usage"] = usage_json(n_prompt, st->out.n_tokens());
+          u["usage"] = usage_json(n_prompt, stream->completion_tokens());
           send(u);
         }
         sink.write("data: [DONE]\n\n", 14);

@@ -18,6 +18,20 @@ bool RequestStream::next(StreamToken* token, double timeout_s) {
   return true;
 }
 
+bool RequestStream::next_text(TextPiece* piece, double timeout_s) {
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait_for(lock, std::chrono::duration<double>(timeout_s),
+               [&] { return !text_.empty() || finish_ != FinishReason::kNone; });
+  if (text_.empty()) return false;
+  *piece = std::exchange(text_, {});
+  return true;
+}
+
+int RequestStream::completion_tokens() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return completion_tokens_;
+}
+
 FinishReason RequestStream::finished() const {
   std::lock_guard<std::mutex> lock(mu_);
   return finish_;
@@ -36,11 +50,22 @@ void RequestStream::push(StreamToken token) {
   cv_.notify_all();
 }
 
-void RequestStream::finish(FinishReason reason, Status error) {
+void RequestStream::push_text(TextPiece piece) {
+  if (piece.empty()) return;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    text_.text += piece.text;
+    for (auto& t : piece.tokens) text_.tokens.push_back(std::move(t));
+  }
+  cv_.notify_all();
+}
+
+void RequestStream::finish(FinishReason reason, Status error, int completion_tokens) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     finish_ = reason;
     error_ = std::move(error);
+    completion_tokens_ = completion_tokens;
   }
   cv_.notify_all();
 }
@@ -96,12 +121,36 @@ int64_t ServingLoop::max_seq_len() const {
   return engine_options_.max_seq_len > 0 ? engine_options_.max_seq_len : model_.config.n_ctx;
 }
 
+namespace {
+// A StopCheck as the request table's watcher.
+class StopCheckWatcher : public TokenWatcher {
+ public:
+  explicit StopCheckWatcher(StopCheck check) : check_(std::move(check)) {}
+  bool stops_after(const TokenEvent& event) override { return check_(event.token); }
+
+ private:
+  StopCheck check_;
+};
+}  // namespace
+
 std::shared_ptr<RequestStream> ServingLoop::submit(RequestParams request, StopCheck stop) {
+  if (stop) request.watch = std::make_shared<StopCheckWatcher>(std::move(stop));
   auto stream = std::make_shared<RequestStream>();
-  const double submitted = now_seconds();
   {
     std::lock_guard<std::mutex> lock(mu_);
-    incoming_.push_back({std::move(request), stream, submitted, std::move(stop)});
+    incoming_.push_back({std::move(request), stream, now_seconds(), nullptr});
+  }
+  wake_.notify_all();
+  return stream;
+}
+
+std::shared_ptr<RequestStream> ServingLoop::submit_text(RequestParams request,
+                                                        std::shared_ptr<CompletionText> text) {
+  request.watch = text;
+  auto stream = std::make_shared<RequestStream>();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    incoming_.push_back({std::move(request), stream, now_seconds(), std::move(text)});
   }
   wake_.notify_all();
   return stream;
@@ -187,13 +236,23 @@ std::vector<int64_t> ServingLoop::lookahead(const StepBudget& budget,
   return next_use;
 }
 
-void ServingLoop::fail_request(int64_t id, const Status& status) {
-  table_.remove(id);
-  auto it = live_.find(id);
-  if (it == live_.end()) return;
-  metrics_.add("requests_total{status=\"error\"}");
-  it->second.stream->finish(FinishReason::kError, status);
-  live_.erase(it);
+void ServingLoop::finish(int64_t id, FinishReason reason, const Status& error) {
+  table_.remove(id);  // frees its blocks now; a request the table ended is already gone
+  auto it = sessions_.find(id);
+  if (it == sessions_.end()) return;
+  Session& s = it->second;
+  metrics_.add(std::string("requests_total{status=\"") + finish_reason_name(reason) + "\"}");
+  if (reason == FinishReason::kStop || reason == FinishReason::kLength) {
+    metrics_.e2e.observe(now_seconds() - s.submitted);
+    if (s.n_tokens > 1) metrics_.tpot.observe((s.last_token - s.first_token) / (s.n_tokens - 1));
+  }
+  int n_tokens = s.n_tokens;
+  if (s.text) {  // what the stop-string hold-back kept: no stop can match any more
+    s.stream->push_text(s.text->finish());
+    n_tokens = s.text->n_tokens();
+  }
+  s.stream->finish(reason, error, n_tokens);
+  sessions_.erase(it);
 }
 
 Result<bool> ServingLoop::step() {
@@ -210,19 +269,13 @@ Result<bool> ServingLoop::step() {
       in.stream->finish(FinishReason::kError, id.status());
       continue;
     }
-    live_[*id] = Live{std::move(in.stream), std::move(in.stop), in.submitted};
+    sessions_[*id] = Session{std::move(in.stream), std::move(in.text), in.submitted};
   }
-  for (auto it = live_.begin(); it != live_.end();) {
-    if (it->second.stream->cancelled()) {
-      table_.remove(it->first);
-      it->second.stream->finish(FinishReason::kCancelled);
-      metrics_.add("requests_total{status=\"cancelled\"}");
-      it = live_.erase(it);
-    } else {
-      ++it;
-    }
-  }
-  if (live_.empty()) {
+  std::vector<int64_t> cancelled;
+  for (const auto& [id, s] : sessions_)
+    if (s.stream->cancelled()) cancelled.push_back(id);
+  for (int64_t id : cancelled) finish(id, FinishReason::kCancelled);
+  if (sessions_.empty()) {
     ServingGauges g = metrics_.gauges();
     g.running = g.waiting = 0;
     g.kv_blocks_used = table_.n_block() - table_.free_blocks();
@@ -252,7 +305,7 @@ Result<bool> ServingLoop::step() {
     auto acquired = store_->acquire(experts, next_use, step_);
     stall = store_->stats().stall_seconds - stall0;
     if (!acquired.ok()) {  // e.g. the checkpoint changed on disk: fail this step's requests only
-      for (const auto& c : plan.chunks) fail_request(c.id, acquired.status());
+      for (const auto& c : plan.chunks) finish(c.id, FinishReason::kError, acquired.status());
       ++step_;
       return true;
     }
@@ -273,9 +326,9 @@ Result<bool> ServingLoop::step() {
   const double predicted = cost_.predict(plan.shape);
   cost_.observe(plan.shape, t1 - t0);
   for (TokenEvent& ev : events) {
-    auto it = live_.find(ev.id);
-    if (it == live_.end()) continue;
-    Live& s = it->second;
+    auto it = sessions_.find(ev.id);
+    if (it == sessions_.end()) continue;
+    Session& s = it->second;
     if (ev.token >= 0) {
       if (s.n_tokens == 0) {
         s.first_token = t1;
@@ -283,22 +336,14 @@ Result<bool> ServingLoop::step() {
       }
       s.last_token = t1;
       ++s.n_tokens;
-      // A stop string outranks the length and end-of-text rules, as the client reports it.
-      const bool stop = s.stop && s.stop(ev.token);
-      s.stream->push({ev.token, ev.logprob, std::move(ev.top)});
       metrics_.add("generated_tokens_total");
-      if (stop) {
-        table_.remove(ev.id);  // frees its blocks now; a request the table ended is unknown
-        ev.finish = FinishReason::kStop;
-      }
+      // Text mode: the table's apply() already gave the token to the request's CompletionText.
+      if (s.text)
+        s.stream->push_text(s.text->take());
+      else
+        s.stream->push({ev.token, ev.logprob, std::move(ev.top)});
     }
-    if (ev.finish != FinishReason::kNone) {
-      metrics_.e2e.observe(t1 - s.submitted);
-      if (s.n_tokens > 1) metrics_.tpot.observe((s.last_token - s.first_token) / (s.n_tokens - 1));
-      metrics_.add(std::string("requests_total{status=\"") + finish_reason_name(ev.finish) + "\"}");
-      s.stream->finish(ev.finish, ev.error);
-      live_.erase(it);
-    }
+    if (ev.finish != FinishReason::kNone) finish(ev.id, ev.finish, ev.error);
   }
   int prompt_tokens = 0;
   for (const auto& c : plan.chunks)
@@ -342,11 +387,9 @@ void ServingLoop::start() {
     while (!stop_) {
       Result<bool> worked = step();
       if (!worked.ok()) {  // an engine invariant broke: fail the live requests, keep serving
-        for (auto& [id, s] : live_) {
-          table_.remove(id);
-          s.stream->finish(FinishReason::kError, worked.status());
-        }
-        live_.clear();
+        std::vector<int64_t> ids;
+        for (const auto& [id, s] : sessions_) ids.push_back(id);
+        for (int64_t id : ids) finish(id, FinishReason::kError, worked.status());
         continue;
       }
       if (!*worked) {

@@ -19,26 +19,26 @@
 #include "scheduler/expert_trace.h"
 #include "scheduler/schedule.h"
 #include "scheduler/step_cost.h"
+#include "server/completion_text.h"
 #include "server/metrics.h"
 
 namespace rme {
 
-// One generated token as a client receives it (logprob/top filled when the request asked).
-struct StreamToken {
-  int id = -1;
-  float logprob = 0.0f;
-  std::vector<std::pair<int, float>> top;
-};
-
-// Tokens of one request, produced by the loop thread and consumed by a client thread.
-// Thread-safe. cancel() from the client ends the request at the next step and frees its blocks.
+// What one request produces, from the loop thread to a client thread: its tokens, or, for a
+// request submitted with its CompletionText (submit_text), the text the loop released, each
+// token detokenized once there. Thread-safe. cancel() from the client ends the request at the
+// next step and frees its blocks.
 class RequestStream {
  public:
   // Client side: waits up to timeout_s for the next token; false when nothing more will come
   // (finished() tells why) or on timeout (then finished() is kNone).
   bool next(StreamToken* token, double timeout_s);
+  // Text mode: waits up to timeout_s for text, then takes all released so far; false when there
+  // is none (finished, or a timeout). Text released before the finish is always taken first.
+  bool next_text(TextPiece* piece, double timeout_s);
   FinishReason finished() const;
-  Status error() const;  // why, when finished() is kError
+  Status error() const;           // why, when finished() is kError
+  int completion_tokens() const;  // once finished: tokens the completion counts (usage)
   // Ends the request at the next step with kCancelled (the client left) and frees its blocks.
   // Stop strings end requests on the loop thread instead (StopCheck).
   void cancel() { cancelled_ = true; }
@@ -46,21 +46,23 @@ class RequestStream {
 
   // Loop side.
   void push(StreamToken token);
-  void finish(FinishReason reason, Status error = Status::Ok());
+  void push_text(TextPiece piece);
+  void finish(FinishReason reason, Status error = Status::Ok(), int completion_tokens = 0);
 
  private:
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::deque<StreamToken> tokens_;
+  TextPiece text_;
+  int completion_tokens_ = 0;
   FinishReason finish_ = FinishReason::kNone;
   Status error_;
   std::atomic<bool> cancelled_{false};
 };
 
-// Watches a request's tokens on the loop thread, in order; true when the text up to and including
-// this token reaches a stop string. The loop then ends the request with kStop at once, so the
-// finish reason and its count never race with the length or end-of-text rules, and no step is
-// spent past the stop. Called on the loop thread only.
+// Watches a request's tokens on the loop thread, in order (as its TokenWatcher); true when the
+// text up to and including this token reaches a stop string: the request table then ends it with
+// kStop at once, so no step is spent past the stop. Called on the loop thread only.
 using StopCheck = std::function<bool(int token)>;
 
 struct ServingOptions {
@@ -94,8 +96,12 @@ class ServingLoop {
   // answer before a stream starts (HTTP: 400) call it; admission runs it again all the same.
   Status validate(const RequestParams& request) const { return engine_.validate(request); }
   // Queues a request; a request validate() refuses finishes its stream with kError and the
-  // message at admission. stop, when set, ends it at a stop string.
+  // message at admission. stop, when set, ends it at a stop string. The stream gets tokens.
   std::shared_ptr<RequestStream> submit(RequestParams request, StopCheck stop = nullptr);
+  // Queues a request whose stream gets text: `text` (its stop strings end the request) becomes
+  // the loop thread's until the request ends; the caller must not touch it after this call.
+  std::shared_ptr<RequestStream> submit_text(RequestParams request,
+                                             std::shared_ptr<CompletionText> text);
   // Admits, schedules and executes one step. Returns false when there was nothing to do.
   Result<bool> step();
   void start();  // a thread calling step(), sleeping when idle
@@ -111,13 +117,15 @@ class ServingLoop {
  private:
   ServingLoop(const Model& model, ThreadPool& pool, const BatchEngineOptions& engine);
   std::vector<int64_t> lookahead(const StepBudget& budget, std::vector<int>* next_experts) const;
-  void fail_request(int64_t id, const Status& status);
+  // The one end of a session: removes the request from the table, flushes its text, counts it
+  // and finishes its stream.
+  void finish(int64_t id, FinishReason reason, const Status& error = Status::Ok());
   void calibrate();
 
   const Model& model_;
   BatchEngineOptions engine_options_;
   BatchEngine engine_;
-  RequestTable table_;  // every live request's state; live_ maps the same ids to their streams
+  RequestTable table_;  // every live request's state and when it ends (the stop rules)
   ServingOptions options_;
   std::unique_ptr<Policy> policy_;
   std::unique_ptr<ExpertStore> store_;
@@ -131,19 +139,20 @@ class ServingLoop {
   struct Incoming {
     RequestParams request;
     std::shared_ptr<RequestStream> stream;
-    double submitted;  // seconds (loop clock)
-    StopCheck stop;
+    double submitted;                      // seconds (loop clock)
+    std::shared_ptr<CompletionText> text;  // text mode
   };
   std::deque<Incoming> incoming_;
   std::vector<StepRecord> steps_;
-  // The loop thread's own: each admitted request's stream and latency bookkeeping.
-  struct Live {
+  // The loop thread's own, one per admitted request, made at admission and erased only by
+  // finish(id): how its output reaches the client, and its latency bookkeeping.
+  struct Session {
     std::shared_ptr<RequestStream> stream;
-    StopCheck stop;
+    std::shared_ptr<CompletionText> text;  // text mode: the request's TokenWatcher too
     double submitted = 0, first_token = 0, last_token = 0;
     int n_tokens = 0;
   };
-  std::map<int64_t, Live> live_;
+  std::map<int64_t, Session> sessions_;
   std::atomic<bool> stop_{false};
   std::thread thread_;
 };

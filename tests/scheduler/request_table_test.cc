@@ -12,7 +12,7 @@ NewRequest prompt(int n, int expert, int max_new = 8, std::vector<int> stop = {}
   r.prompt.assign(n, 7);
   r.experts.assign(n, expert);
   r.weights.assign(n, 1.0f);
-  r.stop = {max_new, false, std::move(stop)};
+  r.stop = {max_new, false, std::move(stop), nullptr};
   return r;
 }
 
@@ -114,6 +114,60 @@ TEST(RequestTableTest, ApplyOutputsFollowsTheStopRules) {
   EXPECT_EQ(last[0].token, 9);  // the max_new-th token is output
   EXPECT_EQ(t.find(a), nullptr);
   EXPECT_EQ(t.free_blocks(), 16 - 1);  // only d holds a block
+}
+
+// Stops after a given token, recording every token it sees (as server's CompletionText does
+// with stop strings over the text).
+class StopAfter : public TokenWatcher {
+ public:
+  explicit StopAfter(int token) : token_(token) {}
+  bool stops_after(const TokenEvent& e) override {
+    seen.push_back(e.token);
+    return e.token == token_;
+  }
+  std::vector<int> seen;
+
+ private:
+  int token_;
+};
+
+TEST(RequestTableTest, AWatcherEndsItsRequestAfterTheTokenAndOutranksTheLengthRule) {
+  RequestTable t(16, 4, 1);
+  auto wa = std::make_shared<StopAfter>(6), wb = std::make_shared<StopAfter>(6);
+  NewRequest ra = prompt(3, 0, 8, {5}), rb = prompt(3, 0, 2, {5});  // b: max_new 2
+  ra.stop.watch = wa;
+  rb.stop.watch = wb;
+  const int64_t a = t.add(ra, 0), b = t.add(rb, 0);
+  StepPlan p;
+  p.chunks = {{a, 3}, {b, 3}};
+  ASSERT_TRUE(t.apply(p, 0).ok());
+  std::vector<TokenEvent> first = {sampled(a, 4, 1), sampled(b, 4, 1)};
+  t.apply(first);
+  EXPECT_EQ(first[0].finish, FinishReason::kNone);
+  StepPlan q;
+  q.chunks = {{a, 1}, {b, 1}};
+  ASSERT_TRUE(t.apply(q, 1).ok());
+  std::vector<TokenEvent> second = {sampled(a, 6, 1), sampled(b, 6, 1)};
+  t.apply(second);
+  EXPECT_EQ(second[0].finish, FinishReason::kStop);
+  EXPECT_EQ(second[0].token, 6);                     // a stop string's token is output
+  EXPECT_EQ(second[1].finish, FinishReason::kStop);  // not kLength, though it was the 2nd
+  EXPECT_EQ(t.size(), 0u);
+  EXPECT_EQ(t.free_blocks(), 16);
+  EXPECT_EQ(wa->seen, (std::vector<int>{4, 6}));
+  // A stop id ends the request before the watcher sees its token.
+  auto wc = std::make_shared<StopAfter>(6);
+  NewRequest rc = prompt(3, 0, 8, {5});
+  rc.stop.watch = wc;
+  const int64_t c = t.add(rc, 2);
+  StepPlan r;
+  r.chunks = {{c, 3}};
+  ASSERT_TRUE(t.apply(r, 2).ok());
+  std::vector<TokenEvent> third = {sampled(c, 5, 1)};
+  t.apply(third);
+  EXPECT_EQ(third[0].finish, FinishReason::kStop);
+  EXPECT_EQ(third[0].token, -1);
+  EXPECT_TRUE(wc->seen.empty());
 }
 
 TEST(RequestTableTest, ATokenWithoutItsRoutingFailsItsRequest) {

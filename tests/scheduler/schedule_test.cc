@@ -149,7 +149,8 @@ int worst_wait(int max_experts, int aging_steps, int n_seq, int max_seqs, bool c
   // Expert 0 is common, so a pure most-pending-first rule would starve the others.
   auto draw = [&] { return rng() % 4 == 0 ? static_cast<int>(1 + rng() % 3) : 0; };
   RequestTable table(1000, b.block_size, 1);
-  for (int i = 0; i < n_seq; ++i) table.add({{0}, {draw()}, {1.0f}, {1000, true, {}}, i}, 0);
+  for (int i = 0; i < n_seq; ++i)
+    table.add({{0}, {draw()}, {1.0f}, {1000, true, {}, nullptr}, i}, 0);
   int worst = 0;
   for (int64_t step = 0; step < 400; ++step) {
     b.free_blocks = table.free_blocks();
