@@ -135,18 +135,17 @@ class StopCheckWatcher : public TokenWatcher {
 
 std::shared_ptr<RequestStream> ServingLoop::submit(RequestParams request, StopCheck stop) {
   if (stop) request.watch = std::make_shared<StopCheckWatcher>(std::move(stop));
-  auto stream = std::make_shared<RequestStream>();
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    incoming_.push_back({std::move(request), stream, now_seconds(), nullptr});
-  }
-  wake_.notify_all();
-  return stream;
+  return enqueue(std::move(request), nullptr);
 }
 
 std::shared_ptr<RequestStream> ServingLoop::submit_text(RequestParams request,
                                                         std::shared_ptr<CompletionText> text) {
   request.watch = text;
+  return enqueue(std::move(request), std::move(text));
+}
+
+std::shared_ptr<RequestStream> ServingLoop::enqueue(RequestParams request,
+                                                    std::shared_ptr<CompletionText> text) {
   auto stream = std::make_shared<RequestStream>();
   {
     std::lock_guard<std::mutex> lock(mu_);

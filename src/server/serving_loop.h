@@ -117,6 +117,8 @@ class ServingLoop {
  private:
   ServingLoop(const Model& model, ThreadPool& pool, const BatchEngineOptions& engine);
   std::vector<int64_t> lookahead(const StepBudget& budget, std::vector<int>* next_experts) const;
+  std::shared_ptr<RequestStream> enqueue(RequestParams request,
+                                         std::shared_ptr<CompletionText> text);
   // The one end of a session: removes the request from the table, flushes its text, counts it
   // and finishes its stream.
   void finish(int64_t id, FinishReason reason, const Status& error = Status::Ok());
