@@ -74,14 +74,30 @@ void args(benchmark::internal::Benchmark* b) {
 BENCHMARK(BM_Matmul)->Apply(args)->UseRealTime()->Unit(benchmark::kMillisecond)->MinTime(0.2);
 
 // Prefill on tinyllama's FFN shape (5632 x 2048, 128 tokens, 2 threads) on the CPU's fastest
-// matrix kernels, or (second argument 1) in batch-invariant mode: GFLOP/s (integer multiply-adds
-// counted as 2 ops for Q8_0/Q4_0).
+// matrix kernels, or (second argument 1) in batch-invariant mode, or (2, BF16 weights) with the
+// opt-in bf16 products (gemm_bf16.h); weights interleaved where the loader would (interleave.h):
+// GFLOP/s (integer multiply-adds counted as 2 ops for
+// Q8_0/Q4_0).
 void BM_MatmulPrefill(benchmark::State& state) {
   const DType t = static_cast<DType>(state.range(0));
   KernelConfig cfg = KernelConfig::best();
-  cfg.batch_invariant = state.range(1) != 0;
+  cfg.batch_invariant = state.range(1) == 1;
+  if (state.range(1) == 2) {
+    auto b = cfg.with_bf16();
+    if (t != DType::kBF16 || !b.ok()) {
+      state.SkipWithError("bf16 products: BF16 weights on an AVX512-BF16 CPU only");
+      return;
+    }
+    cfg = *b;
+  }
   const int64_t n_out = 5632, n_in = 2048, n_tok = 128;
   Weights w = make_weights(t, n_out, n_in);
+  std::vector<uint8_t> packed;
+  if (interleave_helps(cfg, t)) {  // as the loader runs them: interleaved (interleave.h)
+    packed.resize(w.data.size());
+    interleave_rows16(t, w.data.data(), n_out, n_in, packed.data());
+    w.view = {t, n_out, n_in, packed.data(), WeightLayout::kRows16};
+  }
   std::vector<float> x(n_tok * n_in), y(n_tok * n_out);
   for (size_t i = 0; i < x.size(); ++i) x[i] = 0.01f * static_cast<float>(i % 97) - 0.4f;
   ThreadPool& pool = ThreadPool::global();
@@ -92,13 +108,13 @@ void BM_MatmulPrefill(benchmark::State& state) {
   state.counters["GFLOP/s"] = benchmark::Counter(
       2.0 * n_out * n_in * n_tok * state.iterations() / 1e9, benchmark::Counter::kIsRate);
   state.SetLabel(std::string(isa_name(cfg.isa)) + " " + std::string(dtype_name(t)) +
-                 (cfg.batch_invariant ? " batch-invariant" : ""));
+                 (cfg.batch_invariant ? " batch-invariant" : "") + (cfg.bf16 ? " bf16" : ""));
 }
 BENCHMARK(BM_MatmulPrefill)
     ->ArgsProduct({{static_cast<int64_t>(DType::kF16), static_cast<int64_t>(DType::kQ8_0),
                     static_cast<int64_t>(DType::kQ4_0), static_cast<int64_t>(DType::kQ4_K),
-                    static_cast<int64_t>(DType::kQ6_K)},
-                   {0, 1}})
+                    static_cast<int64_t>(DType::kQ6_K), static_cast<int64_t>(DType::kBF16)},
+                   {0, 1, 2}})
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond)
     ->MinTime(0.3);

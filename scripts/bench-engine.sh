@@ -6,7 +6,9 @@
 # Peers on the same files, threads and run, each built beside the project (never inside), when
 # named: LLAMA_BENCH (llama.cpp's llama-bench) and IK_LLAMA_BENCH (ik_llama.cpp's, timed with
 # -rtr 0 and -rtr 1) add a table of their pp128 / pp512 / tg128 beside rme's; rme and the peers
-# alternate order model by model.
+# alternate order model by model. RME_BF16=1 runs rme with its opt-in bf16 products (F16/F32
+# matrices as bf16 on AVX512-BF16 CPUs: the counterpart of ik's -rtr 1 F16 row; see
+# docs/performance.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x build/bin/rme ] || scripts/build.sh

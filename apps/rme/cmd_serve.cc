@@ -131,6 +131,10 @@ int run_serve(ServeArgs a) {
   if (!kernels.ok()) return fail(kernels.status());
   eo.kernels = *kernels;
   eo.kernels.batch_invariant = !a.fast_prefill;
+  if (eo.kernels.bf16 && a.load_mode != "copy")  // the conversion writes the model's own copy
+    return fail(
+        invalid_argument("--bf16 / RME_BF16=1 converts weights at load: it needs --load "
+                         "copy (the mapping's pages stay the file's)"));
   eo.block_size = a.block_size;
   eo.n_block = a.kv_blocks;
   eo.max_seq_len = a.max_seq_len;

@@ -13,6 +13,7 @@
 #include "core/log.h"
 #include "core/thread_pool.h"
 #include "core/timer.h"
+#include "model/bf16_weights.h"
 #include "model/interleave_weights.h"
 #include "moefy/baseline_routers.h"
 
@@ -39,12 +40,20 @@ void ModelArgs::add(CLI::App& app) {
                "keep Q4_0 / Q8_0 matrices as the file's rows (pages shared with the page cache) "
                "instead of interleaving them 16 rows at a time for AVX-512 VNNI, which decodes "
                "faster from a private copy of the same size");
+  app.add_flag("--bf16", bf16,
+               "convert F16/F32 matrices to bf16 at load and multiply them with activations "
+               "rounded to bf16 (AVX512-BF16): about 2x float prefill, a precision trade (bits "
+               "per byte in docs/performance.md); also RME_BF16=1");
 }
 
 Result<KernelConfig> ModelArgs::kernels() const {
   auto k = KernelConfig::from_env();
   if (!k.ok()) return k.status();
-  return k->with_isa(isa);
+  auto r = k->with_isa(isa);
+  if (!r.ok() || !bf16) return r;
+  auto b = r->with_bf16();
+  if (!b.ok()) return Status(b.status().code(), "--bf16: " + b.status().message());
+  return b;
 }
 
 Result<LoadedModel> load(const ModelArgs& args) {
@@ -57,6 +66,13 @@ Result<LoadedModel> load(const ModelArgs& args) {
 
 Status prepare_weights(const ModelArgs& args, Model& m, const KernelConfig& kernels,
                        bool skip_routed_experts) {
+  if (kernels.bf16) {
+    RME_ASSIGN_OR_RETURN(Bf16Report b, bf16_weights(m, skip_routed_experts, ThreadPool::global()));
+    if (b.matrices > 0)
+      log_info(m.source + ": " + std::to_string(b.matrices) + " float matrices (" +
+               std::to_string(b.bytes_from >> 20) + " -> " + std::to_string(b.bytes >> 20) +
+               " MiB) converted to bf16 for bf16 products (--bf16)");
+  }
   if (args.no_interleave) return Status::Ok();
   RME_ASSIGN_OR_RETURN(InterleaveReport r,
                        interleave_weights(m, kernels, skip_routed_experts, ThreadPool::global()));

@@ -20,9 +20,10 @@ struct ModelArgs {
   std::string isa;             // --isa; "" = RME_ISA or the widest the CPU runs
   bool check_weights = false;  // --check-weights: scan every weight for NaN/Inf (else a quick scan)
   bool no_interleave = false;  // --no-interleave: keep quantized matrices as the file's rows
+  bool bf16 = false;           // --bf16: float matrices as BF16, multiplied in bf16 products
   void add(CLI::App& app);
-  // The kernels to run: KernelConfig::from_env() (RME_ISA, RME_INT8, RME_BLAS), then --isa.
-  // Fails on an ISA the CPU does not run.
+  // The kernels to run: KernelConfig::from_env() (RME_ISA, RME_INT8, RME_BLAS, RME_BF16), then
+  // --isa and --bf16. Fails on an ISA the CPU does not run, or bf16 products it cannot.
   Result<KernelConfig> kernels() const;
 };
 

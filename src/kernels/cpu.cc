@@ -20,6 +20,7 @@ CpuFeatures probe() {
              __builtin_cpu_supports("f16c");
   f.avx512vnni = f.avx512 && __builtin_cpu_supports("avx512vnni");
   f.avx512vbmi = f.avx512 && __builtin_cpu_supports("avx512vbmi");
+  f.avx512bf16 = f.avx512 && __builtin_cpu_supports("avx512bf16");
 #elif defined(__aarch64__)
   const unsigned long hw = getauxval(AT_HWCAP);
   f.neon = (hw & HWCAP_ASIMD) != 0;

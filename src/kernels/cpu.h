@@ -14,6 +14,7 @@ struct CpuFeatures {
   bool avx512 = false;      // AVX-512 F + BW + VL + DQ (and F16C)
   bool avx512vnni = false;  // vpdpbusd
   bool avx512vbmi = false;  // vpermb
+  bool avx512bf16 = false;  // vdpbf16ps (the opt-in bf16 products: KernelConfig::bf16)
   bool neon = false;        // AArch64 Advanced SIMD (always there on AArch64)
   bool dotprod = false;     // AArch64 sdot/udot (Armv8.2 DotProd)
 };

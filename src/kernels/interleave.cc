@@ -23,7 +23,13 @@ std::span<const Field> fields(DType t) {
   static constexpr Field kQ4_K[] = {{0, 4}, {4, 12}, {16, 128}};
   static constexpr Field kQ5_K[] = {{0, 4}, {4, 12}, {16, 32}, {48, 128}};
   static constexpr Field kQ6_K[] = {{0, 128}, {128, 64}, {192, 16}, {208, 2}};
+  static constexpr Field kBF16[] = {{0, 4}};  // a pair of elements
+  static constexpr Field kF16[] = {{0, 2}};   // one element
   switch (t) {
+    case DType::kF16:
+      return kF16;
+    case DType::kBF16:
+      return kBF16;
     case DType::kQ4_0:
       return kQ4_0;
     case DType::kQ8_0:
@@ -58,6 +64,9 @@ void for_each_byte(DType t, const Fn& fn) {
   }
 }
 
+// Elements per interleaved block: the type's block, or for BF16 a pair (one 4-byte word per row).
+int64_t block_elems(DType t) { return t == DType::kBF16 ? 2 : dtype_block_size(t); }
+
 }  // namespace
 
 bool interleavable(DType t) { return !fields(t).empty(); }
@@ -66,15 +75,20 @@ bool interleave_helps(const KernelConfig& cfg, DType t) {
   // K-quants only in the batch-invariant mode: there the rows' invariant kernel is AVX2's (pp128
   // 90-100 tok/s against 300 interleaved, tinyllama Q4_K_M, Zen 5), while outside it the rows'
   // AVX2 decode still beats the interleaved Q6_K read (docs/performance.md).
+  // BF16 under the opt-in bf16 products: their interleaved kernel broadcasts a token's pair
+  // against 16 rows (gemm_bf16.h), where rows need a horizontal sum per output.
+  if (t == DType::kBF16) return cfg.bf16 && cfg.isa == Isa::kAvx512 && cpu_features().avx512bf16;
+  // F16 on AVX-512: one weight vector is 16 rows' element, broadcast tokens meet it with no
+  // horizontal sums (gemm_f16_interleaved_avx512.cc), in either mode.
+  if (t == DType::kF16) return cfg.isa == Isa::kAvx512;
   return interleavable(t) && cfg.int8 && cfg.isa == Isa::kAvx512 && cpu_features().avx512vnni &&
          (!dtype_is_kquant(t) || cfg.batch_invariant);
 }
 
 void interleave_rows16(DType t, const uint8_t* rows, int64_t n_rows, int64_t n_in, uint8_t* out) {
-  RME_CHECK(interleavable(t) && n_in % dtype_block_size(t) == 0);
-  const size_t row_bytes = dtype_row_bytes(t, n_in),
-               block = dtype_row_bytes(t, dtype_block_size(t));
-  const int64_t nb = n_in / dtype_block_size(t);
+  RME_CHECK(interleavable(t) && n_in % block_elems(t) == 0);
+  const size_t row_bytes = dtype_row_bytes(t, n_in), block = dtype_row_bytes(t, block_elems(t));
+  const int64_t nb = n_in / block_elems(t);
   const int64_t full = n_rows / kInterleaveRows * kInterleaveRows;
   for (int64_t g0 = 0; g0 < full; g0 += kInterleaveRows)
     for (int64_t b = 0; b < nb; ++b) {
@@ -90,9 +104,8 @@ void interleave_rows16(DType t, const uint8_t* rows, int64_t n_rows, int64_t n_i
 void deinterleave_rows16(DType t, const uint8_t* packed, int64_t n_rows, int64_t n_in, int64_t r0,
                          int64_t r1, uint8_t* rows) {
   RME_CHECK(interleavable(t) && r0 % kInterleaveRows == 0 && r0 <= r1 && r1 <= n_rows);
-  const size_t row_bytes = dtype_row_bytes(t, n_in),
-               block = dtype_row_bytes(t, dtype_block_size(t));
-  const int64_t nb = n_in / dtype_block_size(t);
+  const size_t row_bytes = dtype_row_bytes(t, n_in), block = dtype_row_bytes(t, block_elems(t));
+  const int64_t nb = n_in / block_elems(t);
   const int64_t full = n_rows / kInterleaveRows * kInterleaveRows;
   for (int64_t g0 = r0; g0 < std::min(r1, full); g0 += kInterleaveRows)
     for (int64_t b = 0; b < nb; ++b) {

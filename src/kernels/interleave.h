@@ -1,6 +1,7 @@
 // kernels: the 16-row interleaved layout of Q4_0 / Q8_0 / K-quant matrices (WeightLayout::kRows16)
 // — made once at load so that AVX-512 VNNI decode and prefill read weights in the order vpdpbusd
-// wants.
+// wants; of F16 matrices on AVX-512 (16 rows' element per vector, no horizontal sums); and of
+// BF16 matrices for the opt-in bf16 products (vdpbf16ps: a pair per lane).
 //
 // Why: vpdpbusd multiplies 4 bytes per 32-bit lane. Rows stored one after another make decode
 // gather 16 rows' blocks and reduce across lanes (about 80 instructions per 16 rows x 32 columns)
@@ -12,7 +13,8 @@
 // in column order, and block b of the group holds the 16 rows' block b field by field, in the
 // order of ggml's block struct (Q6_K: low quant bits, high bits, scales, d). A field of 4n
 // bytes becomes n 64-byte vectors, vector m lane r = row r's field bytes 4m .. 4m + 3; a 2-byte
-// field (an f16 scale) 16 f16s, row r at r. Q8_0's quants are stored with their sign bit flipped
+// field (an f16 scale) 16 f16s, row r at r. F16's block is one element (a 2-byte field), BF16's
+// a pair (one 4-byte field). Q8_0's quants are stored with their sign bit flipped
 // (w + 128 as unsigned bytes, what vpdpbusd takes). So a block of 16 rows is a byte permutation
 // of theirs: a matrix keeps its size, group g sits at g x 16 x row_bytes, and the last n_out % 16
 // rows stay rows after the groups.
@@ -28,10 +30,12 @@ namespace rme {
 
 constexpr int kInterleaveRows = 16;
 
-// Whether matrices of `t` have an interleaved form (Q4_0, Q8_0, Q4_K, Q5_K, Q6_K).
+// Whether matrices of `t` have an interleaved form (Q4_0, Q8_0, Q4_K, Q5_K, Q6_K; F16, block one
+// element; BF16, whose block is a pair of elements: n_in even).
 bool interleavable(DType t);
 // Whether matmul under `cfg` reads interleaved matrices of `t` faster than rows (AVX-512 VNNI,
-// int8 on; K-quants only in the batch-invariant mode): the loader interleaves only then
+// int8 on; K-quants only in the batch-invariant mode; F16 on AVX-512; BF16 under the bf16
+// products): the loader interleaves only then
 // (model/interleave_weights.h). Any config runs an interleaved matrix correctly, the others by
 // restoring rows first (slow: tests only).
 bool interleave_helps(const KernelConfig& cfg, DType t);

@@ -8,6 +8,7 @@
 #include "kernels/blas.h"
 #include "kernels/dot_kquant.h"
 #include "kernels/dot_q8.h"
+#include "kernels/gemm_bf16.h"
 #include "kernels/gemm_f32.h"
 #include "kernels/interleave.h"
 #include "kernels/scratch.h"
@@ -60,6 +61,15 @@ void for_row_pairs(ThreadPool& pool, int64_t n_out, const Fn& fn) {
 }
 }  // namespace
 
+FloatRowsFn float_groups(const KernelConfig& cfg, DType t) {
+#if defined(__x86_64__)
+  if (cfg.isa == Isa::kAvx512 && t == DType::kF16) return f16_groups_avx512;
+#endif
+  (void)cfg;
+  (void)t;
+  return nullptr;
+}
+
 FloatRowsFn float_rows(Isa isa, DType t) {
 #if defined(__x86_64__)
   if (isa == Isa::kAvx2) return float_rows_avx2(t);
@@ -73,15 +83,78 @@ FloatRowsFn float_rows(Isa isa, DType t) {
 }
 
 namespace {
+// BF16 weights under cfg.bf16 (gemm_bf16.h): every token's activations rounded to bf16 once
+// (split across the pool), then one kernel for every n_tok over the rows; interleaved matrices
+// (interleave.h) run their whole groups through the groups kernel and the rows after them
+// through the rows kernel.
+void matmul_bf16(const Bf16Kernels& bk, const MatView& w, const float* x, int64_t x_stride,
+                 int64_t n_tok, float* y, int64_t y_stride, ThreadPool& pool) {
+  const int64_t k = w.n_in;
+  thread_local std::vector<uint16_t> xb_buf;
+  if (static_cast<int64_t>(xb_buf.size()) < n_tok * k) xb_buf.resize(n_tok * k);
+  uint16_t* xb = xb_buf.data();
+  pool.parallel_for(n_tok, std::max<int64_t>(1, 8192 / k), [&](int64_t t0, int64_t t1, int) {
+    for (int64_t t = t0; t < t1; ++t) bk.round(x + t * x_stride, k, xb + t * k);
+  });
+  const size_t row_bytes = dtype_row_bytes(w.dtype, k);
+  const auto* base = static_cast<const uint8_t*>(w.data);
+  const int64_t grain = std::max<int64_t>(16, (int64_t{1} << 16) / k);
+  if (w.layout == WeightLayout::kRows16) {
+    const int64_t full = w.n_out / kInterleaveRows * kInterleaveRows;
+    const int64_t units = (w.n_out + kInterleaveRows - 1) / kInterleaveRows;
+    pool.parallel_for(units, std::max<int64_t>(1, grain / kInterleaveRows / n_tok),
+                      [&](int64_t u0, int64_t u1, int) {
+                        const int64_t r0 = u0 * kInterleaveRows;
+                        const int64_t r1 = std::min(w.n_out, u1 * kInterleaveRows);
+                        const int64_t g1 = std::min(r1, full);
+                        if (g1 > r0)
+                          bk.groups(base + r0 * row_bytes, row_bytes, g1 - r0, xb, k, n_tok, k,
+                                    y + r0, y_stride);
+                        if (r1 > full)
+                          bk.rows(base + full * row_bytes, row_bytes, r1 - full, xb, k, n_tok, k,
+                                  y + full, y_stride);
+                      });
+    return;
+  }
+  pool.parallel_for(
+      w.n_out, std::max<int64_t>(16, grain / n_tok), [&](int64_t r0, int64_t r1, int) {
+        bk.rows(base + r0 * row_bytes, row_bytes, r1 - r0, xb, k, n_tok, k, y + r0, y_stride);
+      });
+}
+}  // namespace
+
+namespace {
 // An interleaved matrix (interleave.h): its whole groups through the interleaved kernel and the
 // rows after them through the row kernel for the same bits, or, under a config without the
 // interleaved kernel, the rows restored first and matmul'ed (a model interleaved for one config
 // and run under another: tests).
 void matmul_interleaved(const KernelConfig& cfg, const MatView& w, const float* x, int64_t x_stride,
                         int64_t n_tok, float* y, int64_t y_stride, ThreadPool& pool) {
+  if (w.dtype == DType::kBF16)
+    if (const Bf16Kernels* bk = bf16_kernels(cfg))
+      return matmul_bf16(*bk, w, x, x_stride, n_tok, y, y_stride, pool);
   const size_t row_bytes = dtype_row_bytes(w.dtype, w.n_in);
   const auto* base = static_cast<const uint8_t*>(w.data);
   const int64_t full = w.n_out / kInterleaveRows * kInterleaveRows;
+  const int64_t grain = std::max<int64_t>(16, (int64_t{1} << 16) / w.n_in);
+  const int64_t units = (w.n_out + kInterleaveRows - 1) / kInterleaveRows;
+  if (const FloatRowsFn fg = float_groups(cfg, w.dtype)) {
+    // Float groups: f32 activations as they are; the rows after the groups through float_rows.
+    const FloatRowsFn fr = float_rows(cfg.isa, w.dtype);
+    pool.parallel_for(units, std::max<int64_t>(1, grain / kInterleaveRows / n_tok),
+                      [&](int64_t u0, int64_t u1, int) {
+                        const int64_t r0 = u0 * kInterleaveRows;
+                        const int64_t r1 = std::min(w.n_out, u1 * kInterleaveRows);
+                        const int64_t g1 = std::min(r1, full);
+                        if (g1 > r0)
+                          fg(base + r0 * row_bytes, row_bytes, g1 - r0, x, x_stride, n_tok, w.n_in,
+                             y + r0, y_stride);
+                        if (r1 > full)
+                          fr(base + full * row_bytes, row_bytes, r1 - full, x, x_stride, n_tok,
+                             w.n_in, y + full, y_stride);
+                      });
+    return;
+  }
   // Each kernel pair computes a row the same way from either layout (dot_q8.h, dot_kquant.h).
   const bool kq = dtype_is_kquant(w.dtype);
   const GemmQ8Fn groups = kq ? nullptr : gemm_q8_interleaved(cfg, w.dtype);
@@ -109,14 +182,12 @@ void matmul_interleaved(const KernelConfig& cfg, const MatView& w, const float* 
       kq ? nullptr : quantize_tokens(cfg.isa, x, x_stride, n_tok, w.n_in, pool);
   const Q8KActivations* xk =
       kq ? quantize_tokens<Q8KActivations>(cfg.isa, x, x_stride, n_tok, w.n_in, pool) : nullptr;
-  auto run = [&](bool whole, const uint8_t* at, int64_t rows, float* out) {
+  auto run = [&](bool whole, const uint8_t* at, int64_t rows, float* out) {  // quantized types
     if (kq)
       (whole ? kgroups : ktail)(at, row_bytes, rows, xk, n_tok, w.n_in, out, y_stride);
     else
       (whole ? groups : tail)(at, row_bytes, rows, xs, n_tok, w.n_in, out, y_stride);
   };
-  const int64_t units = (w.n_out + kInterleaveRows - 1) / kInterleaveRows;
-  const int64_t grain = std::max<int64_t>(16, (int64_t{1} << 16) / w.n_in);
   pool.parallel_for(units, std::max<int64_t>(1, grain / kInterleaveRows / n_tok),
                     [&](int64_t u0, int64_t u1, int) {
                       const int64_t r0 = u0 * kInterleaveRows;
@@ -137,6 +208,9 @@ void matmul(const KernelConfig& cfg, const MatView& w, const float* x, int64_t x
   RME_CHECK(w.n_in % dtype_block_size(w.dtype) == 0);
   if (w.layout == WeightLayout::kRows16)
     return matmul_interleaved(cfg, w, x, x_stride, n_tok, y, y_stride, pool);
+  if (w.dtype == DType::kBF16)
+    if (const Bf16Kernels* bk = bf16_kernels(cfg))
+      return matmul_bf16(*bk, w, x, x_stride, n_tok, y, y_stride, pool);
   const RowKernels& kern = row_kernels(cfg.isa);
   const auto dot = kern.dot[static_cast<int>(w.dtype)];
   const auto to_f32 = kern.to_f32[static_cast<int>(w.dtype)];

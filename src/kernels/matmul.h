@@ -42,6 +42,13 @@ FloatRowsFn float_rows(Isa isa, DType t);
 FloatRowsFn float_rows_avx2(DType t);
 FloatRowsFn float_rows_avx512(DType t);
 FloatRowsFn float_rows_neon(DType t);
+// F16 matrices in the interleaved layout (interleave.h), whole 16-row groups (n_rows a multiple of
+// 16): one accumulator per output over the elements in order, so other bits than float_rows for
+// the same row, the same for every batch. The kernel of cfg, or nullptr (not AVX-512, or another
+// type); the rows after a matrix's groups run float_rows.
+FloatRowsFn float_groups(const KernelConfig& cfg, DType t);
+void f16_groups_avx512(const uint8_t* w, size_t row_bytes, int64_t n_rows, const float* x,
+                       int64_t x_stride, int64_t n_tok, int64_t k, float* y, int64_t y_stride);
 
 // How a matrix's bytes are ordered. kRows: row after row (every file format). kRows16: Q4_0 /
 // Q8_0 rows interleaved 16 at a time (interleave.h), made at load for the kernels that read it
@@ -71,6 +78,10 @@ struct MatView {
 void matmul(const KernelConfig& cfg, const MatView& w, const float* x, int64_t x_stride,
             int64_t n_tok, float* y, int64_t y_stride, ThreadPool& pool);
 
+// BF16 weights under KernelConfig::bf16 (AVX512-BF16) run the bf16 products of gemm_bf16.h for
+// every T: activations rounded to bf16, one kernel for any batch (so batch-invariant in either
+// mode).
+//
 // Batch-invariant mode (KernelConfig::batch_invariant): each token's row of y is computed exactly
 // as a one-token call would compute it (same kernel, same accumulation order), so a request's
 // logits do not depend on which other tokens share the step. AVX2, AVX-512 and NEON float types

@@ -2,6 +2,7 @@
 // pages released.
 #include "model/interleave_weights.h"
 
+#include <algorithm>
 #include <new>
 #include <vector>
 
@@ -27,7 +28,7 @@ Result<InterleaveReport> interleave_weights(Model& m, const KernelConfig& cfg,
   std::vector<MatView*> to_rewrite;
   auto want = [&](MatView& v) {
     if (v.data != nullptr && v.layout == WeightLayout::kRows && interleave_helps(cfg, v.dtype) &&
-        v.n_out >= kInterleaveRows)
+        v.n_out >= kInterleaveRows && (v.dtype != DType::kBF16 || v.n_in % 2 == 0))
       to_rewrite.push_back(&v);
   };
   for (LayerWeights& L : m.weights.layers) {
@@ -54,6 +55,10 @@ Result<InterleaveReport> interleave_weights(Model& m, const KernelConfig& cfg,
       const bool shared = v == &m.weights.output && v->data == m.weights.tok_embd.data;
       if (MappedFile* f = file_of(m, src, bytes); f != nullptr && !shared)
         f->release(static_cast<uint64_t>(src - f->data()), bytes);
+      // A buffer of the model's own that held just these rows (bf16_weights' output) is freed.
+      std::erase_if(m.buffers, [&](const std::shared_ptr<Buffer>& b) {
+        return b->data() == src && b->size() == bytes && !shared;
+      });
       *v = MatView{v->dtype, v->n_out, v->n_in, dst, WeightLayout::kRows16};
       m.buffers.push_back(std::move(buf));
       ++report.matrices;

@@ -49,7 +49,8 @@ KernelConfig config(Isa isa, bool batch_invariant) {
 }
 
 TEST(InterleaveTest, RoundTripsExactlyAndKeepsTheSize) {
-  for (DType t : {DType::kQ4_0, DType::kQ8_0, DType::kQ4_K, DType::kQ5_K, DType::kQ6_K}) {
+  for (DType t : {DType::kQ4_0, DType::kQ8_0, DType::kQ4_K, DType::kQ5_K, DType::kQ6_K, DType::kF16,
+                  DType::kBF16}) {
     for (int64_t rows : {1, 15, 16, 37, 64}) {
       const int64_t k = dtype_is_kquant(t) ? 512 : 96;
       const std::vector<uint8_t> src = random_rows(t, rows, k, 7 + rows);
@@ -69,7 +70,8 @@ TEST(InterleaveTest, RoundTripsExactlyAndKeepsTheSize) {
     }
   }
   EXPECT_TRUE(interleavable(DType::kQ6_K));
-  EXPECT_FALSE(interleavable(DType::kF16));
+  EXPECT_TRUE(interleavable(DType::kF16));
+  EXPECT_FALSE(interleavable(DType::kF32));
 }
 
 // An interleaved matrix gives the rows' bits wherever the rows' kernel is batch-invariant (the
@@ -190,6 +192,41 @@ TEST(InterleaveTest, KQuantMatmulOverInterleavedGivesTheAvx512RowBits) {
               ASSERT_NEAR(yi[i], ref[i], 1e-3f * (1 + std::fabs(ref[i])))
                   << isa_name(isa) << " " << dtype_name(t) << " at " << i;
           }
+        }
+      }
+    }
+  }
+}
+
+// F16 groups (gemm_f16_interleaved_avx512.cc): against the double-precision reference, the same
+// bits alone and batched (odd group counts, a tail of rows, every token-tile width), in both
+// modes; under configs without the kernel, the rows restored and their bits.
+TEST(InterleaveTest, F16GroupsMatchReferenceAndAreBatchInvariant) {
+  const int64_t n_out = 16 * 7 + 5, n_in = 200, n_tok = 23;
+  Both m(DType::kF16, n_out, n_in, 31);
+  std::mt19937_64 rng(32);
+  std::normal_distribution<float> d(0, 1);
+  std::vector<float> x(n_tok * n_in);
+  for (auto& v : x) v = d(rng);
+  for (Isa isa : supported_isas()) {
+    for (bool inv : {false, true}) {
+      const KernelConfig c = config(isa, inv);
+      std::vector<float> rows(n_tok * n_out), got(n_tok * n_out), one(n_out);
+      matmul(c, m.wr, x.data(), n_in, n_tok, rows.data(), n_out, ThreadPool::global());
+      matmul(c, m.wi, x.data(), n_in, n_tok, got.data(), n_out, ThreadPool::global());
+      if (float_groups(c, DType::kF16) == nullptr) {
+        EXPECT_EQ(got, rows) << isa_name(isa);  // restored rows, the same kernels
+        continue;
+      }
+      EXPECT_TRUE(interleave_helps(c, DType::kF16));
+      for (int64_t t = 0; t < n_tok; ++t) {
+        matmul(c, m.wi, x.data() + t * n_in, n_in, 1, one.data(), n_out, ThreadPool::global());
+        for (int64_t r = 0; r < n_out; ++r) {
+          const float ref = row_kernels_ref().dot[static_cast<int>(DType::kF16)](
+              m.rows.data() + r * dtype_row_bytes(DType::kF16, n_in), x.data() + t * n_in, n_in);
+          ASSERT_NEAR(got[t * n_out + r], ref, 1e-4 * (1 + std::fabs(ref))) << t << " " << r;
+          ASSERT_EQ(got[t * n_out + r], one[r])
+              << "batched != alone: " << inv << " " << t << " " << r;
         }
       }
     }
