@@ -127,4 +127,19 @@ void attention_head_paged_window(Isa isa, const float* q, const float* k, const 
                       scratch, out);
 }
 
+void attention_group_paged(Isa isa, const float* q, int64_t n_group, const float* k, const float* v,
+                           const int* blocks, int64_t block_size, int64_t block_stride,
+                           int64_t stride, int64_t first, int64_t n_kv, int64_t head_dim,
+                           float* scratch, float* out) {
+#if defined(__x86_64__)
+  if (isa == Isa::kAvx512 && first <= 0 &&
+      attention_group_paged_avx512(q, n_group, k, v, blocks, block_size, block_stride, stride, n_kv,
+                                   head_dim, scratch, out))
+    return;
+#endif
+  for (int64_t g = 0; g < n_group; ++g)
+    attention_head_paged_window(isa, q + g * head_dim, k, v, blocks, block_size, block_stride,
+                                stride, first, n_kv, head_dim, scratch, out + g * head_dim);
+}
+
 }  // namespace rme

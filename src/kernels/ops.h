@@ -53,6 +53,20 @@ void attention_head_paged_window(Isa isa, const float* q, const float* k, const 
                                  int64_t stride, int64_t first, int64_t n_kv, int64_t head_dim,
                                  float* scratch, float* out);
 
+// n_group query heads (q and out: n_group x head_dim, head after head) that share one K/V head
+// (GQA): n_group calls of attention_head_paged_window, except that with isa AVX-512, first 0,
+// n_group 4 or 8 and head_dim 64 or 128 one kernel reads each cache row once for the group
+// (attention_group_paged_avx512; it agrees with the per-head kernels to float rounding, and a
+// given (head, sequence) gets the same bits from it in any batch). scratch: n_group x n_kv.
+void attention_group_paged(Isa isa, const float* q, int64_t n_group, const float* k, const float* v,
+                           const int* blocks, int64_t block_size, int64_t block_stride,
+                           int64_t stride, int64_t first, int64_t n_kv, int64_t head_dim,
+                           float* scratch, float* out);
+bool attention_group_paged_avx512(const float* q, int64_t n_group, const float* k, const float* v,
+                                  const int* blocks, int64_t block_size, int64_t block_stride,
+                                  int64_t stride, int64_t n_kv, int64_t head_dim, float* scratch,
+                                  float* out);
+
 // The scalar reference of attention_head_paged.
 void attention_head_paged_ref(const float* q, const float* k, const float* v, const int* blocks,
                               int64_t block_size, int64_t block_stride, int64_t stride,

@@ -84,7 +84,10 @@ Status Forward::run(std::span<const int> tokens, int pos, KvCache& kv, float* lo
                               std::to_string(c.n_vocab) + ")");
   // Attention scores for every thread, sized by the cache actually used (not the model's maximum
   // context, which a config may set to millions).
-  const size_t need = static_cast<size_t>(pool_.n_threads()) * kv.n_ctx();
+  // Attention scores for every thread: one row per query head of a K/V group
+  // (attention_group_paged).
+  const size_t need =
+      static_cast<size_t>(pool_.n_threads()) * kv.n_ctx() * (c.n_head / std::max(1, c.n_head_kv));
   if (scratch_.size() < need) scratch_.resize(need);
   views_.assign(1, kv.view());
   size_t done = 0;
@@ -153,7 +156,8 @@ Status Forward::run_batch(std::span<const SeqChunk> chunks, float* logits) {
     if (ch.want_logits) logit_rows_.push_back(n - 1);
   }
   if (n == 0) return Status::Ok();
-  const size_t need = static_cast<size_t>(pool_.n_threads()) * max_pos;
+  const size_t need = static_cast<size_t>(pool_.n_threads()) * max_pos *
+                      (model_.config.n_head / std::max(1, model_.config.n_head_kv));
   if (scratch_.size() < need) scratch_.resize(need);
   run_tokens(batch_tokens_.data(), n, logit_rows_.empty() ? nullptr : logits);
   return Status::Ok();
@@ -224,7 +228,7 @@ void Forward::run_tokens(const int* tokens, int n_tok, float* logits) {
   const bool moe = model_.moe.is_moe();
   int max_pos = 0;
   for (int t = 0; t < n_tok; ++t) max_pos = std::max(max_pos, pos_[t] + 1);
-  const int64_t scratch_len = max_pos;
+  const int64_t scratch_len = static_cast<int64_t>(max_pos) * group;
 
   for (int t = 0; t < n_tok; ++t)  // x[T, D] = embedding rows
     dequantize_row(w.tok_embd.dtype,
@@ -251,18 +255,21 @@ void Forward::run_tokens(const int* tokens, int n_tok, float* logits) {
       std::copy_n(&v_[t * KVD], KVD, kv.v + at);
     }
     // att[T, H*Dh]: each (token, head) attends causally over its sequence's positions 0..pos
-    // (the last sliding_window of them when the model has a window).
-    pool_.parallel_for(n_tok * H, 1, [&](int64_t b, int64_t e, int thread) {
+    // (the last sliding_window of them when the model has a window); the query heads sharing a
+    // K/V head run as one group, which reads the cache once for them.
+    const int64_t HKV = c.n_head_kv;
+    pool_.parallel_for(n_tok * HKV, 1, [&](int64_t b, int64_t e, int thread) {
       float* scratch = scratch_.data() + thread * scratch_len;
       for (int64_t i = b; i < e; ++i) {
-        const int64_t t = i / H, h = i % H, off = (h / group) * Dh;
+        const int64_t t = i / HKV, hk = i % HKV, off = hk * Dh;
         const KvView& kv = views_[view_[t]];
         const int64_t base = il * kv.layer_stride + off;
         const int64_t first =
             c.sliding_window > 0 ? std::max<int64_t>(0, pos_[t] + 1 - c.sliding_window) : 0;
-        attention_head_paged_window(kernels_.isa, &q_[t * QD + h * Dh], kv.k + base, kv.v + base,
-                                    kv.blocks, kv.block_size, kv.block_stride, kv.stride, first,
-                                    pos_[t] + 1, Dh, scratch, &att_[t * QD + h * Dh]);
+        const int64_t q0 = t * QD + hk * group * Dh;
+        attention_group_paged(kernels_.isa, &q_[q0], group, kv.k + base, kv.v + base, kv.blocks,
+                              kv.block_size, kv.block_stride, kv.stride, first, pos_[t] + 1, Dh,
+                              scratch, &att_[q0]);
       }
     });
     matmul(kernels_, L.wo, att_.data(), QD, n_tok, xb_.data(), D, pool_);  // [T, D]

@@ -148,6 +148,43 @@ TEST(OpsTest, Avx512AttentionMatchesReference) {
   expect_attention_matches_reference(attention_head_paged_avx512, 16);
 }
 
+// The GQA group kernel against the per-head reference: groups of 4 and 8 heads, head sizes 64 and
+// 128, contexts around the vector width, paged in reversed blocks; and attention_group_paged,
+// which every ISA runs (per-head calls where the group kernel does not apply), likewise.
+TEST(OpsTest, GroupAttentionMatchesPerHeadReference) {
+  std::mt19937 rng(5);
+  std::normal_distribution<float> nd(0, 1);
+  for (int g : {8, 4, 2})
+    for (int dh : {64, 128, 32})
+      for (int n : {1, 15, 16, 17, 300}) {
+        const int bs = 16, nb = (n + bs - 1) / bs, stride = dh + 3;
+        std::vector<int> blocks(nb);
+        for (int b = 0; b < nb; ++b) blocks[b] = nb - 1 - b;
+        std::vector<float> q(g * dh), k(nb * bs * stride), v(k.size()), s1(n), s2(g * n);
+        std::vector<float> want(g * dh), got(g * dh, -1.0f);
+        for (auto& x : q) x = 2.0f * nd(rng);
+        for (auto& x : k) x = nd(rng);
+        for (auto& x : v) x = nd(rng);
+        for (int h = 0; h < g; ++h)
+          attention_head_paged_ref(q.data() + h * dh, k.data(), v.data(), blocks.data(), bs,
+                                   bs * stride, stride, n, dh, s1.data(), want.data() + h * dh);
+        const bool fits = (g == 4 || g == 8) && (dh == 64 || dh == 128);
+        if (cpu_has(Isa::kAvx512)) {
+          EXPECT_EQ(attention_group_paged_avx512(q.data(), g, k.data(), v.data(), blocks.data(), bs,
+                                                 bs * stride, stride, n, dh, s2.data(), got.data()),
+                    fits);
+        }
+        for (Isa isa : supported_isas()) {
+          std::fill(got.begin(), got.end(), -1.0f);
+          attention_group_paged(isa, q.data(), g, k.data(), v.data(), blocks.data(), bs,
+                                bs * stride, stride, 0, n, dh, s2.data(), got.data());
+          for (int i = 0; i < g * dh; ++i)
+            ASSERT_NEAR(got[i], want[i], 2e-5f * (1 + std::fabs(want[i])))
+                << isa_name(isa) << " group " << g << " dh " << dh << " n " << n << " i " << i;
+        }
+      }
+}
+
 TEST(OpsTest, Avx2AttentionMatchesReference) {
   if (!cpu_has(Isa::kAvx2)) GTEST_SKIP() << "no AVX2";
   expect_attention_matches_reference(attention_head_paged_avx2, 8);
