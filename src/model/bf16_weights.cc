@@ -8,24 +8,13 @@
 
 namespace rme {
 
-namespace {
-
-MappedFile* file_of(const Model& m, const void* p, size_t bytes) {
-  const auto* b = static_cast<const uint8_t*>(p);
-  for (const auto& f : m.files)
-    if (b >= f->data() && b + bytes <= f->data() + f->size()) return f.get();
-  return nullptr;
-}
-
-}  // namespace
-
 Result<Bf16Report> bf16_weights(Model& m, bool skip_routed_experts, ThreadPool& pool) {
   Bf16Report report;
-  std::vector<MatView*> todo;
+  std::vector<MatView*> to_convert;
   auto want = [&](MatView& v) {
     if (v.data != nullptr && v.layout == WeightLayout::kRows &&
         (v.dtype == DType::kF16 || v.dtype == DType::kF32))
-      todo.push_back(&v);
+      to_convert.push_back(&v);
   };
   for (LayerWeights& L : m.weights.layers) {
     for (MatView* v : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) want(*v);
@@ -35,7 +24,7 @@ Result<Bf16Report> bf16_weights(Model& m, bool skip_routed_experts, ThreadPool& 
   }
   want(m.weights.output);
   try {
-    for (MatView* v : todo) {
+    for (MatView* v : to_convert) {
       const size_t from = dtype_row_bytes(v->dtype, v->n_in) * v->n_out;
       const size_t bytes = dtype_row_bytes(DType::kBF16, v->n_in) * v->n_out;
       auto buf = std::make_shared<Buffer>(bytes);
@@ -48,11 +37,8 @@ Result<Bf16Report> bf16_weights(Model& m, bool skip_routed_experts, ThreadPool& 
         for (int64_t i = i0; i < i1; ++i)
           dst[i] = f32_to_bf16(f16 ? f16_to_f32(src16[i]) : src32[i]);
       });
-      const bool shared = v == &m.weights.output && v->data == m.weights.tok_embd.data;
-      if (MappedFile* f = file_of(m, v->data, from); f != nullptr && !shared)
-        f->release(static_cast<uint64_t>(static_cast<const uint8_t*>(v->data) - f->data()), from);
-      *v = MatView{DType::kBF16, v->n_out, v->n_in, dst, WeightLayout::kRows};
-      m.buffers.push_back(std::move(buf));
+      m.replace_storage(*v, std::move(buf),
+                        MatView{DType::kBF16, v->n_out, v->n_in, dst, WeightLayout::kRows});
       ++report.matrices;
       report.bytes += bytes;
       report.bytes_from += from;

@@ -2,25 +2,12 @@
 // pages released.
 #include "model/interleave_weights.h"
 
-#include <algorithm>
 #include <new>
 #include <vector>
 
 #include "kernels/interleave.h"
 
 namespace rme {
-
-namespace {
-
-// The mapped file holding [p, p + bytes), or null (a buffer of the model's own).
-MappedFile* file_of(const Model& m, const void* p, size_t bytes) {
-  const auto* b = static_cast<const uint8_t*>(p);
-  for (const auto& f : m.files)
-    if (b >= f->data() && b + bytes <= f->data() + f->size()) return f.get();
-  return nullptr;
-}
-
-}  // namespace
 
 Result<InterleaveReport> interleave_weights(Model& m, const KernelConfig& cfg,
                                             bool skip_routed_experts, ThreadPool& pool) {
@@ -51,16 +38,8 @@ Result<InterleaveReport> interleave_weights(Model& m, const KernelConfig& cfg,
         const int64_t r1 = g1 == n_group ? v->n_out : g1 * kInterleaveRows;
         interleave_rows16(v->dtype, src + r0 * row_bytes, r1 - r0, v->n_in, dst + r0 * row_bytes);
       });
-      // A tied output shares the embedding's bytes, which lookups still read.
-      const bool shared = v == &m.weights.output && v->data == m.weights.tok_embd.data;
-      if (MappedFile* f = file_of(m, src, bytes); f != nullptr && !shared)
-        f->release(static_cast<uint64_t>(src - f->data()), bytes);
-      // A buffer of the model's own that held just these rows (bf16_weights' output) is freed.
-      std::erase_if(m.buffers, [&](const std::shared_ptr<Buffer>& b) {
-        return b->data() == src && b->size() == bytes && !shared;
-      });
-      *v = MatView{v->dtype, v->n_out, v->n_in, dst, WeightLayout::kRows16};
-      m.buffers.push_back(std::move(buf));
+      m.replace_storage(*v, std::move(buf),
+                        MatView{v->dtype, v->n_out, v->n_in, dst, WeightLayout::kRows16});
       ++report.matrices;
       report.bytes += bytes;
     }

@@ -1,6 +1,7 @@
 // model: weight traversal.
 #include "model/weights.h"
 
+#include <algorithm>
 #include <cstring>
 
 namespace rme {
@@ -52,6 +53,21 @@ bool Model::interleaved() const {
   for_each_weight(
       [&](const WeightId&, const MatView& v) { any |= v.layout != WeightLayout::kRows; });
   return any;
+}
+
+void Model::replace_storage(MatView& v, std::shared_ptr<Buffer> storage, const MatView& now) {
+  const auto* old = static_cast<const uint8_t*>(v.data);
+  const size_t bytes = dtype_row_bytes(v.dtype, v.n_in) * v.n_out;
+  if (old != nullptr && old != weights.tok_embd.data) {
+    for (const auto& f : files)
+      if (old >= f->data() && old + bytes <= f->data() + f->size())
+        f->release(static_cast<uint64_t>(old - f->data()), bytes);
+    std::erase_if(buffers, [&](const std::shared_ptr<Buffer>& b) {
+      return b->data() == old && b->size() == bytes;
+    });
+  }
+  v = now;
+  buffers.push_back(std::move(storage));
 }
 
 size_t Model::weight_bytes() const {

@@ -97,6 +97,12 @@ struct Model {
   // Whether a matrix is in a kernel's layout instead of rows (interleave_weights.h): such a
   // model runs, but writers refuse it.
   bool interleaved() const;
+  // Points `v` (one of this model's views) at `now`, whose bytes `storage` holds (kept in
+  // `buffers`), and gives v's old storage back: its pages of a mapped file released
+  // (MappedFile::release), or a buffer that held exactly those bytes dropped; kept when the old
+  // bytes are the token embedding's (a tied output: lookups still read them). For load-time
+  // rewrites of matrices (interleave_weights.h, bf16_weights.h).
+  void replace_storage(MatView& v, std::shared_ptr<Buffer> storage, const MatView& now);
   // Bytes of weights (distinct storage).
   size_t weight_bytes() const;
   // Weight bytes one decode step reads: every matrix once, one embedding row, and for an MoE the

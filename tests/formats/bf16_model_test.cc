@@ -15,28 +15,6 @@
 namespace rme {
 namespace {
 
-// All logits of `ids` as one batch, then the last token's again alone after the rest.
-std::vector<float> logits(const Model& m, const KernelConfig& cfg, const std::vector<int>& ids,
-                          ThreadPool& pool) {
-  Forward fwd(m, 16, pool, cfg);
-  if (m.moe.is_moe()) {
-    RoutingOptions o;
-    o.mode = RoutingOptions::Mode::kRandom;
-    o.seed = 3;
-    EXPECT_TRUE(fwd.set_routing(o).ok());
-  }
-  const int V = m.config.n_output();
-  std::vector<float> all(ids.size() * V), one(V);
-  KvCache kv(m, 32), kv1(m, 32);
-  EXPECT_TRUE(fwd.run(ids, 0, kv, all.data(), true).ok());
-  EXPECT_TRUE(fwd.run(std::span(ids).first(ids.size() - 1), 0, kv1, one.data(), false).ok());
-  EXPECT_TRUE(
-      fwd.run(std::span(ids).last(1), static_cast<int>(ids.size()) - 1, kv1, one.data(), false)
-          .ok());
-  all.insert(all.end(), one.begin(), one.end());
-  return all;
-}
-
 TEST(Bf16ModelTest, FloatMatricesBecomeBf16AndLogitsStayClose) {
   KernelConfig cfg = KernelConfig::best();
   if (!cpu_has(Isa::kAvx512) || !cpu_features().avx512bf16)
@@ -57,7 +35,7 @@ TEST(Bf16ModelTest, FloatMatricesBecomeBf16AndLogitsStayClose) {
       auto loaded = load_model(path);
       ASSERT_TRUE(loaded.ok()) << loaded.status().message();
       Model& m = *loaded->model;
-      const std::vector<float> before = logits(m, cfg, ids, pool);
+      const std::vector<float> before = test::batch_then_last_logits(m, cfg, ids, pool);
       const DType embd = m.weights.tok_embd.dtype;
       auto r = bf16_weights(m, /*skip_routed_experts=*/false, pool);
       ASSERT_TRUE(r.ok()) << r.status().message();
@@ -70,7 +48,7 @@ TEST(Bf16ModelTest, FloatMatricesBecomeBf16AndLogitsStayClose) {
       if (moe) {
         EXPECT_EQ(m.weights.layers[0].experts[2].up.dtype, DType::kBF16);
       }
-      const std::vector<float> after = logits(m, bf, ids, pool);
+      const std::vector<float> after = test::batch_then_last_logits(m, bf, ids, pool);
       ASSERT_EQ(after.size(), before.size());
       double err = 0, mag = 0;
       for (size_t i = 0; i < after.size(); ++i) {

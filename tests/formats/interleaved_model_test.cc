@@ -16,28 +16,6 @@
 namespace rme {
 namespace {
 
-// All logits of `ids` run as one batch, then the last token's again alone after the rest.
-std::vector<float> logits(const Model& m, const KernelConfig& cfg, const std::vector<int>& ids,
-                          ThreadPool& pool) {
-  Forward fwd(m, 16, pool, cfg);
-  if (m.moe.is_moe()) {
-    RoutingOptions o;
-    o.mode = RoutingOptions::Mode::kRandom;
-    o.seed = 3;
-    EXPECT_TRUE(fwd.set_routing(o).ok());
-  }
-  const int V = m.config.n_output();
-  std::vector<float> all(ids.size() * V), one(V);
-  KvCache kv(m, 32), kv1(m, 32);
-  EXPECT_TRUE(fwd.run(ids, 0, kv, all.data(), true).ok());
-  EXPECT_TRUE(fwd.run(std::span(ids).first(ids.size() - 1), 0, kv1, one.data(), false).ok());
-  EXPECT_TRUE(
-      fwd.run(std::span(ids).last(1), static_cast<int>(ids.size()) - 1, kv1, one.data(), false)
-          .ok());
-  all.insert(all.end(), one.begin(), one.end());
-  return all;
-}
-
 // The views interleave_weights should rewrite: every interleavable matrix but the embedding.
 int64_t eligible(const Model& m, const KernelConfig& cfg) {
   int64_t n = interleave_helps(cfg, m.weights.output.dtype) ? 1 : 0;  // tied or not
@@ -65,7 +43,7 @@ TEST(InterleavedModelTest, SameLogitsSameSizeAndWritersRefuse) {
       auto loaded = load_model(path);
       ASSERT_TRUE(loaded.ok()) << loaded.status().message();
       Model& m = *loaded->model;
-      const std::vector<float> before = logits(m, inv, ids, pool);
+      const std::vector<float> before = test::batch_then_last_logits(m, inv, ids, pool);
       const size_t bytes = m.weight_bytes();
       const int64_t want = eligible(m, inv);
       auto r = interleave_weights(m, inv, /*skip_routed_experts=*/false, pool);
@@ -78,7 +56,7 @@ TEST(InterleavedModelTest, SameLogitsSameSizeAndWritersRefuse) {
       EXPECT_EQ(m.interleaved(), helps);
       EXPECT_EQ(m.weight_bytes(), bytes);
       EXPECT_EQ(m.weights.layers[0].wq.layout == WeightLayout::kRows16, helps);
-      const std::vector<float> after = logits(m, inv, ids, pool);
+      const std::vector<float> after = test::batch_then_last_logits(m, inv, ids, pool);
       if ((!kq && t != DType::kF16) || !helps) {
         EXPECT_EQ(after, before) << dtype_name(t) << " moe " << moe;
       } else {

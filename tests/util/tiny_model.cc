@@ -9,6 +9,7 @@
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <span>
 
 #include "core/check.h"
 #include "core/thread_pool.h"
@@ -387,6 +388,27 @@ std::vector<float> engine_logits(const Model& m, const std::vector<int>& ids, in
   std::vector<float> logits(ids.size() * m.config.n_vocab);
   RME_CHECK(fwd.run(ids, 0, kv, logits.data(), true).ok());
   return logits;
+}
+
+std::vector<float> batch_then_last_logits(const Model& m, const KernelConfig& cfg,
+                                          const std::vector<int>& ids, ThreadPool& pool) {
+  Forward fwd(m, 16, pool, cfg);
+  if (m.moe.is_moe()) {
+    RoutingOptions o;
+    o.mode = RoutingOptions::Mode::kRandom;
+    o.seed = 3;
+    RME_CHECK(fwd.set_routing(o).ok());
+  }
+  const int V = m.config.n_output();
+  std::vector<float> all(ids.size() * V), one(V);
+  KvCache kv(m, 32), kv1(m, 32);
+  RME_CHECK(fwd.run(ids, 0, kv, all.data(), true).ok());
+  RME_CHECK(fwd.run(std::span(ids).first(ids.size() - 1), 0, kv1, one.data(), false).ok());
+  RME_CHECK(
+      fwd.run(std::span(ids).last(1), static_cast<int>(ids.size()) - 1, kv1, one.data(), false)
+          .ok());
+  all.insert(all.end(), one.begin(), one.end());
+  return all;
 }
 
 float max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {

@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "core/thread_pool.h"
+#include "kernels/kernel_config.h"
 #include "model/config.h"
 #include "model/weights.h"
 #include "tensor/dtype.h"
@@ -47,6 +49,10 @@ HfWeights read_gguf_weights(const std::string& path, const LlamaConfig& config);
 // int8: quantized weights meet int8 activations; otherwise f32 activations, the oracle's math.
 std::vector<float> engine_logits(const Model& m, const std::vector<int>& ids, int max_tokens,
                                  bool int8 = false);
+// Under `cfg`: all logits of `ids` run as one batch, then the last token's again, alone after
+// the rest (an MoE routes randomly, seed 3): [T + 1, V], for batch-invariance checks.
+std::vector<float> batch_then_last_logits(const Model& m, const KernelConfig& cfg,
+                                          const std::vector<int>& ids, ThreadPool& pool);
 // Largest |a[i] - b[i]|; infinity when the sizes differ (so a bound on it fails).
 float max_abs_diff(const std::vector<float>& a, const std::vector<float>& b);
 
